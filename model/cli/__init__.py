@@ -1,0 +1,35 @@
+"""The `receiptflow` command line: one module per command group, each with `register(subparsers)`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from model.errors import DataError
+
+# Command modules under model/cli/, in the order `--help` lists them.
+COMMANDS = ("synth", "convert", "check", "split", "submit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="receiptflow",
+        description="Train DBNet receipt text detectors: data, training, Kubeflow pipelines, Katib sweeps.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"model.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DataError as exc:
+        print(f"receiptflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
