@@ -1,0 +1,136 @@
+"""SROIE 2019 task 1 (scanned receipts, text localisation) -> dataset root.
+
+Source layout, either of:
+
+    SRC/img/NNN.jpg + SRC/box/NNN.csv      (the corrected public release)
+    SRC/NNN.jpg + SRC/NNN.txt               (the competition's own zip: files side by side)
+
+A box file holds one word or text line per line, ``x1,y1,x2,y2,x3,y3,x4,y4,transcript``; the
+transcript may contain commas, so a line is split on its first eight commas only. Box files are
+read as UTF-8 (a BOM is dropped) with a fallback to latin-1 for files that are not valid UTF-8
+(some SROIE releases have them); the fallback is listed in the summary's notes, never an error.
+
+Each image keeps its file name; words get ids 0001... in line order; the four vertices become the
+word's points and the transcript its transcription (verbatim, only the line ending removed).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from model.data.convert import Converter, Sample, read_text_lenient, register
+from model.data.images import IMAGE_SUFFIXES, image_size
+from model.data.ufo import Problem, Report, Word, _far_outside
+from model.errors import DataError
+
+BOX_SUFFIXES = (".csv", ".txt")
+N_COORDS = 8
+_COORD_NAMES = ("x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4")
+# Plain decimal numbers only: float() would also take 'nan', 'inf' and '1_000'.
+_NUMBER = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*")
+
+
+def parse_box_line(line: str) -> tuple[Word | None, str | None]:
+    """One box-file line -> (Word, None), or (None, why it is not a box line).
+
+    A line with exactly eight numbers and no transcript gives an empty transcription.
+    """
+    parts = line.split(",", N_COORDS)
+    if len(parts) < N_COORDS:
+        return None, (
+            f"expected {N_COORDS} coordinates and a transcript (x1,y1,...,x4,y4,text), "
+            f"found {len(parts)} comma-separated field(s)"
+        )
+    coords = []
+    for axis, value in zip(_COORD_NAMES, parts[:N_COORDS]):
+        if not _NUMBER.fullmatch(value):
+            return None, f"coordinate {axis} is not a number: {value!r}"
+        coords.append(float(value))
+    text = parts[N_COORDS] if len(parts) > N_COORDS else ""
+    return Word(np.asarray(coords, dtype=np.float64).reshape(4, 2), text), None
+
+
+def read_box_file(path: Path, report: Report) -> tuple[list[tuple[int, Word]], str]:
+    """(line number, word) for each good line of a box file (bad lines reported, skipped) and the encoding used."""
+    text, encoding = read_text_lenient(path)
+    words = []
+    # split("\n"), not splitlines(): latin-1 text may hold \x85 or \x1c, which splitlines() breaks on.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        word, reason = parse_box_line(line)
+        if reason:
+            report.add(Problem(str(path), f"line {number}: {reason}"))
+        else:
+            words.append((number, word))
+    return words, encoding
+
+
+@register("sroie")
+class SroieConverter(Converter):
+    description = "SROIE 2019 task 1: img/NNN.jpg + box/NNN.csv (or .jpg/.txt side by side)"
+
+    def read(self, src: Path, report: Report, *, progress: bool = True) -> list[Sample]:
+        img_dir, box_dir = find_layout(src)
+        images = _by_stem(img_dir, IMAGE_SUFFIXES, "image", report)
+        boxes = _by_stem(box_dir, BOX_SUFFIXES, "box file", report)
+        samples: list[Sample] = []
+        latin1: list[str] = []
+        empty: list[str] = []
+        for stem in tqdm(sorted(set(images) | set(boxes)), desc="sroie: read", unit="img", disable=not progress):
+            image, box = images.get(stem), boxes.get(stem)
+            if box is None:
+                report.add(Problem(str(image), f"image has no box file (expected {stem}.csv or {stem}.txt in {box_dir})"))
+                continue
+            if image is None:
+                report.add(Problem(str(box), f"box file has no image (expected {stem}.jpg in {img_dir})"))
+                continue
+            try:
+                size = image_size(image)
+            except DataError as exc:
+                report.add(Problem(str(image), str(exc).removeprefix(f"{image}: ")))
+                continue
+            numbered, encoding = read_box_file(box, report)
+            if encoding != "utf-8":
+                latin1.append(box.name)
+            words = []
+            for number, word in numbered:
+                if _far_outside(word.points, size):
+                    report.add(Problem(str(box), f"line {number}: points lie far outside the {size[0]}x{size[1]} image {image.name}"))
+                else:
+                    words.append(word)
+            if not words:
+                empty.append(image.name)
+            samples.append(Sample(image.name, image, words))
+        if latin1:
+            self.notes.append(f"{len(latin1)} box file(s) not valid UTF-8, read as latin-1: {', '.join(latin1)}")
+        if empty:
+            self.notes.append(f"{len(empty)} image(s) without any box: {', '.join(empty)}")
+        return samples
+
+
+def find_layout(src: Path) -> tuple[Path, Path]:
+    """(image folder, box folder): SRC/img + SRC/box, or SRC itself for files side by side."""
+    img, box = src / "img", src / "box"
+    if img.is_dir() and box.is_dir():
+        return img, box
+    if img.is_dir() or box.is_dir():
+        have, lack = ("img", "box") if img.is_dir() else ("box", "img")
+        raise DataError(f"{src}: has {have}/ but no {lack}/; expected img/ and box/ side by side, or images and box files in one folder")
+    return src, src
+
+
+def _by_stem(folder: Path, suffixes: tuple[str, ...], what: str, report: Report) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in suffixes or not path.is_file():
+            continue
+        if path.stem in found:
+            report.add(Problem(str(path), f"second {what} for {path.stem!r} (first: {found[path.stem].name}); skipped"))
+            continue
+        found[path.stem] = path
+    return found
