@@ -1,7 +1,7 @@
 """Albumentations pipelines for detection: whole-polygon geometry, bounded-cost photometry.
 
-Train = LongestMaxSize → PadIfNeeded (top-left) → rotate ±12° / shift-scale (one Affine warp) →
-horizontal flip → brightness/contrast, colour jitter, noise, blur, sharpen, shadow, fog. Eval =
+Train = LongestMaxSize → brightness/contrast, colour jitter, noise, blur, sharpen, shadow, fog →
+PadIfNeeded (top-left) → rotate ±12° / shift-scale (one Affine warp) → horizontal flip. Eval =
 LongestMaxSize → PadIfNeeded. ImageNet normalisation is `normalize`, applied to the uint8 batch
 after it reaches the device: workers then move a quarter of the bytes.
 
@@ -127,7 +127,7 @@ def train_transform(cfg: AugmentConfig | None = None, seed: int | None = None) -
     """Photometric steps run before padding: on a portrait receipt that is half the pixels, and
     the padding stays plain black as at evaluation."""
     cfg = cfg or AugmentConfig()
-    steps = [resize(cfg.size)] + photometric(cfg) + [
+    steps = photometric(cfg) + [
         pad(cfg.size),
         make(A.Affine, rotate=(-cfg.rotate, cfg.rotate), scale=cfg.scale,
              translate_percent=(-cfg.shift, cfg.shift), interpolation=cv2.INTER_LINEAR,
@@ -154,14 +154,22 @@ def photometric(cfg: AugmentConfig) -> list:
 
 
 def eval_transform(size: int = 960) -> "DetectionTransform":
-    return DetectionTransform([resize(size), pad(size)], size, seed=0)
+    return DetectionTransform([pad(size)], size, seed=0)
 
 
 class DetectionTransform:
-    """Image + word polygons → `Sample` on a size × size canvas."""
+    """Image + word polygons → `Sample` on a size × size canvas.
+
+    Albumentations moves keypoints in two conventions: its resize scales continuous coordinates,
+    while its warps and flips apply the image's pixel-index matrix (pixel centres at integers), so
+    passing edge coordinates through a flip lands them one pixel off. Hence the resize runs on its
+    own, its exact per-axis scale taken from the output shape, and the rest of the pipeline sees
+    pixel-index coordinates (edge coordinates - 0.5).
+    """
 
     def __init__(self, steps: list, size: int, seed: int | None = None):
         self.size = size
+        self.resize = A.Compose([resize(size)])
         self.compose = A.Compose(
             steps,
             keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
@@ -171,19 +179,18 @@ class DetectionTransform:
     def set_random_seed(self, seed: int) -> None:
         self.compose.set_random_seed(seed)
 
-    def __call__(self, image: np.ndarray, polygons: Sequence[np.ndarray], masks: Sequence[np.ndarray] = ()) -> Sample:
+    def __call__(self, image: np.ndarray, polygons: Sequence[np.ndarray]) -> Sample:
         h, w = image.shape[:2]
+        resized = self.resize(image=image)["image"]
+        scale = np.array([resized.shape[1] / w, resized.shape[0] / h])
         anchors = np.array([[0, 0], [w, 0], [0, h]], np.float64)
         counts = [len(p) for p in polygons]
         points = np.concatenate([anchors, *[np.asarray(p, np.float64).reshape(-1, 2) for p in polygons]])
-        out = self.compose(image=image, keypoints=points, **({"masks": list(masks)} if masks else {}))
-        moved = np.asarray(out["keypoints"], np.float64).reshape(-1, 2)
+        out = self.compose(image=resized, keypoints=points * scale - 0.5)
+        moved = np.asarray(out["keypoints"], np.float64).reshape(-1, 2) + 0.5
         matrix = _affine_from_anchors(anchors, moved[:3])
         polys, source = clip_to_canvas(np.split(moved[3:], np.cumsum(counts)[:-1]) if polygons else [], self.size)
-        sample = Sample(out["image"], polys, source, (w, h), matrix)
-        if masks:
-            sample.masks = out["masks"]  # for tests that follow pixels through the geometry
-        return sample
+        return Sample(out["image"], polys, source, (w, h), matrix)
 
 
 def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
@@ -233,8 +240,6 @@ def _largest_polygon(geom) -> np.ndarray | None:
 
 def _affine_from_anchors(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     m = np.eye(3)
-    m[:2] = cv2.getAffineTransform(src.astype(np.float32), dst.astype(np.float32)).astype(np.float64)
-    # getAffineTransform works in float32; refine in float64 so the round trip stays exact.
     a = np.hstack([src, np.ones((3, 1))])
     m[:2] = np.linalg.solve(a, dst).T
     return m
