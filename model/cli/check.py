@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 
-from model.data.ufo import DatasetRoot, format_summary
+from model.errors import DataError
+
+from model.data.ufo import DatasetRoot, format_summary, split_summary
 
 
 def register(sub) -> None:
@@ -17,14 +19,14 @@ def register(sub) -> None:
 
 def run(args) -> int:
     root = DatasetRoot(args.root)
-    problems = 0
-    summary = {}
-    for split in root.splits():
+    splits = root.splits()
+    if not splits:
+        raise DataError(f"{root.root}: no dataset here; expected images/<split>/ and jsons/<split>.json")
+    table = {}
+    for split in splits:
         s = root.load(split, strict=args.strict, decode=not args.no_decode)
         for problem in s.report.problems:
             print(problem)
-        problems += len(s.report.problems)
-        summary[split] = s
-    table = root.summary(decode=False) if summary else {}
+        table[split] = split_summary(s)
     print(json.dumps(table, indent=1) if args.json else format_summary(args.root, table))
-    return 1 if problems else 0
+    return 1 if any(t["problems"] for t in table.values()) else 0

@@ -233,22 +233,22 @@ class DatasetRoot:
         return Split(split, image_dir, images, sizes, report)
 
     def summary(self, *, decode: bool = False) -> dict[str, dict]:
-        """Per split: images, words, words per image and image sizes (for `make demo`, `prepare`)."""
-        out = {}
-        for split in self.splits():
-            s = self.load(split, strict=False, decode=decode)
-            counts = [len(w) for w in s.images.values()]
-            widths = [w for w, _ in s.sizes.values()] or [0]
-            heights = [h for _, h in s.sizes.values()] or [0]
-            out[split] = {
-                "images": len(s.images),
-                "words": sum(counts),
-                "words_per_image": round(float(np.mean(counts)), 1) if counts else 0.0,
-                "width": [min(widths), max(widths)],
-                "height": [min(heights), max(heights)],
-                "problems": len(s.report.problems),
-            }
-        return out
+        """Per split: images, words, words per image and image sizes (lenient: counts problems)."""
+        return {split: split_summary(self.load(split, strict=False, decode=decode)) for split in self.splits()}
+
+
+def split_summary(s: Split) -> dict:
+    counts = [len(w) for w in s.images.values()]
+    widths = [w for w, _ in s.sizes.values()] or [0]
+    heights = [h for _, h in s.sizes.values()] or [0]
+    return {
+        "images": len(s.images),
+        "words": sum(counts),
+        "words_per_image": round(float(np.mean(counts)), 1) if counts else 0.0,
+        "width": [min(widths), max(widths)],
+        "height": [min(heights), max(heights)],
+        "problems": len(s.report.problems),
+    }
 
 
 def format_summary(root: str | Path, summary: Mapping[str, Mapping]) -> str:
