@@ -1,8 +1,8 @@
 """Albumentations pipelines for detection: whole-polygon geometry, bounded-cost photometry.
 
 Train = LongestMaxSize → brightness/contrast, colour jitter, noise, blur, sharpen, shadow, fog →
-PadIfNeeded (top-left) → rotate ±12° / shift-scale (one Affine warp) → horizontal flip. Eval =
-LongestMaxSize → PadIfNeeded. ImageNet normalisation is `normalize`, applied to the uint8 batch
+PadIfNeeded (centred) → rotate ±12° / shift-scale (one Affine warp) → horizontal flip. Eval =
+LongestMaxSize → PadIfNeeded (top-left). ImageNet normalisation is `normalize`, applied to the uint8 batch
 after it reaches the device: workers then move a quarter of the bytes.
 
 Polygons travel as keypoints with `remove_invisible=False`, so every vertex keeps its word; each
@@ -118,8 +118,8 @@ def resize(size: int):
     return make(A.LongestMaxSize, max_size=size, interpolation=cv2.INTER_LINEAR)
 
 
-def pad(size: int):
-    return make(A.PadIfNeeded, min_height=size, min_width=size, position="top_left",
+def pad(size: int, position: str = "top_left"):
+    return make(A.PadIfNeeded, min_height=size, min_width=size, position=position,
                 border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)
 
 
@@ -128,7 +128,8 @@ def train_transform(cfg: AugmentConfig | None = None, seed: int | None = None) -
     the padding stays plain black as at evaluation."""
     cfg = cfg or AugmentConfig()
     steps = photometric(cfg) + [
-        pad(cfg.size),
+        # centred, so rotation about the canvas centre keeps the receipt in view
+        pad(cfg.size, "center"),
         make(A.Affine, rotate=(-cfg.rotate, cfg.rotate), scale=cfg.scale,
              translate_percent=(-cfg.shift, cfg.shift), interpolation=cv2.INTER_LINEAR,
              border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=cfg.affine_p),
