@@ -21,7 +21,7 @@ test: setup
 	$(PY) -m pytest -q
 
 demo: setup
-	$(VENV)/bin/receiptflow synth --out build/demo-data --n 24 --seed 0
+	$(VENV)/bin/receiptflow synth --out build/demo-data --n 24 --seed 0 --force
 
 bench: setup
 	$(PY) -m tests.benchmarks

@@ -9,7 +9,12 @@ from model.data.ufo import DatasetRoot, format_summary, split_summary
 
 
 def register(sub) -> None:
-    p = sub.add_parser("check", help="validate a dataset root (JSON, images, points) and summarise it")
+    p = sub.add_parser(
+        "check",
+        help="validate a dataset root (JSON, images, points) and summarise it",
+        description="Validate every split of a dataset root: UFO JSON, file names, word points, images listed/on disk,\n"
+        "truncated or unreadable images. Prints one line per problem, then a summary; exit 1 when any problem.",
+    )
     p.add_argument("root", help="dataset root: images/<split>/ and jsons/<split>.json")
     p.add_argument("--strict", action="store_true", help="stop at the first problem (default: list them all)")
     p.add_argument("--no-decode", action="store_true", help="read image headers only (faster, misses truncated files)")

@@ -174,9 +174,10 @@ class Split:
     images: Images
     sizes: dict[str, tuple[int, int]]  # file -> (width, height) as displayed
     report: Report
+    paths: dict[str, Path] | None = None  # per-file paths where images live in several folders (folds)
 
     def path(self, name: str) -> Path:
-        return self.image_dir / name
+        return self.paths[name] if self.paths is not None else self.image_dir / name
 
     @property
     def n_words(self) -> int:
