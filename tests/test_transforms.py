@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import shapely
 
-from model.data.transforms import AugmentConfig, FastFog, clip_to_canvas, eval_transform, make, train_transform
+from model.data.polygons import clip_polygons
+from model.data.transforms import AugmentConfig, FastFog, eval_transform, make, train_transform
 from model.data.ufo import DatasetRoot
 
 GEOMETRY_ONLY = dict(brightness_contrast_p=0, color_jitter_p=0, noise_p=0, blur_p=0, sharpen_p=0, shadow_p=0, fog_p=0)
@@ -74,7 +75,7 @@ def test_partly_visible_word_is_clipped_and_gone_word_dropped():
         np.array([[90, 10], [130, 10], [130, 30], [90, 30]], float),  # half outside
         np.array([[150, 10], [190, 10], [190, 30], [150, 30]], float),  # gone
     ]
-    kept, source = clip_to_canvas(polys, 100)
+    kept, source = clip_polygons(polys, 100, 100)
     assert source == [0, 1]
     assert shapely.Polygon(kept[1]).area == pytest.approx(10 * 20)
     assert kept[1][:, 0].max() == pytest.approx(100)

@@ -23,7 +23,8 @@ from typing import Sequence
 import albumentations as A
 import cv2
 import numpy as np
-import shapely
+
+from model.data.polygons import clip_polygons
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -190,7 +191,7 @@ class DetectionTransform:
         out = self.compose(image=resized, keypoints=points * scale - 0.5)
         moved = np.asarray(out["keypoints"], np.float64).reshape(-1, 2) + 0.5
         matrix = _affine_from_anchors(anchors, moved[:3])
-        polys, source = clip_to_canvas(np.split(moved[3:], np.cumsum(counts)[:-1]) if polygons else [], self.size)
+        polys, source = clip_polygons(np.split(moved[3:], np.cumsum(counts)[:-1]) if polygons else [], self.size, self.size)
         return Sample(out["image"], polys, source, (w, h), matrix)
 
 
@@ -201,42 +202,6 @@ def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     m = torch.tensor(mean, device=images.device).view(1, 3, 1, 1) * 255
     s = torch.tensor(std, device=images.device).view(1, 3, 1, 1) * 255
     return (images.float() - m) / s
-
-
-def clip_to_canvas(polygons: Sequence[np.ndarray], size: int) -> tuple[list[np.ndarray], list[int]]:
-    """Clip each polygon to [0, size]²; drop those with nothing left. Returns polygons, sources."""
-    kept: list[np.ndarray] = []
-    source: list[int] = []
-    inside = [bool(((p >= 0) & (p <= size)).all()) for p in polygons]
-    outside = [i for i, ok in enumerate(inside) if not ok]
-    clipped = {}
-    if outside:
-        canvas = shapely.box(0, 0, size, size)
-        shapes = shapely.polygons([polygons[i] for i in outside]) if _same_length(polygons, outside) else \
-            np.array([shapely.Polygon(polygons[i]) for i in outside], dtype=object)
-        shapes = np.where(shapely.is_valid(shapes), shapes, shapely.make_valid(shapes))
-        for i, part in zip(outside, shapely.intersection(shapes, canvas)):
-            clipped[i] = _largest_polygon(part)
-    for i, p in enumerate(polygons):
-        poly = p if inside[i] else clipped[i]
-        if poly is not None:
-            kept.append(poly)
-            source.append(i)
-    return kept, source
-
-
-def _same_length(polygons, idx) -> bool:
-    return len({len(polygons[i]) for i in idx}) == 1
-
-
-def _largest_polygon(geom) -> np.ndarray | None:
-    if geom.is_empty:
-        return None
-    parts = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type == "Polygon" and g.area > 0]
-    if not parts:
-        return None
-    best = max(parts, key=lambda g: g.area)
-    return np.asarray(best.exterior.coords, np.float64)[:-1]
 
 
 def _affine_from_anchors(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
