@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from model.errors import DataError
 
-# Command modules under model/cli/, in the order `--help` lists them.
-COMMANDS = ("synth", "convert", "check", "split", "submit")
+# Every module in model/cli/ with a `register(subparsers)` is a command; these come first in
+# `--help`, the rest alphabetically.
+ORDER = ("synth", "convert", "check", "split", "config", "train", "eval", "predict", "score", "submit")
+
+
+def command_modules() -> list[str]:
+    found = {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+    return [n for n in ORDER if n in found] + sorted(found - set(ORDER))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train DBNet receipt text detectors: data, training, Kubeflow pipelines, Katib sweeps.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in command_modules():
         importlib.import_module(f"model.cli.{name}").register(sub)
     return parser
 
