@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from model.data.images import read_image
 from model.data.targets import make_targets
@@ -19,19 +19,30 @@ from model.data.ufo import Split
 
 
 class DetectionDataset(Dataset):
-    """Samples of one split: dicts for `collate`. `with_targets=False` for prediction."""
+    """Samples of one split: dicts for `collate`. `with_targets=False` for prediction.
 
-    def __init__(self, split: Split, transform: DetectionTransform, *, with_targets: bool = True, **target_options):
+    Indexed by an int, or by ``(epoch, index)`` as `EpochSampler` yields: then the sample's
+    augmentation is seeded from (seed, epoch, index) alone, so a sample is the same whichever
+    worker makes it and whether or not training was interrupted and resumed in between.
+    """
+
+    def __init__(self, split: Split, transform: DetectionTransform, *, with_targets: bool = True, seed: int = 0, **target_options):
         self.split = split
         self.names = list(split.images)
         self.transform = transform
         self.with_targets = with_targets
+        self.seed = seed
         self.target_options = target_options
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        if isinstance(key, tuple):
+            epoch, index = key
+            self.transform.set_random_seed(int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0]))
+        else:
+            index = key
         name = self.names[index]
         image, scale = read_image(self.split.path(name), max_side=self.transform.size)
         words = self.split.images[name]
@@ -51,6 +62,39 @@ class DetectionDataset(Dataset):
             t = make_targets(size, size, sample.polygons, **self.target_options)
             item.update({k: torch.from_numpy(v) for k, v in t._asdict().items()})
         return item
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)``: a permutation of the dataset drawn from (seed, epoch).
+
+    `set_epoch` before each epoch; `start_at(n)` skips the first n samples of the epoch (resuming
+    mid-epoch); `rank`/`world_size` give each DDP process its own share.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.skip = 0
+
+    def start_at(self, samples_done: int) -> None:
+        self.skip = samples_done
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self):
+        mine = self.order()[self.rank :: self.world_size]
+        return iter([(self.epoch, i) for i in mine[self.skip :]])
+
+    def __len__(self) -> int:
+        return max(0, len(range(self.rank, self.n, self.world_size)) - self.skip)
 
 
 def seed_worker(worker_id: int) -> None:

@@ -35,11 +35,14 @@ OUTSIDE_TOLERANCE = 0.05
 class Word:
     points: np.ndarray  # (N, 2) float64, N >= 4
     transcription: str | None = None
+    score: float | None = None  # detector confidence, on predictions only
 
     def to_json(self) -> dict:
         out: dict = {"points": [[_num(x), _num(y)] for x, y in self.points.tolist()]}
         if self.transcription is not None:
             out["transcription"] = self.transcription
+        if self.score is not None:
+            out["score"] = round(float(self.score), 6)
         return out
 
 
@@ -304,7 +307,10 @@ def _parse_word(raw) -> tuple[Word | None, str | None]:
     text = raw.get("transcription")
     if text is not None and not isinstance(text, str):
         return None, "\"transcription\" is not a string"
-    return Word(np.asarray(pts, dtype=np.float64), text), None
+    score = raw.get("score")
+    if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score)):
+        return None, "\"score\" is not a finite number"
+    return Word(np.asarray(pts, dtype=np.float64), text, None if score is None else float(score)), None
 
 
 def _num(v: float) -> int | float:

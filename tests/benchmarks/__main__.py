@@ -1,27 +1,37 @@
-"""`make bench`: every benchmark, one core, on the SROIE sample; prints one table per benchmark."""
+"""`make bench`: every benchmark, one core, on the SROIE sample; prints one JSON table per benchmark."""
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import sys
 
-from tests.benchmarks import bench_datapath, bench_targets
 from tests.benchmarks.common import one_core, sroie_root
 
+BENCHMARKS = {
+    "targets": "bench_targets",
+    "data path": "bench_datapath",
+    "post-processing": "bench_postprocess",
+    "evaluation": "bench_metrics",
+}
 
-def main() -> int:
+
+def main(argv: list[str]) -> int:
+    """`python -m tests.benchmarks [NAME ...]`: all benchmarks, or those whose name contains NAME."""
     one_core()
     root = sroie_root()
     if root is None:
         return 0
+    chosen = {k: v for k, v in BENCHMARKS.items() if not argv or any(a in k or a in v for a in argv)}
     try:
-        for name, bench in (("targets", bench_targets), ("data path", bench_datapath)):
+        for name, module in chosen.items():
             print(f"== {name}", flush=True)
-            print(json.dumps(bench.run(root), indent=1, ensure_ascii=False), flush=True)
+            result = importlib.import_module(f"tests.benchmarks.{module}").run(root)
+            print(json.dumps(result, indent=1, ensure_ascii=False), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
