@@ -1,0 +1,52 @@
+"""DBNet: timm backbone → UNet decoder → DB head. `build_model(cfg.models)` makes one from the config.
+
+Input: the normalised float image (N, 3, H, W) from `Batch.to(device)`, H and W multiples of the
+backbone's coarsest stride (32). Output, a dict of (N, H, W) float32 maps at input resolution:
+"prob" (text probability), "prob_logits" (its logits, for an exact BCE), and when `all_maps`
+(default: in training mode) "thresh" and "binary". Prediction only needs "prob", so eval mode
+skips the threshold branch unless asked: `model(image, all_maps=True)` for a validation loss.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.net.backbone import Backbone, load_weights, read_state_dict
+from model.net.decoder import UNetDecoder
+from model.net.head import DBHead
+from model.net.loss import DBLoss
+
+__all__ = ["DBNet", "DBLoss", "Backbone", "UNetDecoder", "DBHead", "build_model", "load_weights", "read_state_dict"]
+
+
+class DBNet(nn.Module):
+    def __init__(self, encoder: Backbone, decoder: UNetDecoder, head: DBHead):
+        super().__init__()
+        if head.upscale != encoder.strides[0]:
+            raise ValueError(
+                f"models.head.upscale={head.upscale} must equal the stride of the finest feature level "
+                f"({encoder.strides[0]}; strides {encoder.strides} from models.encoder.out_indices)"
+            )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.head = head
+        self.stride = max(encoder.strides)
+
+    def forward(self, image: torch.Tensor, all_maps: bool | None = None) -> dict[str, torch.Tensor]:
+        h, w = image.shape[-2:]
+        if h % self.stride or w % self.stride:
+            raise ValueError(f"DBNet input {h}x{w}: height and width must be multiples of {self.stride}")
+        fused = self.decoder(self.encoder(image))
+        return self.head(fused, all_maps=self.training if all_maps is None else all_maps)
+
+
+def build_model(cfg: Mapping[str, Any]) -> DBNet:
+    """A DBNet from the `models` section of the config (encoder, decoder, head; loss is separate)."""
+    enc, dec, head = cfg["encoder"], cfg["decoder"], cfg["head"]
+    encoder = Backbone(enc["model_name"], pretrained=bool(enc.get("pretrained", False)), weights=enc.get("weights"),
+                       out_indices=list(enc.get("out_indices", (1, 2, 3, 4))))
+    decoder = UNetDecoder(encoder.channels, inner_channels=int(dec["inner_channels"]), output_channels=int(dec["output_channels"]))
+    return DBNet(encoder, decoder, DBHead(decoder.out_channels, k=float(head["k"]), upscale=int(head["upscale"])))
