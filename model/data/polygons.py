@@ -41,3 +41,13 @@ def _largest_polygon(geom) -> np.ndarray | None:
         return None
     best = max(parts, key=lambda g: g.area)
     return np.asarray(best.exterior.coords, np.float64)[:-1]
+
+
+def at_least_four_points(poly: np.ndarray) -> np.ndarray:
+    """UFO words need 4 points; a triangle (a word's corner cut by a border, a 3-vertex
+    detection) gets the midpoint of its longest edge: the same shape, one more vertex."""
+    while len(poly) < 4:
+        nxt = np.roll(poly, -1, axis=0)
+        k = int(np.argmax(np.hypot(*(nxt - poly).T)))
+        poly = np.insert(poly, k + 1, (poly[k] + nxt[k]) / 2, axis=0)
+    return poly

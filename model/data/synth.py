@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from model.data.fonts import find_hangul_fonts
-from model.data.polygons import clip_polygons
+from model.data.polygons import at_least_four_points, clip_polygons
 from model.data.ufo import SPLITS, DatasetRoot, Word, word_ids, write_ufo
 from model.errors import DataError
 
@@ -853,15 +853,5 @@ def _project_words(boxes, homography, out_w: int, out_h: int) -> tuple[list[Word
         if poly is whole[i]:
             words.append(Word(np.round(poly, 1), boxes[i][1]))
         else:
-            words.append(Word(np.round(_at_least_four_points(poly), 1), None))
+            words.append(Word(np.round(at_least_four_points(poly), 1), None))
     return words, kept
-
-
-def _at_least_four_points(poly: np.ndarray) -> np.ndarray:
-    """A corner clipped off a word can leave a triangle; UFO words need 4 points: split the
-    longest edge at its midpoint (same shape)."""
-    while len(poly) < 4:
-        nxt = np.roll(poly, -1, axis=0)
-        k = int(np.argmax(np.hypot(*(nxt - poly).T)))
-        poly = np.insert(poly, k + 1, (poly[k] + nxt[k]) / 2, axis=0)
-    return poly

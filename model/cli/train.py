@@ -1,0 +1,37 @@
+"""`receiptflow train [preset=NAME] [dotted.key=value ...]`: the training loop of model/train.py."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a detector: preset= and dotted overrides, as the seed's runners/train.py took them",
+        description="Train DBNet. Arguments are Hydra-style: preset=NAME, then key=value overrides, e.g.\n"
+        "  receiptflow train preset=run8 dataset.root=data/ models.encoder.pretrained=false trainer.max_epochs=22\n"
+        "Prints one metric line per epoch, writes OUTPUT_DIR/{metrics.jsonl,last.pt,best.pt}; resume=auto continues "
+        "from last.pt. SIGTERM saves and exits with status 143.",
+        epilog=_presets_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="preset=NAME and dotted config overrides")
+    p.set_defaults(func=run)
+
+
+def _presets_epilog() -> str:
+    from model.config import list_presets
+
+    return "presets:\n" + "\n".join(f"  {name:<32} {text}" for name, text in list_presets().items())
+
+
+def run(args) -> int:
+    from model.config import load_config
+    from model.train import TrainingInterrupted, train
+
+    cfg = load_config(args.overrides)
+    try:
+        train(cfg)
+    except TrainingInterrupted:
+        return 143
+    return 0

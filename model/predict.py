@@ -1,0 +1,115 @@
+"""Prediction: images → UFO JSON of word polygons in original pixels.
+
+    receiptflow predict runs/run8/best.pt DATA_OR_IMAGES -o predictions.json [--tta] [--scores]
+
+Batches go through the network once (or twice with horizontal-flip test-time augmentation, the
+two probability maps averaged), then `model.postprocess` turns each probability map into
+polygons mapped back through the sample's exact canvas→original matrix.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import nullcontext
+from pathlib import Path
+
+import shapely
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from model.checkpoint import load_checkpoint
+from model.data.dataset import DetectionDataset, collate
+from model.data.images import IMAGE_SUFFIXES
+from model.data.polygons import at_least_four_points, clip_polygons
+from model.data.transforms import eval_transform
+from model.data.ufo import DatasetRoot, Images, Report, Split, Word, word_ids
+from model.errors import DataError
+from model.net import build_model
+from model.postprocess import Detection, postprocess_batch
+
+
+def postprocess_options(head_pp: Mapping) -> dict:
+    """The config's `models.head.postprocess` as `model.postprocess` keyword arguments."""
+    pp = dict(head_pp)
+    mode = "polygon" if pp.pop("use_polygon", True) else "box"
+    return {**pp, "mode": mode}
+
+
+@torch.no_grad()
+def detect(model, loader: DataLoader, device: torch.device, *, postprocess: Mapping, amp_dtype=None,
+           tta_flip: bool = False, progress: bool = False) -> dict[str, list[Detection]]:
+    """Run `model` over `loader` (batches from `collate`): file name -> detections in original pixels."""
+    model.eval()
+    out: dict[str, list[Detection]] = {}
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        moved = batch.to(device)
+        with autocast:
+            prob = model(moved.image)["prob"].float()
+            if tta_flip:
+                prob = (prob + model(moved.image.flip(-1))["prob"].float().flip(-1)) / 2
+        dets = postprocess_batch(prob.cpu().numpy(), batch.to_original.numpy(), **postprocess_options(postprocess))
+        for name, found, (w, h) in zip(batch.names, dets, batch.original_size.tolist()):
+            out[name] = on_image(found, w, h)
+    return out
+
+
+def on_image(detections: list[Detection], width: int, height: int) -> list[Detection]:
+    """Detections clipped to the image (the canvas padding is not the image), degenerate ones
+    dropped, each with at least the 4 points a UFO word needs."""
+    polygons, kept = clip_polygons([d.points for d in detections], width, height)
+    return [Detection(at_least_four_points(p), detections[i].score) for p, i in zip(polygons, kept)
+            if len(p) >= 3 and shapely.Polygon(p).area > 0]
+
+
+def load_model(checkpoint: str | Path, overrides: list[str] = ()) -> tuple[torch.nn.Module, DictConfig]:
+    """The network of a checkpoint, and its config with `overrides` (dotted key=value) applied."""
+    from model.config import apply_overrides
+
+    saved = load_checkpoint(checkpoint)
+    cfg = apply_overrides(OmegaConf.create(saved["config"]), list(overrides))
+    cfg.models.encoder.pretrained = False  # the checkpoint holds the weights
+    cfg.models.encoder.weights = None
+    model = build_model(cfg.models)
+    model.load_state_dict(saved["model"])
+    return model, cfg
+
+
+def image_split(source: str | Path, split: str = "test") -> Split:
+    """A dataset root's split (annotations optional), or a plain folder of images."""
+    source = Path(source)
+    if (source / "images").is_dir():
+        return DatasetRoot(source).load(split, strict=False)
+    if not source.is_dir():
+        raise DataError(f"{source}: neither a dataset root nor a folder of images")
+    names = sorted(p.name for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise DataError(f"{source}: no .jpg/.jpeg/.png images here")
+    from model.data.images import image_size
+
+    return Split(split, source, {n: {} for n in names}, {n: image_size(source / n) for n in names}, Report(strict=False))
+
+
+def to_ufo(detections: Mapping[str, list[Detection]], *, scores: bool = False) -> Images:
+    images: Images = {}
+    for name, dets in detections.items():
+        images[name] = {wid: Word(d.points, None, d.score if scores else None) for wid, d in zip(word_ids(len(dets)), dets)}
+    return images
+
+
+def predict(checkpoint, source, *, split: str = "test", overrides=(), tta_flip: bool = False, scores: bool = False,
+            batch_size: int | None = None, device: str | None = None) -> Images:
+    model, cfg = load_model(checkpoint, overrides)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(dev)
+    data = image_split(source, split)
+    for problem in data.report.problems:
+        print(f"skipped: {problem}", flush=True)
+    loader = DataLoader(
+        DetectionDataset(data, eval_transform(cfg.dataset.image_size), with_targets=False),
+        batch_size=batch_size or cfg.dataset.batch_size, collate_fn=collate, num_workers=cfg.dataset.num_workers,
+    )
+    dets = detect(model, loader, dev, postprocess=OmegaConf.to_container(cfg.models.head.postprocess),
+                  tta_flip=tta_flip, progress=True)
+    return to_ufo(dets, scores=scores)

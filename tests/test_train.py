@@ -1,0 +1,124 @@
+"""Real training runs of a tiny model on tiny synthetic receipts, in subprocesses like a pod."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model.checkpoint import CheckpointError, load_checkpoint
+from model.train import KATIB_METRICS_FILTER
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    from model.data.synth import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    write_synthetic_dataset(root, 8, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False)
+    return root
+
+
+def args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "preset=cpu_tiny", f"dataset.root={data}", f"output_dir={out}", "dataset.image_size=128",
+        "dataset.batch_size=2", "dataset.num_workers=0", "trainer.max_epochs=3", "trainer.log_every_n_steps=1",
+        "models.scheduler.T_max=3", "seed=3", *extra,
+    ]
+
+
+def run_train(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "model.cli", "train", *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, **kw)
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_metric_lines_parse_with_the_katib_filter_into_the_exact_values(data, tmp_path):
+    proc = run_train(args(data, tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    history = jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    parsed = []
+    for line in proc.stdout.splitlines():
+        found = {name: value for name, value, *_ in re.findall(KATIB_METRICS_FILTER, line)}
+        if "val/hmean" in found:
+            parsed.append({k: float(v) for k, v in found.items()})
+    assert len(parsed) == 3
+    for line, h in zip(parsed, history):
+        for key in ("val/hmean", "val/precision", "val/recall", "train/loss", "lr"):
+            assert line[key] == h[key], key
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "last.pt").exists()
+    # Katib's default filter would see none of these names
+    default = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+    assert not any("val/hmean" == n for line in proc.stdout.splitlines() for n, *_ in re.findall(default, line))
+
+
+def test_sigterm_mid_epoch_then_resume_ends_like_an_uninterrupted_run(data, tmp_path):
+    whole = run_train(args(data, tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    out = tmp_path / "cut"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "model.cli", "train", *args(data, out)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("epoch 2 step 1/"):  # mid-epoch: one step of epoch 2 done
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 143, "".join(seen) + rest
+    assert "SIGTERM: saved" in rest
+    saved = load_checkpoint(out / "last.pt")
+    assert saved["epoch"] == 1 and saved["samples_done"] > 0
+
+    resumed = run_train(args(data, out, "resume=auto"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stdout
+    assert jsonl(out / "metrics.jsonl") == jsonl(tmp_path / "whole" / "metrics.jsonl")
+
+
+def test_resume_auto_without_checkpoint_starts_fresh_and_says_so(data, tmp_path):
+    proc = run_train(args(data, tmp_path / "fresh", "resume=auto", "trainer.max_epochs=1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no checkpoint" in proc.stdout and "starting fresh" in proc.stdout
+
+
+def test_corrupt_or_truncated_checkpoint_is_a_clear_error(data, tmp_path):
+    out = tmp_path / "bad"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"not a checkpoint at all")
+    proc = run_train(args(data, out, "resume=auto"))
+    assert proc.returncode != 0
+    assert str(out / "last.pt") in proc.stderr and "not a readable checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_checkpoints_load_weights_only(tmp_path):
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"model": {}, "extra": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        load_checkpoint(tmp_path / "evil.pt")
+    good = tmp_path / "good.pt"
+    torch.save({"model": {"w": torch.ones(2)}}, good)
+    good.write_bytes(good.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(good)
