@@ -99,7 +99,7 @@ def train(cfg: DictConfig) -> dict:
     # resume
     # where the run stands; saved in every checkpoint so a resumed run continues exactly
     state = {"epoch": 0, "samples_done": 0, "loss_sum": 0.0, "steps": 0, "best_hmean": -1.0, "history": []}
-    ckpt = _resume_path(cfg, out)
+    ckpt = _resume_path(cfg, out, rt)
     if ckpt is not None:
         saved = load_checkpoint(ckpt)
         core.load_state_dict(saved["model"])
@@ -112,6 +112,11 @@ def train(cfg: DictConfig) -> dict:
         state = {k: saved[k] for k in state}
         _say(rt, f"resuming from {ckpt}: epoch {state['epoch'] + 1}, {state['samples_done']} samples into it")
 
+    params = sum(p.numel() for p in core.parameters())
+    _say(rt, f"training {cfg.exp_name}: {len(train_set)} train / {len(val_set)} val images at {size} px, "
+             f"{cfg.models.encoder.model_name} ({params / 1e6:.2f}M parameters), {rt.device}"
+             f"{'' if rt.amp_dtype is None else f' {rt.amp_dtype}'.replace('torch.', ' ')}, world size {rt.world_size}, "
+             f"epochs {state['epoch'] + 1}-{cfg.trainer.max_epochs}, output {out}")
     stop = _install_sigterm()
     pp = OmegaConf.to_container(cfg.models.head.postprocess)
     metrics: dict = state["history"][-1] if state["history"] else {}
@@ -220,7 +225,7 @@ def _autocast(rt: Runtime):
     return torch.autocast(rt.device.type, dtype=rt.amp_dtype) if rt.amp_dtype is not None else nullcontext()
 
 
-def _resume_path(cfg, out: Path) -> Path | None:
+def _resume_path(cfg, out: Path, rt: Runtime) -> Path | None:
     resume = str(cfg.resume)
     if resume in ("never", "false", "none", "None"):
         return None
@@ -228,7 +233,7 @@ def _resume_path(cfg, out: Path) -> Path | None:
         last = out / "last.pt"
         if last.exists():
             return last
-        print(f"resume=auto: no checkpoint at {last}; starting fresh", flush=True)
+        _say(rt, f"resume=auto: no checkpoint at {last}; starting fresh")
         return None
     path = Path(resume)
     if not path.exists():

@@ -122,3 +122,17 @@ def test_checkpoints_load_weights_only(tmp_path):
     good.write_bytes(good.read_bytes()[:40])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_checkpoint(good)
+
+
+def test_ddp_with_torchrun_validates_and_saves_once(data, tmp_path):
+    """Two processes on CPU (gloo): each trains on its share, rank 0 alone validates and writes."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "model.cli",
+                           "train", *args(data, out, "trainer.max_epochs=2")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world size 2" in proc.stdout
+    assert [h["epoch"] for h in jsonl(out / "metrics.jsonl")] == [1, 2]
+    assert sum(line.startswith("epoch=") for line in proc.stdout.splitlines()) == 2
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
