@@ -96,8 +96,7 @@ def train(cfg: DictConfig) -> dict:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.models.scheduler.T_max, eta_min=cfg.models.scheduler.eta_min)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
 
-    # resume
-    # where the run stands; saved in every checkpoint so a resumed run continues exactly
+    # resume: where the run stands is saved in every checkpoint, so a resumed run continues exactly
     state = {"epoch": 0, "samples_done": 0, "loss_sum": 0.0, "steps": 0, "best_hmean": -1.0, "history": []}
     ckpt = _resume_path(cfg, out, rt)
     if ckpt is not None:
@@ -115,7 +114,7 @@ def train(cfg: DictConfig) -> dict:
     params = sum(p.numel() for p in core.parameters())
     _say(rt, f"training {cfg.exp_name}: {len(train_set)} train / {len(val_set)} val images at {size} px, "
              f"{cfg.models.encoder.model_name} ({params / 1e6:.2f}M parameters), {rt.device}"
-             f"{'' if rt.amp_dtype is None else f' {rt.amp_dtype}'.replace('torch.', ' ')}, world size {rt.world_size}, "
+             f"{'' if rt.amp_dtype is None else ' ' + str(rt.amp_dtype).removeprefix('torch.')}, world size {rt.world_size}, "
              f"epochs {state['epoch'] + 1}-{cfg.trainer.max_epochs}, output {out}")
     stop = _install_sigterm()
     pp = OmegaConf.to_container(cfg.models.head.postprocess)

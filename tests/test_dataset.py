@@ -77,3 +77,22 @@ def test_each_worker_augments_differently(val_split):
     batches = list(DataLoader(ds, batch_size=1, collate_fn=collate, num_workers=2, worker_init_fn=seed_worker))
     first_of_worker = [batches[0].image, batches[1].image]  # indices 0 and 1 go to different workers
     assert not torch.equal(*first_of_worker)
+
+
+def test_epoch_sampler_is_a_seeded_permutation_that_resumes_and_shards():
+    from model.data.dataset import EpochSampler
+
+    s = EpochSampler(10, seed=1)
+    s.set_epoch(3)
+    full = list(s)
+    assert sorted(i for _, i in full) == list(range(10)) and all(e == 3 for e, _ in full)
+    s.set_epoch(4)
+    assert list(s) != [(4, i) for _, i in full]  # a new order each epoch
+    s.set_epoch(3)
+    s.start_at(4)
+    assert list(s) == full[4:] and len(s) == 6
+    shards = [EpochSampler(10, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    for sh in shards:
+        sh.set_epoch(3)
+        sh.start_at(4)  # 4 samples done over both processes: 2 each
+    assert sorted(list(shards[0]) + list(shards[1])) == sorted(full[4:])

@@ -67,8 +67,8 @@ class DetectionDataset(Dataset):
 class EpochSampler(Sampler):
     """Yields ``(epoch, index)``: a permutation of the dataset drawn from (seed, epoch).
 
-    `set_epoch` before each epoch; `start_at(n)` skips the first n samples of the epoch (resuming
-    mid-epoch); `rank`/`world_size` give each DDP process its own share.
+    `set_epoch` before each epoch; `start_at(n)` skips the first n samples of the epoch, counted
+    over all processes (resuming mid-epoch); `rank`/`world_size` give each DDP process its share.
     """
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
@@ -91,10 +91,10 @@ class EpochSampler(Sampler):
 
     def __iter__(self):
         mine = self.order()[self.rank :: self.world_size]
-        return iter([(self.epoch, i) for i in mine[self.skip :]])
+        return iter([(self.epoch, i) for i in mine[self.skip // self.world_size :]])
 
     def __len__(self) -> int:
-        return max(0, len(range(self.rank, self.n, self.world_size)) - self.skip)
+        return max(0, len(range(self.rank, self.n, self.world_size)) - self.skip // self.world_size)
 
 
 def seed_worker(worker_id: int) -> None:
