@@ -13,6 +13,7 @@ BENCHMARKS = {
     "data path": "bench_datapath",
     "post-processing": "bench_postprocess",
     "evaluation": "bench_metrics",
+    "ensemble": "bench_ensemble",
 }
 
 
