@@ -34,3 +34,51 @@ def sroie_root(sroie_dir: Path, tmp_path_factory) -> Path:
     dst = tmp_path_factory.mktemp("sroie_root")
     convert("sroie", sroie_dir, dst, seed=42, strict=True, overwrite=True, progress=False)
     return dst
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """A real S3 server (moto, in a thread) on 127.0.0.1 and a free port, with bucket "receiptflow".
+
+    MINIO_ENDPOINT/MINIO_ACCESS_KEY/MINIO_SECRET_KEY/MINIO_SECURE=false point at it for the test;
+    the server stops afterwards. Yields a handle: .endpoint, .bucket, .client() (a plain Minio
+    client for inspecting the server), .stop().
+    """
+    pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")
+    from minio import Minio
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+
+    class Handle:
+        endpoint = f"{host}:{port}"
+        access_key = "test-access-key"
+        secret_key = "test-secret-key-do-not-log"
+        bucket = "receiptflow"
+        stopped = False
+
+        def client(self) -> Minio:
+            return Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
+
+        def stop(self) -> None:
+            if not self.stopped:
+                self.stopped = True
+                server.stop()
+
+    import urllib.request
+
+    # moto keeps its state per process, not per server: start every test from an empty server
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10)
+    handle = Handle()
+    monkeypatch.setenv("MINIO_ENDPOINT", handle.endpoint)
+    monkeypatch.setenv("MINIO_ACCESS_KEY", handle.access_key)
+    monkeypatch.setenv("MINIO_SECRET_KEY", handle.secret_key)
+    monkeypatch.setenv("MINIO_SECURE", "false")
+    monkeypatch.delenv("MINIO_REGION", raising=False)
+    handle.client().make_bucket(handle.bucket)
+    try:
+        yield handle
+    finally:
+        handle.stop()
