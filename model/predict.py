@@ -23,7 +23,7 @@ from model.data.dataset import DetectionDataset, collate
 from model.data.images import IMAGE_SUFFIXES
 from model.data.polygons import at_least_four_points, clip_polygons
 from model.data.transforms import eval_transform
-from model.data.ufo import DatasetRoot, Images, Report, Split, Word, word_ids
+from model.data.ufo import DatasetRoot, Images, Problem, Report, Split, Word, probe_images, word_ids
 from model.errors import DataError
 from model.net import build_model
 from model.postprocess import Detection, postprocess_batch
@@ -86,9 +86,13 @@ def image_split(source: str | Path, split: str = "test") -> Split:
     names = sorted(p.name for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not names:
         raise DataError(f"{source}: no .jpg/.jpeg/.png images here")
-    from model.data.images import image_size
-
-    return Split(split, source, {n: {} for n in names}, {n: image_size(source / n) for n in names}, Report(strict=False))
+    report, sizes = Report(strict=False), {}
+    for name, size, problem in probe_images(source, names, decode=True):
+        if problem:
+            report.add(Problem(str(source / name), problem))
+        else:
+            sizes[name] = size
+    return Split(split, source, {n: {} for n in sizes}, sizes, report)
 
 
 def to_ufo(detections: Mapping[str, list[Detection]], *, scores: bool = False) -> Images:

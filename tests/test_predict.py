@@ -91,3 +91,19 @@ def test_unknown_override_names_the_closest_key(trained, tmp_path, capsys):
     _, ckpt = trained
     assert main(["predict", str(ckpt), str(tmp_path), "-o", str(tmp_path / "x.json"), "models.head.postprocess.thres=0.3"]) == 2
     assert re.search(r"models\.head\.postprocess\.thresh", capsys.readouterr().err)
+
+
+def test_a_bad_image_in_a_folder_is_reported_and_the_rest_predicted(trained, tmp_path, capsys):
+    import shutil
+
+    root, ckpt = trained
+    folder = tmp_path / "imgs"
+    shutil.copytree(root / "images" / "val", folder)
+    good = sorted(p.name for p in folder.iterdir())
+    (folder / "broken.jpg").write_bytes((folder / good[0]).read_bytes()[:500])
+    out = tmp_path / "p.json"
+    assert main(["predict", str(ckpt), str(folder), "-o", str(out)]) == 0
+    images, _ = read_ufo(out)
+    assert sorted(images) == good
+    printed = capsys.readouterr().out
+    assert "skipped:" in printed and "broken.jpg" in printed and "cannot decode" in printed

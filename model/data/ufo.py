@@ -225,7 +225,7 @@ class DatasetRoot:
         for name in sorted(set(on_disk) - set(images)):
             report.add(Problem(str(image_dir / name), f"image is not listed in {json_path.name}; add it or remove the file"))
         sizes = {}
-        for name, size, error in _probe_images(image_dir, list(images), decode, workers):
+        for name, size, error in probe_images(image_dir, list(images), decode, workers):
             if error:
                 report.add(Problem(str(json_path), error, image=name))
                 del images[name]
@@ -265,7 +265,9 @@ def format_summary(root: str | Path, summary: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
-def _probe_images(image_dir: Path, names: list[str], decode: bool, workers: int) -> Iterable[tuple[str, tuple[int, int] | None, str | None]]:
+def probe_images(image_dir: Path, names: list[str], decode: bool, workers: int = 4) -> Iterable[tuple[str, tuple[int, int] | None, str | None]]:
+    """(name, (width, height) or None, problem or None) for each image, in order; `decode` reads
+    every pixel (catches truncated files), otherwise only the header."""
     from model.data.images import image_size
 
     def probe(name: str):
