@@ -129,3 +129,19 @@ def test_train_transform_outputs_canvas_of_configured_size():
     s = t(np.full((500, 200, 3), 200, np.uint8), [np.array([[10, 10], [100, 10], [100, 40], [10, 40]], float)])
     assert s.image.shape == (320, 320, 3) and s.image.dtype == np.uint8
     assert s.original_size == (200, 500)
+
+
+def test_augmentations_fire_independently_of_each_other():
+    """Each step draws its own "apply?" decision: with albumentations' own seeding every step got
+    the same seed, so a sample had all augmentations or none."""
+    t = train_transform(AugmentConfig(size=128), seed=0)
+    firsts = []
+    for seed in range(50):
+        t.set_random_seed(seed)
+        firsts.append([step.py_random.random() for step in t.compose.transforms])
+    draws = np.array(firsts)
+    assert len(np.unique(draws[0])) == draws.shape[1]  # no two steps share a stream
+    # brightness/contrast (p 0.5) and fog (p 0.2) fire together about 0.5 x 0.2 of the time, not 0.2
+    bc, fog = 0, len(t.compose.transforms) - 4
+    both = np.mean((draws[:, bc] < 0.5) & (draws[:, fog] < 0.2))
+    assert both < 0.18

@@ -172,14 +172,20 @@ class DetectionTransform:
     def __init__(self, steps: list, size: int, seed: int | None = None):
         self.size = size
         self.resize = A.Compose([resize(size)])
-        self.compose = A.Compose(
-            steps,
-            keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
-            seed=seed,
-        )
+        self.compose = A.Compose(steps, keypoint_params=A.KeypointParams(format="xy", remove_invisible=False))
+        if seed is not None:
+            self.set_random_seed(seed)
 
     def set_random_seed(self, seed: int) -> None:
+        """Seed every step with its own stream derived from `seed`.
+
+        Albumentations' `Compose.set_random_seed` gives every transform the *same* seed, so their
+        "apply with probability p" draws are identical: a sample gets all augmentations or none.
+        """
         self.compose.set_random_seed(seed)
+        streams = np.random.SeedSequence(seed).generate_state(len(self.compose.transforms))
+        for step, stream in zip(self.compose.transforms, streams):
+            step.set_random_seed(int(stream))
 
     def __call__(self, image: np.ndarray, polygons: Sequence[np.ndarray]) -> Sample:
         h, w = image.shape[:2]
