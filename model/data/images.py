@@ -27,8 +27,9 @@ def read_image(path: str | Path, *, max_side: int | None = None) -> tuple[np.nda
             if max_side is not None and im.format == "JPEG":
                 im.draft("RGB", _draft_request(full, max_side))
             reduced = im.size
-            im = ImageOps.exif_transpose(im)
-            array = np.asarray(im.convert("RGB"))
+            im.load()
+            ImageOps.exif_transpose(im, in_place=True)  # in place: no copy when nothing to rotate
+            array = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: image file is missing") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
