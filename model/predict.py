@@ -76,6 +76,13 @@ def load_model(checkpoint: str | Path, overrides: list[str] = ()) -> tuple[torch
     return model, cfg
 
 
+def eval_loader(split: Split, cfg: DictConfig, batch_size: int | None = None) -> DataLoader:
+    """Batches of `split` through the eval transform, no targets, in file order."""
+    dataset = DetectionDataset(split, eval_transform(cfg.dataset.image_size), with_targets=False)
+    return DataLoader(dataset, batch_size=batch_size or cfg.dataset.batch_size, collate_fn=collate,
+                      num_workers=cfg.dataset.num_workers)
+
+
 def image_split(source: str | Path, split: str = "test") -> Split:
     """A dataset root's split (annotations optional), or a plain folder of images."""
     source = Path(source)
@@ -110,10 +117,6 @@ def predict(checkpoint, source, *, split: str = "test", overrides=(), tta_flip: 
     data = image_split(source, split)
     for problem in data.report.problems:
         print(f"skipped: {problem}", flush=True)
-    loader = DataLoader(
-        DetectionDataset(data, eval_transform(cfg.dataset.image_size), with_targets=False),
-        batch_size=batch_size or cfg.dataset.batch_size, collate_fn=collate, num_workers=cfg.dataset.num_workers,
-    )
-    dets = detect(model, loader, dev, postprocess=OmegaConf.to_container(cfg.models.head.postprocess),
+    dets = detect(model, eval_loader(data, cfg, batch_size), dev, postprocess=OmegaConf.to_container(cfg.models.head.postprocess),
                   tta_flip=tta_flip, progress=True)
     return to_ufo(dets, scores=scores)

@@ -21,7 +21,6 @@ import math
 import os
 import signal
 import sys
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +154,7 @@ def train(cfg: DictConfig) -> dict:
 
         if rt.main:
             result = validate(core, val_loader, val_split, rt.device, amp_dtype=rt.amp_dtype, postprocess_options=pp,
-                              workers=cfg.trainer.get("eval_workers", 0))
+                              workers=cfg.trainer.eval_workers)
             metrics = {
                 "epoch": epoch + 1,
                 "train/loss": train_loss,

@@ -4,9 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
-import torch
 from torch.utils.data import DataLoader
 
 from model.cli import main

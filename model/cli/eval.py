@@ -22,23 +22,17 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
     from omegaconf import OmegaConf
-    from torch.utils.data import DataLoader
 
-    from model.data.dataset import DetectionDataset, collate
     from model.data.splits import load_split
-    from model.data.transforms import eval_transform
-    from model.metrics import evaluate
-    from model.predict import detect, load_model
+    from model.evaluate import validate
+    from model.predict import eval_loader, load_model
 
     model, cfg = load_model(args.checkpoint, args.overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     split = load_split(cfg.dataset, args.split)
-    loader = DataLoader(DetectionDataset(split, eval_transform(cfg.dataset.image_size), with_targets=False),
-                        batch_size=cfg.dataset.batch_size, collate_fn=collate, num_workers=cfg.dataset.num_workers)
-    dets = detect(model.to(device), loader, device, postprocess=OmegaConf.to_container(cfg.models.head.postprocess),
-                  tta_flip=args.tta, progress=True)
-    result = evaluate(split.images, {n: [d.points for d in dets.get(n, [])] for n in split.images},
-                      workers=cfg.trainer.get("eval_workers", 0))
+    result = validate(model.to(device), eval_loader(split, cfg), split, device,
+                      postprocess_options=OmegaConf.to_container(cfg.models.head.postprocess),
+                      workers=cfg.trainer.eval_workers, tta_flip=args.tta, progress=True)
     values = {f"{args.split}/hmean": result.hmean, f"{args.split}/precision": result.precision, f"{args.split}/recall": result.recall}
     print(json.dumps(values) if args.json else " ".join(f"{k}={v!r}" for k, v in values.items()))
     return 0
