@@ -166,6 +166,7 @@ class Config:
     seed: int = MISSING
     output_dir: str = MISSING
     resume: str = MISSING
+    checkpoint_mirror: Optional[str] = MISSING
     wandb: bool = MISSING
     models: ModelsConfig = field(default_factory=ModelsConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -221,6 +221,16 @@ class _Remote:
         return self.call(f"s3://{bucket}/{key}", go)
 
 
+def exists(uri: str | os.PathLike) -> bool:
+    """Whether the object (or local file or folder) `uri` exists; the bucket itself must."""
+    if not is_remote(str(uri)):
+        return Path(uri).exists()
+    bucket, key = parse_uri(str(uri))
+    remote = _Remote(1)
+    remote.check_bucket(bucket)
+    return remote.stat(bucket, key) is not None
+
+
 def client_from_env(workers: int = DEFAULT_WORKERS) -> Minio:
     """A `Minio` client for MINIO_ENDPOINT/MINIO_ACCESS_KEY/MINIO_SECRET_KEY/MINIO_SECURE (no HTTP-level retries)."""
     return _Remote(workers).client

@@ -21,6 +21,7 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,11 +63,21 @@ class Runtime:
         return self.rank == 0
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train as `cfg` says; returns the last epoch's metrics (and the best val/hmean)."""
+def train(cfg: DictConfig, on_checkpoint: Callable[[Path], None] | None = None) -> dict:
+    """Train as `cfg` says; returns the last epoch's metrics (and the best val/hmean).
+
+    `on_checkpoint(output_dir)` runs on the main process after every checkpoint write (each
+    epoch, and on SIGTERM before exiting): a pipeline task uses it to copy the run to object
+    storage so that a retried pod resumes where the preempted one stopped.
+    """
     rt = _runtime(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    mirror = cfg.checkpoint_mirror
+    if mirror:
+        if rt.main:
+            _restore_mirror(cfg, out)
+        on_checkpoint = _mirrored(mirror, on_checkpoint)
     torch.manual_seed(cfg.seed)
     if rt.device.type == "cpu" and cfg.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -147,6 +158,8 @@ def train(cfg: DictConfig) -> dict:
                 if rt.main:
                     partial = {"epoch": epoch, "loss_sum": float(loss_sum), "steps": steps}
                     _save(out / "last.pt", core, optimizer, scheduler, scaler, state | partial, cfg)
+                    if on_checkpoint:
+                        on_checkpoint(out)
                 _say(rt, f"SIGTERM: saved {out / 'last.pt'} at epoch {epoch + 1}, sample {state['samples_done']}; resume with resume=auto")
                 raise TrainingInterrupted(str(out / "last.pt"))
         train_loss = _mean_over_ranks(loss_sum, steps, rt)
@@ -173,10 +186,33 @@ def train(cfg: DictConfig) -> dict:
             _save(out / "last.pt", core, optimizer, scheduler, scaler, done, cfg)
             if is_best:
                 _save(out / "best.pt", core, optimizer, scheduler, scaler, done, cfg)
+            if on_checkpoint:
+                on_checkpoint(out)
         state.update(epoch=epoch + 1, samples_done=0, loss_sum=0.0, steps=0)
         if rt.world_size > 1:
             dist.barrier()
     return {**metrics, "best/hmean": state["best_hmean"]}
+
+
+def _restore_mirror(cfg: DictConfig, out: Path) -> None:
+    """resume=auto with no local last.pt: bring the mirror's copy of the run back first."""
+    from model.storage import download, exists
+
+    mirror = cfg.checkpoint_mirror
+    if str(cfg.resume) == "auto" and not (out / "last.pt").exists() and exists(f"{mirror.rstrip('/')}/last.pt"):
+        print(f"restoring the run from its mirror {mirror}", flush=True)
+        download(mirror, out, progress=False)
+
+
+def _mirrored(mirror: str, then: Callable[[Path], None] | None) -> Callable[[Path], None]:
+    from model.storage import upload
+
+    def sync(out: Path) -> None:
+        upload(out, mirror, progress=False)
+        if then:
+            then(out)
+
+    return sync
 
 
 def _runtime(cfg: DictConfig) -> Runtime:

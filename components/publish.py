@@ -1,0 +1,65 @@
+"""publish: the run's results to ``<output_uri>/runs/<run id>/`` and its Markdown summary."""
+
+from typing import List
+
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Model, Output
+
+from components import component
+
+
+@component
+def publish(
+    submission: Input[Artifact],
+    fused: Input[Artifact],
+    replication: Input[Model],
+    models: Input[List[Model]],
+    decision: Input[Markdown],
+    ensemble_metrics: Input[Metrics],
+    output_uri: str,
+    run_id: str,
+    job_id: str,
+    summary: Output[Markdown],
+) -> str:
+    """Copy submission.csv, ensemble.json, the models (best.pt, metrics.jsonl, summary.json of the
+    replication and every fold), decision.md and summary.md under the run's prefix (s3:// or a
+    folder); returns that prefix."""
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from components.common import run_prefix
+    from model.report import table
+    from model.storage import upload
+
+    prefix = run_prefix(output_uri, run_id, job_id)
+    stage = Path(tempfile.mkdtemp(prefix="receiptflow-publish-"))
+    shutil.copy(submission.path, stage / "submission.csv")
+    shutil.copy(fused.path, stage / "ensemble.json")
+    shutil.copy(decision.path, stage / "decision.md")
+    trained = [json.loads((Path(m.path) / "summary.json").read_text()) for m in [replication, *models]]
+    for m, info in zip([replication, *models], trained):
+        shutil.copytree(m.path, stage / "models" / info["task"])
+
+    scores = dict(ensemble_metrics.metadata)
+    rows = []
+    for info in trained:
+        b = info["best"]
+        test = scores.get(f"test/hmean_fold_{info['fold']}", "")
+        rows.append((info["task"], b["epoch"], len(info["history"]), b["val/hmean"], b["val/precision"], b["val/recall"], test))
+    lines = [Path(decision.path).read_text(encoding="utf-8").strip(), "", "# Trainings", "",
+             table(("task", "best epoch", "epochs", "val/hmean", "val/precision", "val/recall", "test/hmean"), rows), ""]
+    if "test/hmean_ensemble" in scores:
+        e, b = scores["test/hmean_ensemble"], scores["test/hmean_best_fold"]
+        lines += ["# Ensemble", "", f"test/hmean: ensemble **{e:.4f}** vs best single fold {b:.4f} ({e - b:+.4f}).", ""]
+    else:
+        lines += ["# Ensemble", "", "The test split has no annotations: the ensemble's gain is not measured.", ""]
+    lines += [f"Published to `{prefix}/`: submission.csv, ensemble.json, models/, decision.md, summary.md.", ""]
+    text = "\n".join(lines)
+    (stage / "summary.md").write_text(text, encoding="utf-8")
+    with open(summary.path, "w", encoding="utf-8") as f:
+        f.write(text)
+    upload(stage, prefix, progress=False)
+    shutil.rmtree(stage, ignore_errors=True)
+    print(f"published to {prefix}/", flush=True)
+    return prefix

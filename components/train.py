@@ -1,0 +1,92 @@
+"""train: one DBNet training (the replication, or one fold) → Model artifact + Metrics."""
+
+from typing import List, NamedTuple
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from components import component
+
+
+@component
+def train(
+    dataset: Input[Dataset],
+    folds: Input[Artifact],
+    fold: int,
+    preset: str,
+    lr: float,
+    weight_decay: float,
+    t_max: int,
+    eta_min: float,
+    epochs: int,
+    thresh: float,
+    box_thresh: float,
+    max_candidates: int,
+    overrides: List[str],
+    output_uri: str,
+    run_id: str,
+    job_id: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+) -> NamedTuple("TrainResult", [("hmean", float), ("best_epoch", int)]):
+    """Train `preset` with the given hyperparameters; fold -1 is the replication (the root's own
+    train/val split), fold i trains on fold i of `folds`.
+
+    The run's checkpoints are mirrored to <output_uri>/runs/<run>/checkpoints/<task>/ after every
+    epoch: a retried (preempted) pod resumes from there. The Model artifact holds best.pt (weights
+    and config, no optimizer state), metrics.jsonl and summary.json; Metrics the best epoch's
+    val/hmean, val/precision, val/recall and the learning curve.
+    """
+    import json
+    import shutil
+    import tempfile
+    from collections import namedtuple
+    from pathlib import Path
+
+    from components.common import run_prefix, split_overrides, task_name
+    from model.checkpoint import load_checkpoint, save_checkpoint
+    from model.config import load_config
+    from model.train import train as run_training
+
+    name = task_name(fold)
+    work = Path(tempfile.mkdtemp(prefix=f"receiptflow-{name}-"))
+    mirror = f"{run_prefix(output_uri, run_id, job_id)}/checkpoints/{name}"
+    cfg = load_config([
+        f"preset={preset}",
+        f"models.optimizer.lr={lr!r}",
+        f"models.optimizer.weight_decay={weight_decay!r}",
+        f"models.scheduler.T_max={t_max}",
+        f"models.scheduler.eta_min={eta_min!r}",
+        f"trainer.max_epochs={epochs}",
+        f"models.head.postprocess.thresh={thresh!r}",
+        f"models.head.postprocess.box_thresh={box_thresh!r}",
+        f"models.head.postprocess.max_candidates={max_candidates}",
+        *split_overrides(dataset.path, folds.path, fold),
+        f"exp_name={name}",
+        f"output_dir={work}",
+        "resume=auto",
+        f"checkpoint_mirror={mirror}",
+        *overrides,
+    ])
+    run_training(cfg)
+
+    history = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    best = max(history, key=lambda m: m["val/hmean"])  # the first epoch with the top value: best.pt's
+    saved = load_checkpoint(work / "best.pt")
+    out = Path(model.path)
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / "best.pt", {k: saved[k] for k in ("model", "config", "epoch", "best_hmean", "history")})
+    shutil.copy(work / "metrics.jsonl", out / "metrics.jsonl")
+    summary = {"task": name, "fold": int(fold), "preset": preset, "lr": lr, "weight_decay": weight_decay, "T_max": t_max,
+               "eta_min": eta_min, "epochs": epochs, "best": best, "history": history}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+
+    model.metadata.update({"task": name, "fold": int(fold), "val/hmean": best["val/hmean"], "epoch": best["epoch"]})
+    for key in ("val/hmean", "val/precision", "val/recall"):
+        metrics.log_metric(key, best[key])
+    metrics.log_metric("best_epoch", best["epoch"])
+    for m in history:  # the learning curve, one entry per epoch
+        metrics.log_metric(f"curve/epoch_{m['epoch']:02d}/val_hmean", m["val/hmean"])
+        metrics.log_metric(f"curve/epoch_{m['epoch']:02d}/train_loss", m["train/loss"])
+    print(f"{name}: best val/hmean={best['val/hmean']!r} at epoch {best['epoch']} of {len(history)}", flush=True)
+    return namedtuple("TrainResult", ["hmean", "best_epoch"])(best["val/hmean"], best["epoch"])
