@@ -20,6 +20,24 @@ def task_name(fold: int) -> str:
     return "replication" if int(fold) == REPLICATION else f"fold_{int(fold)}"
 
 
+def training_args(preset: str, lr: float, weight_decay: float, t_max: int, eta_min: float, epochs: int,
+                  thresh: float, box_thresh: float, max_candidates: int, overrides=()) -> list[str]:
+    """`receiptflow train` arguments for the pipeline's hyperparameters (floats at full precision);
+    `overrides` come last and win."""
+    return [
+        f"preset={preset}",
+        f"models.optimizer.lr={lr!r}",
+        f"models.optimizer.weight_decay={weight_decay!r}",
+        f"models.scheduler.T_max={t_max}",
+        f"models.scheduler.eta_min={eta_min!r}",
+        f"trainer.max_epochs={epochs}",
+        f"models.head.postprocess.thresh={thresh!r}",
+        f"models.head.postprocess.box_thresh={box_thresh!r}",
+        f"models.head.postprocess.max_candidates={max_candidates}",
+        *overrides,
+    ]
+
+
 def split_overrides(dataset_path: str, folds_path: str, fold: int) -> list[str]:
     """Config overrides that point a run at the artifact's dataset root, and at fold `fold`."""
     fold = int(fold)

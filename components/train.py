@@ -42,7 +42,7 @@ def train(
     from collections import namedtuple
     from pathlib import Path
 
-    from components.common import run_prefix, split_overrides, task_name
+    from components.common import run_prefix, split_overrides, task_name, training_args
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.config import load_config
     from model.train import train as run_training
@@ -50,23 +50,14 @@ def train(
     name = task_name(fold)
     work = Path(tempfile.mkdtemp(prefix=f"receiptflow-{name}-"))
     mirror = f"{run_prefix(output_uri, run_id, job_id)}/checkpoints/{name}"
-    cfg = load_config([
-        f"preset={preset}",
-        f"models.optimizer.lr={lr!r}",
-        f"models.optimizer.weight_decay={weight_decay!r}",
-        f"models.scheduler.T_max={t_max}",
-        f"models.scheduler.eta_min={eta_min!r}",
-        f"trainer.max_epochs={epochs}",
-        f"models.head.postprocess.thresh={thresh!r}",
-        f"models.head.postprocess.box_thresh={box_thresh!r}",
-        f"models.head.postprocess.max_candidates={max_candidates}",
+    cfg = load_config(training_args(preset, lr, weight_decay, t_max, eta_min, epochs, thresh, box_thresh, max_candidates, [
         *split_overrides(dataset.path, folds.path, fold),
         f"exp_name={name}",
         f"output_dir={work}",
         "resume=auto",
         f"checkpoint_mirror={mirror}",
         *overrides,
-    ])
+    ]))
     run_training(cfg)
 
     history = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]

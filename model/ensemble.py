@@ -117,8 +117,7 @@ def fuse_image(per_model: Sequence[Mapping[str, Word]], *, min_vote: int, iou: f
     simple = np.ones(n, bool)
     if not convex.all():
         odd = np.flatnonzero(~convex)
-        geoms = shapely.polygons([xy[start[i]:start[i + 1]] for i in odd])
-        simple[odd] = shapely.is_valid(geoms)
+        simple[odd] = shapely.is_valid(_polygons(xy, start, odd))
 
     pi, pj = _candidate_pairs(x0, y0, x1, y1, model_a)
     ious = _pair_iou(xy, start, area, convex, simple, pi, pj, int(counts.max()))
@@ -325,7 +324,7 @@ def _pair_iou(xy, start, area, convex, simple, pi, pj, max_n):
 
 def _shapely_iou(xy, start, pi, pj) -> np.ndarray:
     idx = np.unique(np.concatenate([pi, pj]))
-    geoms = shapely.make_valid(shapely.polygons([xy[start[i]:start[i + 1]] for i in idx]))
+    geoms = shapely.make_valid(_polygons(xy, start, idx))
     pos = {int(i): g for i, g in zip(idx, geoms)}
     ga = np.array([pos[int(i)] for i in pi], dtype=object)
     gb = np.array([pos[int(j)] for j in pj], dtype=object)
@@ -333,6 +332,15 @@ def _shapely_iou(xy, start, pi, pj) -> np.ndarray:
     union = shapely.area(ga) + shapely.area(gb) - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _polygons(xy, start, idx) -> np.ndarray:
+    """Shapely polygons of words `idx`, whatever their vertex counts (a list of arrays of
+    different lengths is not an array shapely.polygons accepts)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    counts = start[idx + 1] - start[idx]
+    coords = np.concatenate([xy[start[i]:start[i + 1]] for i in idx])
+    return shapely.polygons(shapely.linearrings(coords, indices=np.repeat(np.arange(len(idx)), counts)))
 
 
 @numba.njit(cache=True, nogil=True)

@@ -136,6 +136,7 @@ def train(cfg: DictConfig, on_checkpoint: Callable[[Path], None] | None = None) 
         lr = optimizer.param_groups[0]["lr"]
         loss_sum = torch.tensor(state["loss_sum"], device=rt.device, dtype=torch.float64)
         steps = state["steps"]
+        total = steps + len(train_loader)  # a resumed epoch's loader holds only the batches left
         bar = _progress(rt, train_loader, epoch, cfg.trainer.max_epochs)
         for batch in bar:
             batch = batch.to(rt.device, non_blocking=True)
@@ -153,7 +154,7 @@ def train(cfg: DictConfig, on_checkpoint: Callable[[Path], None] | None = None) 
             loss_sum += loss.detach().double()
             steps += 1
             state["samples_done"] += len(batch.names) * rt.world_size
-            _log_step(rt, bar, cfg, epoch, steps, len(train_loader), loss, parts)
+            _log_step(rt, bar, cfg, epoch, steps, total, loss, parts)
             if stop.requested:
                 if rt.main:
                     partial = {"epoch": epoch, "loss_sum": float(loss_sum), "steps": steps}

@@ -8,6 +8,7 @@ published to ``<output_uri>/runs/<run_id>/`` as on a cluster; rerunning with the
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 import tempfile
@@ -21,14 +22,17 @@ from model.errors import DataError
 from model.storage import download, is_remote
 
 LOCAL_ROOT = Path(pipelines.LOCAL_ROOT)
+PARALLEL_TASKS = 2  # kfp.local runs at most two ParallelFor iterations at a time
 
 
 def run_local(params: dict, *, pipeline_root: str | Path | None = None, verbose: bool = False) -> str:
     """Run the pipeline; print its summary; return the prefix the results were published under."""
     from kfp import local
 
+    from pipelines.params import check_run
     from pipelines.run8_kfold import run8_kfold
 
+    check_run(params)
     params = dict(params)
     params.setdefault("output_uri", str(LOCAL_ROOT))
     params.setdefault("run_id", time.strftime("local-%Y%m%d-%H%M%S"))
@@ -37,6 +41,8 @@ def run_local(params: dict, *, pipeline_root: str | Path | None = None, verbose:
             params[key] = str(Path(params[key]).resolve())
     if not is_remote(params["dataset_uri"]) and not Path(params["dataset_uri"]).is_dir():
         raise DataError(f"{params['dataset_uri']}: no such dataset folder (make one with `receiptflow synth --out DIR`)")
+    # two fold trainings run at once: give each half the cores instead of letting both take all
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // PARALLEL_TASKS)))
     root = Path(pipeline_root) if pipeline_root else LOCAL_ROOT / "kfp"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root.resolve()), raise_on_error=True)
     print(f"run {params['run_id']}: dataset {params['dataset_uri']}, results under {params['output_uri']}/runs/{params['run_id']}/",

@@ -78,6 +78,12 @@ def _coerce(name: str, value: Any, kind: str, source: str) -> Any:
         "Boolean": lambda v: isinstance(v, bool),
         "Dict": lambda v: isinstance(v, dict),
     }.get(kind, lambda v: isinstance(v, list))
+    if isinstance(value, str) and kind in ("Integer", "Float"):
+        # YAML 1.1 reads 5e-4 (no dot) as a string
+        try:
+            value = int(value) if kind == "Integer" else float(value)
+        except ValueError:
+            pass
     if not ok(value):
         raise DataError(f"{source}: {name}={json.dumps(value)}: expected {_KIND_NAMES.get(kind, 'a list')}")
     return float(value) if kind == "Float" else value
@@ -85,3 +91,25 @@ def _coerce(name: str, value: Any, kind: str, source: str) -> Any:
 
 _KIND_NAMES = {"String": "a string", "Integer": "an integer", "Float": "a number", "Boolean": "true or false",
                "Dict": "a mapping, e.g. {\"gpu\": \"a100\"}"}
+
+
+def check_run(params: dict[str, Any]) -> None:
+    """What would otherwise fail hours in, checked before a run starts: the replication's and the
+    fallback's training configs (preset, hyperparameters, overrides) and the fold/vote counts."""
+    from components.common import training_args
+    from model.config import ConfigError, load_config
+
+    p = {name: default for name, (_, default) in signature().items()} | params
+    for run in ("run8", "run3"):
+        args = training_args(p["preset"], p[f"{run}_lr"], p[f"{run}_weight_decay"], p[f"{run}_t_max"], p[f"{run}_eta_min"],
+                             p["epochs"], p["thresh"], p["box_thresh"], p["max_candidates"], p["overrides"])
+        try:
+            load_config(args)
+        except ConfigError as exc:
+            raise DataError(f"the {run} training would not start: {exc}") from None
+    if p["folds"] < 2:
+        raise DataError(f"folds={p['folds']}: K-fold training needs at least 2 folds")
+    if not 1 <= p["min_vote"] <= p["folds"]:
+        raise DataError(f"min_vote={p['min_vote']}: must be between 1 and folds={p['folds']} (a word needs that many fold models)")
+    if not 0 < p["ensemble_iou"] <= 1:
+        raise DataError(f"ensemble_iou={p['ensemble_iou']}: must lie in (0, 1]")

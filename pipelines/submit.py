@@ -13,8 +13,10 @@ def submit(host: str, params: dict, *, experiment: str = "receiptflow", namespac
     """Create the run; returns its URL in the Kubeflow UI."""
     import kfp
 
+    from pipelines.params import check_run
     from pipelines.run8_kfold import run8_kfold
 
+    check_run(params)
     if not host.startswith(("http://", "https://")):
         raise DataError(f"--host {host!r}: expected the KFP API URL, e.g. https://kubeflow.example.com/pipeline")
     client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV) or None)

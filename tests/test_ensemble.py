@@ -142,3 +142,14 @@ def test_cli(tmp_path, capsys):
     assert "min_vote" in capsys.readouterr().err
     doc = json.loads(out.read_text())
     assert doc["images"]["x.jpg"]["words"]["0001"]["score"] == pytest.approx(0.9)
+
+
+def test_several_non_convex_words_with_different_vertex_counts():
+    """Real predictions: many contours per image, non-convex, each with its own vertex count
+    (the first demo run crashed here building them as one shapely array)."""
+    bent6 = np.array([[0, 0], [10, 0], [20, 0], [20, 10], [10, 7], [0, 10]], float)
+    bent7 = np.array([[0, 0], [10, 0], [20, 0], [20, 10], [15, 8], [10, 7], [0, 10]], float)
+    far = bent6 + [100, 0]
+    out = ensemble(preds_of([bent6, far], [bent7, far + 0.5], [bent6 + 0.25]), min_vote=2)["a.jpg"]
+    assert len(out) == 2
+    assert sorted(round(float(w.points[:, 0].min())) for w in out.values()) == [0, 100]

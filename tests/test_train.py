@@ -97,6 +97,22 @@ def test_resume_auto_without_checkpoint_starts_fresh_and_says_so(data, tmp_path)
     assert "no checkpoint" in proc.stdout and "starting fresh" in proc.stdout
 
 
+def test_checkpoint_mirror_restores_a_run_whose_pod_lost_its_disk(data, tmp_path):
+    """The pipeline's preemption path: every epoch is mirrored; a new pod (empty output_dir)
+    continues from the mirror and ends like one uninterrupted run."""
+    mirror = tmp_path / "mirror"
+    whole = run_train(args(data, tmp_path / "whole", "trainer.max_epochs=2", "models.scheduler.T_max=2"))
+    first = run_train(args(data, tmp_path / "pod1", "trainer.max_epochs=1", "models.scheduler.T_max=2", f"checkpoint_mirror={mirror}"))
+    assert whole.returncode == 0 and first.returncode == 0, first.stderr[-2000:]
+    assert {p.name for p in mirror.iterdir()} == {"last.pt", "best.pt", "metrics.jsonl"}
+    second = run_train(args(data, tmp_path / "pod2", "trainer.max_epochs=2", "models.scheduler.T_max=2", f"checkpoint_mirror={mirror}"))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"restoring the run from its mirror {mirror}" in second.stdout and "resuming from" in second.stdout
+    assert jsonl(tmp_path / "pod2" / "metrics.jsonl") == jsonl(tmp_path / "whole" / "metrics.jsonl")
+    assert jsonl(mirror / "metrics.jsonl") == jsonl(tmp_path / "whole" / "metrics.jsonl")
+    assert load_checkpoint(mirror / "last.pt")["epoch"] == 2
+
+
 def test_corrupt_or_truncated_checkpoint_is_a_clear_error(data, tmp_path):
     out = tmp_path / "bad"
     out.mkdir()

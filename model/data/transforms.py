@@ -16,11 +16,15 @@ Coordinates are continuous pixel-edge coordinates: the image spans [0, w] × [0,
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Sequence
 
-import albumentations as A
+# albumentations asks PyPI for a newer version on every import (a 2 s timeout and a warning in
+# pods without network, seen on the GPU check): pinned here, nothing to ask.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A  # noqa: E402
 import cv2
 import numpy as np
 

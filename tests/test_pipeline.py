@@ -1,0 +1,285 @@
+"""The run8-kfold pipeline: its compiled IR (checked in, drift-tested), the seed's decision rule,
+parameter handling, and real local runs of the whole pipeline on tiny synthetic receipts."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.common import ACCEPTABLE, FALLBACK, SUCCESS, decide
+from model.errors import DataError
+from pipelines.compile import COMPILED
+
+REPO = Path(__file__).resolve().parents[1]
+
+SEED_DEFAULTS = {  # the seed report's values (§1.3, §3.2, §7), to full precision
+    "run8_lr": 0.0005134333170096499, "run8_weight_decay": 6.797303101020006e-05, "run8_t_max": 24,
+    "run8_eta_min": 6.388390006720873e-06,
+    "run3_lr": 0.0003845588887231477, "run3_weight_decay": 0.00013939498132089153, "run3_t_max": 22,
+    "run3_eta_min": 1.8596851896215065e-05,
+    "thresh": 0.29, "box_thresh": 0.25, "max_candidates": 600, "epochs": 22, "folds": 5, "min_vote": 3,
+    "preset": "efficientnet_b4_lr_optimized", "success_hmean": 0.966, "acceptable_hmean": 0.965,
+}
+
+
+def _cli(*args, env=None, timeout=900) -> subprocess.CompletedProcess:
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "model.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# ------------------------------------------------------------------------------ compiled IR
+
+
+@pytest.fixture(scope="module")
+def ir() -> tuple[dict, dict]:
+    """(pipeline spec, Kubernetes platform spec) of the checked-in YAML, after kfp loads it back."""
+    from kfp.components import load_component_from_file
+
+    component = load_component_from_file(str(COMPILED))
+    assert component.name == "run8-kfold"
+    spec, platform = list(yaml.safe_load_all(COMPILED.read_text()))
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_checked_in_yaml_is_what_the_code_compiles_to(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RECEIPTFLOW_IMAGE"}
+    out = tmp_path / "run8_kfold.yaml"
+    proc = _cli("pipeline", "compile", "-o", str(out), env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == COMPILED.read_text(), (
+        "pipelines/compiled/run8_kfold.yaml is stale: run `receiptflow pipeline compile` and commit it")
+
+
+def _tasks(spec: dict) -> dict[str, tuple[dict, str]]:
+    """task name -> (task spec, executor label), across the root DAG and every sub-DAG."""
+    out = {}
+    for comp in [spec["root"], *spec["components"].values()]:
+        for name, task in comp.get("dag", {}).get("tasks", {}).items():
+            executor = spec["components"][task["componentRef"]["name"]].get("executorLabel")
+            out[name] = (task, executor)
+    return out
+
+
+def test_parameter_defaults_are_the_seed_values_to_full_precision(ir):
+    spec, _ = ir
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    kinds = {int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", str: "STRING"}
+    for name, value in SEED_DEFAULTS.items():
+        assert params[name]["defaultValue"] == value, name  # YAML floats: the exact double, no rounding
+        assert params[name]["parameterType"] == kinds[type(value)], name
+
+
+def test_training_and_predict_tasks_get_a_gpu_shm_secret_env_and_placement(ir):
+    spec, k8s = ir
+    tasks = _tasks(spec)
+    gpu_tasks = {name: ex for name, (_, ex) in tasks.items() if name.startswith(("train", "predict"))}
+    assert {n.split("-")[0] for n in gpu_tasks} == {"train", "predict"} and len(gpu_tasks) == 3  # replication, fold, predict
+    for name, executor in gpu_tasks.items():
+        accel = spec["deploymentSpec"]["executors"][executor]["container"]["resources"]["accelerator"]
+        assert accel["resourceType"] == "nvidia.com/gpu" and accel["resourceCount"] == "1", name
+        mounts = k8s[executor]["emptyDirMounts"]
+        assert {"mountPath": "/dev/shm", "medium": "Memory", "volumeName": "dshm", "sizeLimit": "16Gi"} in mounts, name
+        assert "nodeSelector" in k8s[executor] and "tolerations" in k8s[executor], name
+    for executor in {ex for n, ex in gpu_tasks.items() if n.startswith("train")} | {tasks["prepare-dataset"][1], tasks["publish"][1]}:
+        (secret,) = k8s[executor]["secretAsEnv"]
+        assert secret["secretNameParameter"]["componentInputParameter"].endswith("minio_secret")
+        envs = {m["envVar"] for m in secret["keyToEnv"]}
+        assert {"MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE"} <= envs
+
+
+def test_trainings_retry_and_publish_is_never_cached(ir):
+    spec, _ = ir
+    tasks = _tasks(spec)
+    trainings = [t for n, (t, _) in tasks.items() if n.startswith("train")]
+    assert len(trainings) == 2
+    for task in trainings:
+        assert task["retryPolicy"]["maxRetryCount"] == 3
+        assert task["retryPolicy"]["backoffDuration"] == "60s"
+    assert tasks["publish"][0]["cachingOptions"] == {}  # enableCache absent: off
+
+
+def test_folds_fan_out_in_parallel_and_fan_in_with_collected(ir):
+    spec, _ = ir
+    tasks = _tasks(spec)
+    loop, _ = tasks["for-loop-1"]
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 5
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("choose-config-Output")
+    loop_dag = spec["components"][loop["componentRef"]["name"]]
+    assert set(loop_dag["dag"]["tasks"]) == {"train-2", "predict"}
+    collected = loop_dag["dag"]["outputs"]["artifacts"]
+    ens = tasks["ensemble"][0]["inputs"]["artifacts"]["predictions"]["taskOutputArtifact"]
+    assert ens["producerTask"] == "for-loop-1" and ens["outputArtifactKey"] in collected
+    pub = tasks["publish"][0]["inputs"]["artifacts"]["models"]["taskOutputArtifact"]
+    assert pub["producerTask"] == "for-loop-1" and pub["outputArtifactKey"] in collected
+    assert spec["components"]["comp-ensemble"]["inputDefinitions"]["artifacts"]["predictions"]["isArtifactList"] is True
+
+
+def test_compiled_pipeline_holds_no_credentials_and_one_pinned_image(ir):
+    spec, _ = ir
+    from components import DEFAULT_IMAGE
+
+    images = {ex["container"]["image"] for ex in spec["deploymentSpec"]["executors"].values()}
+    assert images == {DEFAULT_IMAGE} and ":" in DEFAULT_IMAGE and not DEFAULT_IMAGE.endswith(":latest")
+    text = COMPILED.read_text()
+    for key in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
+        assert f"{key}=" not in text and f"{key}:" not in text.replace(f"envVar: {key}", "").replace(f"secretKey: {key}", "")
+    assert "pip install" not in text  # pods need no network: kfp and receiptflow come with the image
+
+
+# --------------------------------------------------------------------------- decision rule
+
+
+@pytest.mark.parametrize("hmean, outcome", [(0.9649, FALLBACK), (0.9650, ACCEPTABLE), (0.9659, ACCEPTABLE),
+                                            (0.9660, SUCCESS), (0.96499999, FALLBACK), (0.999, SUCCESS), (0.0, FALLBACK)])
+def test_choose_config_rule_at_its_boundaries(hmean, outcome):
+    assert decide(hmean, 0.966, 0.965) == outcome
+
+
+def test_choose_config_component_writes_the_decision_and_the_fold_plan(tmp_path):
+    from kfp.dsl import Markdown
+
+    from components.choose_config import choose_config
+
+    md = Markdown(name="decision", uri=str(tmp_path / "decision"))
+    md.path = str(tmp_path / "decision.md")
+    run8 = dict(run8_lr=SEED_DEFAULTS["run8_lr"], run8_weight_decay=SEED_DEFAULTS["run8_weight_decay"], run8_t_max=24,
+                run8_eta_min=SEED_DEFAULTS["run8_eta_min"])
+    run3 = dict(run3_lr=SEED_DEFAULTS["run3_lr"], run3_weight_decay=SEED_DEFAULTS["run3_weight_decay"], run3_t_max=22,
+                run3_eta_min=SEED_DEFAULTS["run3_eta_min"])
+    plan = choose_config.python_func(hmean=0.9649, success_hmean=0.966, acceptable_hmean=0.965, folds=5, decision=md, **run8, **run3)
+    assert [p["fold"] for p in plan] == [0, 1, 2, 3, 4]
+    assert {(p["config"], p["lr"], p["weight_decay"], p["t_max"], p["eta_min"]) for p in plan} == {
+        ("run3", SEED_DEFAULTS["run3_lr"], SEED_DEFAULTS["run3_weight_decay"], 22, SEED_DEFAULTS["run3_eta_min"])}
+    text = Path(md.path).read_text()
+    assert "0.9649" in text and "fall back to Run 3" in text and "| Run 3 (chosen) | 0.0003845588887231477 |" in text
+    plan = choose_config.python_func(hmean=0.9655, success_hmean=0.966, acceptable_hmean=0.965, folds=2, decision=md, **run8, **run3)
+    assert {p["config"] for p in plan} == {"run8"} and plan[0]["lr"] == SEED_DEFAULTS["run8_lr"]
+    assert "acceptable, Run 8 kept" in Path(md.path).read_text()
+
+
+# ------------------------------------------------------------------------------- parameters
+
+
+def test_params_are_typed_from_the_pipeline_signature():
+    from pipelines.params import parse_params
+
+    got = parse_params(["epochs=3", "run8_lr=5e-4", "strict=true", "preset=cpu_tiny", 'overrides=["a.b=1", "c=2"]',
+                        'node_selector={"gpu": "a100"}', "run_id=0123"])
+    assert got == {"epochs": 3, "run8_lr": 0.0005, "strict": True, "preset": "cpu_tiny", "overrides": ["a.b=1", "c=2"],
+                   "node_selector": {"gpu": "a100"}, "run_id": "0123"}
+    assert isinstance(parse_params(["thresh=1"])["thresh"], float)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("epoch=3", "unknown pipeline parameter 'epoch'; did you mean epochs"),
+    ("epochs=three", "epochs=\"three\": expected an integer"),
+    ("epochs=2.5", "expected an integer"),
+    ("strict=maybe", "expected true or false"),
+    ("overrides=a=1", "expected a list"),
+    ("epochs", "expected KEY=VALUE"),
+])
+def test_bad_params_are_clear_errors(item, message):
+    from pipelines.params import parse_params
+
+    with pytest.raises(DataError, match=message):
+        parse_params([item])
+
+
+def test_params_file_names_the_file_on_errors(tmp_path):
+    from pipelines.params import load_params_file
+
+    bad = tmp_path / "p.yaml"
+    bad.write_text("epochs: 2\nmin_votes: 3\n")
+    with pytest.raises(DataError, match=rf"{bad}: unknown pipeline parameter 'min_votes'; did you mean min_vote"):
+        load_params_file(bad)
+    assert load_params_file("demo")["preset"] == "cpu_tiny"  # pipelines/params/demo.yaml by name
+
+
+# ---------------------------------------------------------------------------- local runs
+
+
+TINY = ["--param", "preset=cpu_tiny", "--param", "epochs=1", "--param", "folds=2", "--param", "min_vote=1",
+        "--param", 'overrides=["dataset.batch_size=4", "dataset.num_workers=0", "trainer.eval_workers=0"]']
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pipeline") / "data"
+    proc = _cli("synth", "--out", str(out), "--n", "12", "--seed", "5", "--workers", "1", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_local_run_end_to_end_publishes_to_s3(tiny_data, tmp_path, s3_server):
+    """The whole pipeline through kfp.local, dataset read from and results published to a real S3
+    server on loopback: a valid submission for exactly the test images, the ensemble, the decision."""
+    from model.storage import download, upload
+    from model.submission import check_submission, list_test_images
+
+    upload(tiny_data, f"s3://{s3_server.bucket}/datasets/tiny", progress=False)
+    proc = _cli("pipeline", "run", "--local", "--data", f"s3://{s3_server.bucket}/datasets/tiny",
+                "--output", f"s3://{s3_server.bucket}", "--pipeline-root", str(tmp_path / "kfp"),
+                "--param", "run_id=e2e", *TINY)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    out = proc.stdout
+    assert "epoch=1 train/loss=" in out and "decision: replication val/hmean=" in out  # task logs stream through
+    assert "[KFP Executor" not in out  # kfp's JSON dumps are filtered
+    assert "# Configuration decision" in out and "| fold_1 |" in out and f"s3://{s3_server.bucket}/runs/e2e/submission.csv" in out
+
+    keys = {o.object_name for o in s3_server.client().list_objects(s3_server.bucket, prefix="runs/e2e/", recursive=True)}
+    expected = {"submission.csv", "ensemble.json", "decision.md", "summary.md"} | {
+        f"models/{t}/{f}" for t in ("replication", "fold_0", "fold_1") for f in ("best.pt", "metrics.jsonl", "summary.json")} | {
+        f"checkpoints/{t}/last.pt" for t in ("replication", "fold_0", "fold_1")}
+    assert expected <= {k.removeprefix("runs/e2e/") for k in keys}
+    assert not [k for k in keys if ".receiptflow-tmp" in k]
+
+    got = tmp_path / "got"
+    download(f"s3://{s3_server.bucket}/runs/e2e/", got, progress=False)
+    tests = list_test_images(tiny_data)
+    assert check_submission(got / "submission.csv", tests).problems == []
+    assert set(json.loads((got / "ensemble.json").read_text())["images"]) == set(tests)
+    assert "Replication (Run 8) val/hmean" in (got / "decision.md").read_text()
+    summary = json.loads((got / "models" / "fold_1" / "summary.json").read_text())
+    assert summary["fold"] == 1 and summary["preset"] == "cpu_tiny" and len(summary["history"]) == 1
+
+    # the UI views: the ensemble's HTML page and the run summary are artifacts of the local run
+    html = list((tmp_path / "kfp").glob("*/ensemble/view"))
+    assert len(html) == 1 and html[0].read_text().count("<img src=\"data:image/jpeg;base64,") == len(tests)
+
+
+@pytest.mark.slow
+def test_local_run_with_a_local_output_folder_and_strict_bad_data_stops_first(tiny_data, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_data, bad)
+    first = sorted((bad / "images" / "train").iterdir())[0]
+    first.write_bytes(first.read_bytes()[:200])  # truncated JPEG
+    proc = _cli("pipeline", "run", "--local", "--data", str(bad), "--output", str(tmp_path / "out"),
+                "--pipeline-root", str(tmp_path / "kfp"), "--param", "strict=true", *TINY, timeout=300)
+    assert proc.returncode == 2
+    assert f"strict mode and 1 problem(s): {bad}/images/train/{first.name}" in proc.stdout
+    assert "Executing task \x1b[96m'train'" not in proc.stdout  # stopped before any training
+    assert "pipeline run" in proc.stderr and "failed" in proc.stderr
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"run3_lr": -1.0}, "the run3 training would not start: models.optimizer.lr=-1.0: must be > 0"),
+    ({"thresh": 1.5}, "models.head.postprocess.thresh=1.5: must lie between 0 and 1"),
+    ({"overrides": ["trainer.max_epoch=3"]}, "trainer.max_epoch"),
+    ({"preset": "run9"}, "run9"),
+    ({"min_vote": 6}, "min_vote=6: must be between 1 and folds=5"),
+    ({"folds": 1, "min_vote": 1}, "folds=1: K-fold training needs at least 2 folds"),
+])
+def test_a_run_that_would_fail_late_is_refused_before_it_starts(params, message):
+    from pipelines.params import check_run
+
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_run(params)
