@@ -22,7 +22,7 @@ test: setup
 
 # synthetic receipts -> the whole run8-kfold pipeline, locally (kfp.local), with cpu_tiny
 demo: setup
-	$(VENV)/bin/receiptflow synth --out build/demo-data --n 80 --seed 0 --force
+	$(VENV)/bin/receiptflow synth --out build/demo-data --n 120 --seed 0 --force
 	$(VENV)/bin/receiptflow pipeline run --local --data build/demo-data --params-file demo
 
 bench: setup

@@ -63,21 +63,21 @@ class Runtime:
         return self.rank == 0
 
 
-def train(cfg: DictConfig, on_checkpoint: Callable[[Path], None] | None = None) -> dict:
+def train(cfg: DictConfig) -> dict:
     """Train as `cfg` says; returns the last epoch's metrics (and the best val/hmean).
 
-    `on_checkpoint(output_dir)` runs on the main process after every checkpoint write (each
-    epoch, and on SIGTERM before exiting): a pipeline task uses it to copy the run to object
-    storage so that a retried pod resumes where the preempted one stopped.
+    With `checkpoint_mirror` set, output_dir is copied there after every checkpoint write (each
+    epoch, and on SIGTERM before exiting) and restored from there first when it has no last.pt:
+    a pipeline's retried pod resumes where the preempted one stopped.
     """
     rt = _runtime(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mirror = cfg.checkpoint_mirror
-    if mirror:
+    on_checkpoint = None
+    if cfg.checkpoint_mirror:
         if rt.main:
             _restore_mirror(cfg, out)
-        on_checkpoint = _mirrored(mirror, on_checkpoint)
+        on_checkpoint = _mirror_sync(cfg.checkpoint_mirror)
     torch.manual_seed(cfg.seed)
     if rt.device.type == "cpu" and cfg.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -205,13 +205,11 @@ def _restore_mirror(cfg: DictConfig, out: Path) -> None:
         download(mirror, out, progress=False)
 
 
-def _mirrored(mirror: str, then: Callable[[Path], None] | None) -> Callable[[Path], None]:
+def _mirror_sync(mirror: str) -> Callable[[Path], None]:
     from model.storage import upload
 
     def sync(out: Path) -> None:
-        upload(out, mirror, progress=False)
-        if then:
-            then(out)
+        upload(out, mirror, progress=False)  # unchanged files (same sha256) are skipped
 
     return sync
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 from model.errors import DataError
 
@@ -19,7 +20,18 @@ def submit(host: str, params: dict, *, experiment: str = "receiptflow", namespac
     check_run(params)
     if not host.startswith(("http://", "https://")):
         raise DataError(f"--host {host!r}: expected the KFP API URL, e.g. https://kubeflow.example.com/pipeline")
-    client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV) or None)
-    result = client.create_run_from_pipeline_func(run8_kfold, arguments=params, experiment_name=experiment,
-                                                  run_name=run_name, namespace=namespace)
+    from kfp_server_api.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later": so does this pipeline
+            warnings.simplefilter("ignore", FutureWarning)
+            client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV) or None)
+        result = client.create_run_from_pipeline_func(run8_kfold, arguments=params, experiment_name=experiment,
+                                                      run_name=run_name, namespace=namespace)
+    except ApiException as exc:
+        raise DataError(f"{host}: the KFP API answered {exc.status} {exc.reason}"
+                        + (f" (set {TOKEN_ENV} to a valid token)" if exc.status in (401, 403) else "")) from None
+    except (HTTPError, OSError) as exc:
+        raise DataError(f"{host}: cannot reach the KFP API ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     return f"{host.rstrip('/')}/#/runs/details/{result.run_id}"

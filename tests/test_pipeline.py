@@ -265,7 +265,7 @@ def test_local_run_with_a_local_output_folder_and_strict_bad_data_stops_first(ti
     proc = _cli("pipeline", "run", "--local", "--data", str(bad), "--output", str(tmp_path / "out"),
                 "--pipeline-root", str(tmp_path / "kfp"), "--param", "strict=true", *TINY, timeout=300)
     assert proc.returncode == 2
-    assert f"strict mode and 1 problem(s): {bad}/images/train/{first.name}" in proc.stdout
+    assert f"strict mode and 1 problem(s): {bad}/jsons/train.json: image '{first.name}': cannot decode image" in proc.stdout
     assert "Executing task \x1b[96m'train'" not in proc.stdout  # stopped before any training
     assert "pipeline run" in proc.stderr and "failed" in proc.stderr
 
@@ -283,3 +283,14 @@ def test_a_run_that_would_fail_late_is_refused_before_it_starts(params, message)
 
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_run(params)
+
+
+def test_submit_to_an_unreachable_endpoint_is_one_clear_error():
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _cli("pipeline", "submit", "--host", f"http://127.0.0.1:{port}", "--param", "epochs=3", timeout=120)
+    assert proc.returncode == 2
+    assert f"http://127.0.0.1:{port}: cannot reach the KFP API" in proc.stderr and "Traceback" not in proc.stderr
