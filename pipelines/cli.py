@@ -1,6 +1,6 @@
 """`receiptflow pipeline compile|submit|run`: the run8-kfold pipeline from the command line.
 
-    receiptflow pipeline compile                                  # -> pipelines/compiled/run8_kfold.yaml
+    receiptflow pipeline compile                    # -> pipelines/compiled/{run8_kfold,sweep_then_train}.yaml
     receiptflow pipeline submit --host URL [--experiment NAME] [--param k=v ...]
     receiptflow pipeline run --local [--data DIR] [--output DIR] [--param k=v ...]
 """
@@ -19,10 +19,10 @@ def register(sub) -> None:
                        "K-fold training, voting ensemble, submission CSV, publish to MinIO.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    c = verbs.add_parser("compile", help="write the pipeline's IR YAML (checked in at pipelines/compiled/)",
-                         description="Compile run8_kfold to KFP IR YAML. The component image is RECEIPTFLOW_IMAGE "
-                         "when set, else the pinned default of components/__init__.py.")
-    c.add_argument("--output", "-o", default=None, help="YAML file to write (default pipelines/compiled/run8_kfold.yaml)")
+    c = verbs.add_parser("compile", help="write the pipelines' IR YAML (checked in at pipelines/compiled/)",
+                         description="Compile run8_kfold and sweep_then_train to KFP IR YAML. The component image is "
+                         "RECEIPTFLOW_IMAGE when set, else the pinned default of components/__init__.py.")
+    c.add_argument("--out-dir", default=None, help="folder to write <pipeline>.yaml to (default pipelines/compiled/)")
     c.set_defaults(func=_compile)
 
     s = verbs.add_parser("submit", help="start a run on a Kubeflow Pipelines endpoint and print its URL",
@@ -63,10 +63,10 @@ def _params(args) -> dict:
 
 
 def _compile(args) -> int:
-    from pipelines.compile import compile_pipeline
+    from pipelines.compile import compile_pipelines
 
-    path = compile_pipeline(args.output)
-    print(f"wrote {path}")
+    for path in compile_pipelines(args.out_dir):
+        print(f"wrote {path}")
     return 0
 
 

@@ -48,12 +48,15 @@ def ir() -> tuple[dict, dict]:
 
 
 def test_checked_in_yaml_is_what_the_code_compiles_to(tmp_path):
+    from pipelines.compile import COMPILED_DIR, PIPELINES
+
     env = {k: v for k, v in os.environ.items() if k != "RECEIPTFLOW_IMAGE"}
-    out = tmp_path / "run8_kfold.yaml"
-    proc = _cli("pipeline", "compile", "-o", str(out), env=env, timeout=120)
+    proc = _cli("pipeline", "compile", "--out-dir", str(tmp_path), env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert out.read_text() == COMPILED.read_text(), (
-        "pipelines/compiled/run8_kfold.yaml is stale: run `receiptflow pipeline compile` and commit it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.yaml" for n in PIPELINES)
+    for name in PIPELINES:
+        assert (tmp_path / f"{name}.yaml").read_text() == (COMPILED_DIR / f"{name}.yaml").read_text(), (
+            f"pipelines/compiled/{name}.yaml is stale: run `receiptflow pipeline compile` and commit it")
 
 
 def _tasks(spec: dict) -> dict[str, tuple[dict, str]]:

@@ -15,7 +15,7 @@ from model.errors import DataError
 
 # Every module in model/cli/ with a `register(subparsers)` is a command; these come first in
 # `--help`, the rest alphabetically.
-ORDER = ("synth", "convert", "check", "split", "config", "train", "eval", "predict", "score", "submit", "pipeline")
+ORDER = ("synth", "convert", "check", "split", "config", "train", "eval", "predict", "score", "submit", "pipeline", "sweep")
 PLUGINS = "receiptflow.commands"
 
 

@@ -1,0 +1,61 @@
+"""`receiptflow sweep render|report`: the Katib Experiments and the sweep report.
+
+    receiptflow sweep render                                   # -> manifests/katib/*.yaml
+    receiptflow sweep report --experiment NAME [--namespace NS] [--out DIR]
+    receiptflow sweep report --from trials.json|trials.csv [--out DIR]
+"""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="render the Katib Experiments; report on a finished sweep",
+                       description="The seed's W&B sweep as Katib Experiments (Bayesian optimization, median stop) "
+                       "and its analysis as a report.")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    r = verbs.add_parser("render", help="write manifests/katib/*.yaml from pipelines/sweep.py (checked in)",
+                         description="Render the Katib Experiments. Image: RECEIPTFLOW_IMAGE, else the pinned default; "
+                         "namespace: RECEIPTFLOW_NAMESPACE, else the default of pipelines/sweep.py.")
+    r.add_argument("--out-dir", default=None, help="folder to write to (default manifests/katib/)")
+    r.set_defaults(func=_render)
+
+    rep = verbs.add_parser("report", help="rank a sweep's trials and analyse them (Markdown + HTML with plots)",
+                           description="Trials from the cluster (Katib Trial resources, through your kubeconfig or the "
+                           "pod's service account) or from an export: `kubectl get trials -o json`, a JSON list, or a CSV "
+                           "with name, status, metric and one column per parameter. Ranks by the absolute metric, "
+                           "early-stopped trials included.")
+    src = rep.add_mutually_exclusive_group(required=True)
+    src.add_argument("--experiment", help="Katib Experiment name")
+    src.add_argument("--from", dest="from_file", help="exported trials (.json or .csv)")
+    rep.add_argument("--namespace", default=None, help="namespace of the Experiment (default: RECEIPTFLOW_NAMESPACE or "
+                     "the default of pipelines/sweep.py)")
+    rep.add_argument("--out", default="build/sweep-report", help="folder for report.md, report.html, plots/ (default build/sweep-report)")
+    rep.add_argument("--title", default=None, help="report title")
+    rep.add_argument("--seed-claims", action="store_true",
+                     help="compare the statistics with the ones the seed report states (for the seed's 12 runs)")
+    rep.set_defaults(func=_report)
+
+
+def _render(args) -> int:
+    from pipelines.sweep import render
+
+    for path in render(args.out_dir) if args.out_dir else render():
+        print(f"wrote {path}")
+    return 0
+
+
+def _report(args) -> int:
+    from components.trials import list_trials, load_trials
+    from pipelines.sweep import NAMESPACE
+    from pipelines.sweep_report import SEED_CLAIMS, write_report
+
+    if args.experiment:
+        namespace = args.namespace or NAMESPACE
+        trials = list_trials(args.experiment, namespace)
+        title = args.title or f"Sweep {namespace}/{args.experiment}"
+    else:
+        trials = load_trials(args.from_file)
+        title = args.title or f"Sweep {args.from_file}"
+    written = write_report(trials, args.out, title=title, claimed=SEED_CLAIMS if args.seed_claims else None)
+    print(f"{len(trials)} trials -> {written['markdown']} and {written['html']}")
+    return 0

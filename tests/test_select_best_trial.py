@@ -1,0 +1,103 @@
+"""Best-trial selection on recorded Katib Trials (shaped like the cluster's: tests/test_trials.py
+round-trips them through the Katib API models), the Experiment runner's progress line, and the
+sweep_then_train pipeline that chains them to run8-kfold."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.trials import summarize, trial_from_katib, trial_parameters
+from model.errors import DataError
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _items(name: str) -> list[dict]:
+    data = json.loads((FIXTURES / name).read_text())
+    return data["items"] if isinstance(data, dict) else data
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    """The kubernetes client's CustomObjectsApi answering from recorded Trials (no Katib here)."""
+    import kubernetes.client
+    import kubernetes.config
+
+    served = {}
+
+    class RecordedApi:
+        def list_namespaced_custom_object(self, group, version, namespace, plural, label_selector=None):
+            assert (group, version, plural) == ("kubeflow.org", "v1beta1", "trials")
+            return {"items": served["items"]}
+
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
+    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", RecordedApi)
+    return served
+
+
+def _select(tmp_path, experiment="receiptflow-lr-sweep"):
+    from kfp.dsl import Markdown
+
+    from components.select_best_trial import select_best_trial
+
+    md = Markdown(name="selection", uri=str(tmp_path / "selection"))
+    md.path = str(tmp_path / "selection.md")
+    return select_best_trial.python_func(experiment_name=experiment, namespace="kubeflow-user", objective="val/hmean",
+                                         selection=md), Path(md.path).read_text()
+
+
+def test_the_early_stopped_best_trial_is_selected_with_full_precision_parameters(cluster, tmp_path):
+    items = _items("katib_trials_early_stopped_best.json")
+    cluster["items"] = items
+    best, text = _select(tmp_path)
+    raw = max(items, key=lambda o: float(next(m["max"] for m in o["status"]["observation"]["metrics"] if m["name"] == "val/hmean")))
+    assert best.trial == raw["metadata"]["name"]
+    assert any(c["type"] == "EarlyStopped" and c["status"] == "True" for c in raw["status"]["conditions"])
+    given = {p["name"]: p["value"] for p in raw["spec"]["parameterAssignments"]}
+    assert (best.lr, best.weight_decay, best.t_max, best.eta_min) == (
+        float(given["lr"]), float(given["weight_decay"]), int(given["T_max"]), float(given["eta_min"]))
+    assert f"**{best.trial}** (EarlyStopped)" in text
+
+
+def test_failed_killed_and_running_trials_do_not_win(cluster, tmp_path):
+    cluster["items"] = _items("katib_trials_failed_running.json")
+    best, _ = _select(tmp_path)
+    assert best.trial.endswith("e5done") and best.hmean == pytest.approx(0.9631)
+
+
+def test_no_usable_trial_is_a_clear_error(cluster, tmp_path):
+    cluster["items"] = _items("katib_trials_none_succeeded.json")
+    with pytest.raises(DataError, match=r"no trial has a usable val/hmean"):
+        _select(tmp_path)
+
+
+def test_trial_parameters_need_every_hyperparameter():
+    obj = _items("katib_trials_early_stopped_best.json")[0]
+    obj["spec"]["parameterAssignments"] = [p for p in obj["spec"]["parameterAssignments"] if p["name"] != "eta_min"]
+    with pytest.raises(DataError, match=r"no numeric eta_min among its parameters"):
+        trial_parameters(trial_from_katib(obj))
+
+
+def test_experiment_progress_line():
+    status = {"trials": 12, "trialsSucceeded": 3, "trialsEarlyStopped": 8, "trialsFailed": 1,
+              "currentOptimalTrial": {"observation": {"metrics": [{"name": "val/hmean", "latest": "0.9655", "max": "0.966"}]}}}
+    assert summarize(status) == "12 trials, 3 succeeded, 8 earlystopped, 1 failed; best so far val/hmean=0.966"
+    assert summarize({}) == "no trials yet"
+
+
+def test_sweep_then_train_creates_the_rendered_experiment_then_feeds_the_best_trial_to_run8_kfold():
+    from pipelines.compile import COMPILED_DIR
+    from pipelines.sweep import experiment
+
+    spec = next(yaml.safe_load_all((COMPILED_DIR / "sweep_then_train.yaml").read_text()))
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"run-katib-experiment", "select-best-trial", "run8-kfold"}
+    embedded = tasks["run-katib-experiment"]["inputs"]["parameters"]["experiment"]["runtimeValue"]["constant"]
+    assert embedded == experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@")
+    feed = tasks["run8-kfold"]["inputs"]["parameters"]
+    for param, output in (("run8_lr", "lr"), ("run8_weight_decay", "weight_decay"), ("run8_t_max", "t_max"), ("run8_eta_min", "eta_min")):
+        assert feed[param]["taskOutputParameter"] == {"producerTask": "select-best-trial", "outputParameterKey": output}
+    assert tasks["select-best-trial"]["inputs"]["parameters"]["experiment_name"]["taskOutputParameter"]["producerTask"] == "run-katib-experiment"
