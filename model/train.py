@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.checkpoint import load_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.data.dataset import DetectionDataset, EpochSampler, collate
 from model.config import augment_config, target_options
 from model.data.transforms import eval_transform, train_transform
@@ -40,11 +40,15 @@ from model.evaluate import validate
 from model.net import build_model
 from model.net.loss import DBLoss
 from model.data.splits import load_split
+from model.data.ufo import write_text_atomic
 
 
 # The StdOut metrics filter our Katib Experiments use. Katib's default, `([\w|-]+)\s*=\s*...`, does
 # not match the "/" of val/hmean; tests parse real training output with exactly this one.
 KATIB_METRICS_FILTER = r"([\w|/-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+
+
+PREVIOUS = "last.prev.pt"  # the checkpoint before last.pt, kept for when last.pt turns out unreadable
 
 
 class TrainingInterrupted(Exception):
@@ -110,7 +114,7 @@ def train(cfg: DictConfig) -> dict:
     state = {"epoch": 0, "samples_done": 0, "loss_sum": 0.0, "steps": 0, "best_hmean": -1.0, "history": []}
     ckpt = _resume_path(cfg, out, rt)
     if ckpt is not None:
-        saved = load_checkpoint(ckpt)
+        saved, ckpt = _load_resumable(ckpt, rt)
         core.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -120,6 +124,8 @@ def train(cfg: DictConfig) -> dict:
             torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
         state = {k: saved[k] for k in state}
         _say(rt, f"resuming from {ckpt}: epoch {state['epoch'] + 1}, {state['samples_done']} samples into it")
+        if rt.main:  # the checkpoint's history is the truth (an older checkpoint may have been resumed)
+            write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in state["history"]))
 
     params = sum(p.numel() for p in core.parameters())
     _say(rt, f"training {cfg.exp_name}: {len(train_set)} train / {len(val_set)} val images at {size} px, "
@@ -158,7 +164,7 @@ def train(cfg: DictConfig) -> dict:
             if stop.requested:
                 if rt.main:
                     partial = {"epoch": epoch, "loss_sum": float(loss_sum), "steps": steps}
-                    _save(out / "last.pt", core, optimizer, scheduler, scaler, state | partial, cfg)
+                    _save_last(out, core, optimizer, scheduler, scaler, state | partial, cfg)
                     if on_checkpoint:
                         on_checkpoint(out)
                 _say(rt, f"SIGTERM: saved {out / 'last.pt'} at epoch {epoch + 1}, sample {state['samples_done']}; resume with resume=auto")
@@ -184,7 +190,7 @@ def train(cfg: DictConfig) -> dict:
             is_best = result.hmean > state["best_hmean"]
             state["best_hmean"] = max(state["best_hmean"], result.hmean)
             done = state | {"epoch": epoch + 1, "samples_done": 0, "loss_sum": 0.0, "steps": 0}
-            _save(out / "last.pt", core, optimizer, scheduler, scaler, done, cfg)
+            _save_last(out, core, optimizer, scheduler, scaler, done, cfg)
             if is_best:
                 _save(out / "best.pt", core, optimizer, scheduler, scaler, done, cfg)
             if on_checkpoint:
@@ -263,15 +269,34 @@ def _resume_path(cfg, out: Path, rt: Runtime) -> Path | None:
     if resume in ("never", "false", "none", "None"):
         return None
     if resume == "auto":
-        last = out / "last.pt"
-        if last.exists():
-            return last
-        _say(rt, f"resume=auto: no checkpoint at {last}; starting fresh")
+        for candidate in (out / "last.pt", out / PREVIOUS):  # no last.pt but a previous one: a save died in between
+            if candidate.exists():
+                return candidate
+        _say(rt, f"resume=auto: no checkpoint at {out / 'last.pt'}; starting fresh")
         return None
     path = Path(resume)
     if not path.exists():
         raise FileNotFoundError(f"resume={resume}: no such checkpoint")
     return path
+
+
+def _save_last(out: Path, *args) -> None:
+    """last.pt, keeping the one before it as last.prev.pt: if the new one is ever unreadable
+    (a copy cut short, a full disk), resuming falls back to the previous epoch instead of to nothing."""
+    if (out / "last.pt").exists():
+        os.replace(out / "last.pt", out / PREVIOUS)
+    _save(out / "last.pt", *args)
+
+
+def _load_resumable(ckpt: Path, rt: Runtime) -> tuple[dict, Path]:
+    try:
+        return load_checkpoint(ckpt), ckpt
+    except CheckpointError as exc:
+        previous = ckpt.with_name(PREVIOUS)
+        if ckpt.name != "last.pt" or not previous.exists():
+            raise
+        _say(rt, f"{exc}; resuming from the previous checkpoint {previous} instead")
+        return load_checkpoint(previous), previous
 
 
 def _save(path, model, optimizer, scheduler, scaler, state, cfg) -> None:

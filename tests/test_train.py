@@ -123,6 +123,23 @@ def test_corrupt_or_truncated_checkpoint_is_a_clear_error(data, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_truncated_last_checkpoint_falls_back_to_the_previous_one(data, tmp_path):
+    """A last.pt cut short (a copy interrupted, a full disk) costs one epoch, not the run: resume
+    takes last.prev.pt, and the run still ends exactly like an uninterrupted one."""
+    whole = run_train(args(data, tmp_path / "whole"))
+    cut = tmp_path / "cut"
+    first = run_train(args(data, cut, "trainer.max_epochs=2"))
+    assert whole.returncode == 0 and first.returncode == 0, first.stderr[-2000:]
+    assert load_checkpoint(cut / "last.prev.pt")["epoch"] == 1 and load_checkpoint(cut / "last.pt")["epoch"] == 2
+    data_bytes = (cut / "last.pt").read_bytes()
+    (cut / "last.pt").write_bytes(data_bytes[: len(data_bytes) // 2])
+    second = run_train(args(data, cut))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"resuming from the previous checkpoint {cut / 'last.prev.pt'} instead" in second.stdout
+    assert "resuming from" in second.stdout and "epoch 2, 0 samples into it" in second.stdout
+    assert jsonl(cut / "metrics.jsonl") == jsonl(tmp_path / "whole" / "metrics.jsonl")  # epoch 2 once, not twice
+
+
 def test_checkpoints_load_weights_only(tmp_path):
     import torch
 
