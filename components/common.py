@@ -61,3 +61,32 @@ def decide(hmean: float, success_hmean: float = 0.966, acceptable_hmean: float =
     if hmean >= acceptable_hmean:
         return ACCEPTABLE
     return FALLBACK
+
+
+def check_run_parameters(p: dict, *, check_dataset: bool = True) -> None:
+    """The run8-kfold parameters `p` (all of them, by pipeline name) that would otherwise fail
+    late: both trainings' configs (preset, hyperparameters, overrides: unknown keys, lr <= 0,
+    T_max = 0, thresholds outside (0, 1), a preset that does not exist), the fold and vote counts,
+    and whether the dataset is there (a root needs jsons/train.json; `check_dataset=False` where
+    the store is out of reach, e.g. a laptop submitting to a cluster). One DataError with the fix."""
+    from model.config import ConfigError, load_config
+    from model.errors import DataError
+    from model.storage import exists
+
+    for run in ("run8", "run3"):
+        args = training_args(p["preset"], p[f"{run}_lr"], p[f"{run}_weight_decay"], p[f"{run}_t_max"], p[f"{run}_eta_min"],
+                             p["epochs"], p["thresh"], p["box_thresh"], p["max_candidates"], p["overrides"])
+        try:
+            load_config(args)
+        except ConfigError as exc:
+            raise DataError(f"the {run} training would not start: {exc}") from None
+    if p["folds"] < 2:
+        raise DataError(f"folds={p['folds']}: K-fold training needs at least 2 folds")
+    if not 1 <= p["min_vote"] <= p["folds"]:
+        raise DataError(f"min_vote={p['min_vote']}: must be between 1 and folds={p['folds']} (a word needs that many fold models)")
+    if not 0 < p["ensemble_iou"] <= 1:
+        raise DataError(f"ensemble_iou={p['ensemble_iou']}: must lie in (0, 1]")
+    uri = p["dataset_uri"].rstrip("/")
+    if check_dataset and not exists(f"{uri}/jsons/train.json"):
+        raise DataError(f"dataset_uri={uri}: no dataset root there (no jsons/train.json); make one with "
+                        "`receiptflow synth --out DIR` or `receiptflow convert`, push it with `receiptflow data push`")

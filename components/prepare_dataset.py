@@ -38,7 +38,7 @@ def prepare_dataset(
             raise DataError(f"{dataset_uri}: jsons/{split}.json is missing")
         loaded = root.load(split, strict=False)
         summary[split] = split_summary(loaded)
-        problems += [str(p).replace(dataset.path, dataset_uri.rstrip("/"), 1) for p in loaded.report.problems]
+        problems += [str(p).replace(dataset.path, dataset_uri.rstrip("/")) for p in loaded.report.problems]
         stats.log_metric(f"{split}/images", summary[split]["images"])
         stats.log_metric(f"{split}/words", summary[split]["words"])
     stats.log_metric("problems", len(problems))

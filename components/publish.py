@@ -14,6 +14,7 @@ def publish(
     replication: Input[Model],
     models: Input[List[Model]],
     decision: Input[Markdown],
+    data_report: Input[Markdown],
     ensemble_metrics: Input[Metrics],
     output_uri: str,
     run_id: str,
@@ -22,7 +23,7 @@ def publish(
 ) -> str:
     """Copy submission.csv, ensemble.json, the models (best.pt, metrics.jsonl, summary.json of the
     replication and every fold), decision.md and summary.md under the run's prefix (s3:// or a
-    folder); returns that prefix."""
+    folder); returns that prefix. The summary lists every item the dataset's validation skipped."""
     import json
     import shutil
     import tempfile
@@ -34,32 +35,40 @@ def publish(
 
     prefix = run_prefix(output_uri, run_id, job_id)
     stage = Path(tempfile.mkdtemp(prefix="receiptflow-publish-"))
-    shutil.copy(submission.path, stage / "submission.csv")
-    shutil.copy(fused.path, stage / "ensemble.json")
-    shutil.copy(decision.path, stage / "decision.md")
-    trained = [json.loads((Path(m.path) / "summary.json").read_text()) for m in [replication, *models]]
-    for m, info in zip([replication, *models], trained):
-        shutil.copytree(m.path, stage / "models" / info["task"])
+    try:
+        shutil.copy(submission.path, stage / "submission.csv")
+        shutil.copy(fused.path, stage / "ensemble.json")
+        shutil.copy(decision.path, stage / "decision.md")
+        trained = [json.loads((Path(m.path) / "summary.json").read_text()) for m in [replication, *models]]
+        for m, info in zip([replication, *models], trained):
+            shutil.copytree(m.path, stage / "models" / info["task"])
 
-    scores = dict(ensemble_metrics.metadata)
-    rows = []
-    for info in trained:
-        b = info["best"]
-        test = scores.get(f"test/hmean_fold_{info['fold']}", "")
-        rows.append((info["task"], b["epoch"], len(info["history"]), b["val/hmean"], b["val/precision"], b["val/recall"], test))
-    lines = [Path(decision.path).read_text(encoding="utf-8").strip(), "", "# Trainings", "",
-             table(("task", "best epoch", "epochs", "val/hmean", "val/precision", "val/recall", "test/hmean"), rows), ""]
-    if "test/hmean_ensemble" in scores:
-        e, b = scores["test/hmean_ensemble"], scores["test/hmean_best_fold"]
-        lines += ["# Ensemble", "", f"test/hmean: ensemble **{e:.4f}** vs best single fold {b:.4f} ({e - b:+.4f}).", ""]
-    else:
-        lines += ["# Ensemble", "", "The test split has no annotations: the ensemble's gain is not measured.", ""]
-    lines += [f"Published to `{prefix}/`: submission.csv, ensemble.json, models/, decision.md, summary.md.", ""]
-    text = "\n".join(lines)
-    (stage / "summary.md").write_text(text, encoding="utf-8")
-    with open(summary.path, "w", encoding="utf-8") as f:
-        f.write(text)
-    upload(stage, prefix, progress=False)
-    shutil.rmtree(stage, ignore_errors=True)
+        scores = dict(ensemble_metrics.metadata)
+        rows = []
+        for info in trained:
+            b = info["best"]
+            test = scores.get(f"test/hmean_fold_{info['fold']}", "")
+            rows.append((info["task"], b["epoch"], len(info["history"]), b["val/hmean"], b["val/precision"], b["val/recall"], test))
+        lines = [Path(decision.path).read_text(encoding="utf-8").strip(), "", "# Trainings", "",
+                 table(("task", "best epoch", "epochs", "val/hmean", "val/precision", "val/recall", "test/hmean"), rows), ""]
+        if "test/hmean_ensemble" in scores:
+            e, b = scores["test/hmean_ensemble"], scores["test/hmean_best_fold"]
+            lines += ["# Ensemble", "", f"test/hmean: ensemble **{e:.4f}** vs best single fold {b:.4f} ({e - b:+.4f}).", ""]
+        else:
+            lines += ["# Ensemble", "", "The test split has no annotations: the ensemble's gain is not measured.", ""]
+        skipped = [line for line in Path(data_report.path).read_text(encoding="utf-8").splitlines() if line.startswith("- ")]
+        if skipped:
+            lines += ["# Data", "", f"{len(skipped)} item(s) skipped by validation (lenient mode trains on the rest):", "",
+                      *skipped, ""]
+        else:
+            lines += ["# Data", "", "Every image and word passed validation.", ""]
+        lines += [f"Published to `{prefix}/`: submission.csv, ensemble.json, models/, decision.md, summary.md.", ""]
+        text = "\n".join(lines)
+        (stage / "summary.md").write_text(text, encoding="utf-8")
+        with open(summary.path, "w", encoding="utf-8") as f:
+            f.write(text)
+        upload(stage, prefix, progress=False)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # also when the upload fails
     print(f"published to {prefix}/", flush=True)
     return prefix

@@ -204,10 +204,18 @@ class _Remote:
     def auth_error(self, exc: Exception) -> DataError:
         return DataError(self.mask(f"{ENV_ACCESS_KEY}/{ENV_SECRET_KEY} rejected by {self.endpoint} ({_describe(exc)})"))
 
-    def check_bucket(self, bucket: str) -> None:
-        """One cheap request before any work: credentials accepted and bucket present."""
-        if not self.call(f"s3://{bucket}", lambda: self.client.bucket_exists(bucket), denied_is_auth=True):
-            raise DataError(f"s3://{bucket}: bucket does not exist on {self.endpoint}")
+    def check_bucket(self, bucket: str, uri: str | None = None) -> None:
+        """One cheap request before any work: credentials accepted and bucket present.
+
+        `uri` (the transfer's s3:// URI) is named in the error too, so that a caller's message
+        says which transfer failed (e.g. a training's checkpoint mirror), not just the bucket."""
+        whole = f" (for {uri})" if uri and uri.rstrip("/") != f"s3://{bucket}" else ""
+        try:
+            found = self.call(f"s3://{bucket}", lambda: self.client.bucket_exists(bucket), denied_is_auth=True)
+        except DataError as exc:
+            raise DataError(f"{exc}{whole}") from None
+        if not found:
+            raise DataError(f"s3://{bucket}: bucket does not exist on {self.endpoint}{whole}")
 
     def stat(self, bucket: str, key: str):
         """The object's stat, or None when there is no such object."""
@@ -227,7 +235,7 @@ def exists(uri: str | os.PathLike) -> bool:
         return Path(uri).exists()
     bucket, key = parse_uri(str(uri))
     remote = _Remote(1)
-    remote.check_bucket(bucket)
+    remote.check_bucket(bucket, str(uri))
     return remote.stat(bucket, key) is not None
 
 
@@ -409,9 +417,16 @@ def _run(items: list[_Item], job: Callable[[_Item, _Bar], bool], report: Transfe
     start = time.monotonic()
     bar = _Bar(sum(i.size for i in items), desc, progress)
     lock = threading.Lock()
+    failed = threading.Event()
 
     def one(item: _Item) -> None:
-        moved = job(item, bar)
+        if failed.is_set():
+            return  # a worker may dequeue its next item before cancel_futures runs: start nothing after a failure
+        try:
+            moved = job(item, bar)
+        except BaseException:
+            failed.set()
+            raise
         with lock:
             if moved:
                 report.transferred.append(item.rel)
@@ -465,7 +480,7 @@ def upload(src: str | os.PathLike, dst_uri: str, *, workers: int = DEFAULT_WORKE
     # temporaries live under the transfer's prefix (a folder) or next to the final key (a file)
     tmp_root = _join(prefix if src_path.is_dir() else items[0].dst.rpartition("/")[0], TMP_PREFIX)
     remote = _Remote(workers)
-    remote.check_bucket(bucket)
+    remote.check_bucket(bucket, dst_uri)
 
     def job(item: _Item, bar: _Bar) -> bool:
         path = Path(item.src)
@@ -520,7 +535,7 @@ def download(src_uri: str, dst: str | os.PathLike, *, workers: int = DEFAULT_WOR
         raise DataError(f"{dst}: download writes local files; use upload for s3:// destinations")
     bucket, key = parse_uri(src_uri)
     remote = _Remote(workers)
-    remote.check_bucket(bucket)
+    remote.check_bucket(bucket, src_uri)
     dst_path = Path(dst)
     items: list[_Item] = []
     single = remote.stat(bucket, key) if key and not key.endswith("/") else None

@@ -32,15 +32,13 @@ def run_local(params: dict, *, pipeline_root: str | Path | None = None, verbose:
     from pipelines.params import check_run
     from pipelines.run8_kfold import run8_kfold
 
-    check_run(params)
     params = dict(params)
     params.setdefault("output_uri", str(LOCAL_ROOT))
     params.setdefault("run_id", time.strftime("local-%Y%m%d-%H%M%S"))
     for key in ("dataset_uri", "output_uri"):  # tasks run as subprocesses: give them absolute paths
         if not is_remote(params[key]):
             params[key] = str(Path(params[key]).resolve())
-    if not is_remote(params["dataset_uri"]) and not Path(params["dataset_uri"]).is_dir():
-        raise DataError(f"{params['dataset_uri']}: no such dataset folder (make one with `receiptflow synth --out DIR`)")
+    check_run(params)
     # two fold trainings run at once: give each half the cores instead of letting both take all
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // PARALLEL_TASKS)))
     root = Path(pipeline_root) if pipeline_root else LOCAL_ROOT / "kfp"

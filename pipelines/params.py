@@ -93,23 +93,9 @@ _KIND_NAMES = {"String": "a string", "Integer": "an integer", "Float": "a number
                "Dict": "a mapping, e.g. {\"gpu\": \"a100\"}"}
 
 
-def check_run(params: dict[str, Any]) -> None:
-    """What would otherwise fail hours in, checked before a run starts: the replication's and the
-    fallback's training configs (preset, hyperparameters, overrides) and the fold/vote counts."""
-    from components.common import training_args
-    from model.config import ConfigError, load_config
+def check_run(params: dict[str, Any], *, check_dataset: bool = True) -> None:
+    """What would otherwise fail hours in, checked before a run starts (the pipeline's first task,
+    `validate_run`, checks the same on the cluster): see `components.common.check_run_parameters`."""
+    from components.common import check_run_parameters
 
-    p = {name: default for name, (_, default) in signature().items()} | params
-    for run in ("run8", "run3"):
-        args = training_args(p["preset"], p[f"{run}_lr"], p[f"{run}_weight_decay"], p[f"{run}_t_max"], p[f"{run}_eta_min"],
-                             p["epochs"], p["thresh"], p["box_thresh"], p["max_candidates"], p["overrides"])
-        try:
-            load_config(args)
-        except ConfigError as exc:
-            raise DataError(f"the {run} training would not start: {exc}") from None
-    if p["folds"] < 2:
-        raise DataError(f"folds={p['folds']}: K-fold training needs at least 2 folds")
-    if not 1 <= p["min_vote"] <= p["folds"]:
-        raise DataError(f"min_vote={p['min_vote']}: must be between 1 and folds={p['folds']} (a word needs that many fold models)")
-    if not 0 < p["ensemble_iou"] <= 1:
-        raise DataError(f"ensemble_iou={p['ensemble_iou']}: must lie in (0, 1]")
+    check_run_parameters({name: default for name, (_, default) in signature().items()} | params, check_dataset=check_dataset)

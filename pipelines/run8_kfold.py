@@ -24,6 +24,7 @@ from components.prepare_dataset import prepare_dataset
 from components.publish import publish
 from components.split_folds import split_folds
 from components.train import train
+from components.validate_run import validate_run
 
 NAME = "run8-kfold"
 DEFAULT_FOLDS = 5  # ParallelFor parallelism is fixed at compile time: one pod per fold of the default
@@ -106,7 +107,14 @@ def run8_kfold(
     """The seed's plan; `overrides` are extra `key=value` config overrides for every training.
     Returns the prefix the results were published under."""
     job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    checked = _storage(_cpu(validate_run(
+        dataset_uri=dataset_uri, preset=preset, epochs=epochs, thresh=thresh, box_thresh=box_thresh,
+        max_candidates=max_candidates, run8_lr=run8_lr, run8_weight_decay=run8_weight_decay, run8_t_max=run8_t_max,
+        run8_eta_min=run8_eta_min, run3_lr=run3_lr, run3_weight_decay=run3_weight_decay, run3_t_max=run3_t_max,
+        run3_eta_min=run3_eta_min, folds=folds, min_vote=min_vote, ensemble_iou=ensemble_iou, overrides=overrides,
+    ), "check parameters"), minio_secret)
     data = _storage(_cpu(prepare_dataset(dataset_uri=dataset_uri, strict=strict), "prepare dataset"), minio_secret)
+    data.after(checked)
     split = _cpu(split_folds(dataset=data.outputs["dataset"], k=folds, seed=fold_seed), "split folds")
     common = dict(dataset=data.outputs["dataset"], folds=split.outputs["folds"], preset=preset, epochs=epochs, thresh=thresh,
                   box_thresh=box_thresh, max_candidates=max_candidates, overrides=overrides, output_uri=output_uri,
@@ -141,6 +149,7 @@ def run8_kfold(
     published = _cpu(publish(
         submission=csv.outputs["submission"], fused=fused.outputs["fused"], replication=replication.outputs["model"],
         models=dsl.Collected(fold_model.outputs["model"]), decision=chosen.outputs["decision"],
+        data_report=data.outputs["report"],
         ensemble_metrics=fused.outputs["metrics"], output_uri=output_uri, run_id=run_id, job_id=job_id,
     ), "publish to MinIO")
     _storage(published, minio_secret).set_caching_options(False)

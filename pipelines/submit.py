@@ -17,7 +17,7 @@ def submit(host: str, params: dict, *, experiment: str = "receiptflow", namespac
     from pipelines.params import check_run
     from pipelines.run8_kfold import run8_kfold
 
-    check_run(params)
+    check_run(params, check_dataset=False)  # the store may be reachable from the cluster only: validate_run checks it there
     if not host.startswith(("http://", "https://")):
         raise DataError(f"--host {host!r}: expected the KFP API URL, e.g. https://kubeflow.example.com/pipeline")
     from kfp_server_api.exceptions import ApiException

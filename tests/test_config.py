@@ -202,3 +202,27 @@ def test_leaf_keys_cover_the_seed_names():
                 "models.scheduler.eta_min", "models.head.postprocess.thresh", "models.head.postprocess.box_thresh",
                 "models.head.postprocess.max_candidates", "trainer.max_epochs"):
         assert key in keys
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("models.optimizer.lrr=0.1", "unknown config key 'models.optimizer.lrr'; did you mean models.optimizer.lr?"),
+    ("models.optimizer.lr=0", "models.optimizer.lr=0.0: must be > 0"),
+    ("models.scheduler.T_max=0", "models.scheduler.T_max=0: must be > 0"),
+    ("models.head.postprocess.thresh=1.2", "models.head.postprocess.thresh=1.2: must lie between 0 and 1"),
+    ("dataset.root=s3://receiptflow/datasets/x", "training reads a local dataset root; copy it first with "
+                                                 "`receiptflow data pull s3://receiptflow/datasets/x DIR`"),
+])
+def test_train_refuses_bad_parameters_before_any_work(arg, message, tmp_path, capsys):
+    from model.cli import main
+
+    assert main(["train", f"output_dir={tmp_path / 'run'}", "dataset.root=/nowhere", arg]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_train_refuses_a_preset_that_does_not_exist(capsys):
+    from model.cli import main
+
+    assert main(["train", "preset=run9"]) == 2
+    assert "run9" in capsys.readouterr().err

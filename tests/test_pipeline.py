@@ -3,6 +3,7 @@ parameter handling, and real local runs of the whole pipeline on tiny synthetic 
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -297,3 +298,26 @@ def test_submit_to_an_unreachable_endpoint_is_one_clear_error():
     proc = _cli("pipeline", "submit", "--host", f"http://127.0.0.1:{port}", "--param", "epochs=3", timeout=120)
     assert proc.returncode == 2
     assert f"http://127.0.0.1:{port}: cannot reach the KFP API" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_first_task_checks_the_parameters_and_the_dataset_before_any_work(ir, tmp_path):
+    """On a cluster nobody ran `check_run` locally: validate_run is the first task, everything waits for it."""
+    from components.validate_run import validate_run
+
+    spec, _ = ir
+    tasks = _tasks(spec)
+    assert tasks["prepare-dataset"][0]["dependentTasks"] == ["validate-run"]
+    assert "dependentTasks" not in tasks["validate-run"][0]
+    good = {name: SEED_DEFAULTS.get(name) for name in ("preset", "epochs", "thresh", "box_thresh", "max_candidates", "folds", "min_vote")}
+    good |= {k: v for k, v in SEED_DEFAULTS.items() if k.startswith(("run8_", "run3_"))}
+    good |= {"ensemble_iou": 0.5, "overrides": [], "dataset_uri": str(tmp_path)}
+    with pytest.raises(DataError, match=rf"dataset_uri={tmp_path}: no dataset root there \(no jsons/train.json\)"):
+        validate_run.python_func(**good)
+    (tmp_path / "jsons").mkdir()
+    (tmp_path / "jsons" / "train.json").write_text("{}")
+    validate_run.python_func(**good)
+    for bad, message in [({"run8_t_max": 0}, "models.scheduler.T_max=0: must be > 0"),
+                         ({"overrides": ["dataset.image_sise=512"]}, "dataset.image_sise"),
+                         ({"min_vote": 9}, "min_vote=9: must be between 1 and folds=5")]:
+        with pytest.raises(DataError, match=re.escape(message)):
+            validate_run.python_func(**(good | bad))

@@ -18,6 +18,9 @@ def load_split(ds, which: str) -> Split:
     """`which` is "train", "val" or "test"; `ds` the `dataset` section of the config."""
     if not ds.get("root"):
         raise DataError("dataset.root is not set: pass dataset.root=DIR (a dataset root with images/ and jsons/)")
+    if str(ds.root).startswith("s3://"):
+        raise DataError(f"dataset.root={ds.root}: training reads a local dataset root; copy it first with "
+                        f"`receiptflow data pull {ds.root} DIR` and pass dataset.root=DIR")
     root = DatasetRoot(ds.root)
     strict = bool(ds.get("strict", False))
     if ds.get("folds") is not None and which in ("train", "val"):

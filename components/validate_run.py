@@ -1,0 +1,34 @@
+"""validate_run: the run's parameters and dataset checked before any heavy work (the first task)."""
+from typing import List
+
+from components import component
+
+
+@component
+def validate_run(
+    dataset_uri: str,
+    preset: str,
+    epochs: int,
+    thresh: float,
+    box_thresh: float,
+    max_candidates: int,
+    run8_lr: float,
+    run8_weight_decay: float,
+    run8_t_max: int,
+    run8_eta_min: float,
+    run3_lr: float,
+    run3_weight_decay: float,
+    run3_t_max: int,
+    run3_eta_min: float,
+    folds: int,
+    min_vote: int,
+    ensemble_iou: float,
+    overrides: List[str],
+):
+    """Fail in seconds, with the fix in the message, on what would otherwise fail hours in: both
+    trainings' configs, the fold and vote counts, a dataset URI with no dataset root behind it."""
+    from components.common import check_run_parameters
+
+    check_run_parameters(dict(locals()))
+    print(f"parameters checked: preset {preset}, {epochs} epochs, {folds} folds, min_vote {min_vote}; "
+          f"dataset {dataset_uri}", flush=True)
