@@ -25,6 +25,11 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # a full disk surfaces from torch.save as a RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: could not write the checkpoint (disk full?): {reason}; "
+                              "the previous file there is unchanged") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
