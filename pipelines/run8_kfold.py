@@ -1,6 +1,6 @@
 """The seed's plan as one Kubeflow pipeline (DESIGN.md §1, §4): `run8-kfold`.
 
-    prepare_dataset → split_folds → train replication (Run 8) → evaluate → choose_config
+    validate_run → prepare_dataset → split_folds → train replication (Run 8) → evaluate → choose_config
       → ParallelFor folds: train + predict test → ensemble (Collected) → make_submission → publish
 
 Parameters default to the seed's values (full precision). On a cluster every training and
