@@ -17,11 +17,11 @@ POLYGON_BGR = (40, 40, 230)  # red on the usual white receipt
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
-    """A Markdown table; floats with four decimals."""
+    """A Markdown table; floats with four decimals, `|` escaped, line breaks flattened."""
     def cell(v) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v).replace("|", "\\|")
+        return f"{v:.4f}" if isinstance(v, float) else str(v).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 

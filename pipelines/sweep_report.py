@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.trials import Trial, best_trial, natural_key, rank_trials
+from model.report import table
 
 # The seed report's §6.1 figures (percent of val/hmean; z in σ), as printed there.
 SEED_CLAIMS: dict[str, float] = {
@@ -406,10 +407,6 @@ def _document(analysis: Analysis, plots: list[tuple[str, Path]], *, title: str, 
     return doc
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _to_markdown(doc: list[tuple], out_dir: Path) -> str:
     lines: list[str] = []
     for block in doc:
@@ -425,11 +422,7 @@ def _to_markdown(doc: list[tuple], out_dir: Path) -> str:
         elif kind == "code":
             lines += ["```bash", block[1], "```", ""]
         elif kind == "table":
-            header, rows = block[1], block[2]
-            lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
-            lines.append("|" + "---|" * len(header))
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-            lines.append("")
+            lines += [table(block[1], block[2]), ""]
         elif kind == "img":
             lines += [f"![{block[1]}]({block[2].relative_to(out_dir).as_posix()})", ""]
     return "\n".join(lines)

@@ -106,20 +106,19 @@ def test_cli_push_pull(s3_server, tmp_path, capsys):
     assert "no objects under this prefix" in capsys.readouterr().err
 
 
-class CuttingProxy:
-    """A TCP proxy to the S3 server that drops every connection, and stops listening, once more than
-    `limit` bytes went upstream: the server vanishes in the middle of an upload."""
+class LoopbackProxy:
+    """A TCP proxy on a free loopback port to the S3 server; a subclass's `_connect` decides how
+    the bytes of each client/server connection pair flow (and when they stop)."""
 
-    def __init__(self, upstream: tuple[str, int], limit: int):
-        self.upstream, self.limit, self.sent, self.cut = upstream, limit, 0, threading.Event()
-        self.lock = threading.Lock()
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream, self.gone, self.lock = upstream, threading.Event(), threading.Lock()
         self.socks: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
-        while not self.cut.is_set():
+        while not self.gone.is_set():
             try:
                 client, _ = self.listener.accept()
             except OSError:
@@ -127,8 +126,41 @@ class CuttingProxy:
             server = socket.create_connection(self.upstream)
             with self.lock:
                 self.socks += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+            self._connect(client, server)
+
+    def _connect(self, client: socket.socket, server: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self):
+        """Drop every connection and stop listening: the server is gone."""
+        self.gone.set()
+        self.listener.close()
+        with self.lock:
+            socks = list(self.socks)
+        for s in socks:
+            shut(s)
+            s.close()
+
+
+def shut(*socks: socket.socket) -> None:
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class CuttingProxy(LoopbackProxy):
+    """Drops every connection, and stops listening, once more than `limit` bytes went upstream:
+    the server vanishes in the middle of an upload."""
+
+    def __init__(self, upstream: tuple[str, int], limit: int):
+        self.limit, self.sent = limit, 0
+        super().__init__(upstream)
+
+    def _connect(self, client: socket.socket, server: socket.socket) -> None:
+        threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
 
     def _pump(self, a: socket.socket, b: socket.socket, upstream: bool):
         try:
@@ -144,23 +176,7 @@ class CuttingProxy:
         except OSError:
             pass
         finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.cut.set()
-        self.listener.close()
-        with self.lock:
-            socks = list(self.socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+            shut(a, b)
 
 
 def test_server_gone_mid_upload_retries_then_clear_error(s3_server, tmp_path, monkeypatch):

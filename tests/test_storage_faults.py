@@ -22,7 +22,7 @@ import pytest
 from model import storage
 from model.errors import DataError
 from model.storage import LOCAL_TMP_SUFFIX, TMP_PREFIX, download, upload
-from tests.test_storage import CuttingProxy, keys, make_root, read_tree
+from tests.test_storage import CuttingProxy, LoopbackProxy, keys, make_root, read_tree, shut
 
 _sleep = time.sleep  # the proxies' own waits (the `sleeps` fixture patches time.sleep, which storage shares)
 REQUEST_LINE = re.compile(rb"^(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP/1\.[01]\r\n")
@@ -56,7 +56,7 @@ def upstream(s3_server) -> tuple[str, int]:
     return host, int(port)
 
 
-class FaultProxy:
+class FaultProxy(LoopbackProxy):
     """A TCP proxy to the S3 server whose faults hit the response (downstream) direction.
 
     - ``vanish_after=N``: once more than N response bytes went down (all connections together),
@@ -70,30 +70,17 @@ class FaultProxy:
 
     def __init__(self, upstream: tuple[str, int], *, vanish_after: int | None = None,
                  cut_each_after: int | None = None, delay: float = 0.0, slow: str = ".*"):
-        self.upstream, self.vanish_after, self.cut_each_after = upstream, vanish_after, cut_each_after
+        self.vanish_after, self.cut_each_after = vanish_after, cut_each_after
         self.delay, self.slow = delay, re.compile(slow)
         self.down = 0  # response bytes forwarded, all connections
         self.delayed = 0  # responses held back
         self.requests: list[str] = []
-        self.gone = threading.Event()
-        self.lock = threading.Lock()
-        self.socks: list[socket.socket] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream)
 
-    def _accept(self):
-        while not self.gone.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            with self.lock:
-                self.socks += [client, server]
-            conn = {"down": 0, "hold": False}
-            threading.Thread(target=self._up, args=(client, server, conn), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, conn), daemon=True).start()
+    def _connect(self, client: socket.socket, server: socket.socket) -> None:
+        conn = {"down": 0, "hold": False}
+        threading.Thread(target=self._up, args=(client, server, conn), daemon=True).start()
+        threading.Thread(target=self._down, args=(server, client, conn), daemon=True).start()
 
     def _up(self, client: socket.socket, server: socket.socket, conn: dict):
         try:
@@ -107,7 +94,7 @@ class FaultProxy:
         except OSError:
             pass
         finally:
-            _shut(client, server)
+            shut(client, server)
 
     def _down(self, server: socket.socket, client: socket.socket, conn: dict):
         try:
@@ -135,24 +122,8 @@ class FaultProxy:
         except OSError:
             pass
         finally:
-            _shut(client, server)
+            shut(client, server)
 
-    def close(self):
-        self.gone.set()
-        self.listener.close()
-        with self.lock:
-            socks = list(self.socks)
-        for s in socks:
-            _shut(s)
-            s.close()
-
-
-def _shut(*socks: socket.socket) -> None:
-    for s in socks:
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def parts(root: Path) -> list[Path]:
