@@ -3,10 +3,11 @@
     receiptflow train preset=run8 dataset.root=DATA models.encoder.pretrained=false
 
 Each epoch trains over the train split, validates on the val split with the competition metric
-(`val/hmean`: mean over images of per-image CLEval hmean), prints one flushed metric line —
-``epoch=10 train/loss=0.41 val/precision=0.971 val/recall=0.962 val/hmean=0.966 lr=0.000451``,
-exactly what a Katib StdOut collector parses — appends the same values to ``metrics.jsonl``,
-writes ``last.pt`` atomically and ``best.pt`` on a new best ``val/hmean``.
+(`val/hmean`: mean over images of per-image CLEval hmean), prints one flushed metric line led by
+its UTC time —
+``2026-11-29T04:12:36.120Z epoch=10 train/loss=0.41 val/precision=0.971 val/recall=0.962 val/hmean=0.966 lr=0.000451``,
+exactly what a Katib StdOut collector parses (see `metric_lines`) — appends the same values and
+time to ``metrics.jsonl``, writes ``last.pt`` atomically and ``best.pt`` on a new best ``val/hmean``.
 
 Resuming: ``resume=auto`` continues from ``last.pt`` when there is one (model, optimizer,
 scheduler, AMP scaler, RNG state, epoch and position within it). SIGTERM (pod preemption) lets
@@ -24,6 +25,7 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -44,8 +46,14 @@ from model.data.ufo import write_text_atomic
 
 
 # The StdOut metrics filter our Katib Experiments use. Katib's default, `([\w|-]+)\s*=\s*...`, does
-# not match the "/" of val/hmean; tests parse real training output with exactly this one.
-KATIB_METRICS_FILTER = r"([\w|/-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+# not match the "/" of val/hmean; tests parse real training output with exactly this one. The value
+# must hold a digit: Katib's default value part (`\d*(\.\d+)?...`) also matches the empty string, so
+# `train/loss=nan` would yield "" and, once stop rules are active, the collector's
+# strconv.ParseFloat fails and klog.Fatalf kills it (katib v0.19.0
+# cmd/metricscollector/v1beta1/file-metricscollector/main.go:205-216 parses every match on the line).
+# Group 1 is the name, group 2 the value (the webhook requires two groups: pkg/webhook/v1beta1/
+# experiment/validator/validator.go:557-570); no ";" (the collector splits its -f flag on it, main.go:404).
+KATIB_METRICS_FILTER = r"([\w|/-]+)\s*=\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[Ee][+-]?\d+)?)"
 
 
 PREVIOUS = "last.prev.pt"  # the checkpoint before last.pt, kept for when last.pt turns out unreadable
@@ -176,6 +184,7 @@ def train(cfg: DictConfig) -> dict:
             result = validate(core, val_loader, val_split, rt.device, amp_dtype=rt.amp_dtype, postprocess_options=pp,
                               workers=cfg.trainer.eval_workers)
             metrics = {
+                "time": utc_timestamp(),
                 "epoch": epoch + 1,
                 "train/loss": train_loss,
                 "val/precision": result.precision,
@@ -183,7 +192,8 @@ def train(cfg: DictConfig) -> dict:
                 "val/hmean": result.hmean,
                 "lr": lr,
             }
-            print(" ".join(f"{k}={v!r}" for k, v in metrics.items()), flush=True)
+            for line in metric_lines(metrics):
+                print(line, flush=True)
             with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
             state["history"].append(metrics)
@@ -199,6 +209,31 @@ def train(cfg: DictConfig) -> dict:
         if rt.world_size > 1:
             dist.barrier()
     return {**metrics, "best/hmean": state["best_hmean"]}
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-11-29T04:12:36.120Z``."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def metric_lines(metrics: dict) -> list[str]:
+    """The epoch's metric line, and a note when a value is not finite.
+
+    The line starts with ``metrics["time"]`` and a space: Katib's collector takes the first
+    space-separated token as the observation time when time.Parse(RFC3339Nano) accepts it, else
+    stamps 0001-01-01 (katib v0.19.0 pkg/metricscollector/v1beta1/file-metricscollector/
+    file-metricscollector.go:89-99), and the DB orders observations by time alone (pkg/db/v1beta1/
+    mysql/mysql.go:134), so without it median stop's "first start_step values" and "latest" are
+    arbitrary. A nan/inf value is left out of the line (the collector dies on a value that is not a
+    float once stop rules are active) and named on a second line without "=", which no filter matches.
+    """
+    finite = {k: v for k, v in metrics.items() if k != "time" and not (isinstance(v, float) and not math.isfinite(v))}
+    lines = [f"{metrics['time']} " + " ".join(f"{k}={v!r}" for k, v in finite.items())]
+    bad = [f"{k} is {v!r}" for k, v in metrics.items() if k != "time" and k not in finite]
+    if bad:
+        lines.append(f"epoch {metrics.get('epoch')}: not finite, left out of the metric line: {', '.join(bad)}")
+    return lines
 
 
 def _restore_mirror(cfg: DictConfig, out: Path) -> None:

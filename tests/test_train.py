@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -16,6 +17,8 @@ from model.train import KATIB_METRICS_FILTER
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
+# A decimal that Go's strconv.ParseFloat reads as a finite float (no nan/inf words, not empty)
+GO_FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([Ee][+-]?\d+)?")
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +44,30 @@ def run_train(argv: list[str], **kw) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, **kw)
 
 
-def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def jsonl(path: Path, *, times: bool = False) -> list[dict]:
+    """metrics.jsonl's records; without their wall-clock "time" unless asked (runs compared differ in it)."""
+    return [{k: v for k, v in json.loads(line).items() if times or k != "time"} for line in path.read_text().splitlines()]
+
+
+# What Katib's collector takes as the observation time: the line's first space-separated token, when Go's
+# time.Parse(time.RFC3339Nano) accepts it (katib v0.19.0 file-metricscollector.go:89-99).
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+def metric_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if " epoch=" in line]
 
 
 def test_metric_lines_parse_with_the_katib_filter_into_the_exact_values(data, tmp_path):
     proc = run_train(args(data, tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    history = jsonl(tmp_path / "run" / "metrics.jsonl")
+    history = jsonl(tmp_path / "run" / "metrics.jsonl", times=True)
     assert [h["epoch"] for h in history] == [1, 2, 3]
+    # each metric line is led by its UTC time, the same as metrics.jsonl's, strictly increasing
+    stamps = [line.split(" ", 1)[0] for line in metric_lines(proc.stdout)]
+    assert stamps == [h["time"] for h in history]
+    assert all(RFC3339.fullmatch(t) and t.endswith("Z") for t in stamps), stamps
+    assert sorted(set(stamps)) == stamps
     parsed = []
     for line in proc.stdout.splitlines():
         found = {name: value for name, value, *_ in re.findall(KATIB_METRICS_FILTER, line)}
@@ -63,6 +81,20 @@ def test_metric_lines_parse_with_the_katib_filter_into_the_exact_values(data, tm
     # Katib's default filter would see none of these names
     default = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
     assert not any("val/hmean" == n for line in proc.stdout.splitlines() for n, *_ in re.findall(default, line))
+
+
+def test_a_diverged_run_never_prints_a_value_the_filter_cannot_turn_into_a_float(data, tmp_path):
+    """An absurd lr makes the loss nan: Katib's collector (strconv.ParseFloat on every match, klog.Fatalf
+    on an error: katib v0.19.0 file-metricscollector/main.go:205-216) must never get a match it cannot parse."""
+    proc = run_train(args(data, tmp_path / "run", "models.optimizer.lr=1e6", "trainer.max_epochs=2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    history = jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert any(math.isnan(h["train/loss"]) for h in history), history  # it really diverged
+    output = proc.stdout + proc.stderr  # Katib's wrapper captures both streams
+    values = [m.group(2) for line in output.splitlines() for m in re.finditer(KATIB_METRICS_FILTER, line, re.ASCII)]
+    assert values and all(GO_FLOAT.fullmatch(v) and math.isfinite(float(v)) for v in values), values
+    assert len(metric_lines(proc.stdout)) == 2  # every epoch still reports val/hmean
+    assert "not finite, left out of the metric line: train/loss is nan" in proc.stdout
 
 
 def test_sigterm_mid_epoch_then_resume_ends_like_an_uninterrupted_run(data, tmp_path):
@@ -167,5 +199,5 @@ def test_ddp_with_torchrun_validates_and_saves_once(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "world size 2" in proc.stdout
     assert [h["epoch"] for h in jsonl(out / "metrics.jsonl")] == [1, 2]
-    assert sum(line.startswith("epoch=") for line in proc.stdout.splitlines()) == 2
+    assert len(metric_lines(proc.stdout)) == 2
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
