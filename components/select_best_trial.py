@@ -11,13 +11,16 @@ from components import component
 @component
 def select_best_trial(experiment_name: str, namespace: str, objective: str, selection: Output[Markdown]) -> NamedTuple(
         "BestTrial", [("trial", str), ("hmean", float), ("lr", float), ("weight_decay", float), ("t_max", int), ("eta_min", float)]):
-    """Read the Experiment's Trials; pick the best by `objective` (maximize), early-stopped ones
-    included, failed ones and ones without metrics excluded (none left: a clear error)."""
+    """Read the Experiment's Trials in `namespace` (empty: the pod's own, as run_katib_experiment
+    defaults it); pick the best by `objective` (maximize), early-stopped ones included, failed ones
+    and ones without metrics excluded (none left: a clear error)."""
     from collections import namedtuple
 
+    from components.katib import default_namespace
     from components.trials import best_trial, list_trials, trial_parameters
     from model.report import table
 
+    namespace = default_namespace(namespace)
     trials = list_trials(experiment_name, namespace)
     best = best_trial(trials, objective=objective)
     lr, weight_decay, t_max, eta_min = trial_parameters(best)

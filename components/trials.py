@@ -154,12 +154,16 @@ def trial_from_katib(obj: dict, *, objective: str | None = None, maximize: bool 
 
 
 def _load_kube_config() -> None:
+    import os
+
     from kubernetes import config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        # KUBECONFIG read now: the client's own default was read once, when it was imported
+        path = os.environ.get("KUBECONFIG")
+        config.load_kube_config(**({"config_file": path} if path else {}))
 
 
 def katib_api():

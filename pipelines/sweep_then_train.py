@@ -4,8 +4,11 @@ that trial as the replication config (the seed's §5 lesson applied end to end).
     run_katib_experiment → select_best_trial → run8_kfold(run8_* = the best trial's values)
 
 The Experiment is the one `receiptflow sweep render` writes (pipelines/sweep.py), embedded at
-compile time; each run creates its own copy, named after the run. The pipeline's service
-account needs RBAC for Experiments and Trials in the namespace (manifests/).
+compile time with placeholders for the run's dataset and output URIs and MinIO Secret
+(`minio_secret` reaches every trial pod's secretKeyRefs); each run creates its own copy, named
+after the run, so a retried task attaches to it. `namespace` empty (the default): the run's own
+namespace, from the pod's service account. The pipeline's service account needs RBAC for
+Experiments and Trials there (manifests/base/rbac.yaml).
 """
 
 from typing import List
@@ -15,7 +18,7 @@ from kfp import dsl
 from components.run_katib_experiment import run_katib_experiment
 from components.select_best_trial import select_best_trial
 from pipelines.run8_kfold import MINIO_SECRET, RUN3, run8_kfold
-from pipelines.sweep import NAMESPACE, experiment
+from pipelines.sweep import experiment
 
 NAME = "sweep-then-train"
 
@@ -25,7 +28,7 @@ NAME = "sweep-then-train"
 def sweep_then_train(
     dataset_uri: str = "s3://receiptflow/datasets/receipts",
     output_uri: str = "s3://receiptflow",
-    namespace: str = NAMESPACE,
+    namespace: str = "",
     sweep_timeout_minutes: int = 24 * 60,
     preset: str = "efficientnet_b4_lr_optimized",
     epochs: int = 22,
@@ -40,12 +43,13 @@ def sweep_then_train(
     node_selector: dict = {},
     tolerations: list = [],
 ) -> str:
-    template = experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@")  # filled in per run
+    # filled in per run by run_katib_experiment (components/katib.py)
+    template = experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@", minio_secret="@MINIO_SECRET@")
     sweep = run_katib_experiment(experiment=template, namespace=namespace, dataset_uri=dataset_uri, output_uri=output_uri,
-                                 name_suffix=dsl.PIPELINE_JOB_ID_PLACEHOLDER, timeout_minutes=sweep_timeout_minutes,
-                                 poll_seconds=60)
+                                 minio_secret=minio_secret, name_suffix=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                 timeout_minutes=sweep_timeout_minutes, poll_seconds=60)
     sweep.set_display_name("Katib sweep").set_caching_options(False)
-    best = select_best_trial(experiment_name=sweep.outputs["Output"], namespace=namespace, objective="val/hmean")
+    best = select_best_trial(experiment_name=sweep.outputs["name"], namespace=sweep.outputs["namespace"], objective="val/hmean")
     best.set_display_name("best trial (absolute val/hmean)")
     train = run8_kfold(
         dataset_uri=dataset_uri, output_uri=output_uri, preset=preset, epochs=epochs,

@@ -96,8 +96,14 @@ def test_sweep_then_train_creates_the_rendered_experiment_then_feeds_the_best_tr
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"run-katib-experiment", "select-best-trial", "run8-kfold"}
     embedded = tasks["run-katib-experiment"]["inputs"]["parameters"]["experiment"]["runtimeValue"]["constant"]
-    assert embedded == experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@")
+    assert embedded == experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@", minio_secret="@MINIO_SECRET@")
+    sweep_in = tasks["run-katib-experiment"]["inputs"]["parameters"]
+    assert sweep_in["minio_secret"] == {"componentInputParameter": "minio_secret"}  # the run's Secret reaches the trials
+    assert sweep_in["namespace"] == {"componentInputParameter": "namespace"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["namespace"]["defaultValue"] == ""  # the pod's own namespace
     feed = tasks["run8-kfold"]["inputs"]["parameters"]
     for param, output in (("run8_lr", "lr"), ("run8_weight_decay", "weight_decay"), ("run8_t_max", "t_max"), ("run8_eta_min", "eta_min")):
         assert feed[param]["taskOutputParameter"] == {"producerTask": "select-best-trial", "outputParameterKey": output}
-    assert tasks["select-best-trial"]["inputs"]["parameters"]["experiment_name"]["taskOutputParameter"]["producerTask"] == "run-katib-experiment"
+    select_in = tasks["select-best-trial"]["inputs"]["parameters"]
+    for param, output in (("experiment_name", "name"), ("namespace", "namespace")):  # the Experiment it created, where it is
+        assert select_in[param]["taskOutputParameter"] == {"producerTask": "run-katib-experiment", "outputParameterKey": output}
