@@ -154,7 +154,7 @@ def test_list_trials_queries_katib_by_experiment_label(monkeypatch):
 
     monkeypatch.setattr(kubernetes.config, "load_incluster_config",
                         lambda: (_ for _ in ()).throw(kubernetes.config.ConfigException("not in cluster")))
-    monkeypatch.setattr(kubernetes.config, "load_kube_config", lambda: None)
+    monkeypatch.setattr(kubernetes.config, "load_kube_config", lambda **_: None)
     monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", FakeApi)
     trials = list_trials("receiptflow-lr-sweep", "kubeflow-user")
     assert calls == {"group": "kubeflow.org", "version": "v1beta1", "namespace": "kubeflow-user", "plural": "trials",
@@ -171,7 +171,7 @@ def test_list_trials_error_names_the_experiment(monkeypatch):
         def list_namespaced_custom_object(self, *a, **k):
             raise ApiException(status=403, reason="Forbidden")
 
-    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda **_: None)
     monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", FakeApi)
     with pytest.raises(DataError, match=r"kubeflow-user/my-exp: HTTP 403 Forbidden"):
         list_trials("my-exp", "kubeflow-user")
