@@ -253,7 +253,7 @@ def test_secrets_hold_placeholders_only(target):
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_container_is_non_root_with_resources(target):
     objs = built(target)
-    assert len(containers({"items": objs})) >= 6  # bucket, push, 2 Experiments x (init + trainer) (+ MinIO)
+    assert len(containers({"items": objs})) >= 5  # push, 2 Experiments x (init + trainer) (+ MinIO, bucket Job)
     assert security_problems(objs) == []
 
 
@@ -318,7 +318,7 @@ def test_kubeflow_overlay_uses_kubeflows_minio_and_artifact_secret():
     objs = built("kubeflow")
     assert not [o for o in objs if o["kind"] == "Secret"], "re-applying must never reset the real receiptflow-minio"
     workloads = [o for o in objs if o["kind"] in ("Job", "Experiment")]
-    assert len(workloads) == 4
+    assert len(workloads) == 3  # the push Job and the 2 Experiments; no bucket Job (overlays/standalone's)
     for obj in workloads:
         refs = secret_refs(obj)
         assert refs["MINIO_ACCESS_KEY"] == {("mlpipeline-minio-artifact", "accesskey")}, ident(obj)
@@ -327,14 +327,16 @@ def test_kubeflow_overlay_uses_kubeflows_minio_and_artifact_secret():
     (binding,) = [o for o in objs if o["kind"] == "RoleBinding"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "default-editor",
                                     "namespace": "kubeflow-user-example-com"}]
-    # the kubeflow overlay changes only the credentials' source in the Experiments
+    # the kubeflow overlay changes only the credentials' source and the storage prefix in the Experiments
     for obj in workloads:
         if obj["kind"] == "Experiment":
-            text = json.dumps(sweep.experiments()[obj["metadata"]["name"]])
+            text = json.dumps(sweep.experiments()[obj["metadata"]["name"]]).replace(
+                "s3://receiptflow/", "s3://mlpipeline/private/kubeflow-user-example-com/receiptflow/")
             expected = json.loads(text.replace('"name": "receiptflow-minio", "key": "MINIO_ACCESS_KEY"',
                                                '"name": "mlpipeline-minio-artifact", "key": "accesskey"')
                                   .replace('"name": "receiptflow-minio", "key": "MINIO_SECRET_KEY"',
                                            '"name": "mlpipeline-minio-artifact", "key": "secretkey"'))
+            expected["metadata"]["namespace"] = OVERLAYS["kubeflow"]  # the overlay's `namespace:`
             assert obj == expected
 
 
