@@ -1,8 +1,8 @@
 """`receiptflow pipeline compile|submit|run`: the run8-kfold pipeline from the command line.
 
     receiptflow pipeline compile                    # -> pipelines/compiled/{run8_kfold,sweep_then_train}.yaml
-    receiptflow pipeline submit --host URL [--experiment NAME] [--param k=v ...]
-    receiptflow pipeline run --local [--data DIR] [--output DIR] [--param k=v ...]
+    receiptflow pipeline submit --host URL [--experiment NAME] [--param k=v ...] [--resume RUN_ID]
+    receiptflow pipeline run --local [--data DIR] [--output DIR] [--param k=v ...] [--resume RUN_ID]
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def register(sub) -> None:
 
     s = verbs.add_parser("submit", help="start a run on a Kubeflow Pipelines endpoint and print its URL",
                          description="Submit run8_kfold through kfp.Client. Authentication: KFP_TOKEN (a bearer "
-                         "token, e.g. `kubectl create token`), else whatever kfp.Client finds in the cluster.")
+                         "token, e.g. `kubectl create token`), else whatever kfp.Client finds in the cluster. Prints "
+                         "the run's URL and the id that --resume takes if the run fails.")
     s.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
     s.add_argument("--experiment", default="receiptflow", help="KFP experiment (default receiptflow)")
     s.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
@@ -37,8 +38,9 @@ def register(sub) -> None:
 
     r = verbs.add_parser("run", help="run the whole pipeline on this machine (kfp.local, no cluster)",
                          description="Run run8_kfold with kfp.local.SubprocessRunner(use_venv=False): every task in "
-                         "this Python environment, folds two at a time. Kubernetes settings, retries and caching "
-                         "are ignored locally.")
+                         "this Python environment, folds two at a time. Kubernetes settings and caching are ignored "
+                         "locally; the trainings' retry policy is honoured (kfp 2.17). A stopped run resumes with "
+                         "the same command plus --resume RUN_ID (the id it printed first).")
     r.add_argument("--local", action="store_true", required=True, help="run locally (required: a cluster run is `submit`)")
     r.add_argument("--data", default=None, help="dataset root (folder or s3://); sets dataset_uri")
     r.add_argument("--output", default=None, help=f"where results are published; sets output_uri (default {LOCAL_ROOT})")
@@ -52,6 +54,9 @@ def _param_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a pipeline parameter (repeatable), e.g. --param epochs=10 --param 'overrides=[\"trainer.precision=32\"]'")
     p.add_argument("--params-file", default=None, help="YAML mapping of pipeline parameters (--param wins)")
+    p.add_argument("--resume", default=None, metavar="RUN_ID",
+                   help="rerun the failed run RUN_ID (its run_id, else its KFP run id): sets run_id=RUN_ID so every "
+                   "training resumes from <output_uri>/runs/RUN_ID/checkpoints/; refused when no checkpoint is there")
 
 
 def _params(args) -> dict:
@@ -59,6 +64,10 @@ def _params(args) -> dict:
 
     params = load_params_file(args.params_file) if args.params_file else {}
     params.update(parse_params(args.param))
+    if args.resume is not None:
+        from pipelines.resume import with_run_id
+
+        params = with_run_id(params, args.resume)
     return params
 
 
@@ -73,8 +82,11 @@ def _compile(args) -> int:
 def _submit(args) -> int:
     from pipelines.submit import submit
 
-    url = submit(args.host, _params(args), experiment=args.experiment, namespace=args.namespace, run_name=args.run_name)
+    url, run_id = submit(args.host, _params(args), experiment=args.experiment, namespace=args.namespace,
+                         run_name=args.run_name, resume=args.resume is not None)
     print(url)
+    print(f"run id {run_id}: if the run fails, submit it again with --resume {run_id} (its trainings continue from "
+          "their checkpoints)", flush=True)
     return 0
 
 
@@ -88,5 +100,5 @@ def _run_local(args) -> int:
         params["output_uri"] = args.output
     if "dataset_uri" not in params:
         raise DataError("no dataset: pass --data DIR (a dataset root, e.g. from `receiptflow synth`) or --param dataset_uri=...")
-    run_local(params, pipeline_root=args.pipeline_root, verbose=args.verbose)
+    run_local(params, pipeline_root=args.pipeline_root, verbose=args.verbose, resume=args.resume is not None)
     return 0

@@ -10,14 +10,23 @@ TOKEN_ENV = "KFP_TOKEN"
 
 
 def submit(host: str, params: dict, *, experiment: str = "receiptflow", namespace: str | None = None,
-           run_name: str | None = None) -> str:
-    """Create the run; returns its URL in the Kubeflow UI."""
+           run_name: str | None = None, resume: bool = False) -> tuple[str, str]:
+    """Create the run; returns its URL in the Kubeflow UI and its run id (the `run_id` parameter, else
+    the KFP run's id: what `--resume` takes). `resume`: params["run_id"] names a failed run whose
+    checkpoints must exist where this machine can see the store (pipelines/resume.py)."""
+    import sys
+
     import kfp
 
-    from pipelines.params import check_run
+    from pipelines.params import check_run, signature
     from pipelines.run8_kfold import run8_kfold
 
     check_run(params, check_dataset=False)  # the store may be reachable from the cluster only: validate_run checks it there
+    if resume:
+        from pipelines.resume import check_resumable
+
+        full = {name: default for name, (_, default) in signature().items()} | params
+        check_resumable(full, warn=lambda msg: print(msg, file=sys.stderr, flush=True))
     if not host.startswith(("http://", "https://")):
         raise DataError(f"--host {host!r}: expected the KFP API URL, e.g. https://kubeflow.example.com/pipeline")
     from kfp_server_api.exceptions import ApiException
@@ -34,4 +43,4 @@ def submit(host: str, params: dict, *, experiment: str = "receiptflow", namespac
                         + (f" (set {TOKEN_ENV} to a valid token)" if exc.status in (401, 403) else "")) from None
     except (HTTPError, OSError) as exc:
         raise DataError(f"{host}: cannot reach the KFP API ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    return f"{host.rstrip('/')}/#/runs/details/{result.run_id}"
+    return f"{host.rstrip('/')}/#/runs/details/{result.run_id}", params.get("run_id") or result.run_id

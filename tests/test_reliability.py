@@ -1,6 +1,7 @@
-"""Reliability of whole local pipeline runs: a run killed with SIGKILL mid-epoch and rerun ends
-exactly like an uninterrupted one; a dataset with 10 % bad items trains on the rest and the run
-summary names every skipped item; strict mode stops before training with the full list."""
+"""Reliability of whole local pipeline runs: a run killed with SIGKILL mid-epoch and resumed with
+`--resume RUN_ID` ends exactly like an uninterrupted one; a dataset with 10 % bad items trains on
+the rest and the run summary names every skipped item; strict mode stops before training with the
+full list."""
 from __future__ import annotations
 
 import json
@@ -29,9 +30,10 @@ def _synth(out: Path, n: int) -> Path:
     return out
 
 
-def _run(data: Path, out: Path, kfp_root: Path, run_id: str, *extra: str) -> subprocess.CompletedProcess:
+def _run(data: Path, out: Path, kfp_root: Path, run_id: str, *extra: str, resume: bool = False) -> subprocess.CompletedProcess:
+    run = ["--resume", run_id] if resume else ["--param", f"run_id={run_id}"]
     return _cli("pipeline", "run", "--local", "--data", str(data), "--output", str(out), "--pipeline-root", str(kfp_root),
-                "--param", f"run_id={run_id}", *PARAMS, *extra)
+                *run, *PARAMS, *extra)
 
 
 def _results(out: Path, run_id: str) -> dict:
@@ -62,9 +64,11 @@ def test_a_run_killed_mid_epoch_resumes_on_rerun_and_ends_like_an_uninterrupted_
     assert proc.returncode == -signal.SIGKILL, "".join(seen[-30:])
     mirror = tmp_path / "out" / "runs" / "killed" / "checkpoints" / "replication"
     assert (mirror / "last.pt").is_file() and not (tmp_path / "out" / "runs" / "killed" / "submission.csv").exists()
+    assert any("rerun the same command with --resume killed" in line for line in seen)  # said up front: SIGKILL leaves no last words
 
-    rerun = _run(data, tmp_path / "out", tmp_path / "kfp-c", "killed")
+    rerun = _run(data, tmp_path / "out", tmp_path / "kfp-c", "killed", resume=True)  # the one-command recovery
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert f"resuming run killed from {tmp_path / 'out'}/runs/killed/checkpoints/: replication" in rerun.stdout
     assert f"restoring the run from its mirror {mirror}" in rerun.stdout
     assert "resuming from" in rerun.stdout and "epoch 2, 0 samples into it" in rerun.stdout
     assert _results(tmp_path / "out", "killed") == _results(tmp_path / "out", "whole")
