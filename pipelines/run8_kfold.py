@@ -6,11 +6,18 @@
 Parameters default to the seed's values (full precision). On a cluster every training and
 prediction requests one `nvidia.com/gpu`, mounts a memory-backed /dev/shm for DataLoader
 workers, reads MinIO credentials from a Secret and retries on failure; a retried training
-resumes from the checkpoint it mirrors under ``<output_uri>/runs/<run id>/checkpoints/``.
+resumes from the checkpoint it mirrors under ``<output_uri>/runs/<run id>/checkpoints/``. Tasks
+that read the dataset or the output store are never cached (a re-pushed dataset keeps its URI).
 `kfp.local` runs the same function on a laptop (it ignores the Kubernetes settings, retries and
 caching, which the compiled spec still carries).
+
+Two builds (pipelines/compile.py, backend versions in pipelines/backends.py): `run8_kfold` needs
+a KFP 2.14+ backend (`dsl.Collected`, Secret name and placement as parameters);
+`run8_kfold_kfp25()` runs on 2.5.0 (Kubeflow 1.10.1+): the DEFAULT_FOLDS folds unrolled into
+root-DAG tasks, the fan-in through pipelines/unrolled.py, Secret and placement fixed at compile time.
 """
 
+from dataclasses import dataclass, field
 from typing import List
 
 from kfp import dsl, kubernetes
@@ -25,8 +32,10 @@ from components.publish import publish
 from components.split_folds import split_folds
 from components.train import train
 from components.validate_run import validate_run
+from pipelines import unrolled as unrolled_components
 
 NAME = "run8-kfold"
+DESCRIPTION = "Run 8 replication → Run 3 fallback gate → K-fold training → voting ensemble → submission CSV → MinIO (the seed's plan)"
 DEFAULT_FOLDS = 5  # ParallelFor parallelism is fixed at compile time: one pod per fold of the default
 
 # The seed's sweep (report §3.2 and §7): Run 8, the replication config, and Run 3, the fallback.
@@ -47,34 +56,139 @@ CPU_TASK = {"cpu": "2", "memory": "8Gi"}
 TRAIN_RETRIES = 3
 
 
+@dataclass(frozen=True)
+class Fixed:
+    """What the kfp-2.5 build fixes at compile time. A 2.5.0 backend resolves a Secret name or a
+    placement given as a pipeline parameter (PR #11770), but 2.4.1 drops those fields and sends an
+    empty Secret name; literals also keep the Kubernetes settings readable in the YAML."""
+    minio_secret: str = MINIO_SECRET
+    node_selector: dict = field(default_factory=dict)  # label -> value, e.g. {"gpu": "a100"}
+    tolerations: tuple = ()  # Kubernetes tolerations: {"key", "operator", "value", "effect", "tolerationSeconds"}
+
+
 def _cpu(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
     task.set_display_name(name)
     task.set_cpu_request(CPU_TASK["cpu"]).set_memory_request(CPU_TASK["memory"])
     return task.set_memory_limit(_times(CPU_TASK["memory"], 1.5))
 
 
-def _gpu(task: dsl.PipelineTask, name: str, node_selector, tolerations) -> dsl.PipelineTask:
+def _gpu(task: dsl.PipelineTask, name: str, place) -> dsl.PipelineTask:
     """One GPU, CPU and memory for the DataLoader workers, /dev/shm in memory, placement."""
     task.set_display_name(name)
     task.set_accelerator_type(GPU).set_accelerator_limit(1)
     task.set_cpu_request(GPU_TASK["cpu"]).set_memory_request(GPU_TASK["memory"])
     task.set_memory_limit(_times(GPU_TASK["memory"], 1.5))
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=GPU_TASK["shm"])
-    kubernetes.add_node_selector_json(task, node_selector)
-    kubernetes.add_toleration_json(task, tolerations)
+    place(task)
     return task
+
+
+def _placed_by_parameters(node_selector, tolerations):
+    """kfp-2.14: node selector and tolerations are run parameters (nodeSelectorJson, tolerationJson)."""
+    def place(task):
+        kubernetes.add_node_selector_json(task, node_selector)
+        kubernetes.add_toleration_json(task, tolerations)
+    return place
+
+
+def _placed_at_compile_time(fixed: Fixed):
+    """kfp-2.5: literal nodeSelector / tolerations (none when `fixed` has none)."""
+    def place(task):
+        for label, value in fixed.node_selector.items():
+            kubernetes.add_node_selector(task, label_key=label, label_value=value)
+        for t in fixed.tolerations:
+            kubernetes.add_toleration(task, key=t.get("key"), operator=t.get("operator", "Equal"), value=t.get("value"),
+                                      effect=t.get("effect"), toleration_seconds=t.get("tolerationSeconds"))
+    return place
 
 
 def _storage(task: dsl.PipelineTask, secret) -> dsl.PipelineTask:
     return kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=MINIO_SECRET_KEYS)
 
 
+def _external(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Never cached: the task reads the dataset or the output store, which can change under the same URI
+    (a re-pushed dataset, checkpoints of an earlier attempt); KFP's cache key sees only the URI."""
+    return task.set_caching_options(False)
+
+
 def _times(quantity: str, factor: float) -> str:
     return f"{int(int(quantity.removesuffix('Gi')) * factor)}Gi"
 
 
-@dsl.pipeline(name=NAME, description="Run 8 replication → Run 3 fallback gate → K-fold training → voting ensemble → "
-              "submission CSV → MinIO (the seed's plan)")
+def _plan(p: dict, secret, place, unrolled: bool):
+    """The pipeline's tasks from its parameters `p`; returns the published prefix.
+
+    `unrolled`: the kfp-2.5 build, DEFAULT_FOLDS fold trainings as separate root-DAG tasks feeding
+    the one-input-per-fold ensemble and publish of pipelines/unrolled.py, instead of a ParallelFor
+    over choose_config's plan and `dsl.Collected` (backend >= 2.14, PR #11725)."""
+    job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # resolved by the backend from 2.5.0 (driver.go:1648-1650, PR #11599)
+    checked = _external(_storage(_cpu(validate_run(
+        dataset_uri=p["dataset_uri"], preset=p["preset"], epochs=p["epochs"], thresh=p["thresh"],
+        box_thresh=p["box_thresh"], max_candidates=p["max_candidates"], run8_lr=p["run8_lr"],
+        run8_weight_decay=p["run8_weight_decay"], run8_t_max=p["run8_t_max"], run8_eta_min=p["run8_eta_min"],
+        run3_lr=p["run3_lr"], run3_weight_decay=p["run3_weight_decay"], run3_t_max=p["run3_t_max"],
+        run3_eta_min=p["run3_eta_min"], folds=p["folds"], min_vote=p["min_vote"], ensemble_iou=p["ensemble_iou"],
+        overrides=p["overrides"],
+    ), "check parameters"), secret))
+    data = _external(_storage(_cpu(prepare_dataset(dataset_uri=p["dataset_uri"], strict=p["strict"]), "prepare dataset"),
+                              secret))
+    data.after(checked)
+    # its inputs are upstream artifacts: a fresh prepare_dataset artifact is a cache miss
+    split = _cpu(split_folds(dataset=data.outputs["dataset"], k=p["folds"], seed=p["fold_seed"]), "split folds")
+    common = dict(dataset=data.outputs["dataset"], folds=split.outputs["folds"], preset=p["preset"], epochs=p["epochs"],
+                  thresh=p["thresh"], box_thresh=p["box_thresh"], max_candidates=p["max_candidates"],
+                  overrides=p["overrides"], output_uri=p["output_uri"], run_id=p["run_id"], job_id=job_id)
+
+    def training(fold, hyper: dict, name: str) -> dsl.PipelineTask:
+        task = _external(_storage(_gpu(train(fold=fold, **hyper, **common), name, place), secret))
+        return task.set_retry(num_retries=TRAIN_RETRIES, backoff_duration="60s", backoff_factor=2.0)
+
+    def prediction(model: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
+        return _gpu(predict(model=model.outputs["model"], dataset=data.outputs["dataset"], split="test"), name, place)
+
+    replication = training(-1, dict(lr=p["run8_lr"], weight_decay=p["run8_weight_decay"], t_max=p["run8_t_max"],
+                                    eta_min=p["run8_eta_min"]), "train replication (Run 8)")
+    scored = _gpu(evaluate(model=replication.outputs["model"], dataset=data.outputs["dataset"], folds=split.outputs["folds"],
+                           fold=-1, split="val"), "evaluate replication", place)
+    rule = dict(hmean=scored.outputs["hmean"], success_hmean=p["success_hmean"], acceptable_hmean=p["acceptable_hmean"],
+                **{k: p[k] for k in ("run8_lr", "run8_weight_decay", "run8_t_max", "run8_eta_min", "run3_lr",
+                                     "run3_weight_decay", "run3_t_max", "run3_eta_min")}, folds=p["folds"])
+    hyper_names = ("lr", "weight_decay", "t_max", "eta_min")
+    if unrolled:
+        chosen = _cpu(unrolled_components.choose_config(**rule), "choose config (Run 8 or Run 3)")
+        hyper = {k: chosen.outputs[k] for k in hyper_names}
+        models, predictions = {}, {}
+        for i in range(DEFAULT_FOLDS):
+            fold_model = training(i, hyper, f"train fold {i}")
+            models[f"models_{i}"] = fold_model.outputs["model"]
+            predictions[f"predictions_{i}"] = prediction(fold_model, f"predict test (fold {i})").outputs["predictions"]
+        fuse, publish_to = unrolled_components.ensemble, unrolled_components.publish
+    else:
+        chosen = _cpu(choose_config(**rule), "choose config (Run 8 or Run 3)")
+        # The loop iterates over the decision's plan (fold index + chosen hyperparameters) rather than
+        # reading choose_config's scalar outputs inside it: kfp.local 2.17 hands a loop body the
+        # loop item in place of any upstream task's parameter output.
+        with dsl.ParallelFor(items=chosen.outputs["Output"], parallelism=DEFAULT_FOLDS) as item:
+            fold_model = training(item.fold, {k: getattr(item, k) for k in hyper_names}, "train fold")
+            fold_pred = prediction(fold_model, "predict test")
+        models = {"models": dsl.Collected(fold_model.outputs["model"])}
+        predictions = {"predictions": dsl.Collected(fold_pred.outputs["predictions"])}
+        fuse, publish_to = ensemble, publish
+
+    fused = _cpu(fuse(**predictions, dataset=data.outputs["dataset"], min_vote=p["min_vote"], iou=p["ensemble_iou"]),
+                 "voting ensemble")
+    csv = _cpu(make_submission(fused=fused.outputs["fused"], dataset=data.outputs["dataset"]), "submission CSV")
+    published = _external(_storage(_cpu(publish_to(
+        submission=csv.outputs["submission"], fused=fused.outputs["fused"], replication=replication.outputs["model"],
+        **models, decision=chosen.outputs["decision"], data_report=data.outputs["report"],
+        ensemble_metrics=fused.outputs["metrics"], output_uri=p["output_uri"], run_id=p["run_id"], job_id=job_id,
+    ), "publish to MinIO"), secret))
+    return published.outputs["Output"]
+
+
+
+@dsl.pipeline(name=NAME, description=DESCRIPTION)
 def run8_kfold(
     dataset_uri: str = "s3://receiptflow/datasets/receipts",
     output_uri: str = "s3://receiptflow",
@@ -106,51 +220,44 @@ def run8_kfold(
 ) -> str:
     """The seed's plan; `overrides` are extra `key=value` config overrides for every training.
     Returns the prefix the results were published under."""
-    job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-    checked = _storage(_cpu(validate_run(
-        dataset_uri=dataset_uri, preset=preset, epochs=epochs, thresh=thresh, box_thresh=box_thresh,
-        max_candidates=max_candidates, run8_lr=run8_lr, run8_weight_decay=run8_weight_decay, run8_t_max=run8_t_max,
-        run8_eta_min=run8_eta_min, run3_lr=run3_lr, run3_weight_decay=run3_weight_decay, run3_t_max=run3_t_max,
-        run3_eta_min=run3_eta_min, folds=folds, min_vote=min_vote, ensemble_iou=ensemble_iou, overrides=overrides,
-    ), "check parameters"), minio_secret)
-    data = _storage(_cpu(prepare_dataset(dataset_uri=dataset_uri, strict=strict), "prepare dataset"), minio_secret)
-    data.after(checked)
-    split = _cpu(split_folds(dataset=data.outputs["dataset"], k=folds, seed=fold_seed), "split folds")
-    common = dict(dataset=data.outputs["dataset"], folds=split.outputs["folds"], preset=preset, epochs=epochs, thresh=thresh,
-                  box_thresh=box_thresh, max_candidates=max_candidates, overrides=overrides, output_uri=output_uri,
-                  run_id=run_id, job_id=job_id)
+    return _plan(dict(locals()), minio_secret, _placed_by_parameters(node_selector, tolerations), unrolled=False)
 
-    replication = train(fold=-1, lr=run8_lr, weight_decay=run8_weight_decay, t_max=run8_t_max, eta_min=run8_eta_min, **common)
-    _storage(_gpu(replication, "train replication (Run 8)", node_selector, tolerations), minio_secret)
-    replication.set_retry(num_retries=TRAIN_RETRIES, backoff_duration="60s", backoff_factor=2.0)
-    scored = _gpu(evaluate(model=replication.outputs["model"], dataset=data.outputs["dataset"], folds=split.outputs["folds"],
-                           fold=-1, split="val"), "evaluate replication", node_selector, tolerations)
-    chosen = _cpu(choose_config(
-        hmean=scored.outputs["hmean"], success_hmean=success_hmean, acceptable_hmean=acceptable_hmean,
-        run8_lr=run8_lr, run8_weight_decay=run8_weight_decay, run8_t_max=run8_t_max, run8_eta_min=run8_eta_min,
-        run3_lr=run3_lr, run3_weight_decay=run3_weight_decay, run3_t_max=run3_t_max, run3_eta_min=run3_eta_min,
-        folds=folds,
-    ), "choose config (Run 8 or Run 3)")
 
-    # The loop iterates over the decision's plan (fold index + chosen hyperparameters) rather than
-    # reading choose_config's scalar outputs inside it: kfp.local 2.17 hands a loop body the
-    # loop item in place of any upstream task's parameter output.
-    with dsl.ParallelFor(items=chosen.outputs["Output"], parallelism=DEFAULT_FOLDS) as item:
-        fold_model = train(fold=item.fold, lr=item.lr, weight_decay=item.weight_decay, t_max=item.t_max,
-                           eta_min=item.eta_min, **common)
-        _storage(_gpu(fold_model, "train fold", node_selector, tolerations), minio_secret)
-        fold_model.set_retry(num_retries=TRAIN_RETRIES, backoff_duration="60s", backoff_factor=2.0)
-        fold_pred = _gpu(predict(model=fold_model.outputs["model"], dataset=data.outputs["dataset"], split="test"),
-                         "predict test", node_selector, tolerations)
+def run8_kfold_kfp25(fixed: Fixed = Fixed()):
+    """The kfp-2.5 build of run8_kfold (Kubeflow 1.10.1+): the same tasks with the DEFAULT_FOLDS folds
+    unrolled, no `folds` parameter (K is fixed at compile time), and the MinIO Secret and the
+    placement of `fixed` written into the YAML instead of offered as parameters."""
 
-    fused = _cpu(ensemble(predictions=dsl.Collected(fold_pred.outputs["predictions"]), dataset=data.outputs["dataset"],
-                          min_vote=min_vote, iou=ensemble_iou), "voting ensemble")
-    csv = _cpu(make_submission(fused=fused.outputs["fused"], dataset=data.outputs["dataset"]), "submission CSV")
-    published = _cpu(publish(
-        submission=csv.outputs["submission"], fused=fused.outputs["fused"], replication=replication.outputs["model"],
-        models=dsl.Collected(fold_model.outputs["model"]), decision=chosen.outputs["decision"],
-        data_report=data.outputs["report"],
-        ensemble_metrics=fused.outputs["metrics"], output_uri=output_uri, run_id=run_id, job_id=job_id,
-    ), "publish to MinIO")
-    _storage(published, minio_secret).set_caching_options(False)
-    return published.outputs["Output"]
+    @dsl.pipeline(name=NAME, description=DESCRIPTION + f" [KFP 2.5 build: {DEFAULT_FOLDS} folds unrolled]")
+    def run8_kfold(
+        dataset_uri: str = "s3://receiptflow/datasets/receipts",
+        output_uri: str = "s3://receiptflow",
+        run_id: str = "",
+        preset: str = "efficientnet_b4_lr_optimized",
+        epochs: int = 22,
+        thresh: float = 0.29,
+        box_thresh: float = 0.25,
+        max_candidates: int = 600,
+        run8_lr: float = RUN8["lr"],
+        run8_weight_decay: float = RUN8["weight_decay"],
+        run8_t_max: int = RUN8["t_max"],
+        run8_eta_min: float = RUN8["eta_min"],
+        run3_lr: float = RUN3["lr"],
+        run3_weight_decay: float = RUN3["weight_decay"],
+        run3_t_max: int = RUN3["t_max"],
+        run3_eta_min: float = RUN3["eta_min"],
+        success_hmean: float = 0.966,
+        acceptable_hmean: float = 0.965,
+        fold_seed: int = 42,
+        min_vote: int = 3,
+        ensemble_iou: float = 0.5,
+        strict: bool = False,
+        overrides: List[str] = [],
+    ) -> str:
+        """The seed's plan; `overrides` are extra `key=value` config overrides for every training.
+        Returns the prefix the results were published under."""
+        return _plan(dict(locals(), folds=DEFAULT_FOLDS), fixed.minio_secret, _placed_at_compile_time(fixed), unrolled=True)
+
+    if unrolled_components.FOLDS != DEFAULT_FOLDS:
+        raise ValueError(f"pipelines/unrolled.py takes {unrolled_components.FOLDS} folds, DEFAULT_FOLDS is {DEFAULT_FOLDS}")
+    return run8_kfold

@@ -49,15 +49,18 @@ def ir() -> tuple[dict, dict]:
 
 
 def test_checked_in_yaml_is_what_the_code_compiles_to(tmp_path):
-    from pipelines.compile import COMPILED_DIR, PIPELINES
+    """Every target and format: `receiptflow pipeline compile` writes exactly pipelines/compiled/."""
+    from pipelines.compile import COMPILED_DIR
 
-    env = {k: v for k, v in os.environ.items() if k != "RECEIPTFLOW_IMAGE"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RECEIPTFLOW_IMAGE", "RECEIPTFLOW_NAMESPACE")}
     proc = _cli("pipeline", "compile", "--out-dir", str(tmp_path), env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.yaml" for n in PIPELINES)
-    for name in PIPELINES:
-        assert (tmp_path / f"{name}.yaml").read_text() == (COMPILED_DIR / f"{name}.yaml").read_text(), (
-            f"pipelines/compiled/{name}.yaml is stale: run `receiptflow pipeline compile` and commit it")
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(COMPILED_DIR)) for p in COMPILED_DIR.rglob("*") if p.is_file())
+    assert {"run8_kfold.yaml", "sweep_then_train.yaml", "run8_kfold-kfp2.5.yaml", "k8s/kustomization.yaml"} <= set(files)
+    for name in files:
+        assert (tmp_path / name).read_text() == (COMPILED_DIR / name).read_text(), (
+            f"pipelines/compiled/{name} is stale: run `receiptflow pipeline compile` and commit it")
 
 
 def _tasks(spec: dict) -> dict[str, tuple[dict, str]]:
@@ -106,6 +109,24 @@ def test_trainings_retry_and_publish_is_never_cached(ir):
         assert task["retryPolicy"]["maxRetryCount"] == 3
         assert task["retryPolicy"]["backoffDuration"] == "60s"
     assert tasks["publish"][0]["cachingOptions"] == {}  # enableCache absent: off
+
+
+@pytest.mark.parametrize("name", ["run8_kfold.yaml", "run8_kfold-kfp2.5.yaml", "sweep_then_train.yaml"])
+def test_tasks_that_read_the_dataset_or_the_output_store_are_never_cached(name):
+    """KFP's cache key holds the URI, not what is behind it: a dataset re-pushed to the same URI
+    (or checkpoints left by an earlier attempt) must be read again. Tasks fed only upstream
+    artifacts may stay cached: a fresh upstream artifact is a cache miss."""
+    from pipelines.compile import COMPILED_DIR
+
+    spec = next(yaml.safe_load_all((COMPILED_DIR / name).read_text()))
+    external = {"dataset_uri", "output_uri"}
+    readers = {task_name: task for task_name, (task, executor) in _tasks(spec).items()  # containers: a sub-DAG's
+               if executor and external & set(task.get("inputs", {}).get("parameters", {}))}  # tasks are checked inside
+    assert {"validate-run", "prepare-dataset", "train", "publish"} <= set(readers) or name == "sweep_then_train.yaml"
+    cached = sorted(n for n, task in readers.items() if task.get("cachingOptions", {}).get("enableCache"))
+    assert cached == [], f"{name}: {cached} read external state yet are cached"
+    split = _tasks(spec)["split-folds"][0]
+    assert "dataset_uri" not in split["inputs"].get("parameters", {}) and split["cachingOptions"].get("enableCache")
 
 
 def test_folds_fan_out_in_parallel_and_fan_in_with_collected(ir):
