@@ -1,6 +1,6 @@
 """`receiptflow pipeline compile|submit|run`: the run8-kfold pipeline from the command line.
 
-    receiptflow pipeline compile                    # -> pipelines/compiled/{run8_kfold,sweep_then_train}.yaml
+    receiptflow pipeline compile [--target kfp-2.14|kfp-2.5] [--format ir|k8s]   # -> pipelines/compiled/
     receiptflow pipeline submit --host URL [--experiment NAME] [--param k=v ...] [--resume RUN_ID]
     receiptflow pipeline run --local [--data DIR] [--output DIR] [--param k=v ...] [--resume RUN_ID]
 """
@@ -19,10 +19,26 @@ def register(sub) -> None:
                        "K-fold training, voting ensemble, submission CSV, publish to MinIO.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    c = verbs.add_parser("compile", help="write the pipelines' IR YAML (checked in at pipelines/compiled/)",
-                         description="Compile run8_kfold and sweep_then_train to KFP IR YAML. The component image is "
+    c = verbs.add_parser("compile", help="write the pipelines' YAML for each KFP backend (checked in at pipelines/compiled/)",
+                         description="Compile the pipelines for every target and format (no option: all of them, what "
+                         "is checked in). kfp-2.14 (KFP backend >= 2.14, Kubeflow 1.11+): run8_kfold.yaml and "
+                         "sweep_then_train.yaml. kfp-2.5 (KFP backend >= 2.5.0, Kubeflow 1.10.1+): "
+                         "run8_kfold-kfp2.5.yaml, the 5 folds unrolled, no `folds` parameter, the MinIO Secret and "
+                         "the GPU tasks' placement written in at compile time. The component image is "
                          "RECEIPTFLOW_IMAGE when set, else the pinned default of components/__init__.py.")
-    c.add_argument("--out-dir", default=None, help="folder to write <pipeline>.yaml to (default pipelines/compiled/)")
+    c.add_argument("--out-dir", default=None, help="folder to write the files to (default pipelines/compiled/)")
+    c.add_argument("--target", choices=("all", "kfp-2.14", "kfp-2.5"), default="all",
+                   help="KFP backend the files are for (default all)")
+    c.add_argument("--format", choices=("all", "ir", "k8s"), default="all",
+                   help="ir: pipeline spec to upload; k8s: k8s/<pipeline>.yaml Pipeline + PipelineVersion objects and "
+                   "a kustomization for `kubectl apply -k` (kfp-2.14 only: KFP with the Kubernetes pipeline store)")
+    c.add_argument("--minio-secret", default=None, metavar="NAME",
+                   help="kfp-2.5: the MinIO Secret's name written into the YAML (default receiptflow-minio)")
+    c.add_argument("--node-selector", action="append", default=[], metavar="LABEL=VALUE",
+                   help="kfp-2.5: a node selector label of the GPU tasks (repeatable)")
+    c.add_argument("--toleration", action="append", default=[], metavar="KEY[=VALUE]:EFFECT",
+                   help="kfp-2.5: a toleration of the GPU tasks (repeatable); without =VALUE the operator is Exists, "
+                   "e.g. nvidia.com/gpu:NoSchedule")
     c.set_defaults(func=_compile)
 
     s = verbs.add_parser("submit", help="start a run on a Kubeflow Pipelines endpoint and print its URL",
@@ -72,9 +88,14 @@ def _params(args) -> dict:
 
 
 def _compile(args) -> int:
-    from pipelines.compile import compile_pipelines
+    from pipelines.compile import FORMATS, TARGETS, compile_pipelines, fixed_settings
 
-    for path in compile_pipelines(args.out_dir):
+    targets = TARGETS if args.target == "all" else (args.target,)
+    fixed = fixed_settings(args.minio_secret, args.node_selector, args.toleration)
+    if fixed is not None and "kfp-2.5" not in targets:
+        raise DataError("--minio-secret, --node-selector and --toleration set the kfp-2.5 build; the kfp-2.14 one "
+                        "takes them as run parameters (minio_secret, node_selector, tolerations)")
+    for path in compile_pipelines(args.out_dir, targets, FORMATS if args.format == "all" else (args.format,), fixed):
         print(f"wrote {path}")
     return 0
 
