@@ -74,7 +74,8 @@ def test_parameters_flow_into_the_manifest():
     m = sweep.experiment("x", namespace="team", image="reg/img:1", dataset_uri="s3://b/d", output_uri="s3://b/out/",
                          goal=0.97, parallel_trials=3, max_trials=5, max_failed_trials=1, gpus=2, minio_secret="sec")
     spec = m["spec"]
-    assert m["metadata"] == {"name": "x", "namespace": "team", "labels": {"app.kubernetes.io/part-of": "receiptflow", "app.kubernetes.io/component": "sweep"}}
+    assert m["metadata"] == {"name": "x", "namespace": "team", "labels": {
+        "app.kubernetes.io/part-of": "receiptflow", "app.kubernetes.io/component": "sweep", "app.kubernetes.io/instance": "x"}}
     counts = (spec["parallelTrialCount"], spec["maxTrialCount"], spec["maxFailedTrialCount"])
     assert spec["objective"]["goal"] == 0.97 and counts == (3, 5, 1)
     c = primary(m)
@@ -87,6 +88,18 @@ def test_parameters_flow_into_the_manifest():
     assert ddp["metadata"]["name"] == "y" and primary(ddp)["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert primary(ddp)["command"][:7] == ["python", "-m", "torch.distributed.run", "--standalone",
                                            "--nproc_per_node", "8", "-m"]
+
+
+def test_rendered_experiments_name_no_namespace_and_each_has_its_own_label():
+    """`kubectl apply -n NS -f` fails when NS differs from a rendered namespace, and an overlay's
+    `namespace:` or run_katib_experiment set it anyway; the instance label selects one sweep alone."""
+    instances = []
+    for stem, manifest in MANIFESTS.items():
+        assert "namespace" not in manifest["metadata"], stem
+        labels = manifest["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "sweep" and labels["app.kubernetes.io/instance"] == stem
+        instances.append(labels["app.kubernetes.io/instance"])
+    assert len(set(instances)) == len(MANIFESTS)
 
 
 def test_image_comes_from_components():
@@ -163,8 +176,12 @@ def test_search_space_objective_algorithm_and_early_stopping_are_the_seeds(stem)
         assert float(space[name]["min"]) <= RUN8[name] <= float(space[name]["max"]), name
     assert str(RUN8["t_max"]) in space["T_max"]["list"]
 
+    # explicit strategies: Katib would default precision/recall to `max` too (experiment_defaults.go:79-93)
     assert spec["objective"] == {"type": "maximize", "goal": 0.966, "objectiveMetricName": "val/hmean",
-                                 "additionalMetricNames": ["val/precision", "val/recall"]}
+                                 "additionalMetricNames": ["val/precision", "val/recall"],
+                                 "metricStrategies": [{"name": "val/hmean", "value": "max"},
+                                                      {"name": "val/precision", "value": "latest"},
+                                                      {"name": "val/recall", "value": "latest"}]}
     assert spec["algorithm"]["algorithmName"] == "bayesianoptimization"
     settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
     # the names and values Katib's skopt service accepts
@@ -245,6 +262,9 @@ def test_pods_get_gpus_shm_secret_env_and_run_as_non_root(stem):
         assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
         spec = pod["spec"]
         assert spec["restartPolicy"] == "Never"
+        # pod level, so Katib's injected collector shares the uid (tests/test_katib_wrapper.py)
+        assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                                           "seccompProfile": {"type": "RuntimeDefault"}}
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
         for c in spec["containers"] + spec["initContainers"]:
@@ -282,6 +302,17 @@ def katib_stdout_values(pattern: str, stdout: str, metric: str) -> list[float]:
     return values
 
 
+GO_RFC3339NANO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+def katib_timestamp(line: str) -> str:
+    """The observation time Katib's collector gives a metric line: its first space-separated token when
+    time.Parse(time.RFC3339Nano) accepts it, else the zero time (katib v0.19.0
+    pkg/metricscollector/v1beta1/file-metricscollector/file-metricscollector.go:89-99)."""
+    first, sep, _ = line.partition(" ")
+    return first if sep and GO_RFC3339NANO.fullmatch(first) else "0001-01-01T00:00:00Z"
+
+
 @pytest.mark.slow
 def test_rendered_filter_reads_exactly_the_per_epoch_hmean_of_a_real_training_run(tmp_path):
     from model.data.synth import write_synthetic_dataset
@@ -307,6 +338,9 @@ def test_rendered_filter_reads_exactly_the_per_epoch_hmean_of_a_real_training_ru
     assert katib_stdout_values(pattern, stdout, objective["objectiveMetricName"]) == [h["val/hmean"] for h in history]
     for name in objective["additionalMetricNames"]:
         assert katib_stdout_values(pattern, stdout, name) == [h[name] for h in history], name
+    # each observation carries its epoch's time (metrics.jsonl's), so "first N" and "latest" follow the epochs
+    stamps = [katib_timestamp(line) for line in stdout.splitlines() if "val/hmean" in line]
+    assert stamps == [h["time"] for h in history] and stamps == sorted(set(stamps))
     # Katib's default filter would never see the objective: trials would end without a metric
     assert katib_stdout_values(KATIB_DEFAULT_FILTER, stdout, "val/hmean") == []
     assert not any(m[1].strip() == "val/hmean" for line in stdout.splitlines()
