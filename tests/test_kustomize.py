@@ -27,6 +27,9 @@ MANIFESTS = REPO / "manifests"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 K8S_VERSION = "1.33"
 OVERLAYS = {"kubeflow": "kubeflow-user-example-com", "standalone": "receiptflow"}
+# Overlays that ship their own Namespace object (standalone: it needs Katib's injection label; Kubeflow
+# profile namespaces have it already).
+SHIPS_NAMESPACE = {"standalone"}
 TARGETS = ["base", *OVERLAYS]
 RECEIPTFLOW_REPO = DEFAULT_IMAGE.rsplit(":", 1)[0]
 
@@ -208,9 +211,13 @@ def rbac_problems(objs: list[dict], namespace: str | None) -> list[str]:
     return problems
 
 
-def namespace_problems(objs: list[dict], namespace: str) -> list[str]:
+def namespace_problems(objs: list[dict], namespace: str, ships_namespace: bool = False) -> list[str]:
+    """Objects outside `namespace` or cluster-scoped; with `ships_namespace`, the Namespace `namespace` itself is fine."""
+    def own(o: dict) -> bool:
+        return ships_namespace and o.get("kind") == "Namespace" and o.get("metadata", {}).get("name") == namespace
+
     return [f"{ident(o)}: in namespace {o.get('metadata', {}).get('namespace')!r}, not {namespace!r}"
-            for o in objs if o.get("kind") in CLUSTER_SCOPED or o.get("metadata", {}).get("namespace") != namespace]
+            for o in objs if not own(o) and (o.get("kind") in CLUSTER_SCOPED or o.get("metadata", {}).get("namespace") != namespace)]
 
 
 def image_problems(objs: list[dict], receiptflow_image: str = DEFAULT_IMAGE) -> list[str]:
@@ -235,7 +242,8 @@ def test_builds(target):
     kinds = {o["kind"] for o in objs}
     assert {"PersistentVolumeClaim", "Role", "RoleBinding", "Job", "Experiment"} <= kinds
     assert ("Secret" in kinds) == (target == "base")  # overlays never apply the placeholder template
-    assert "Namespace" not in kinds, "namespace-scoped pieces only: the overlay sets `namespace:`"
+    namespaces = [o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"]
+    assert namespaces == ([OVERLAYS[target]] if target in SHIPS_NAMESPACE else []), "otherwise the overlay sets `namespace:`"
     assert sorted(o["metadata"]["name"] for o in objs if o["kind"] == "Experiment") == sorted(sweep.experiments())
     assert all(o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "receiptflow" for o in objs)
 
@@ -269,7 +277,20 @@ def test_rbac_is_namespaced_and_minimal(target):
 
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_everything_lands_in_the_overlays_namespace(overlay):
-    assert namespace_problems(built(overlay), OVERLAYS[overlay]) == []
+    assert namespace_problems(built(overlay), OVERLAYS[overlay], overlay in SHIPS_NAMESPACE) == []
+
+
+def test_standalone_overlay_ships_its_namespace_labelled_for_katibs_metrics_collector():
+    """Katib's pod webhook acts only in namespaces labelled katib.kubeflow.org/metrics-collector-injection=enabled
+    (katib v0.19.0 manifests/v1beta1/components/webhook/webhooks.yaml:60-62): without it no trial reports a metric."""
+    folder = MANIFESTS / "overlays" / "standalone"
+    namespace = yaml.safe_load((folder / "kustomization.yaml").read_text())["namespace"]
+    (ns,) = [o for o in built("standalone") if o["kind"] == "Namespace"]
+    assert ns["metadata"]["name"] == namespace == OVERLAYS["standalone"]
+    assert ns["metadata"]["labels"]["katib.kubeflow.org/metrics-collector-injection"] == "enabled"
+    # applied on its own first (the Secret must exist before the pods): the file names the same namespace
+    assert yaml.safe_load((folder / "namespace.yaml").read_text())["metadata"]["name"] == namespace
+    assert {o["metadata"]["namespace"] for o in built("standalone") if o["kind"] == "Experiment"} == {namespace}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -436,6 +457,7 @@ def test_security_check_catches_planted_containers(plant):
         c["securityContext"]["capabilities"] = {"add": ["NET_ADMIN"]}
     elif plant == "seccomp":
         del c["securityContext"]["seccompProfile"]
+        pod["securityContext"].pop("seccompProfile")  # the pod's would cover the container
     elif plant == "privileged":
         c["securityContext"]["privileged"] = True
     problems = security_problems(bad)
@@ -483,6 +505,10 @@ def test_namespace_check_catches_strays():
     bad = copy.deepcopy(objs)
     bad.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubeflow-user-example-com"}})
     assert namespace_problems(bad, OVERLAYS["kubeflow"])
+    standalone = built("standalone")  # it ships its own Namespace, and only that one
+    assert namespace_problems(standalone, OVERLAYS["standalone"]) and not namespace_problems(standalone, "receiptflow", True)
+    standalone.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    assert namespace_problems(standalone, "receiptflow", True)
 
 
 @pytest.mark.parametrize("image", ["quay.io/minio/minio", "quay.io/minio/minio:latest", "localhost:5000/minio",
