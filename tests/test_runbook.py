@@ -104,9 +104,11 @@ def test_each_apply_selector_picks_its_stage(built):
     selectors = [re.search(r"-l\s+('[^']+'|\S+)", c)[1].strip("'") for c in shell_commands() if "apply -k" in c and " -l " in c]
     picked = {s: {(o["kind"], o["metadata"]["name"]) for o in built if _matches(o["metadata"].get("labels", {}), s)}
               for s in selectors}
-    setup, push, sweep = (picked[s] for s in selectors)
+    setup, push, *sweeps = (picked[s] for s in selectors)
+    sweep = set().union(*sweeps)
     assert {k for k, _ in setup} == {"PersistentVolumeClaim", "Role", "RoleBinding"}
     assert ("Job", "receiptflow-create-bucket") not in setup | push | sweep  # Kubeflow's keys cannot create buckets
     assert push == {("Job", "receiptflow-push-dataset")}
-    assert sweep == {("Experiment", "receiptflow-run8-sweep"), ("Experiment", "receiptflow-run8-sweep-ddp")}
+    # each sweep starts alone (2 x 1 GPU or 2 x 4 GPUs), never both at once
+    assert sweeps == [{("Experiment", "receiptflow-run8-sweep")}, {("Experiment", "receiptflow-run8-sweep-ddp")}]
     assert setup | push | sweep == {(o["kind"], o["metadata"]["name"]) for o in built}  # nothing left out
