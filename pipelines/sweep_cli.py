@@ -14,8 +14,8 @@ def register(sub) -> None:
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     r = verbs.add_parser("render", help="write manifests/katib/*.yaml from pipelines/sweep.py (checked in)",
-                         description="Render the Katib Experiments. Image: RECEIPTFLOW_IMAGE, else the pinned default; "
-                         "namespace: RECEIPTFLOW_NAMESPACE, else the default of pipelines/sweep.py.")
+                         description="Render the Katib Experiments. Image: RECEIPTFLOW_IMAGE, else the pinned default. "
+                         "No namespace is written: `kubectl apply -n NS -f FILE` or an overlay's `namespace:` sets it.")
     r.add_argument("--out-dir", default=None, help="folder to write to (default manifests/katib/)")
     r.set_defaults(func=_render)
 

@@ -355,8 +355,11 @@ def _document(analysis: Analysis, plots: list[tuple[str, Path]], *, title: str, 
         best_done = next(t for t in a.ranking if t.status == "Succeeded")
         doc.append(("ul", [f"**{t.name}**: {t.metric:.4f} > best completed {best_done.name} {best_done.metric:.4f}"
                            for t in a.early_beat_completed]))
-        doc.append(("p", "An early-stopping rule that ranks trials relative to each other stopped these; "
-                         "judge trials by absolute metric."))
+        doc.append(("p", "A rule relative to other trials stopped these, not an absolute bar. Katib's median stop "
+                         "(katib v0.19.0 medianstop/service.py) compares a trial's best value so far, once, at its "
+                         "start_step-th report, with the mean (not the median) of the Succeeded trials' averages "
+                         "over their first start_step reports; the seed's Hyperband cut runs at fixed rungs. "
+                         "Judge trials by absolute metric."))
     else:
         doc.append(("p", "None."))
 

@@ -117,6 +117,7 @@ def test_markdown_report(seed_report):
     assert "| 1 | run8 |" in ranking and "EarlyStopped" in ranking.splitlines()[4]
     early = md.split("## Early-stopped trials that beat every completed trial")[1].split("##")[0]
     assert "**run8**: 0.9660 > best completed run3 0.9647" in early
+    assert "mean (not the median)" in early and "once, at its start_step-th report" in early  # Katib's rule as it is
     differs = md.split("## Where the seed's arithmetic differs")[1].split("##")[0]
     assert "mean: claimed 95.74, computed 95.35" in differs
     assert "median: claimed" not in differs
