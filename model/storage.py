@@ -23,7 +23,15 @@ Endpoint and credentials come only from the environment, never from code or argu
 - ``MINIO_ACCESS_KEY`` / ``MINIO_SECRET_KEY``
 - ``MINIO_SECURE``     ``true`` (default: TLS, so credentials never travel in clear unless you
   opt out) or ``false`` for a plain-HTTP endpoint such as a local test server
-- ``MINIO_REGION``     optional; without it the client asks the server
+- ``MINIO_REGION``     the region requests are signed for; default ``us-east-1``, which MinIO
+  without a configured region and SeaweedFS accept; a MinIO with ``MINIO_SITE_REGION`` set
+  needs it (the error then names the region the server expects). Never unset: the client would
+  first ask GetBucketLocation, which a key scoped to prefixes inside a bucket may not.
+
+Keys scoped to prefixes (Kubeflow 1.11's per-profile SeaweedFS keys may only reach
+``mlpipeline/{artifacts,private-artifacts/<ns>,private/<ns>,shared}/*``) are refused every
+bucket-level request (GetBucketLocation, HeadBucket), so nothing here needs one: see
+`_Remote.check_bucket`.
 
 The keys are never printed; error messages mask them should a server echo them back.
 Upload stores the file's sha256 in the object's user metadata (``x-amz-meta-sha256``).
@@ -59,6 +67,9 @@ ENV_SECRET_KEY = "MINIO_SECRET_KEY"
 ENV_SECURE = "MINIO_SECURE"
 ENV_REGION = "MINIO_REGION"
 DEFAULT_SECURE = True
+# the region MinIO (cmd/signature-v4-utils.go isValidRegion: any region when none is configured)
+# and SeaweedFS (weed/s3api/auth_signature_v4.go: the signature's own scope) accept
+DEFAULT_REGION = "us-east-1"
 
 SCHEME = "s3://"
 TMP_PREFIX = ".receiptflow-tmp"  # hidden prefix for uploads in flight; never downloaded
@@ -166,6 +177,9 @@ class _Remote:
             raise DataError(f"{ENV_ENDPOINT}={self.endpoint!r}: expected host:port without scheme or path "
                             f"(set {ENV_SECURE}=false for plain HTTP)")
         self.secure = _env_bool(ENV_SECURE, DEFAULT_SECURE)
+        # a region of our own: without one minio-py sends GetBucketLocation first, which SeaweedFS
+        # 4.00 refuses a prefix-scoped key (bucket-level Read, weed/s3api/s3api_server.go:351)
+        self.region = os.environ.get(ENV_REGION, "").strip() or DEFAULT_REGION
         self._secrets = [s for s in (env[ENV_ACCESS_KEY], env[ENV_SECRET_KEY]) if len(s) >= 3]
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
@@ -175,7 +189,7 @@ class _Remote:
             retries=False,  # retries are ours (bounded, with backoff, never for auth errors)
         )
         self.client = Minio(self.endpoint, access_key=env[ENV_ACCESS_KEY], secret_key=env[ENV_SECRET_KEY],
-                            secure=self.secure, region=os.environ.get(ENV_REGION) or None, http_client=http)
+                            secure=self.secure, region=self.region, http_client=http)
 
     def mask(self, text: str) -> str:
         for s in self._secrets:
@@ -197,25 +211,74 @@ class _Remote:
                     raise self.auth_error(exc) from None
                 if not _is_transient(exc) or attempt == ATTEMPTS:
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
-                    raise DataError(self.mask(f"{what}: failed{tries} against {self.endpoint}: {_describe(exc)}")) from None
+                    hint = "; this key may not reach it" if isinstance(exc, S3Error) and exc.code == "AccessDenied" else ""
+                    raise DataError(self.mask(f"{what}: failed{tries} against {self.endpoint}: {_describe(exc)}{hint}")) from None
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
     def auth_error(self, exc: Exception) -> DataError:
+        if isinstance(exc, S3Error) and exc.code == "AuthorizationHeaderMalformed":
+            # MinIO's answer to a request signed for another region than its configured one
+            # (cmd/api-errors.go:467-470 at RELEASE.2025-10-15T17-29-55Z: "...expecting '<region>'")
+            return DataError(self.mask(f"{self.endpoint} refused requests signed for region {self.region!r} "
+                                       f"({_describe(exc)}); set {ENV_REGION} to the server's region "
+                                       f"(unset means {DEFAULT_REGION})"))
         return DataError(self.mask(f"{ENV_ACCESS_KEY}/{ENV_SECRET_KEY} rejected by {self.endpoint} ({_describe(exc)})"))
 
     def check_bucket(self, bucket: str, uri: str | None = None) -> None:
-        """One cheap request before any work: credentials accepted and bucket present.
+        """Cheap requests before any work: credentials accepted, bucket present, prefix reachable.
 
-        `uri` (the transfer's s3:// URI) is named in the error too, so that a caller's message
-        says which transfer failed (e.g. a training's checkpoint mirror), not just the bucket."""
+        HeadBucket first. Its answer has no body, so a 403 cannot tell wrong credentials from a key
+        whose rights are only on prefixes inside the bucket (SeaweedFS 4.00 authorises HeadBucket
+        as Read on the bucket itself, weed/s3api/s3api_server.go:403-407 and canDo in
+        auth_credentials.go:523-567; Kubeflow 1.11's per-profile keys are such keys), nor a 400
+        a wrong region: then ListObjectsV2 with prefix = the transfer's key, which such a key may
+        send (SeaweedFS checks List against `bucket/prefix`, auth_credentials.go:488-491) and
+        whose error body says what is wrong. `uri` (the transfer's s3:// URI) is named in every
+        error, so a caller's message says which transfer failed, not just the bucket."""
         whole = f" (for {uri})" if uri and uri.rstrip("/") != f"s3://{bucket}" else ""
+        head_refused = []
+
+        def head() -> bool:
+            try:
+                return self.client.bucket_exists(bucket)
+            except S3Error as exc:
+                if exc.response is not None and exc.response.status in (400, 403):
+                    head_refused.append(exc)
+                    return True
+                raise
+
         try:
-            found = self.call(f"s3://{bucket}", lambda: self.client.bucket_exists(bucket), denied_is_auth=True)
+            found = self.call(f"s3://{bucket}", head, denied_is_auth=True)
+            denied = self._probe_prefix(bucket, uri or f"s3://{bucket}") if head_refused else None
         except DataError as exc:
             raise DataError(f"{exc}{whole}") from None
+        if denied:
+            raise DataError(denied)
         if not found:
             raise DataError(f"s3://{bucket}: bucket does not exist on {self.endpoint}{whole}")
+
+    def _probe_prefix(self, bucket: str, uri: str) -> str | None:
+        """ListObjectsV2 of one key under the transfer's key. Bad credentials or a missing bucket
+        raise; a prefix this key may not reach gives the message to raise; None: go ahead."""
+        key = parse_uri(uri)[1] if is_remote(uri) else ""
+
+        def probe() -> str | None:
+            try:
+                next(self.client._list_objects(bucket, prefix=key, max_keys=1), None)  # one page, one key
+            except S3Error as exc:
+                if exc.code == "NoSuchBucket":
+                    raise DataError(f"s3://{bucket}: bucket does not exist on {self.endpoint}") from None
+                if exc.code != "AccessDenied":
+                    raise
+                # the signature was checked first (SeaweedFS authRequest, auth_credentials.go:432-511)
+                return self.mask(f"{uri}: {self.endpoint} accepts {ENV_ACCESS_KEY} but denies it this prefix "
+                                 f"({_describe(exc)}); a key scoped to prefixes (Kubeflow 1.11's per-profile keys "
+                                 f"reach only mlpipeline/{{artifacts,private-artifacts/<ns>,private/<ns>,shared}}/) "
+                                 f"needs a URI under one of them")
+            return None
+
+        return self.call(uri, probe)
 
     def stat(self, bucket: str, key: str):
         """The object's stat, or None when there is no such object."""
