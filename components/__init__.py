@@ -17,5 +17,9 @@ IMAGE = os.environ.get("RECEIPTFLOW_IMAGE", "").strip() or DEFAULT_IMAGE
 
 
 def component(func):
-    """`dsl.component` with our image and no run-time kfp install."""
+    """`dsl.component` with our image and no run-time kfp install. Inside a running task kfp
+    imports its runtime-only `kfp.dsl` (`_KFP_RUNTIME=true`, no `dsl.component`): there the plain
+    function comes back, so a component's body may call another's (pipelines/unrolled.py)."""
+    if not hasattr(dsl, "component"):
+        return func
     return dsl.component(func, base_image=IMAGE, install_kfp_package=False)

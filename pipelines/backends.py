@@ -15,6 +15,7 @@ import yaml
 
 COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
 
+
 @dataclass(frozen=True)
 class Feature:
     what: str
@@ -28,7 +29,7 @@ FEATURES = {
     "collected": Feature(
         "`dsl.Collected` (a ParallelFor's outputs consumed after the loop)", "2.14.0",
         "PR #11725 (commit ed828b5, in 2.14.0, not in 2.5.0); backend/src/v2/driver/driver.go:1764-1772 at 2.5.0 skips "
-        "ParallelFor DAGs when resolving an upstream task and driver.go:2002 returns one artifact; "
+        "ParallelFor DAGs when resolving an upstream task and driver.go:2002-2004 returns one artifact; "
         "backend/src/v2/driver/resolve.go:881-930 at 2.14.0 collects every iteration"),
     "name_parameter": Feature(
         "Secret / ConfigMap name from a pipeline parameter (`secretNameParameter` without `secretName`)", "2.5.0",

@@ -3,13 +3,14 @@
 The kfp-2.14 build hands `ensemble` and `publish` the folds' outputs through `dsl.Collected` of a
 ParallelFor, which the backend resolves only from 2.14.0 on (PR #11725). The 2.5.0 driver skips
 ParallelFor DAGs when it looks up an upstream task (backend/src/v2/driver/driver.go:1764-1772 at
-2.5.0) and resolves every input artifact to exactly one artifact (driver.go:2011-2024), and the
-SDK refuses a Python list of task outputs for an `Input[List[Artifact]]`. So the kfp-2.5 build
-unrolls the folds and uses these wrappers: the same names (the UI shows the same components),
-one artifact input per fold, and a body that calls the real component's function with the
-list. `choose_config` also returns the chosen hyperparameters as scalars for the unrolled folds
-(a loop-free pipeline cannot index the plan). Their signatures spell out DEFAULT_FOLDS inputs:
-`FOLDS` below is checked against it when the kfp-2.5 pipeline is built.
+2.5.0) and resolves every input artifact to exactly one artifact (driver.go:2002-2004; of several
+artifact selectors the last wins, 1969-1975), and the SDK refuses a Python list of task outputs
+for an `Input[List[Artifact]]`. So the kfp-2.5 build unrolls the folds and uses these wrappers:
+the same names (the UI shows the same components), one artifact input per fold, and a body that
+calls the real component's function with the list. `choose_config` also returns the chosen
+hyperparameters as scalars for the unrolled folds (a loop-free pipeline cannot index the plan).
+Their signatures spell out DEFAULT_FOLDS inputs: `FOLDS` below is checked against it when the
+kfp-2.5 pipeline is built.
 """
 
 import inspect
@@ -41,10 +42,11 @@ def choose_config(
 
     from components.choose_config import choose_config as rule
 
-    plan = rule.python_func(hmean=hmean, success_hmean=success_hmean, acceptable_hmean=acceptable_hmean,
-                            run8_lr=run8_lr, run8_weight_decay=run8_weight_decay, run8_t_max=run8_t_max,
-                            run8_eta_min=run8_eta_min, run3_lr=run3_lr, run3_weight_decay=run3_weight_decay,
-                            run3_t_max=run3_t_max, run3_eta_min=run3_eta_min, folds=folds, decision=decision)
+    rule = getattr(rule, "python_func", rule)  # the plain function inside a running task (components.component)
+    plan = rule(hmean=hmean, success_hmean=success_hmean, acceptable_hmean=acceptable_hmean, run8_lr=run8_lr,
+                run8_weight_decay=run8_weight_decay, run8_t_max=run8_t_max, run8_eta_min=run8_eta_min, run3_lr=run3_lr,
+                run3_weight_decay=run3_weight_decay, run3_t_max=run3_t_max, run3_eta_min=run3_eta_min, folds=folds,
+                decision=decision)
     chosen = plan[0]  # every fold of the plan has the same config
     return namedtuple("Chosen", "config lr weight_decay t_max eta_min")(
         chosen["config"], chosen["lr"], chosen["weight_decay"], chosen["t_max"], chosen["eta_min"])
@@ -67,8 +69,9 @@ def ensemble(
     """components.ensemble on the folds' test predictions, one input per fold."""
     from components.ensemble import ensemble as fan_in
 
-    return fan_in.python_func(predictions=[predictions_0, predictions_1, predictions_2, predictions_3, predictions_4],
-                              dataset=dataset, min_vote=min_vote, iou=iou, fused=fused, metrics=metrics, view=view)
+    fan_in = getattr(fan_in, "python_func", fan_in)  # the plain function inside a running task (components.component)
+    return fan_in(predictions=[predictions_0, predictions_1, predictions_2, predictions_3, predictions_4],
+                  dataset=dataset, min_vote=min_vote, iou=iou, fused=fused, metrics=metrics, view=view)
 
 
 @component
@@ -92,10 +95,10 @@ def publish(
     """components.publish with the fold models, one input per fold."""
     from components.publish import publish as fan_in
 
-    return fan_in.python_func(submission=submission, fused=fused, replication=replication,
-                              models=[models_0, models_1, models_2, models_3, models_4], decision=decision,
-                              data_report=data_report, ensemble_metrics=ensemble_metrics, output_uri=output_uri,
-                              run_id=run_id, job_id=job_id, summary=summary)
+    fan_in = getattr(fan_in, "python_func", fan_in)  # the plain function inside a running task (components.component)
+    return fan_in(submission=submission, fused=fused, replication=replication,
+                  models=[models_0, models_1, models_2, models_3, models_4], decision=decision, data_report=data_report,
+                  ensemble_metrics=ensemble_metrics, output_uri=output_uri, run_id=run_id, job_id=job_id, summary=summary)
 
 
 def _per_fold(func, prefix: str) -> int:

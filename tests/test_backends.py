@@ -278,6 +278,84 @@ def test_unrolled_ensemble_gives_what_the_real_one_gives(tmp_path):
     assert wrapped == real and real[0] == sum(len(w) for w in truth.values()) > 0
 
 
+def test_unrolled_publish_and_choose_config_give_what_the_real_ones_give(tmp_path):
+    import json
+
+    from kfp.dsl import Markdown, Metrics, Model
+
+    from components.choose_config import choose_config
+    from components.publish import publish
+    from pipelines import unrolled
+    from pipelines.run8_kfold import RUN3, RUN8
+
+    rule = dict(hmean=0.9649, success_hmean=0.966, acceptable_hmean=0.965, folds=5,
+                **{f"run8_{k}": v for k, v in RUN8.items()}, **{f"run3_{k}": v for k, v in RUN3.items()})
+    decisions = [_artifact(Markdown, tmp_path / f"decision{i}.md") for i in range(2)]
+    plan = choose_config.python_func(**rule, decision=decisions[0])
+    chosen = unrolled.choose_config.python_func(**rule, decision=decisions[1])
+    assert (chosen.config, chosen.lr, chosen.weight_decay, chosen.t_max, chosen.eta_min) == (
+        "run3", RUN3["lr"], RUN3["weight_decay"], RUN3["t_max"], RUN3["eta_min"]) == tuple(
+        plan[0][k] for k in ("config", "lr", "weight_decay", "t_max", "eta_min"))
+    assert Path(decisions[0].path).read_text() == Path(decisions[1].path).read_text()
+
+    models = []
+    for fold in range(-1, 5):
+        folder = tmp_path / "models" / str(fold)
+        folder.mkdir(parents=True)
+        task = "replication" if fold < 0 else f"fold_{fold}"
+        best = {"epoch": 1, "val/hmean": 0.5 + fold / 100, "val/precision": 0.6, "val/recall": 0.4}
+        (folder / "summary.json").write_text(json.dumps({"task": task, "fold": fold, "best": best, "history": [best]}))
+        (folder / "best.pt").write_bytes(b"weights")
+        models.append(_artifact(Model, folder))
+    inputs = {}
+    for name, text in (("submission", "img,poly\n"), ("fused", "{}"), ("data_report", "- a.jpg: skipped\n")):
+        (tmp_path / name).write_text(text)
+        inputs[name] = _artifact(Artifact if name != "data_report" else Markdown, tmp_path / name)
+    common = dict(**inputs, replication=models[0], decision=decisions[0], output_uri=str(tmp_path / "out"), job_id="",
+                  ensemble_metrics=_artifact(Metrics, tmp_path / "m", metadata={"test/hmean_fold_0": 0.7}))
+
+    def run(func, run_id, **fan_in):
+        summary = _artifact(Markdown, tmp_path / f"summary-{run_id}.md")
+        prefix = func(**common, **fan_in, run_id=run_id, summary=summary)
+        files = sorted(str(p.relative_to(prefix)) for p in Path(prefix).rglob("*") if p.is_file())
+        return files, Path(summary.path).read_text().replace(prefix, "PREFIX")
+
+    real = run(publish.python_func, "real", models=models[1:])
+    wrapped = run(unrolled.publish.python_func, "wrapped", **{f"models_{i}": m for i, m in enumerate(models[1:])})
+    assert wrapped == real and "models/fold_4/best.pt" in real[0] and "| fold_4 |" in real[1]
+
+
+LOCAL_RUN = """
+import sys
+from kfp import local
+from pipelines.run8_kfold import run8_kfold_kfp25
+data, out, root = sys.argv[1:4]
+local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
+print("PREFIX", run8_kfold_kfp25()(dataset_uri=data, output_uri=out, run_id="k25", preset="cpu_tiny", epochs=1,
+      min_vote=1, overrides=["dataset.batch_size=4", "dataset.num_workers=0", "trainer.eval_workers=0"]).output)
+"""
+
+
+@pytest.mark.slow
+def test_kfp25_build_runs_end_to_end_locally(tmp_path):
+    """kfp.local runs the unrolled build: inside each running task (kfp's runtime-only `kfp.dsl`) the
+    wrappers call the real components, and the run publishes what the kfp-2.14 build publishes."""
+    from model.submission import check_submission, list_test_images
+
+    data = tmp_path / "data"
+    assert _cli("synth", "--out", str(data), "--n", "12", "--seed", "5", "--workers", "1").returncode == 0
+    proc = subprocess.run([sys.executable, "-c", LOCAL_RUN, str(data), str(tmp_path / "out"), str(tmp_path / "kfp")],
+                          cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    prefix = tmp_path / "out" / "runs" / "k25"
+    assert f"PREFIX {prefix}" in proc.stdout
+    published = {str(p.relative_to(prefix)) for p in prefix.rglob("*") if p.is_file()}
+    assert {"submission.csv", "ensemble.json", "decision.md", "summary.md"} | {
+        f"models/{t}/summary.json" for t in ("replication", *(f"fold_{i}" for i in range(5)))} <= published
+    assert check_submission(prefix / "submission.csv", list_test_images(data)).problems == []
+    assert "| fold_4 |" in (prefix / "summary.md").read_text()
+
+
 def _artifact(cls, path: Path, metadata: dict | None = None):
     artifact = cls(name=path.name, uri=str(path), metadata=metadata or {})
     artifact.path = str(path)
