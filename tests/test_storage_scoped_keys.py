@@ -217,3 +217,78 @@ def test_wrong_secret_for_the_profile_key_is_rejected_credentials_before_any_wor
     with pytest.raises(DataError, match="rejected by"):
         download(uri, tmp_path / "dst", progress=False)
     assert profile_key.keys_under(BUCKET, f"{PREFIX}/datasets/wrong") == [] and not (tmp_path / "dst").exists()
+
+
+class RegionalMinio:
+    """What a MinIO with MINIO_SITE_REGION=eu-central-1 answers about the region a request is
+    signed for (minio RELEASE.2025-10-15T17-29-55Z cmd/signature-v4-parser.go:108-109,
+    cmd/api-errors.go:467-470): HEAD gets a bare 400, other requests the error body naming the
+    region. A stand-in on loopback (no MinIO server runs here); it checks the region, not the
+    signature, holds one empty bucket and records every request."""
+
+    REGION = "eu-central-1"
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from xml.sax.saxutils import escape
+
+        outer = self
+        self.requests: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def answer(self):
+                outer.requests.append(f"{self.command} {self.path}")
+                scope = self.headers.get("Authorization", "").partition("Credential=")[2].split("/")
+                body = b""
+                if len(scope) < 3 or scope[2] != outer.REGION:
+                    status = 400
+                    if self.command != "HEAD":
+                        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AuthorizationHeaderMalformed</Code>"
+                                "<Message>The authorization header is malformed; the region is wrong; expecting "
+                                f"'{outer.REGION}'.</Message><Resource>{escape(self.path)}</Resource></Error>").encode()
+                elif self.path.rstrip("/") == f"/{BUCKET}":
+                    status = 200  # HeadBucket
+                else:
+                    status = 404  # no objects
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_PUT = answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"127.0.0.1:{self.server.server_address[1]}"
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_server_with_another_region_says_to_set_minio_region(tmp_path, monkeypatch):
+    minio = RegionalMinio()
+    try:
+        monkeypatch.setenv("MINIO_ENDPOINT", minio.endpoint)
+        monkeypatch.setenv("MINIO_ACCESS_KEY", "key-id")
+        monkeypatch.setenv("MINIO_SECRET_KEY", "secret-not-logged")
+        monkeypatch.setenv("MINIO_SECURE", "false")
+        monkeypatch.delenv("MINIO_REGION", raising=False)
+        uri = f"s3://{BUCKET}/{PREFIX}/datasets/x"
+        with pytest.raises(DataError) as info:
+            exists(uri)
+        message = str(info.value)
+        assert "MINIO_REGION" in message and f"expecting '{minio.REGION}'" in message and "'us-east-1'" in message
+        assert "secret-not-logged" not in message and "\n" not in message
+        monkeypatch.setenv("MINIO_REGION", minio.REGION)
+        assert not exists(uri)
+        assert not [r for r in minio.requests if "location" in r]  # never GetBucketLocation
+    finally:
+        minio.close()
