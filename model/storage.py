@@ -67,8 +67,8 @@ ENV_SECRET_KEY = "MINIO_SECRET_KEY"
 ENV_SECURE = "MINIO_SECURE"
 ENV_REGION = "MINIO_REGION"
 DEFAULT_SECURE = True
-# the region MinIO (cmd/signature-v4-utils.go isValidRegion: any region when none is configured)
-# and SeaweedFS (weed/s3api/auth_signature_v4.go: the signature's own scope) accept
+# the region MinIO (cmd/signature-v4-utils.go:131-134: any region when none is configured)
+# and SeaweedFS 4.00 (weed/s3api/auth_signature_v4.go:498,555: the signature's own scope) accept
 DEFAULT_REGION = "us-east-1"
 
 SCHEME = "s3://"
