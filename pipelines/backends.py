@@ -57,7 +57,8 @@ FEATURES = {
     "retry_sub_dag": Feature(
         "`retryPolicy` of a task inside a sub-DAG or ParallelFor", "2.14.0",
         "argocompiler container.go:508-518 at 2.5.0 reads the policy from the root DAG only (issue #11288); "
-        "container.go:325 at 2.14.0 reads the task's own; issues #12389, #13897 still report loop tasks not retried",
+        "PR #11908 (commit beae62f): container.go:325 at 2.14.0 reads the task's own; "
+        "issues #12389, #13897 still report loop tasks not retried",
         required=False, lost="retries inside the fold loop"),
     "parallelism_limit": Feature(
         "ParallelFor `parallelismLimit`", "2.4.0",
@@ -207,7 +208,8 @@ def supported_versions_table() -> str:
             works = ", ".join(f"`{f}`" for f in files)
             if any(f.startswith("k8s/") for f in supported_files(ships["kfp"])):
                 works += "; `k8s/` with the Kubernetes pipeline store"
-            losses = sorted({lost for f in files if (COMPILED_DIR / f).is_file() for lost in degraded(COMPILED_DIR / f, ships["kfp"])})
+            losses = sorted({lost for f in files if (COMPILED_DIR / f).is_file()
+                             for lost in degraded(COMPILED_DIR / f, ships["kfp"])})
             if losses:
                 works += f" (no {', no '.join(losses)})"
         rows.append(f"| {release} | {ships['kfp']} | {ships['katib']} | {ships['training']} | {ships['store']} | {works} |")

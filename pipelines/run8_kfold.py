@@ -35,7 +35,8 @@ from components.validate_run import validate_run
 from pipelines import unrolled as unrolled_components
 
 NAME = "run8-kfold"
-DESCRIPTION = "Run 8 replication → Run 3 fallback gate → K-fold training → voting ensemble → submission CSV → MinIO (the seed's plan)"
+DESCRIPTION = ("Run 8 replication → Run 3 fallback gate → K-fold training → voting ensemble → submission CSV → MinIO "
+               "(the seed's plan)")
 DEFAULT_FOLDS = 5  # ParallelFor parallelism is fixed at compile time: one pod per fold of the default
 
 # The seed's sweep (report §3.2 and §7): Run 8, the replication config, and Run 3, the fallback.
