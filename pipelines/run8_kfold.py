@@ -59,9 +59,9 @@ TRAIN_RETRIES = 3
 
 @dataclass(frozen=True)
 class Fixed:
-    """What the kfp-2.5 build fixes at compile time. A 2.5.0 backend resolves a Secret name or a
-    placement given as a pipeline parameter (PR #11770), but 2.4.1 drops those fields and sends an
-    empty Secret name; literals also keep the Kubernetes settings readable in the YAML."""
+    """What the kfp-2.5 build fixes at compile time. 2.5.0 would also resolve them as parameters (PR
+    #11770; 2.4.1 drops those fields and sends an empty Secret name), but literals are read by every
+    2.x backend, which leaves `{{$.pipeline_job_uuid}}` the build's only 2.5.0 dependency."""
     minio_secret: str = MINIO_SECRET
     node_selector: dict = field(default_factory=dict)  # label -> value, e.g. {"gpu": "a100"}
     tolerations: tuple = ()  # Kubernetes tolerations: {"key", "operator", "value", "effect", "tolerationSeconds"}
