@@ -69,6 +69,8 @@ def experiment_body(template: dict, *, name_suffix: str, namespace: str, values:
     suffix = "".join(c for c in name_suffix.lower() if c.isalnum())[:8]
     meta = body.setdefault("metadata", {})
     meta["name"] = f"{meta['name']}-{suffix}" if suffix else meta["name"]
+    if "app.kubernetes.io/instance" in meta.get("labels", {}):  # the runbook's per-sweep selector names the copy
+        meta["labels"]["app.kubernetes.io/instance"] = meta["name"]
     meta["namespace"] = namespace
     return body
 

@@ -38,7 +38,9 @@ def _run(data: Path, out: Path, kfp_root: Path, run_id: str, *extra: str, resume
 
 def _results(out: Path, run_id: str) -> dict:
     run = out / "runs" / run_id
-    models = {p.parent.name: json.loads(p.read_text())["history"] for p in sorted((run / "models").glob("*/summary.json"))}
+    # "time" is each epoch's wall-clock stamp (Katib's observation time): the one field a rerun may change
+    models = {p.parent.name: [{k: v for k, v in h.items() if k != "time"} for h in json.loads(p.read_text())["history"]]
+              for p in sorted((run / "models").glob("*/summary.json"))}
     return {"submission": (run / "submission.csv").read_bytes(), "ensemble": (run / "ensemble.json").read_bytes(),
             "histories": models}
 

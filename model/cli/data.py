@@ -1,15 +1,16 @@
 """`receiptflow data push SRC s3://bucket/prefix` and `receiptflow data pull s3://bucket/prefix DST`.
 
 Either side may also be a local path (a plain copy). The endpoint and credentials come from
-MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY and MINIO_SECURE (default true); see
-model/storage.py.
+MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY, MINIO_SECURE (default true) and MINIO_REGION
+(default us-east-1); see model/storage.py.
 """
 from __future__ import annotations
 
 from model.storage import DEFAULT_WORKERS, download, upload
 
 ENV_HELP = ("Endpoint and credentials come from the environment: MINIO_ENDPOINT (host:port), MINIO_ACCESS_KEY, "
-            "MINIO_SECRET_KEY, MINIO_SECURE (true by default; false for plain HTTP). Files whose size and sha256 "
+            "MINIO_SECRET_KEY, MINIO_SECURE (true by default; false for plain HTTP), MINIO_REGION (us-east-1 by "
+            "default; set it for a MinIO with another region). Files whose size and sha256 "
             "already match are skipped; transient errors are retried with backoff.")
 
 
