@@ -403,13 +403,12 @@ def test_k8s_kustomization_installs_every_k8s_file():
     assert sorted(kustomization["resources"]) == sorted(f.removeprefix("k8s/") for f in COMPILED_FILES if f.startswith("k8s/"))
 
 
-def test_k8s_format_validates_against_the_upstream_crd_when_it_is_here(shared_dir):
-    """The CRD schema itself, where ../shared/kubeflow/crds has a copy of KFP 2.14's CRDs."""
+def test_k8s_format_validates_against_the_upstream_crds():
+    """KFP 2.14.0's own CRD schemas (tests/fixtures/kfp-crds, copied with their provenance)."""
     import jsonschema
 
-    crds = {kind: shared_dir / "kubeflow" / "crds" / f"pipelines.kubeflow.org_{kind}.yaml" for kind in ("pipelines", "pipelineversions")}
-    if not all(p.is_file() for p in crds.values()):
-        pytest.skip("../shared/kubeflow/crds has no copy of KFP's Pipeline/PipelineVersion CRDs")
+    crd_dir = Path(__file__).parent / "fixtures" / "kfp-crds"
+    crds = {kind: crd_dir / f"pipelines.kubeflow.org_{kind}.yaml" for kind in ("pipelines", "pipelineversions")}
     for name in ("run8_kfold.yaml", "sweep_then_train.yaml"):
         for obj, kind in zip(_k8s(name), ("pipelines", "pipelineversions")):
             (schema,) = [v["schema"]["openAPIV3Schema"] for v in yaml.safe_load(crds[kind].read_text())["spec"]["versions"]]
