@@ -1,7 +1,7 @@
 """`receiptflow pipeline compile|submit|run`: the run8-kfold pipeline from the command line.
 
     receiptflow pipeline compile [--target kfp-2.14|kfp-2.5] [--format ir|k8s]   # -> pipelines/compiled/
-    receiptflow pipeline submit --host URL [--experiment NAME] [--param k=v ...] [--resume RUN_ID]
+    receiptflow pipeline submit --host URL [--target kfp-2.14|kfp-2.5] [--param k=v ...] [--resume RUN_ID]
     receiptflow pipeline run --local [--data DIR] [--output DIR] [--param k=v ...] [--resume RUN_ID]
 """
 from __future__ import annotations
@@ -32,13 +32,7 @@ def register(sub) -> None:
     c.add_argument("--format", choices=("all", "ir", "k8s"), default="all",
                    help="ir: pipeline spec to upload; k8s: k8s/<pipeline>.yaml Pipeline + PipelineVersion objects and "
                    "a kustomization for `kubectl apply -k` (kfp-2.14 only: KFP with the Kubernetes pipeline store)")
-    c.add_argument("--minio-secret", default=None, metavar="NAME",
-                   help="kfp-2.5: the MinIO Secret's name written into the YAML (default receiptflow-minio)")
-    c.add_argument("--node-selector", action="append", default=[], metavar="LABEL=VALUE",
-                   help="kfp-2.5: a node selector label of the GPU tasks (repeatable)")
-    c.add_argument("--toleration", action="append", default=[], metavar="KEY[=VALUE]:EFFECT",
-                   help="kfp-2.5: a toleration of the GPU tasks (repeatable); without =VALUE the operator is Exists, "
-                   "e.g. nvidia.com/gpu:NoSchedule")
+    _fixed_options(c)
     c.set_defaults(func=_compile)
 
     s = verbs.add_parser("submit", help="start a run on a Kubeflow Pipelines endpoint and print its URL",
@@ -49,6 +43,11 @@ def register(sub) -> None:
     s.add_argument("--experiment", default="receiptflow", help="KFP experiment (default receiptflow)")
     s.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
     s.add_argument("--run-name", default=None, help="display name of the run (default: pipeline name and time)")
+    s.add_argument("--target", choices=("kfp-2.14", "kfp-2.5"), default="kfp-2.14",
+                   help="the build to run: kfp-2.14 (KFP backend >= 2.14, Kubeflow 1.11+; default) or kfp-2.5 (KFP "
+                   "2.5.0, Kubeflow 1.10.1+: 5 folds, no folds/minio_secret/node_selector/tolerations parameters; "
+                   "set those with the options below)")
+    _fixed_options(s)
     _param_options(s)
     s.set_defaults(func=_submit)
 
@@ -64,6 +63,28 @@ def register(sub) -> None:
     r.add_argument("--verbose", action="store_true", help="also show kfp's executor input/output dumps")
     _param_options(r)
     r.set_defaults(func=_run_local)
+
+
+def _fixed_options(p: argparse.ArgumentParser) -> None:
+    """What the kfp-2.5 build fixes at compile time (run8_kfold.Fixed)."""
+    p.add_argument("--minio-secret", default=None, metavar="NAME",
+                   help="kfp-2.5: the MinIO Secret's name written into the YAML (default receiptflow-minio)")
+    p.add_argument("--node-selector", action="append", default=[], metavar="LABEL=VALUE",
+                   help="kfp-2.5: a node selector label of the GPU tasks (repeatable)")
+    p.add_argument("--toleration", action="append", default=[], metavar="KEY[=VALUE]:EFFECT",
+                   help="kfp-2.5: a toleration of the GPU tasks (repeatable); without =VALUE the operator is Exists, "
+                   "e.g. nvidia.com/gpu:NoSchedule")
+
+
+def _fixed(args, targets) -> object:
+    """run8_kfold.Fixed of the options, refused for a kfp-2.14 build (it takes them as run parameters)."""
+    from pipelines.compile import fixed_settings
+
+    fixed = fixed_settings(args.minio_secret, args.node_selector, args.toleration)
+    if fixed is not None and "kfp-2.5" not in targets:
+        raise DataError("--minio-secret, --node-selector and --toleration set the kfp-2.5 build; the kfp-2.14 one "
+                        "takes them as run parameters (minio_secret, node_selector, tolerations)")
+    return fixed
 
 
 def _param_options(p: argparse.ArgumentParser) -> None:
@@ -88,13 +109,10 @@ def _params(args) -> dict:
 
 
 def _compile(args) -> int:
-    from pipelines.compile import FORMATS, TARGETS, compile_pipelines, fixed_settings
+    from pipelines.compile import FORMATS, TARGETS, compile_pipelines
 
     targets = TARGETS if args.target == "all" else (args.target,)
-    fixed = fixed_settings(args.minio_secret, args.node_selector, args.toleration)
-    if fixed is not None and "kfp-2.5" not in targets:
-        raise DataError("--minio-secret, --node-selector and --toleration set the kfp-2.5 build; the kfp-2.14 one "
-                        "takes them as run parameters (minio_secret, node_selector, tolerations)")
+    fixed = _fixed(args, targets)
     for path in compile_pipelines(args.out_dir, targets, FORMATS if args.format == "all" else (args.format,), fixed):
         print(f"wrote {path}")
     return 0
@@ -104,7 +122,8 @@ def _submit(args) -> int:
     from pipelines.submit import submit
 
     url, run_id = submit(args.host, _params(args), experiment=args.experiment, namespace=args.namespace,
-                         run_name=args.run_name, resume=args.resume is not None)
+                         run_name=args.run_name, resume=args.resume is not None, target=args.target,
+                         fixed=_fixed(args, (args.target,)))
     print(url)
     print(f"run id {run_id}: if the run fails, submit it again with --resume {run_id} (its trainings continue from "
           "their checkpoints)", flush=True)

@@ -20,7 +20,7 @@ from pipelines.backends import COMPILED_DIR, COMPILED_FILES
 PIPELINES = ("run8_kfold", "sweep_then_train")  # module pipelines/<name>.py defines the function <name>
 COMPILED = COMPILED_DIR / "run8_kfold.yaml"
 TARGETS = ("kfp-2.14", "kfp-2.5")
-DEFAULT_TARGET = "kfp-2.14"  # what `submit` and `run --local` use
+DEFAULT_TARGET = "kfp-2.14"  # what `run --local` uses and `submit` uses unless told
 FORMATS = ("ir", "k8s")
 K8S_DIR = "k8s"
 

@@ -8,8 +8,8 @@ prediction requests one `nvidia.com/gpu`, mounts a memory-backed /dev/shm for Da
 workers, reads MinIO credentials from a Secret and retries on failure; a retried training
 resumes from the checkpoint it mirrors under ``<output_uri>/runs/<run id>/checkpoints/``. Tasks
 that read the dataset or the output store are never cached (a re-pushed dataset keeps its URI).
-`kfp.local` runs the same function on a laptop (it ignores the Kubernetes settings, retries and
-caching, which the compiled spec still carries).
+`kfp.local` runs the same function on a laptop (it ignores the Kubernetes settings and caching,
+which the compiled spec still carries, and honours the retry policy).
 
 Two builds (pipelines/compile.py, backend versions in pipelines/backends.py): `run8_kfold` needs
 a KFP 2.14+ backend (`dsl.Collected`, Secret name and placement as parameters);
