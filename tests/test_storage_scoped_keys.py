@@ -34,6 +34,7 @@ import pytest
 from model import storage
 from model.errors import DataError
 from model.storage import TMP_PREFIX, download, exists, upload
+from tests.test_storage import make_root, read_tree
 
 pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")
 boto3 = pytest.importorskip("boto3", reason="boto3 (installed with moto) sets the server's IAM users up")
@@ -133,17 +134,6 @@ def profile_key(scoped_server, monkeypatch):
     return scoped_server
 
 
-def make_root(root: Path, files: dict[str, bytes] = FILES) -> Path:
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    return root
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
 def test_the_server_enforces_the_profile_policy(profile_key):
     """The premise: bucket-level requests and other prefixes are refused to this key."""
     from botocore.exceptions import ClientError
@@ -168,7 +158,7 @@ def test_push_skip_pull_and_checkpoint_mirror_under_the_profile_prefix(profile_k
     from model.train import _mirror_sync, _restore_mirror
 
     uri = f"s3://{BUCKET}/{PREFIX}/datasets/x"
-    src = make_root(tmp_path / "src")
+    src = make_root(tmp_path / "src", FILES)
     assert main(["data", "push", str(src), uri, "--no-progress"]) == 0, capsys.readouterr().err
     assert f"uploaded {len(FILES)} file(s)" in capsys.readouterr().out
     assert main(["data", "push", str(src), uri, "--no-progress"]) == 0
@@ -196,7 +186,7 @@ def test_push_skip_pull_and_checkpoint_mirror_under_the_profile_prefix(profile_k
 def test_push_outside_the_profile_prefix_is_one_clear_error(profile_key, tmp_path, capsys, uri):
     from model.cli import main
 
-    assert main(["data", "push", str(make_root(tmp_path / "src")), uri, "--no-progress", "--workers", "1"]) == 2
+    assert main(["data", "push", str(make_root(tmp_path / "src", FILES)), uri, "--no-progress", "--workers", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and uri in err and "AccessDenied" in err, err
     assert "rejected" not in err  # the key is good; the prefix is not its own
@@ -210,7 +200,7 @@ def test_wrong_secret_for_the_profile_key_is_rejected_credentials_before_any_wor
     monkeypatch.setenv("MINIO_SECRET_KEY", "wrong-secret-xyz")
     uri = f"s3://{BUCKET}/{PREFIX}/datasets/wrong"
     with pytest.raises(DataError) as info:
-        upload(make_root(tmp_path / "src"), uri, progress=False)
+        upload(make_root(tmp_path / "src", FILES), uri, progress=False)
     message = str(info.value)
     assert message.startswith(f"MINIO_ACCESS_KEY/MINIO_SECRET_KEY rejected by {profile_key.endpoint}")
     assert "SignatureDoesNotMatch" in message and uri in message and "wrong-secret-xyz" not in message
