@@ -259,13 +259,14 @@ class _Remote:
             raise DataError(f"s3://{bucket}: bucket does not exist on {self.endpoint}{whole}")
 
     def _probe_prefix(self, bucket: str, uri: str) -> str | None:
-        """ListObjectsV2 of one key under the transfer's key. Bad credentials or a missing bucket
+        """ListObjectsV2 under the transfer's key (its first entry). Bad credentials or a missing bucket
         raise; a prefix this key may not reach gives the message to raise; None: go ahead."""
         key = parse_uri(uri)[1] if is_remote(uri) else ""
 
         def probe() -> str | None:
             try:
-                next(self.client._list_objects(bucket, prefix=key, max_keys=1), None)  # one page, one key
+                # one page of the prefix's top level (non-recursive: a few entries), first entry only
+                next(iter(self.client.list_objects(bucket, prefix=key)), None)
             except S3Error as exc:
                 if exc.code == "NoSuchBucket":
                     raise DataError(f"s3://{bucket}: bucket does not exist on {self.endpoint}") from None
