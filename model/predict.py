@@ -1,10 +1,12 @@
 """Prediction: images → UFO JSON of word polygons in original pixels.
 
-    receiptflow predict runs/run8/best.pt DATA_OR_IMAGES -o predictions.json [--tta] [--scores]
+    receiptflow predict runs/run8/best.pt DATA_OR_IMAGES -o predictions.json [--tta] [--scores] [--maps DIR]
 
 Batches go through the network once (or twice with horizontal-flip test-time augmentation, the
 two probability maps averaged), then `model.postprocess` turns each probability map into
-polygons mapped back through the sample's exact canvas→original matrix.
+polygons mapped back through the sample's exact canvas→original matrix (`image_detections`, the
+one path from a map to words that map fusion, `model.fusion`, takes too). With `maps_dir` each
+image's map is also stored with its matrix (`model.probmaps`).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import shapely
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -26,7 +29,7 @@ from model.data.transforms import eval_transform
 from model.data.ufo import DatasetRoot, Images, Problem, Report, Split, Word, probe_images, word_ids
 from model.errors import DataError
 from model.net import build_model
-from model.postprocess import Detection, postprocess_batch
+from model.postprocess import Detection, postprocess
 
 
 def postprocess_options(head_pp: Mapping) -> dict:
@@ -38,9 +41,13 @@ def postprocess_options(head_pp: Mapping) -> dict:
 
 @torch.no_grad()
 def detect(model, loader: DataLoader, device: torch.device, *, postprocess: Mapping, amp_dtype=None,
-           tta_flip: bool = False, progress: bool = False) -> dict[str, list[Detection]]:
-    """Run `model` over `loader` (batches from `collate`): file name -> detections in original pixels."""
+           tta_flip: bool = False, progress: bool = False, on_map=None) -> dict[str, list[Detection]]:
+    """Run `model` over `loader` (batches from `collate`): file name -> detections in original pixels.
+
+    `postprocess` is the config's `models.head.postprocess`; `on_map(name, prob, to_original,
+    (width, height))`, when given, receives each image's float32 (H, W) map as post-processed."""
     model.eval()
+    options = postprocess_options(postprocess)
     out: dict[str, list[Detection]] = {}
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
@@ -49,10 +56,23 @@ def detect(model, loader: DataLoader, device: torch.device, *, postprocess: Mapp
             prob = model(moved.image)["prob"].float()
             if tta_flip:
                 prob = (prob + model(moved.image.flip(-1))["prob"].float().flip(-1)) / 2
-        dets = postprocess_batch(prob.cpu().numpy(), batch.to_original.numpy(), **postprocess_options(postprocess))
-        for name, found, (w, h) in zip(batch.names, dets, batch.original_size.tolist()):
-            out[name] = on_image(found, w, h)
+        probs = prob.cpu().numpy()
+        probs = probs[:, 0] if probs.ndim == 4 else probs
+        matrices = batch.to_original.numpy().astype(np.float64)
+        for name, p, m, (w, h) in zip(batch.names, probs, matrices, batch.original_size.tolist()):
+            if on_map is not None:
+                on_map(name, p, m, (w, h))
+            out[name] = image_detections(p, m, (w, h), options)
     return out
+
+
+def image_detections(prob: np.ndarray, to_original: np.ndarray, original_size: tuple[int, int],
+                     options: Mapping) -> list[Detection]:
+    """One image's (H, W) canvas map → its words in original pixels: post-processing with
+    `options` (`model.postprocess` keywords, see `postprocess_options`), through the canvas→original
+    matrix, then clipped to the image (`on_image`)."""
+    width, height = original_size
+    return on_image(postprocess(prob, to_original=to_original, **options), int(width), int(height))
 
 
 def on_image(detections: list[Detection], width: int, height: int) -> list[Detection]:
@@ -110,13 +130,25 @@ def to_ufo(detections: Mapping[str, list[Detection]], *, scores: bool = False) -
 
 
 def predict(checkpoint, source, *, split: str = "test", overrides=(), tta_flip: bool = False, scores: bool = False,
-            batch_size: int | None = None, device: str | None = None) -> Images:
+            batch_size: int | None = None, device: str | None = None, maps_dir: str | Path | None = None) -> Images:
+    """Words of every image of `source` (a dataset root's `split`, or a folder of images) as UFO
+    `Images`; with `maps_dir`, each image's probability map is also stored there (`model.probmaps`:
+    `<image>.png` + `<image>.json`, maps of the same names replaced)."""
     model, cfg = load_model(checkpoint, overrides)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
     data = image_split(source, split)
     for problem in data.report.problems:
         print(f"skipped: {problem}", flush=True)
-    dets = detect(model, eval_loader(data, cfg, batch_size), dev, postprocess=OmegaConf.to_container(cfg.models.head.postprocess),
-                  tta_flip=tta_flip, progress=True)
+    pp = OmegaConf.to_container(cfg.models.head.postprocess)
+    on_map = None
+    if maps_dir is not None:
+        from model.probmaps import write_map
+
+        options = postprocess_options(pp)
+
+        def on_map(name, prob, to_original, size):
+            write_map(maps_dir, name, prob, to_original, size, options, tta=bool(tta_flip))
+
+    dets = detect(model, eval_loader(data, cfg, batch_size), dev, postprocess=pp, tta_flip=tta_flip, progress=True, on_map=on_map)
     return to_ufo(dets, scores=scores)
