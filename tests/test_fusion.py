@@ -48,6 +48,10 @@ def test_k_identical_maps_give_the_single_model_words_exactly():
         fused = fuse_maps([pm(prob)] * 3, weights)
         assert fused.dtype == np.float32 and np.array_equal(fused, prob)
         assert points(fused_detections([pm(prob)] * 3, weights)) == points(single)
+    # stored 8-bit levels too: every level comes back as the single map's float32 value
+    levels = ProbMap("r.jpg", np.arange(256, dtype=np.uint8).reshape(16, 16), MATRIX, (32, 32), PP, 255)
+    for weights in ([1, 1, 1], [0.3, 0.9, 1.7], [5, 0, 1e-3]):
+        assert np.array_equal(fuse_maps([levels] * 3, weights), levels.prob)
     # and the same as post-processing the map directly, then clipping to the image
     assert points(single) == points(on_image(postprocess(prob, to_original=MATRIX, **PP), 190, 190))
 
