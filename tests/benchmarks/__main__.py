@@ -14,6 +14,7 @@ BENCHMARKS = {
     "post-processing": "bench_postprocess",
     "evaluation": "bench_metrics",
     "ensemble": "bench_ensemble",
+    "map fusion": "bench_fusion",
 }
 
 
