@@ -24,7 +24,7 @@ for bit, and the words of one model. One compiled pass over the K maps: ~1-2 ms 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numba
@@ -37,6 +37,7 @@ from model.predict import image_detections, to_ufo
 from model.probmaps import ProbMap, list_maps, read_map
 
 OPTIONS = ("thresh", "box_thresh", "max_candidates", "unclip_ratio", "mode", "min_size")
+FLAGS = {**{k: "--" + k.replace("_", "-") for k in OPTIONS}, "mode": "--shape"}  # `receiptflow ensemble --mode maps`
 
 
 def normalized_weights(weights: Sequence[float] | None, k: int) -> np.ndarray:
@@ -117,7 +118,7 @@ def postprocess_settings(maps: Sequence[ProbMap], overrides: Mapping | None = No
         if len(values) > 1:
             shown = ", ".join(f"{s}: {v!r}" for s, v in recorded)
             raise DataError(f"map fusion: image {maps[0].image!r}: the models were post-processed with different "
-                            f"{key} ({shown}); give it explicitly (--{key.replace('_', '-')})")
+                            f"{key} ({shown}); give it explicitly (ensemble {FLAGS[key]})")
         if values:
             out[key] = next(v for _, v in recorded if v is not None)
     return out
@@ -131,14 +132,13 @@ def fused_detections(maps: Sequence[ProbMap], weights: Sequence[float] | None = 
     return image_detections(prob, first.to_original, first.original_size, postprocess_settings(maps, postprocess, sources))
 
 
-def map_ensemble(folders: Sequence[str | Path], *, weights: Sequence[float] | None = None, scores: bool = False,
-                 **postprocess) -> Images:
-    """Fuse the stored maps of K `folders` (one per model, from `predict --maps`) into UFO `Images`.
-
-    `postprocess`: `thresh`, `box_thresh`, ... overriding the recorded settings (see the module
-    docstring). Every folder must hold the same images; one image is loaded at a time."""
+def fold_maps(folders: Sequence[str | Path]) -> Iterator[tuple[str, list[ProbMap]]]:
+    """(image, its K maps) per image of K map folders, one image in memory at a time; every
+    folder must hold the same images (else an error naming one that differs). Decode once here
+    and post-process as often as needed (e.g. a grid of settings or weights)."""
     folders = [Path(f) for f in folders]
-    normalized_weights(weights, len(folders))  # fail before reading anything
+    if not folders:
+        raise DataError("map fusion: no map folders given")
     names = [list_maps(f) for f in folders]
     for folder, found in zip(folders, names):
         if not found:
@@ -151,9 +151,18 @@ def map_ensemble(folders: Sequence[str | Path], *, weights: Sequence[float] | No
             more = len(missing) + len(extra) - 1
             raise DataError(f"map fusion: image {image!r} has a map in {where} but not in {lacks}"
                             + (f" (and {more} more image(s) differ)" if more else "") + "; every folder must hold the same images")
-    sources = [str(f) for f in folders]
-    detections = {}
     for name in names[0]:
-        maps = [read_map(f, name) for f in folders]
-        detections[name] = fused_detections(maps, weights, postprocess=postprocess, sources=sources)
+        yield name, [read_map(f, name) for f in folders]
+
+
+def map_ensemble(folders: Sequence[str | Path], *, weights: Sequence[float] | None = None, scores: bool = False,
+                 **postprocess) -> Images:
+    """Fuse the stored maps of K `folders` (one per model, from `predict --maps`) into UFO `Images`.
+
+    `postprocess`: `thresh`, `box_thresh`, ... overriding the recorded settings (see the module
+    docstring). Every folder must hold the same images; one image is loaded at a time."""
+    normalized_weights(weights, len(folders))  # fail before reading anything
+    sources = [str(f) for f in folders]
+    detections = {name: fused_detections(maps, weights, postprocess=postprocess, sources=sources)
+                  for name, maps in fold_maps(folders)}
     return to_ufo(detections, scores=scores)
