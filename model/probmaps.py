@@ -26,8 +26,6 @@ A sidecar is written after its PNG, both atomically, so a sidecar always has a c
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -35,7 +33,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from model.data.ufo import check_file_name, write_text_atomic
+from model.data.ufo import check_file_name, write_bytes_atomic, write_text_atomic
 from model.errors import DataError
 
 FORMAT = "receiptflow.probmap/1"
@@ -112,7 +110,7 @@ def write_map(folder: str | Path, image: str, prob: np.ndarray, to_original: np.
     if not ok:
         raise DataError(f"{png}: cannot encode the map as PNG")
     png.parent.mkdir(parents=True, exist_ok=True)
-    _write_bytes_atomic(png, encoded.tobytes())
+    write_bytes_atomic(png, encoded.tobytes())
     meta = {"format": FORMAT, "image": image, "shape": list(prob.shape), "scale": SCALE,
             "to_original": matrix.tolist(), "original_size": [int(v) for v in original_size],
             "postprocess": None if postprocess is None else dict(postprocess), "exact_at_thresh": thresh, **extra}
@@ -163,14 +161,3 @@ def read_map(folder: str | Path, image: str) -> ProbMap:
     if scale != np.iinfo(data.dtype).max:
         raise DataError(f"{side}: scale {scale} does not match the PNG's {data.dtype} levels")
     return ProbMap(image, data, matrix, (width, height), meta.get("postprocess"), scale)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
