@@ -47,6 +47,8 @@ def split_overrides(dataset_path: str, folds_path: str, fold: int) -> list[str]:
     return args + [f"dataset.folds={folds_path}", f"dataset.fold={fold}"]
 
 
+CALIBRATION_SPLITS = ("val", "none")  # the pipeline's `calibration` values (model.data.folds.check_hold_out)
+
 SUCCESS, ACCEPTABLE, FALLBACK = "success", "acceptable", "fallback"
 
 
@@ -86,7 +88,13 @@ def check_run_parameters(p: dict, *, check_dataset: bool = True) -> None:
         raise DataError(f"min_vote={p['min_vote']}: must be between 1 and folds={p['folds']} (a word needs that many fold models)")
     if not 0 < p["ensemble_iou"] <= 1:
         raise DataError(f"ensemble_iou={p['ensemble_iou']}: must lie in (0, 1]")
+    if p["calibration"] not in CALIBRATION_SPLITS:
+        raise DataError(f"calibration={p['calibration']!r}: must be one of {', '.join(CALIBRATION_SPLITS)} (the split the "
+                        "ensemble's method is chosen on, kept out of the folds; none: pool it and vote with min_vote)")
     uri = p["dataset_uri"].rstrip("/")
     if check_dataset and not exists(f"{uri}/jsons/train.json"):
         raise DataError(f"dataset_uri={uri}: no dataset root there (no jsons/train.json); make one with "
                         "`receiptflow synth --out DIR` or `receiptflow convert`, push it with `receiptflow data push`")
+    if check_dataset and p["calibration"] != "none" and not exists(f"{uri}/jsons/{p['calibration']}.json"):
+        raise DataError(f"dataset_uri={uri}: no labelled {p['calibration']} split to calibrate the ensemble on "
+                        f"(no jsons/{p['calibration']}.json); add one, or run with calibration=none")

@@ -16,6 +16,7 @@ def publish(
     decision: Input[Markdown],
     data_report: Input[Markdown],
     ensemble_metrics: Input[Metrics],
+    ensemble_report: Input[Markdown],
     output_uri: str,
     run_id: str,
     job_id: str,
@@ -23,7 +24,8 @@ def publish(
 ) -> str:
     """Copy submission.csv, ensemble.json, the models (best.pt, metrics.jsonl, summary.json of the
     replication and every fold), decision.md and summary.md under the run's prefix (s3:// or a
-    folder); returns that prefix. The summary lists every item the dataset's validation skipped."""
+    folder); returns that prefix. The summary holds the decision, the trainings, the ensemble's
+    report (method, candidates, test gain) and every item the dataset's validation skipped."""
     import json
     import shutil
     import tempfile
@@ -51,11 +53,7 @@ def publish(
             rows.append((info["task"], b["epoch"], len(info["history"]), b["val/hmean"], b["val/precision"], b["val/recall"], test))
         lines = [Path(decision.path).read_text(encoding="utf-8").strip(), "", "# Trainings", "",
                  table(("task", "best epoch", "epochs", "val/hmean", "val/precision", "val/recall", "test/hmean"), rows), ""]
-        if "test/hmean_ensemble" in scores:
-            e, b = scores["test/hmean_ensemble"], scores["test/hmean_best_fold"]
-            lines += ["# Ensemble", "", f"test/hmean: ensemble **{e:.4f}** vs best single fold {b:.4f} ({e - b:+.4f}).", ""]
-        else:
-            lines += ["# Ensemble", "", "The test split has no annotations: the ensemble's gain is not measured.", ""]
+        lines += [Path(ensemble_report.path).read_text(encoding="utf-8").strip(), ""]  # method, test gain, candidates
         skipped = [line for line in Path(data_report.path).read_text(encoding="utf-8").splitlines() if line.startswith("- ")]
         if skipped:
             lines += ["# Data", "", f"{len(skipped)} item(s) skipped by validation (lenient mode trains on the rest):", "",

@@ -21,14 +21,17 @@ def validate_run(
     run3_t_max: int,
     run3_eta_min: float,
     folds: int,
+    calibration: str,
     min_vote: int,
     ensemble_iou: float,
     overrides: List[str],
 ):
     """Fail in seconds, with the fix in the message, on what would otherwise fail hours in: both
-    trainings' configs, the fold and vote counts, a dataset URI with no dataset root behind it."""
+    trainings' configs, the fold and vote counts, the calibration split, a dataset URI with no
+    dataset root (or no labelled calibration split) behind it."""
     from components.common import check_run_parameters
 
     check_run_parameters(dict(locals()))
-    print(f"parameters checked: preset {preset}, {epochs} epochs, {folds} folds, min_vote {min_vote}; "
+    print(f"parameters checked: preset {preset}, {epochs} epochs, {folds} folds, calibration {calibration}, "
+          f"min_vote {min_vote}; "
           f"dataset {dataset_uri}", flush=True)

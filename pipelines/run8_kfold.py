@@ -1,7 +1,8 @@
 """The seed's plan as one Kubeflow pipeline (DESIGN.md §1, §4): `run8-kfold`.
 
-    validate_run → prepare_dataset → split_folds → train replication (Run 8) → evaluate → choose_config
-      → ParallelFor folds: train + predict test → ensemble (Collected) → make_submission → publish
+    validate_run → prepare_dataset → split_folds (val held out) → train replication (Run 8) → evaluate
+      → choose_config → ParallelFor folds: train + predict test and val → ensemble (Collected: method
+      chosen on val) → make_submission → publish
 
 Parameters default to the seed's values (full precision). On a cluster every training and
 prediction requests one `nvidia.com/gpu`, mounts a memory-backed /dev/shm for DataLoader
@@ -35,8 +36,8 @@ from components.validate_run import validate_run
 from pipelines import unrolled as unrolled_components
 
 NAME = "run8-kfold"
-DESCRIPTION = ("Run 8 replication → Run 3 fallback gate → K-fold training → voting ensemble → submission CSV → MinIO "
-               "(the seed's plan)")
+DESCRIPTION = ("Run 8 replication → Run 3 fallback gate → K-fold training → ensemble chosen on held-out labels → "
+               "submission CSV → MinIO (the seed's plan)")
 DEFAULT_FOLDS = 5  # ParallelFor parallelism is fixed at compile time: one pod per fold of the default
 
 # The seed's sweep (report §3.2 and §7): Run 8, the replication config, and Run 3, the fallback.
@@ -55,6 +56,7 @@ GPU = "nvidia.com/gpu"
 GPU_TASK = {"cpu": "8", "memory": "32Gi", "shm": "16Gi"}
 CPU_TASK = {"cpu": "2", "memory": "8Gi"}
 TRAIN_RETRIES = 3
+PREDICTED = ("predictions", "maps", "calibration_predictions", "calibration_maps")  # predict's outputs the ensemble takes
 
 
 @dataclass(frozen=True)
@@ -129,14 +131,16 @@ def _plan(p: dict, secret, place, unrolled: bool):
         box_thresh=p["box_thresh"], max_candidates=p["max_candidates"], run8_lr=p["run8_lr"],
         run8_weight_decay=p["run8_weight_decay"], run8_t_max=p["run8_t_max"], run8_eta_min=p["run8_eta_min"],
         run3_lr=p["run3_lr"], run3_weight_decay=p["run3_weight_decay"], run3_t_max=p["run3_t_max"],
-        run3_eta_min=p["run3_eta_min"], folds=p["folds"], min_vote=p["min_vote"], ensemble_iou=p["ensemble_iou"],
+        run3_eta_min=p["run3_eta_min"], folds=p["folds"], calibration=p["calibration"], min_vote=p["min_vote"],
+        ensemble_iou=p["ensemble_iou"],
         overrides=p["overrides"],
     ), "check parameters"), secret))
     data = _external(_storage(_cpu(prepare_dataset(dataset_uri=p["dataset_uri"], strict=p["strict"]), "prepare dataset"),
                               secret))
     data.after(checked)
     # its inputs are upstream artifacts: a fresh prepare_dataset artifact is a cache miss
-    split = _cpu(split_folds(dataset=data.outputs["dataset"], k=p["folds"], seed=p["fold_seed"]), "split folds")
+    split = _cpu(split_folds(dataset=data.outputs["dataset"], k=p["folds"], seed=p["fold_seed"], hold_out=p["calibration"]),
+                 "split folds")
     common = dict(dataset=data.outputs["dataset"], folds=split.outputs["folds"], preset=p["preset"], epochs=p["epochs"],
                   thresh=p["thresh"], box_thresh=p["box_thresh"], max_candidates=p["max_candidates"],
                   overrides=p["overrides"], output_uri=p["output_uri"], run_id=p["run_id"], job_id=job_id)
@@ -146,7 +150,8 @@ def _plan(p: dict, secret, place, unrolled: bool):
         return task.set_retry(num_retries=TRAIN_RETRIES, backoff_duration="60s", backoff_factor=2.0)
 
     def prediction(model: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
-        return _gpu(predict(model=model.outputs["model"], dataset=data.outputs["dataset"], split="test"), name, place)
+        return _gpu(predict(model=model.outputs["model"], dataset=data.outputs["dataset"], split="test",
+                            calibration=p["calibration"]), name, place)
 
     replication = training(-1, dict(lr=p["run8_lr"], weight_decay=p["run8_weight_decay"], t_max=p["run8_t_max"],
                                     eta_min=p["run8_eta_min"]), "train replication (Run 8)")
@@ -163,7 +168,8 @@ def _plan(p: dict, secret, place, unrolled: bool):
         for i in range(DEFAULT_FOLDS):
             fold_model = training(i, hyper, f"train fold {i}")
             models[f"models_{i}"] = fold_model.outputs["model"]
-            predictions[f"predictions_{i}"] = prediction(fold_model, f"predict test (fold {i})").outputs["predictions"]
+            fold_pred = prediction(fold_model, f"predict test + calibration (fold {i})")
+            predictions.update({f"{out}_{i}": fold_pred.outputs[out] for out in PREDICTED})
         fuse, publish_to = unrolled_components.ensemble, unrolled_components.publish
     else:
         chosen = _cpu(choose_config(**rule), "choose config (Run 8 or Run 3)")
@@ -172,18 +178,18 @@ def _plan(p: dict, secret, place, unrolled: bool):
         # loop item in place of any upstream task's parameter output.
         with dsl.ParallelFor(items=chosen.outputs["Output"], parallelism=DEFAULT_FOLDS) as item:
             fold_model = training(item.fold, {k: getattr(item, k) for k in hyper_names}, "train fold")
-            fold_pred = prediction(fold_model, "predict test")
+            fold_pred = prediction(fold_model, "predict test + calibration")
         models = {"models": dsl.Collected(fold_model.outputs["model"])}
-        predictions = {"predictions": dsl.Collected(fold_pred.outputs["predictions"])}
+        predictions = {out: dsl.Collected(fold_pred.outputs[out]) for out in PREDICTED}
         fuse, publish_to = ensemble, publish
 
-    fused = _cpu(fuse(**predictions, dataset=data.outputs["dataset"], min_vote=p["min_vote"], iou=p["ensemble_iou"]),
-                 "voting ensemble")
+    fused = _cpu(fuse(**predictions, dataset=data.outputs["dataset"], calibration=p["calibration"], min_vote=p["min_vote"],
+                      iou=p["ensemble_iou"], thresh=p["thresh"], box_thresh=p["box_thresh"]), "ensemble (chosen on calibration)")
     csv = _cpu(make_submission(fused=fused.outputs["fused"], dataset=data.outputs["dataset"]), "submission CSV")
     published = _external(_storage(_cpu(publish_to(
         submission=csv.outputs["submission"], fused=fused.outputs["fused"], replication=replication.outputs["model"],
         **models, decision=chosen.outputs["decision"], data_report=data.outputs["report"],
-        ensemble_metrics=fused.outputs["metrics"], output_uri=p["output_uri"], run_id=p["run_id"], job_id=job_id,
+        ensemble_metrics=fused.outputs["metrics"], ensemble_report=fused.outputs["report"], output_uri=p["output_uri"], run_id=p["run_id"], job_id=job_id,
     ), "publish to MinIO"), secret))
     return published.outputs["Output"]
 
@@ -211,6 +217,7 @@ def run8_kfold(
     acceptable_hmean: float = 0.965,
     folds: int = DEFAULT_FOLDS,
     fold_seed: int = 42,
+    calibration: str = "val",
     min_vote: int = 3,
     ensemble_iou: float = 0.5,
     strict: bool = False,
@@ -220,6 +227,8 @@ def run8_kfold(
     tolerations: list = [],
 ) -> str:
     """The seed's plan; `overrides` are extra `key=value` config overrides for every training.
+    `calibration`: the split kept out of the folds on which the ensemble's method is chosen ("val";
+    "none": pool it into the folds and vote with `min_vote` / `ensemble_iou`).
     Returns the prefix the results were published under."""
     return _plan(dict(locals()), minio_secret, _placed_by_parameters(node_selector, tolerations), unrolled=False)
 
@@ -250,6 +259,7 @@ def run8_kfold_kfp25(fixed: Fixed = Fixed()):
         success_hmean: float = 0.966,
         acceptable_hmean: float = 0.965,
         fold_seed: int = 42,
+        calibration: str = "val",
         min_vote: int = 3,
         ensemble_iou: float = 0.5,
         strict: bool = False,

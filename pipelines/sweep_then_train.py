@@ -37,6 +37,7 @@ def sweep_then_train(
     run3_t_max: int = RUN3["t_max"],
     run3_eta_min: float = RUN3["eta_min"],
     folds: int = 5,
+    calibration: str = "val",
     min_vote: int = 3,
     overrides: List[str] = [],
     minio_secret: str = MINIO_SECRET,
@@ -55,7 +56,7 @@ def sweep_then_train(
         dataset_uri=dataset_uri, output_uri=output_uri, preset=preset, epochs=epochs,
         run8_lr=best.outputs["lr"], run8_weight_decay=best.outputs["weight_decay"], run8_t_max=best.outputs["t_max"],
         run8_eta_min=best.outputs["eta_min"], run3_lr=run3_lr, run3_weight_decay=run3_weight_decay, run3_t_max=run3_t_max,
-        run3_eta_min=run3_eta_min, folds=folds, min_vote=min_vote, overrides=overrides, minio_secret=minio_secret,
+        run3_eta_min=run3_eta_min, folds=folds, calibration=calibration, min_vote=min_vote, overrides=overrides, minio_secret=minio_secret,
         node_selector=node_selector, tolerations=tolerations,
     )
     train.set_display_name("run8-kfold with the best trial")

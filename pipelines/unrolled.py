@@ -59,19 +59,44 @@ def ensemble(
     predictions_2: Input[Artifact],
     predictions_3: Input[Artifact],
     predictions_4: Input[Artifact],
+    maps_0: Input[Artifact],
+    maps_1: Input[Artifact],
+    maps_2: Input[Artifact],
+    maps_3: Input[Artifact],
+    maps_4: Input[Artifact],
+    calibration_predictions_0: Input[Artifact],
+    calibration_predictions_1: Input[Artifact],
+    calibration_predictions_2: Input[Artifact],
+    calibration_predictions_3: Input[Artifact],
+    calibration_predictions_4: Input[Artifact],
+    calibration_maps_0: Input[Artifact],
+    calibration_maps_1: Input[Artifact],
+    calibration_maps_2: Input[Artifact],
+    calibration_maps_3: Input[Artifact],
+    calibration_maps_4: Input[Artifact],
     dataset: Input[Dataset],
+    calibration: str,
     min_vote: int,
     iou: float,
+    thresh: float,
+    box_thresh: float,
     fused: Output[Artifact],
     metrics: Output[Metrics],
+    report: Output[Markdown],
     view: Output[HTML],
-) -> int:
-    """components.ensemble on the folds' test predictions, one input per fold."""
+) -> str:
+    """components.ensemble on the folds' test and calibration predictions and maps, one input per fold."""
     from components.ensemble import ensemble as fan_in
 
     fan_in = getattr(fan_in, "python_func", fan_in)  # the plain function inside a running task (components.component)
     return fan_in(predictions=[predictions_0, predictions_1, predictions_2, predictions_3, predictions_4],
-                  dataset=dataset, min_vote=min_vote, iou=iou, fused=fused, metrics=metrics, view=view)
+                  maps=[maps_0, maps_1, maps_2, maps_3, maps_4],
+                  calibration_predictions=[calibration_predictions_0, calibration_predictions_1, calibration_predictions_2,
+                                           calibration_predictions_3, calibration_predictions_4],
+                  calibration_maps=[calibration_maps_0, calibration_maps_1, calibration_maps_2, calibration_maps_3,
+                                    calibration_maps_4],
+                  dataset=dataset, calibration=calibration, min_vote=min_vote, iou=iou, thresh=thresh,
+                  box_thresh=box_thresh, fused=fused, metrics=metrics, report=report, view=view)
 
 
 @component
@@ -87,6 +112,7 @@ def publish(
     decision: Input[Markdown],
     data_report: Input[Markdown],
     ensemble_metrics: Input[Metrics],
+    ensemble_report: Input[Markdown],
     output_uri: str,
     run_id: str,
     job_id: str,
@@ -98,7 +124,8 @@ def publish(
     fan_in = getattr(fan_in, "python_func", fan_in)  # the plain function inside a running task (components.component)
     return fan_in(submission=submission, fused=fused, replication=replication,
                   models=[models_0, models_1, models_2, models_3, models_4], decision=decision, data_report=data_report,
-                  ensemble_metrics=ensemble_metrics, output_uri=output_uri, run_id=run_id, job_id=job_id, summary=summary)
+                  ensemble_metrics=ensemble_metrics, ensemble_report=ensemble_report, output_uri=output_uri, run_id=run_id,
+                  job_id=job_id, summary=summary)
 
 
 def _per_fold(func, prefix: str) -> int:
@@ -106,4 +133,6 @@ def _per_fold(func, prefix: str) -> int:
 
 
 FOLDS = _per_fold(ensemble.python_func, "predictions_")
+assert all(FOLDS == _per_fold(ensemble.python_func, prefix) for prefix in ("maps_", "calibration_predictions_", "calibration_maps_")), \
+    "ensemble must take every per-fold input once per fold"
 assert FOLDS == _per_fold(publish.python_func, "models_"), "ensemble and publish must take the same number of folds"

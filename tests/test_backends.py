@@ -165,7 +165,8 @@ def test_kfp25_build_unrolls_the_folds_into_root_tasks_that_retry(kfp25):
     assert "folds" not in spec["root"]["inputDefinitions"]["parameters"]  # K is fixed: not offered
     assert {"minio_secret", "node_selector", "tolerations"}.isdisjoint(spec["root"]["inputDefinitions"]["parameters"])
     names = {t["taskInfo"]["name"] for t in tasks.values()}
-    assert {f"train fold {i}" for i in range(DEFAULT_FOLDS)} | {f"predict test (fold {i})" for i in range(DEFAULT_FOLDS)} <= names
+    assert {f"train fold {i}" for i in range(DEFAULT_FOLDS)} | {
+        f"predict test + calibration (fold {i})" for i in range(DEFAULT_FOLDS)} <= names
     trainings = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-train")]
     assert len(trainings) == DEFAULT_FOLDS + 1 and all(t["retryPolicy"]["maxRetryCount"] == 3 for t in trainings)
     for task in trainings:  # fold i trains on fold i with choose_config's hyperparameters
@@ -178,18 +179,26 @@ def test_kfp25_build_unrolls_the_folds_into_root_tasks_that_retry(kfp25):
 
 
 def test_kfp25_build_fans_in_one_artifact_per_fold_from_separate_tasks(kfp25):
-    from pipelines.run8_kfold import DEFAULT_FOLDS
+    from pipelines.run8_kfold import DEFAULT_FOLDS, PREDICTED
 
     spec, _ = kfp25
     tasks = spec["root"]["dag"]["tasks"]
     predictions = tasks["ensemble"]["inputs"]["artifacts"]
     producers = {predictions[f"predictions_{i}"]["taskOutputArtifact"]["producerTask"] for i in range(DEFAULT_FOLDS)}
     assert len(producers) == DEFAULT_FOLDS and all(tasks[p]["componentRef"]["name"].startswith("comp-predict") for p in producers)
+    for i in range(DEFAULT_FOLDS):  # fold i's test and calibration words and maps come from fold i's predict task
+        fed = {key: predictions[f"{key}_{i}"]["taskOutputArtifact"] for key in PREDICTED}
+        assert {f["producerTask"] for f in fed.values()} == {predictions[f"predictions_{i}"]["taskOutputArtifact"]["producerTask"]}
+        assert all(f["outputArtifactKey"] == key for key, f in fed.items())
+    calibration = {"componentInputParameter": "calibration"}
+    assert tasks["ensemble"]["inputs"]["parameters"]["calibration"] == calibration
+    assert tasks["split-folds"]["inputs"]["parameters"]["hold_out"] == calibration
+    assert all(tasks[p]["inputs"]["parameters"]["calibration"] == calibration for p in producers)
     models = tasks["publish"]["inputs"]["artifacts"]
     assert len({models[f"models_{i}"]["taskOutputArtifact"]["producerTask"] for i in range(DEFAULT_FOLDS)}) == DEFAULT_FOLDS
     for comp in spec["components"].values():  # no list input anywhere: the 2.5.0 driver resolves one artifact per input
         assert not [a for a in comp.get("inputDefinitions", {}).get("artifacts", {}).values() if a.get("isArtifactList")]
-    assert tasks["ensemble"]["taskInfo"]["name"] == "voting ensemble" and tasks["publish"]["taskInfo"]["name"] == "publish to MinIO"
+    assert tasks["ensemble"]["taskInfo"]["name"] == "ensemble (chosen on calibration)" and tasks["publish"]["taskInfo"]["name"] == "publish to MinIO"
 
 
 def test_kfp25_build_has_a_literal_secret_and_no_parameterised_placement(kfp25):
@@ -238,44 +247,15 @@ def test_unrolled_components_take_default_folds_inputs_and_the_rest_of_the_real_
     from components.ensemble import ensemble
     from components.publish import publish
     from pipelines import unrolled
-    from pipelines.run8_kfold import DEFAULT_FOLDS
+    from pipelines.run8_kfold import DEFAULT_FOLDS, PREDICTED
 
     assert unrolled.FOLDS == DEFAULT_FOLDS
-    for real, wrapper, listed in ((ensemble, unrolled.ensemble, "predictions"), (publish, unrolled.publish, "models")):
-        real_params = [p for p in inspect.signature(real.python_func).parameters if p != listed]
-        wrapper_params = [p for p in inspect.signature(wrapper.python_func).parameters if not p.startswith(f"{listed}_")]
+    for real, wrapper, listed in ((ensemble, unrolled.ensemble, PREDICTED), (publish, unrolled.publish, ("models",))):
+        real_params = [p for p in inspect.signature(real.python_func).parameters if p not in listed]
+        wrapper_params = [p for p in inspect.signature(wrapper.python_func).parameters
+                          if not p.startswith(tuple(f"{name}_" for name in listed))]
         assert real_params == wrapper_params, real.name
         assert real.component_spec.name == wrapper.component_spec.name  # the same component in the UI
-
-
-def test_unrolled_ensemble_gives_what_the_real_one_gives(tmp_path):
-    """The wrapper's body calls components.ensemble with the folds as a list: same fused words, same metrics."""
-    from kfp.dsl import HTML, Dataset, Metrics
-
-    from components.ensemble import ensemble
-    from model.data.ufo import read_ufo, write_ufo
-    from pipelines import unrolled
-
-    proc = _cli("synth", "--out", str(tmp_path / "data"), "--n", "6", "--seed", "3", "--workers", "1")
-    assert proc.returncode == 0, proc.stderr
-    truth, _ = read_ufo(tmp_path / "data" / "jsons" / "test.json")
-    preds = []
-    for i in range(5):  # three folds see every word, two see none: min_vote 3 keeps them all
-        path = tmp_path / f"pred{i}.json"
-        write_ufo(truth if i < 3 else {}, path)
-        preds.append(_artifact(Artifact, path, metadata={"fold": i}))
-    dataset = _artifact(Dataset, tmp_path / "data")
-
-    def run(func, **fan_in):
-        out = tmp_path / func.__module__
-        out.mkdir()
-        fused, metrics, view = _artifact(Artifact, out / "fused.json"), _artifact(Metrics, out / "m"), _artifact(HTML, out / "v")
-        words = func(**fan_in, dataset=dataset, min_vote=3, iou=0.5, fused=fused, metrics=metrics, view=view)
-        return words, (out / "fused.json").read_text(), dict(metrics.metadata)
-
-    real = run(ensemble.python_func, predictions=preds)
-    wrapped = run(unrolled.ensemble.python_func, **{f"predictions_{i}": p for i, p in enumerate(preds)})
-    assert wrapped == real and real[0] == sum(len(w) for w in truth.values()) > 0
 
 
 def test_unrolled_publish_and_choose_config_give_what_the_real_ones_give(tmp_path):
@@ -308,9 +288,10 @@ def test_unrolled_publish_and_choose_config_give_what_the_real_ones_give(tmp_pat
         (folder / "best.pt").write_bytes(b"weights")
         models.append(_artifact(Model, folder))
     inputs = {}
-    for name, text in (("submission", "img,poly\n"), ("fused", "{}"), ("data_report", "- a.jpg: skipped\n")):
+    for name, text in (("submission", "img,poly\n"), ("fused", "{}"), ("data_report", "- a.jpg: skipped\n"),
+                       ("ensemble_report", "# Ensemble\n\nMethod: **map fusion, thresh 0.29, box_thresh 0.25**\n")):
         (tmp_path / name).write_text(text)
-        inputs[name] = _artifact(Artifact if name != "data_report" else Markdown, tmp_path / name)
+        inputs[name] = _artifact(Markdown if name.endswith("report") else Artifact, tmp_path / name)
     common = dict(**inputs, replication=models[0], decision=decisions[0], output_uri=str(tmp_path / "out"), job_id="",
                   ensemble_metrics=_artifact(Metrics, tmp_path / "m", metadata={"test/hmean_fold_0": 0.7}))
 
@@ -323,6 +304,7 @@ def test_unrolled_publish_and_choose_config_give_what_the_real_ones_give(tmp_pat
     real = run(publish.python_func, "real", models=models[1:])
     wrapped = run(unrolled.publish.python_func, "wrapped", **{f"models_{i}": m for i, m in enumerate(models[1:])})
     assert wrapped == real and "models/fold_4/best.pt" in real[0] and "| fold_4 |" in real[1]
+    assert "# Ensemble\n\nMethod: **map fusion, thresh 0.29, box_thresh 0.25**\n" in real[1]  # the ensemble's report
 
 
 LOCAL_RUN = """

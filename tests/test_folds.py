@@ -166,3 +166,26 @@ def test_cli_split(root, tmp_path, capsys):
     assert all((out / f"fold_{i}" / f"{p}.json").is_file() for i in range(3) for p in ("train", "val"))
     assert model.cli.main(["split", str(root), "--out", str(out), "--k", "1"]) == 2
     assert "receiptflow split: error:" in capsys.readouterr().err
+
+
+def test_hold_out_val_keeps_the_calibration_images_out_of_every_fold(root, tmp_path, capsys):
+    """The pipeline's calibration set: no fold model may train on a val image or pick its best epoch there."""
+    manifest = make_folds(root, tmp_path / "folds", k=4, hold_out="val")
+    train_only = {n: c for n, c in all_words(root).items() if n.startswith("train_")}
+    assert manifest["held_out"] == "val" and manifest["images"] == 30 and set(manifest["sources"].values()) == {"train"}
+    check_folds(tmp_path / "folds", manifest, train_only)
+    assert make_folds(root, tmp_path / "pooled", k=4)["held_out"] is None
+    assert model.cli.main(["split", str(root), "--out", str(tmp_path / "cli"), "--k", "3", "--hold-out", "val"]) == 0
+    assert "3 folds of 30 images" in capsys.readouterr().out and read_manifest(tmp_path / "cli")["held_out"] == "val"
+
+
+@pytest.mark.parametrize("hold_out, message", [
+    ("test", "cannot hold out split 'test': only val can be kept out of the folds"),
+    ("train", "cannot hold out split 'train'"),
+])
+def test_hold_out_refuses_what_cannot_be_a_calibration_set(root, tmp_path, hold_out, message):
+    with pytest.raises(DataError, match=message):
+        make_folds(root, tmp_path / "f", k=2, hold_out=hold_out)
+    no_val = make_root(tmp_path / "noval", {"train": [3, 4, 5]})
+    with pytest.raises(DataError, match=r"no labelled val split to hold out \(jsons/val.json is missing\)"):
+        make_folds(no_val, tmp_path / "g", k=2, hold_out="val")

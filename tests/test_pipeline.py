@@ -15,6 +15,7 @@ import yaml
 from components.common import ACCEPTABLE, FALLBACK, SUCCESS, decide
 from model.errors import DataError
 from pipelines.compile import COMPILED
+from pipelines.run8_kfold import PREDICTED
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,8 +139,18 @@ def test_folds_fan_out_in_parallel_and_fan_in_with_collected(ir):
     loop_dag = spec["components"][loop["componentRef"]["name"]]
     assert set(loop_dag["dag"]["tasks"]) == {"train-2", "predict"}
     collected = loop_dag["dag"]["outputs"]["artifacts"]
-    ens = tasks["ensemble"][0]["inputs"]["artifacts"]["predictions"]["taskOutputArtifact"]
-    assert ens["producerTask"] == "for-loop-1" and ens["outputArtifactKey"] in collected
+    for key in PREDICTED:  # test and calibration words and maps of every fold reach the ensemble
+        ens = tasks["ensemble"][0]["inputs"]["artifacts"][key]["taskOutputArtifact"]
+        assert ens["producerTask"] == "for-loop-1" and ens["outputArtifactKey"] in collected
+        selector, = collected[ens["outputArtifactKey"]]["artifactSelectors"]
+        assert selector == {"outputArtifactKey": key, "producerSubtask": "predict"}
+        assert spec["components"]["comp-ensemble"]["inputDefinitions"]["artifacts"][key]["isArtifactList"] is True
+    calibration = {"componentInputParameter": "calibration"}  # one parameter: held out, predicted, chosen on
+    assert tasks["split-folds"][0]["inputs"]["parameters"]["hold_out"] == calibration
+    assert tasks["ensemble"][0]["inputs"]["parameters"]["calibration"] == calibration
+    assert loop_dag["dag"]["tasks"]["predict"]["inputs"]["parameters"]["calibration"] == {
+        "componentInputParameter": "pipelinechannel--calibration"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["calibration"]["defaultValue"] == "val"
     pub = tasks["publish"][0]["inputs"]["artifacts"]["models"]["taskOutputArtifact"]
     assert pub["producerTask"] == "for-loop-1" and pub["outputArtifactKey"] in collected
     assert spec["components"]["comp-ensemble"]["inputDefinitions"]["artifacts"]["predictions"]["isArtifactList"] is True
@@ -257,6 +268,12 @@ def test_local_run_end_to_end_publishes_to_s3(tiny_data, tmp_path, s3_server):
     assert "epoch=1 train/loss=" in out and "decision: replication val/hmean=" in out  # task logs stream through
     assert "[KFP Executor" not in out  # kfp's JSON dumps are filtered
     assert "# Configuration decision" in out and "| fold_1 |" in out and f"s3://{s3_server.bucket}/runs/e2e/submission.csv" in out
+    # the ensemble's method was chosen on the val split, which no fold trained on; the table is in the run's output
+    assert "chosen on the val split (images no fold model trained on) among 33 candidates" in out  # 25 maps, 6 votes, 2 folds
+    assert "| **chosen** |" in out and "test/hmean: ensemble" in out
+    manifest, = (tmp_path / "kfp").glob("*/split-folds/folds/folds.json")
+    manifest = json.loads(manifest.read_text())
+    assert manifest["held_out"] == "val" and set(manifest["sources"].values()) == {"train"}
 
     keys = {o.object_name for o in s3_server.client().list_objects(s3_server.bucket, prefix="runs/e2e/", recursive=True)}
     expected = {"submission.csv", "ensemble.json", "decision.md", "summary.md"} | {
@@ -302,6 +319,7 @@ def test_local_run_with_a_local_output_folder_and_strict_bad_data_stops_first(ti
     ({"preset": "run9"}, "run9"),
     ({"min_vote": 6}, "min_vote=6: must be between 1 and folds=5"),
     ({"folds": 1, "min_vote": 1}, "folds=1: K-fold training needs at least 2 folds"),
+    ({"calibration": "test"}, "calibration='test': must be one of val, none"),
 ])
 def test_a_run_that_would_fail_late_is_refused_before_it_starts(params, message):
     from pipelines.params import check_run
@@ -331,12 +349,14 @@ def test_the_first_task_checks_the_parameters_and_the_dataset_before_any_work(ir
     assert "dependentTasks" not in tasks["validate-run"][0]
     good = {name: SEED_DEFAULTS.get(name) for name in ("preset", "epochs", "thresh", "box_thresh", "max_candidates", "folds", "min_vote")}
     good |= {k: v for k, v in SEED_DEFAULTS.items() if k.startswith(("run8_", "run3_"))}
-    good |= {"ensemble_iou": 0.5, "overrides": [], "dataset_uri": str(tmp_path)}
+    good |= {"ensemble_iou": 0.5, "overrides": [], "dataset_uri": str(tmp_path), "calibration": "none"}
     with pytest.raises(DataError, match=rf"dataset_uri={tmp_path}: no dataset root there \(no jsons/train.json\)"):
         validate_run.python_func(**good)
     (tmp_path / "jsons").mkdir()
     (tmp_path / "jsons" / "train.json").write_text("{}")
     validate_run.python_func(**good)
+    with pytest.raises(DataError, match=rf"dataset_uri={tmp_path}: no labelled val split to calibrate the ensemble on"):
+        validate_run.python_func(**(good | {"calibration": "val"}))
     for bad, message in [({"run8_t_max": 0}, "models.scheduler.T_max=0: must be > 0"),
                          ({"overrides": ["dataset.image_sise=512"]}, "dataset.image_sise"),
                          ({"min_vote": 9}, "min_vote=9: must be between 1 and folds=5")]:

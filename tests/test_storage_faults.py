@@ -289,7 +289,8 @@ def publish_inputs(root: Path) -> dict:
     files = {"submission.csv": b"image,points\n" + blob(200_000, seed=2).hex().encode()[:300_000],
              "ensemble.json": json.dumps({"images": {f"{i:03d}.jpg": {"words": {}} for i in range(50)}}).encode(),
              "decision.md": "# Decision\n\nRun 8 kept (acceptable).\n".encode(),
-             "data_report.md": "# Dataset\n\n- images/train/007.jpg: not a decodable image\n".encode()}
+             "data_report.md": "# Dataset\n\n- images/train/007.jpg: not a decodable image\n".encode(),
+             "ensemble_report.md": "# Ensemble\n\nMethod: **fold 0 alone**\n".encode()}
     for name, data in files.items():
         (root / name).write_bytes(data)
     models = {}
@@ -309,6 +310,7 @@ def publish_inputs(root: Path) -> dict:
         models=[models["fold_0"], models["fold_1"]],
         decision=art(Markdown, "decision", root / "decision.md"),
         data_report=art(Markdown, "data_report", root / "data_report.md"),
+        ensemble_report=art(Markdown, "ensemble_report", root / "ensemble_report.md"),
         ensemble_metrics=art(Metrics, "ensemble_metrics", root / "ensemble_metrics.json",
                              metadata={"test/hmean_fold_0": 0.95, "test/hmean_fold_1": 0.94,
                                        "test/hmean_ensemble": 0.96, "test/hmean_best_fold": 0.95}),

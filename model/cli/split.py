@@ -12,18 +12,20 @@ def register(sub) -> None:
         "split",
         help="k-fold splits of a dataset root's train+val (word-count balanced)",
         description="Pool train and val of a dataset root and write DIR/fold_{i}/{train,val}.json and DIR/folds.json. "
-        "Images stay in ROOT/images/{train,val}/; folds.json records which folder holds each file.",
+        "Images stay in ROOT/images/{train,val}/; folds.json records which folder holds each file. "
+        "--hold-out val keeps val out of the folds (a calibration set no fold model saw).",
     )
     p.add_argument("root", help="dataset root: images/{train,val}/ and jsons/{train,val}.json")
     p.add_argument("--out", required=True, help="folder for fold_{i}/ and folds.json")
     p.add_argument("--k", type=int, default=DEFAULT_K, help=f"number of folds (default {DEFAULT_K})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"assignment seed (default {DEFAULT_SEED})")
+    p.add_argument("--hold-out", metavar="SPLIT", help="keep this split (e.g. val) out of every fold (default: pool train and val)")
     p.add_argument("--lenient", action="store_true", help="leave out images the dataset check rejects (default: stop)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    manifest = make_folds(args.root, args.out, k=args.k, seed=args.seed, strict=not args.lenient)
+    manifest = make_folds(args.root, args.out, k=args.k, seed=args.seed, strict=not args.lenient, hold_out=args.hold_out)
     print(json.dumps(manifest, indent=1) if args.json else format_manifest(manifest))
     return 0

@@ -2,7 +2,9 @@
 
 `make_folds(root, out_dir, k=5, seed=42)` pools the images of ``jsons/train.json`` and
 ``jsons/val.json`` (the test split is never touched) and gives each image to exactly one fold's
-validation set; fold *i* trains on all the other images. It writes::
+validation set; fold *i* trains on all the other images. `hold_out="val"` keeps the val split out
+of every fold instead (the pipeline's calibration set: labelled images no fold model trains or
+selects its best epoch on, where the ensemble's method is chosen; `model.calibrate`). It writes::
 
     out_dir/folds.json           the manifest (see below)
     out_dir/fold_{i}/train.json  UFO annotations of fold i's training images
@@ -69,15 +71,19 @@ def make_folds(
     k: int = DEFAULT_K,
     seed: int = DEFAULT_SEED,
     strict: bool = True,
+    hold_out: str | None = None,
 ) -> dict:
     """Split train+val of the dataset root `root` into `k` folds, write them to `out_dir`, return the manifest.
 
     The splits are loaded with `DatasetRoot.load` (headers only, no decode); in lenient mode images
     it rejects are left out of every fold (and listed under "problems" in the manifest).
+    `hold_out`: a split kept out of the folds ("val"; None pools train and val), recorded in the
+    manifest as "held_out".
     """
     root, out_dir = Path(root), Path(out_dir)
     dataset = DatasetRoot(root)
-    present = [s for s in POOLED_SPLITS if s in dataset.splits()]
+    check_hold_out(hold_out, dataset)
+    present = [s for s in POOLED_SPLITS if s in dataset.splits() and s != hold_out]
     if "train" not in present:
         raise DataError(f"{root}: has no train split (jsons/train.json); nothing to split into folds")
     pooled: Images = {}
@@ -118,11 +124,23 @@ def make_folds(
         "images": len(pooled),
         "words": sum(len(w) for w in pooled.values()),
         "sources": {name: sources[name] for name in sorted(sources)},
+        "held_out": hold_out,
         "folds": folds,
         "problems": problems,
     }
     write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
     return manifest
+
+
+def check_hold_out(hold_out: str | None, dataset: DatasetRoot) -> None:
+    """Only val can be held out (train is what the folds learn from, test never enters them), and it needs labels."""
+    if hold_out is None:
+        return
+    if hold_out != "val":
+        raise DataError(f"{dataset.root}: cannot hold out split {hold_out!r}: only val can be kept out of the folds "
+                        "(they train on train; test never enters them)")
+    if not dataset.json_path(hold_out).is_file():
+        raise DataError(f"{dataset.root}: no labelled val split to hold out (jsons/val.json is missing)")
 
 
 def read_manifest(out_dir: str | Path) -> dict:
@@ -163,8 +181,10 @@ def fold_split(out_dir: str | Path, i: int, which: str, *, root: str | Path | No
 
 
 def format_manifest(manifest: Mapping) -> str:
+    held = f"; {manifest['held_out']} held out" if manifest.get("held_out") else ""
     lines = [
-        f"{manifest['k']} folds of {manifest['images']} images / {manifest['words']} words from {manifest['root']} (seed {manifest['seed']})",
+        f"{manifest['k']} folds of {manifest['images']} images / {manifest['words']} words from {manifest['root']} "
+        f"(seed {manifest['seed']}{held})",
         f"{'fold':>4} {'val images':>10} {'val words':>9} {'train images':>12} {'train words':>11}",
     ]
     for f in manifest["folds"]:

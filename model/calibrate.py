@@ -1,0 +1,182 @@
+"""Choosing how to combine K fold models, on labelled images none of them trained on.
+
+    found = candidate_predictions(cands, fold_words, map_folders)       # every candidate's words
+    scored = score_candidates(cands, labels, found)                     # CLEval per candidate
+    best = choose(scored)                                               # highest hmean
+    fused, = candidate_predictions([best.candidate], test_words, test_map_folders)  # on test
+
+The candidates (`candidates`), in this order:
+
+- **maps**: map fusion (`model.fusion`, equal weights) post-processed over a small grid of `thresh`
+  x `box_thresh` around the run's own (offsets THRESH_STEPS, BOX_THRESH_STEPS), centre first;
+- **boxes**: box voting (`model.ensemble`) for every `min_vote` in 1..K and each IoU of IOUS;
+- **fold**: each fold model alone (its own words, as predicted).
+
+A single fold is a candidate, so the chosen method is never worse than the best fold *on the
+calibration set*; whether that carries over to the test set is measured and reported, never
+assumed. Ties go to the earlier candidate in the order above: an ensemble before a single model,
+since averaging K models varies less from one image set to another than any one of them does.
+
+Map fusion averages each image's K maps once and post-processes that mean for every grid point
+(`fold_maps` decodes each stored map once). The stored maps are 8-bit, exact at the `thresh`
+predict ran with; at the grid's other thresholds a pixel within 1/510 of it may flip (measured:
+fused hmean moves by at most 0.0005, see model/probmaps.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model.data.ufo import Images
+from model.ensemble import ensemble
+from model.errors import DataError
+from model.fusion import fold_maps, fuse_maps, postprocess_settings
+from model.metrics import evaluate
+from model.predict import image_detections, to_ufo
+
+THRESH_STEPS = (0.0, -0.06, -0.03, 0.03, 0.06)
+BOX_THRESH_STEPS = (0.0, -0.1, -0.05, 0.05, 0.1)
+IOUS = (0.3, 0.5, 0.7)
+METHODS = ("maps", "boxes", "fold")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to turn K models' predictions into one set of words."""
+
+    method: str  # "maps", "boxes" or "fold"
+    settings: tuple[tuple[str, float | int], ...]  # e.g. (("thresh", 0.29), ("box_thresh", 0.25))
+
+    @property
+    def options(self) -> dict:
+        return dict(self.settings)
+
+    @property
+    def label(self) -> str:
+        """Short, unique, no spaces (a KFP metric name part): 'maps_t0.29_b0.25', 'boxes_v3_iou0.5', 'fold_2'."""
+        o = self.options
+        if self.method == "maps":
+            return f"maps_t{o['thresh']:g}_b{o['box_thresh']:g}"
+        if self.method == "boxes":
+            return f"boxes_v{o['min_vote']}_iou{o['iou']:g}"
+        return f"fold_{o['fold']}"
+
+    def describe(self, folds: Sequence | None = None) -> str:
+        """Human wording for reports: what the method does with which settings."""
+        o = self.options
+        if self.method == "maps":
+            return f"map fusion, thresh {o['thresh']:g}, box_thresh {o['box_thresh']:g}"
+        if self.method == "boxes":
+            return f"box voting, min_vote {o['min_vote']}, iou {o['iou']:g}"
+        name = folds[o["fold"]] if folds is not None else o["fold"]
+        return f"fold {name} alone"
+
+
+def maps(thresh: float, box_thresh: float) -> Candidate:
+    return Candidate("maps", (("thresh", thresh), ("box_thresh", box_thresh)))
+
+
+def boxes(min_vote: int, iou: float) -> Candidate:
+    return Candidate("boxes", (("min_vote", int(min_vote)), ("iou", float(iou))))
+
+
+def fold(index: int) -> Candidate:
+    return Candidate("fold", (("fold", int(index)),))
+
+
+def candidates(k: int, thresh: float, box_thresh: float, *, with_maps: bool = True) -> list[Candidate]:
+    """The candidates for K folds around the run's post-processing `thresh` / `box_thresh`
+    (grid points outside (0, 1) left out), in the order ties are broken."""
+    if k < 1:
+        raise DataError("calibration: no fold models to combine")
+    out = []
+    if with_maps:
+        for dt in THRESH_STEPS:
+            for db in BOX_THRESH_STEPS:
+                t, b = round(thresh + dt, 4), round(box_thresh + db, 4)
+                if 0 < t < 1 and 0 < b < 1:
+                    out.append(maps(t, b))
+    out += [boxes(v, iou) for v in range(1, k + 1) for iou in IOUS]
+    out += [fold(i) for i in range(k)]
+    return out
+
+
+@dataclass(frozen=True)
+class Scored:
+    candidate: Candidate
+    hmean: float
+    precision: float
+    recall: float
+    words: int = field(default=0)
+
+
+def candidate_predictions(cands: Sequence[Candidate], fold_words: Sequence[Images],
+                          map_folders: Sequence[str | Path] | None = None) -> list[Images]:
+    """Every candidate's words (UFO `Images`, scores kept) on one image set: `fold_words[i]` is
+    fold i's predictions there, `map_folders[i]` its stored maps (needed for "maps" candidates)."""
+    k = len(fold_words)
+    out: list[Images | None] = [None] * len(cands)
+    grid = [(i, c) for i, c in enumerate(cands) if c.method == "maps"]
+    if grid:
+        if not map_folders or len(map_folders) != k:
+            raise DataError(f"calibration: map fusion needs the stored maps of all {k} folds "
+                            f"({0 if not map_folders else len(map_folders)} folder(s) given)")
+        per = {i: {} for i, _ in grid}
+        sources = [str(f) for f in map_folders]
+        for name, stored in fold_maps(map_folders):
+            prob = fuse_maps(stored, sources=sources)  # once per image, post-processed per grid point
+            first = stored[0]
+            for i, c in grid:
+                options = postprocess_settings(stored, c.options, sources)
+                per[i][name] = image_detections(prob, first.to_original, first.original_size, options)
+        for i, _ in grid:
+            out[i] = to_ufo(per[i], scores=True)
+    for i, c in enumerate(cands):
+        if c.method == "boxes":
+            out[i] = ensemble(fold_words, **c.options)
+        elif c.method == "fold":
+            if not 0 <= c.options["fold"] < k:
+                raise DataError(f"calibration: {c.label}: there are only {k} fold models")
+            out[i] = fold_words[c.options["fold"]]
+        elif c.method not in METHODS:
+            raise DataError(f"calibration: unknown method {c.method!r}; known: {', '.join(METHODS)}")
+    return out  # type: ignore[return-value]
+
+
+def score_candidates(cands: Sequence[Candidate], labels: Images, found: Sequence[Images], *, workers: int = 0) -> list[Scored]:
+    """CLEval (`model.metrics.evaluate`: mean over images, as val/hmean) of each candidate's words."""
+    if not labels:
+        raise DataError("calibration: the calibration set has no labelled images")
+    out = []
+    for c, images in zip(cands, found, strict=True):
+        r = evaluate(labels, images, workers=workers)
+        out.append(Scored(c, r.hmean, r.precision, r.recall, sum(len(w) for w in images.values())))
+    return out
+
+
+def choose(scored: Sequence[Scored]) -> Scored:
+    """The candidate with the highest hmean; the earliest of equals (see the module docstring)."""
+    if not scored:
+        raise DataError("calibration: no candidates scored")
+    best = scored[0]
+    for s in scored[1:]:
+        if s.hmean > best.hmean:
+            best = s
+    return best
+
+
+def candidate_rows(scored: Sequence[Scored], chosen: Candidate, test: Mapping[Candidate, float] | None = None,
+                   folds: Sequence | None = None) -> tuple[tuple[str, ...], list[tuple]]:
+    """The candidate table (header, rows) sorted by calibration hmean, best first, the choice marked;
+    with `test`, a column of each candidate's test hmean (shown, never used to choose)."""
+    header = ("", "method", "calibration hmean", "precision", "recall", "words")
+    if test is not None:
+        header += ("test hmean",)
+    order = sorted(range(len(scored)), key=lambda i: (-scored[i].hmean, i))
+    rows = []
+    for i in order:
+        s = scored[i]
+        row = ("**chosen**" if s.candidate == chosen else "", s.candidate.describe(folds), s.hmean, s.precision, s.recall, s.words)
+        rows.append(row + ((test[s.candidate],) if test is not None else ()))
+    return header, rows
