@@ -16,7 +16,7 @@ from pipelines import LOCAL_ROOT
 def register(sub) -> None:
     p = sub.add_parser("pipeline", help="compile, submit or locally run the run8-kfold Kubeflow pipeline",
                        description="The seed's plan as a Kubeflow pipeline: Run 8 replication, Run 3 fallback gate, "
-                       "K-fold training, voting ensemble, submission CSV, publish to MinIO.")
+                       "K-fold training, ensemble chosen on held-out labels, submission CSV, publish to MinIO.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     c = verbs.add_parser("compile", help="write the pipelines' YAML for each KFP backend (checked in at pipelines/compiled/)",

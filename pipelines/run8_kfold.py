@@ -184,7 +184,7 @@ def _plan(p: dict, secret, place, unrolled: bool):
         fuse, publish_to = ensemble, publish
 
     fused = _cpu(fuse(**predictions, dataset=data.outputs["dataset"], calibration=p["calibration"], min_vote=p["min_vote"],
-                      iou=p["ensemble_iou"], thresh=p["thresh"], box_thresh=p["box_thresh"]), "ensemble (chosen on calibration)")
+                      iou=p["ensemble_iou"], thresh=p["thresh"], box_thresh=p["box_thresh"]), "ensemble")
     csv = _cpu(make_submission(fused=fused.outputs["fused"], dataset=data.outputs["dataset"]), "submission CSV")
     published = _external(_storage(_cpu(publish_to(
         submission=csv.outputs["submission"], fused=fused.outputs["fused"], replication=replication.outputs["model"],
