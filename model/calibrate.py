@@ -25,7 +25,7 @@ fused hmean moves by at most 0.0005, see model/probmaps.py).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from model.data.ufo import Images
@@ -108,7 +108,7 @@ class Scored:
     hmean: float
     precision: float
     recall: float
-    words: int = field(default=0)
+    words: int = 0
 
 
 def candidate_predictions(cands: Sequence[Candidate], fold_words: Sequence[Images],
