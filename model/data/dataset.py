@@ -69,9 +69,21 @@ class EpochSampler(Sampler):
 
     `set_epoch` before each epoch; `start_at(n)` skips the first n samples of the epoch, counted
     over all processes (resuming mid-epoch); `rank`/`world_size` give each DDP process its share.
+
+    Every process gets the same number of samples, so every process runs the same number of
+    steps: a process with one batch more would wait forever in DDP's gradient all-reduce. Like
+    `torch.utils.data.DistributedSampler(drop_last=False)` we pad rather than drop: the epoch's
+    first ``-n % world_size`` samples are appended once more (at most world_size - 1 repeats), so
+    every image is trained on every epoch; dropping would leave up to world_size - 1 images out
+    of each epoch, which on a few hundred receipts is not free. Processes take turns (rank r the
+    r-th of every world_size samples), so the samples done after any number of equal steps are a
+    prefix of the epoch's order: `start_at` skips that prefix, and a run resumed with another
+    world size still sees each remaining sample once.
     """
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"EpochSampler: rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
         self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
         self.epoch = 0
         self.skip = 0
@@ -89,12 +101,21 @@ class EpochSampler(Sampler):
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
         return torch.randperm(self.n, generator=g).tolist()
 
+    def remaining(self) -> list[int]:
+        """The epoch's samples after the skipped ones, padded from the epoch's start to a multiple
+        of world_size (the same padding as an uninterrupted epoch's when skip is a multiple of it)."""
+        order = self.order()
+        rest = order[self.skip :]
+        if not order or not rest:
+            return []
+        pad = -len(rest) % self.world_size
+        return rest + (order * (pad // len(order) + 1))[:pad]  # tiny datasets: n < world_size - 1
+
     def __iter__(self):
-        mine = self.order()[self.rank :: self.world_size]
-        return iter([(self.epoch, i) for i in mine[self.skip // self.world_size :]])
+        return iter([(self.epoch, i) for i in self.remaining()[self.rank :: self.world_size]])
 
     def __len__(self) -> int:
-        return max(0, len(range(self.rank, self.n, self.world_size)) - self.skip // self.world_size)
+        return -(-max(0, self.n - self.skip) // self.world_size)
 
 
 def seed_worker(worker_id: int) -> None:
