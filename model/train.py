@@ -13,10 +13,16 @@ Resuming: ``resume=auto`` continues from ``last.pt`` when there is one (model, o
 scheduler, AMP scaler, RNG state, epoch and position within it). SIGTERM (pod preemption) lets
 the current step finish, saves ``last.pt`` and exits with status 143; augmentations are seeded
 per (seed, epoch, sample), so an interrupted and resumed run on CPU ends with the same numbers
-as an uninterrupted one. Multi-GPU: launch with ``torchrun`` (DDP; rank 0 validates and saves).
+as an uninterrupted one.
+
+Several GPUs or nodes: launch with ``torchrun`` (DDP, docs/distributed.md). Every rank runs the
+same number of steps (`EpochSampler` pads), rank 0 alone restores the mirror, reads the checkpoint
+and hands it to the others, validates and saves; a SIGTERM to any rank stops all of them at the
+same step (a stop flag all-reduced each step), rank 0 saves once and every rank exits 143.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -25,7 +31,7 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import torch
@@ -43,6 +49,7 @@ from model.net import build_model
 from model.net.loss import DBLoss
 from model.data.splits import load_split
 from model.data.ufo import write_text_atomic
+from model.errors import DataError
 
 
 # The StdOut metrics filter our Katib Experiments use. Katib's default, `([\w|-]+)\s*=\s*...`, does
@@ -57,6 +64,15 @@ KATIB_METRICS_FILTER = r"([\w|/-]+)\s*=\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[Ee][+
 
 
 PREVIOUS = "last.prev.pt"  # the checkpoint before last.pt, kept for when last.pt turns out unreadable
+
+# How long a rank waits in a collective before it fails instead of hanging. The others wait at the
+# epoch-end barrier while rank 0 validates, saves and uploads to the mirror, so it must cover that;
+# a rank that died frees the rest after at most this long (on one node torchrun stops the others at
+# once; over gloo a closed peer connection fails them at once too). 30 min is torch's gloo default;
+# NCCL's is 10 min (torch 2.14.1 torch/distributed/constants.py:12-21), which a long validation of
+# rank 0 could exceed. Seconds, overridable per job.
+DDP_TIMEOUT_ENV = "RECEIPTFLOW_DDP_TIMEOUT_S"
+DDP_TIMEOUT_S = 1800
 
 
 class TrainingInterrupted(Exception):
@@ -85,11 +101,7 @@ def train(cfg: DictConfig) -> dict:
     rt = _runtime(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    on_checkpoint = None
-    if cfg.checkpoint_mirror:
-        if rt.main:
-            _restore_mirror(cfg, out)
-        on_checkpoint = _mirror_sync(cfg.checkpoint_mirror)
+    on_checkpoint = _mirror_sync(cfg.checkpoint_mirror) if cfg.checkpoint_mirror else None
     torch.manual_seed(cfg.seed)
     if rt.device.type == "cpu" and cfg.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -119,19 +131,19 @@ def train(cfg: DictConfig) -> dict:
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
 
     # resume: where the run stands is saved in every checkpoint, so a resumed run continues exactly
-    state = {"epoch": 0, "samples_done": 0, "loss_sum": 0.0, "steps": 0, "best_hmean": -1.0, "history": []}
-    ckpt = _resume_path(cfg, out, rt)
-    if ckpt is not None:
-        saved, ckpt = _load_resumable(ckpt, rt)
+    # loss_sum and loss_steps: the epoch's train-loss sum and step count so far over all ranks
+    state = {"epoch": 0, "samples_done": 0, "loss_sum": 0.0, "loss_steps": 0, "steps": 0, "best_hmean": -1.0,
+             "history": []}
+    saved = _resume_checkpoint(cfg, out, rt)
+    if saved is not None:
         core.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        if torch.cuda.is_available() and saved["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+        _set_rng(saved["rng"], rt)
+        saved.setdefault("loss_steps", saved["steps"])  # checkpoints of single-process runs before it was kept
         state = {k: saved[k] for k in state}
-        _say(rt, f"resuming from {ckpt}: epoch {state['epoch'] + 1}, {state['samples_done']} samples into it")
+        _say(rt, f"resuming from {saved['path']}: epoch {state['epoch'] + 1}, {state['samples_done']} samples into it")
         if rt.main:  # the checkpoint's history is the truth (an older checkpoint may have been resumed)
             write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in state["history"]))
 
@@ -148,7 +160,9 @@ def train(cfg: DictConfig) -> dict:
         sampler.start_at(state["samples_done"])
         model.train()
         lr = optimizer.param_groups[0]["lr"]
-        loss_sum = torch.tensor(state["loss_sum"], device=rt.device, dtype=torch.float64)
+        # this rank's [loss sum, steps]; rank 0 carries what the checkpoint holds of all ranks' earlier steps
+        carried = [state["loss_sum"], state["loss_steps"]] if rt.main else [0.0, 0]
+        loss_sum = torch.tensor(carried, device=rt.device, dtype=torch.float64)
         steps = state["steps"]
         total = steps + len(train_loader)  # a resumed epoch's loader holds only the batches left
         bar = _progress(rt, train_loader, epoch, cfg.trainer.max_epochs)
@@ -165,20 +179,27 @@ def train(cfg: DictConfig) -> dict:
                 torch.nn.utils.clip_grad_norm_(core.parameters(), cfg.trainer.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            loss_sum += loss.detach().double()
+            loss_sum[0] += loss.detach().double()
+            loss_sum[1] += 1
             steps += 1
-            state["samples_done"] += len(batch.names) * rt.world_size
+            state["samples_done"] += len(batch.names) * rt.world_size  # the same on every rank: equal batches
             _log_step(rt, bar, cfg, epoch, steps, total, loss, parts)
-            if stop.requested:
+            if _stop_agreed(stop, rt):  # every rank leaves here at the same step
+                totals = _sum_over_ranks(loss_sum, rt)
+                rng = _gather_rng(rt)
                 if rt.main:
-                    partial = {"epoch": epoch, "loss_sum": float(loss_sum), "steps": steps}
-                    _save_last(out, core, optimizer, scheduler, scaler, state | partial, cfg)
+                    partial = {"epoch": epoch, "loss_sum": float(totals[0]), "loss_steps": int(totals[1]),
+                               "steps": steps}
+                    _save_last(out, core, optimizer, scheduler, scaler, state | partial, cfg, rng)
                     if on_checkpoint:
                         on_checkpoint(out)
+                _barrier(rt)  # nobody exits before last.pt is written: torchrun stops the rest when one rank ends
                 _say(rt, f"SIGTERM: saved {out / 'last.pt'} at epoch {epoch + 1}, sample {state['samples_done']}; resume with resume=auto")
                 raise TrainingInterrupted(str(out / "last.pt"))
-        train_loss = _mean_over_ranks(loss_sum, steps, rt)
+        totals = _sum_over_ranks(loss_sum, rt)
+        train_loss = float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
         scheduler.step()
+        rng = _gather_rng(rt)  # before rank 0 validates: the others wait at the barrier below
 
         if rt.main:
             result = validate(core, val_loader, val_split, rt.device, amp_dtype=rt.amp_dtype, postprocess_options=pp,
@@ -199,15 +220,14 @@ def train(cfg: DictConfig) -> dict:
             state["history"].append(metrics)
             is_best = result.hmean > state["best_hmean"]
             state["best_hmean"] = max(state["best_hmean"], result.hmean)
-            done = state | {"epoch": epoch + 1, "samples_done": 0, "loss_sum": 0.0, "steps": 0}
-            _save_last(out, core, optimizer, scheduler, scaler, done, cfg)
+            done = state | {"epoch": epoch + 1, "samples_done": 0, "loss_sum": 0.0, "loss_steps": 0, "steps": 0}
+            _save_last(out, core, optimizer, scheduler, scaler, done, cfg, rng)
             if is_best:
-                _save(out / "best.pt", core, optimizer, scheduler, scaler, done, cfg)
+                _save(out / "best.pt", core, optimizer, scheduler, scaler, done, cfg, rng)
             if on_checkpoint:
                 on_checkpoint(out)
-        state.update(epoch=epoch + 1, samples_done=0, loss_sum=0.0, steps=0)
-        if rt.world_size > 1:
-            dist.barrier()
+        state.update(epoch=epoch + 1, samples_done=0, loss_sum=0.0, loss_steps=0, steps=0)
+        _barrier(rt)  # the others wait here while rank 0 validates and saves (at most DDP_TIMEOUT_S)
     return {**metrics, "best/hmean": state["best_hmean"]}
 
 
@@ -269,7 +289,8 @@ def _runtime(cfg: DictConfig) -> Runtime:
     else:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+        timeout = timedelta(seconds=float(os.environ.get(DDP_TIMEOUT_ENV, DDP_TIMEOUT_S)))
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
     precision = str(cfg.trainer.precision)
     if precision == "auto":
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "16") if cuda else "32"
@@ -323,6 +344,55 @@ def _save_last(out: Path, *args) -> None:
     _save(out / "last.pt", *args)
 
 
+def _resume_checkpoint(cfg, out: Path, rt: Runtime) -> dict | None:
+    """The checkpoint to resume from (with its "path"), the same on every rank, or None.
+
+    Rank 0 alone restores the mirror, looks for it and sends its bytes to the others, who wait in
+    the broadcast (a barrier) until rank 0 is done: with one disk per node only rank 0's holds
+    last.pt, and every rank must start from the same optimizer, scheduler and position. The bytes
+    are read back with weights_only=True, as from a file. A rank-0 failure (a corrupt checkpoint, an unreachable
+    mirror) stops every rank at once instead of leaving them in the broadcast.
+    """
+    saved = None
+    if rt.main:
+        try:
+            if cfg.checkpoint_mirror:
+                _restore_mirror(cfg, out)
+            ckpt = _resume_path(cfg, out, rt)
+            if ckpt is not None:
+                saved, ckpt = _load_resumable(ckpt, rt)
+                saved["path"] = str(ckpt)
+        except BaseException:
+            _broadcast_bytes(rt, None)  # the others stop with a pointer to rank 0's error
+            raise
+        if rt.world_size == 1:
+            return saved
+        buf = io.BytesIO()
+        if saved is not None:
+            torch.save(saved, buf)
+        _broadcast_bytes(rt, buf.getvalue())
+        return saved
+    data = _broadcast_bytes(rt, b"")
+    if data is None:
+        raise DataError(f"rank {rt.rank}: rank 0 could not resume the run (its error is above); stopping too")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True) if data else None
+
+
+def _broadcast_bytes(rt: Runtime, data: bytes | None) -> bytes | None:
+    """Rank 0's `data` on every rank (None: rank 0 failed); a no-op in a single process."""
+    if rt.world_size == 1:
+        return data
+    size = torch.tensor([-1 if data is None else len(data)], dtype=torch.int64, device=rt.device)
+    dist.broadcast(size, src=0)
+    n = int(size.item())
+    if n <= 0:
+        return None if n < 0 else b""
+    payload = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(rt.device) if rt.main \
+        else torch.empty(n, dtype=torch.uint8, device=rt.device)
+    dist.broadcast(payload, src=0)
+    return payload.cpu().numpy().tobytes()
+
+
 def _load_resumable(ckpt: Path, rt: Runtime) -> tuple[dict, Path]:
     try:
         return load_checkpoint(ckpt), ckpt
@@ -334,8 +404,11 @@ def _load_resumable(ckpt: Path, rt: Runtime) -> tuple[dict, Path]:
         return load_checkpoint(previous), previous
 
 
-def _save(path, model, optimizer, scheduler, scaler, state, cfg) -> None:
+def _save(path, model, optimizer, scheduler, scaler, state, cfg, ranks_rng: list[dict] | None = None) -> None:
+    """`ranks_rng`: every rank's random state (`_gather_rng`) in a DDP run; rank 0's is taken now."""
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    if ranks_rng:
+        rng["ranks"] = [_own_rng(bool(ranks_rng[0]["cuda"].numel()))] + list(ranks_rng[1:])
     save_checkpoint(path, {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -347,8 +420,57 @@ def _save(path, model, optimizer, scheduler, scaler, state, cfg) -> None:
     })
 
 
+def _own_rng(cuda: bool) -> dict:
+    """This process's CPU random state and its current GPU's (`_runtime` set it), empty on CPU."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if cuda else torch.empty(0, dtype=torch.uint8)}
+
+
+def _gather_rng(rt: Runtime) -> list[dict] | None:
+    """Every rank's random state (collective), so that each rank resumes its own stream: rank 0's
+    differs from the others' once it has validated (a val DataLoader with workers draws a seed)."""
+    if rt.world_size == 1:
+        return None
+    own = _own_rng(rt.device.type == "cuda")
+    states = []
+    for key in ("torch", "cuda"):
+        mine = own[key].to(rt.device)
+        parts = [torch.empty_like(mine) for _ in range(rt.world_size)]
+        dist.all_gather(parts, mine)
+        states.append([p.cpu() for p in parts])
+    return [{"torch": t, "cuda": c} for t, c in zip(*states)]
+
+
+def _set_rng(rng: dict, rt: Runtime) -> None:
+    """Restore this rank's random state: its own when the checkpoint holds one per rank of the same
+    world size, else rank 0's (a single-process checkpoint, or a changed world size)."""
+    ranks = rng.get("ranks") or []
+    if len(ranks) == rt.world_size > 1:
+        torch.set_rng_state(ranks[rt.rank]["torch"])
+        if rt.device.type == "cuda" and ranks[rt.rank]["cuda"].numel():
+            torch.cuda.set_rng_state(ranks[rt.rank]["cuda"], rt.device)
+        return
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available() and rng.get("cuda"):
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
 class _Stop:
     requested = False
+
+
+def _stop_agreed(stop: _Stop, rt: Runtime) -> bool:
+    """Whether any rank got SIGTERM; all ranks get the same answer at the same step. One signal
+    may reach one rank only (a `kill` of one process); Kubernetes signals every container."""
+    if rt.world_size == 1:
+        return stop.requested
+    flag = torch.tensor([int(stop.requested)], device=rt.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _barrier(rt: Runtime) -> None:
+    if rt.world_size > 1:
+        dist.barrier(device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
 
 
 def _install_sigterm() -> _Stop:
@@ -377,12 +499,12 @@ def _log_step(rt, bar, cfg, epoch, step, total, loss, parts) -> None:
         print(f"epoch {epoch + 1} step {step}/{total} loss={loss.item():.4f} {detail}", flush=True)
 
 
-def _mean_over_ranks(loss_sum, steps, rt) -> float:
-    """Mean train loss of the epoch's steps, over all processes."""
-    total = torch.stack([loss_sum, torch.tensor(float(steps), device=loss_sum.device, dtype=torch.float64)])
+def _sum_over_ranks(values: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    """[loss sum, steps] added over all ranks (a copy)."""
+    total = values.clone()
     if rt.world_size > 1:
         dist.all_reduce(total)
-    return float(total[0] / total[1]) if total[1] > 0 else math.nan
+    return total
 
 
 def _say(rt: Runtime, text: str) -> None:
