@@ -15,6 +15,7 @@ BENCHMARKS = {
     "evaluation": "bench_metrics",
     "ensemble": "bench_ensemble",
     "map fusion": "bench_fusion",
+    "DDP scaling (1 vs 2 gloo ranks)": "bench_ddp",
 }
 
 
