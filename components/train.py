@@ -36,14 +36,13 @@ def train(
     and config, no optimizer state), metrics.jsonl and summary.json; Metrics the best epoch's
     val/hmean, val/precision, val/recall and the learning curve.
     """
-    import json
     import shutil
     import tempfile
     from collections import namedtuple
     from pathlib import Path
 
     from components.common import run_prefix, split_overrides, task_name, training_args
-    from model.checkpoint import load_checkpoint, save_checkpoint
+    from components.trained import export_model
     from model.config import load_config
     from model.train import train as run_training
 
@@ -60,24 +59,8 @@ def train(
     ]))
     run_training(cfg)
 
-    history = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    best = max(history, key=lambda m: m["val/hmean"])  # the first epoch with the top value: best.pt's
-    saved = load_checkpoint(work / "best.pt")
-    out = Path(model.path)
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "best.pt", {k: saved[k] for k in ("model", "config", "epoch", "best_hmean", "history")})
-    shutil.copy(work / "metrics.jsonl", out / "metrics.jsonl")
-    summary = {"task": name, "fold": int(fold), "preset": preset, "lr": lr, "weight_decay": weight_decay, "T_max": t_max,
-               "eta_min": eta_min, "epochs": epochs, "best": best, "history": history}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    best = export_model(work, model, metrics, {"task": name, "fold": int(fold), "preset": preset, "lr": lr,
+                                               "weight_decay": weight_decay, "T_max": t_max, "eta_min": eta_min,
+                                               "epochs": epochs})
     shutil.rmtree(work, ignore_errors=True)
-
-    model.metadata.update({"task": name, "fold": int(fold), "val/hmean": best["val/hmean"], "epoch": best["epoch"]})
-    for key in ("val/hmean", "val/precision", "val/recall"):
-        metrics.log_metric(key, best[key])
-    metrics.log_metric("best_epoch", best["epoch"])
-    for m in history:  # the learning curve, one entry per epoch
-        metrics.log_metric(f"curve/epoch_{m['epoch']:02d}/val_hmean", m["val/hmean"])
-        metrics.log_metric(f"curve/epoch_{m['epoch']:02d}/train_loss", m["train/loss"])
-    print(f"{name}: best val/hmean={best['val/hmean']!r} at epoch {best['epoch']} of {len(history)}", flush=True)
     return namedtuple("TrainResult", ["hmean", "best_epoch"])(best["val/hmean"], best["epoch"])
