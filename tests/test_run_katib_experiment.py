@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipelines.sweep import experiment
+from tests.kube_standin import Handler, serving
 
 PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/"
 RUNNING = {"conditions": [{"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}],
@@ -48,23 +47,8 @@ class KubeApi(ThreadingHTTPServer):
         return self.polls.pop(0) if len(self.polls) > 1 else self.polls[0]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(Handler):
     server: KubeApi
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, code: int, obj: dict):
-        data = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _status(self, code: int, reason: str, message: str):
-        self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
-                          "message": message, "code": code})
 
     def do_POST(self):
         self.server.requests.append(("POST", self.path))
@@ -110,21 +94,8 @@ def kube(tmp_path, monkeypatch):
     the pod's service-account namespace file says "team-a"."""
     import components.katib
 
-    server = KubeApi()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "stand-in",
-              "clusters": [{"name": "stand-in", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-              "users": [{"name": "nobody", "user": {}}],
-              "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "nobody"}}]}
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not in a pod: the kubeconfig is used
-    (tmp_path / "namespace").write_text("team-a")
-    monkeypatch.setattr(components.katib, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "namespace"))
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(KubeApi(), tmp_path, monkeypatch, components.katib) as server:
+        yield server
 
 
 def _run(tmp_path, *, namespace="", minio_secret="team-a-minio", timeout_minutes=60):
