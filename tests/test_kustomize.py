@@ -42,9 +42,12 @@ PLACEHOLDER = re.compile(r"^REPLACE_WITH_[A-Z0-9_]+$")
 CREDENTIAL_ENV = re.compile(r"(ACCESS_KEY|SECRET|PASSWORD|TOKEN|ROOT_USER)", re.I)
 # Secrets the pods may reference: ours (placeholder template or created out of band) and Kubeflow's artifact secret.
 KNOWN_SECRETS = {"receiptflow-minio", "mlpipeline-minio-artifact"}
-# What the pipeline's service account needs (components/run_katib_experiment.py, components/trials.py).
-ALLOWED_RULES = {"experiments": {"create", "get", "list", "watch", "delete"}, "experiments/status": {"get"},
-                 "trials": {"get", "list", "watch"}}
+# What the pipeline's service account needs (components/run_katib_experiment.py, components/trials.py,
+# components/run_training_job.py): API group -> resource -> verbs.
+ALLOWED_RULES = {"kubeflow.org": {"experiments": {"create", "get", "list", "watch", "delete"}, "experiments/status": {"get"},
+                                  "trials": {"get", "list", "watch"}, "pytorchjobs": {"create", "get"}},
+                 "trainer.kubeflow.org": {"trainjobs": {"create", "get"}},
+                 "": {"pods": {"list"}, "pods/log": {"get"}, "events": {"list"}}}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
                   "StorageClass", "PriorityClass", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
 
@@ -196,11 +199,14 @@ def rbac_problems(objs: list[dict], namespace: str | None) -> list[str]:
             problems.append(f"{ident(obj)}: cluster-scoped RBAC")
         if kind == "Role":
             for rule in obj.get("rules", []):
-                if rule.get("apiGroups") != ["kubeflow.org"] or rule.get("resourceNames") or rule.get("nonResourceURLs"):
-                    problems.append(f"{ident(obj)}: rule outside kubeflow.org experiments/trials: {rule}")
+                groups = rule.get("apiGroups") or []
+                if len(groups) != 1 or groups[0] not in ALLOWED_RULES or rule.get("resourceNames") or rule.get("nonResourceURLs"):
+                    problems.append(f"{ident(obj)}: rule outside the allowed API groups and resources: {rule}")
+                    continue
+                allowed = ALLOWED_RULES[groups[0]]
                 for resource in rule.get("resources", []):
-                    extra = set(rule.get("verbs", [])) - ALLOWED_RULES.get(resource, set())
-                    if resource not in ALLOWED_RULES or extra or "*" in rule.get("verbs", []):
+                    extra = set(rule.get("verbs", [])) - allowed.get(resource, set())
+                    if resource not in allowed or extra or "*" in rule.get("verbs", []):
                         problems.append(f"{ident(obj)}: {resource} verbs {sorted(extra) or rule.get('verbs')} not needed")
         if kind == "RoleBinding":
             if obj["roleRef"].get("kind") != "Role":
@@ -244,7 +250,8 @@ def test_builds(target):
     assert ("Secret" in kinds) == (target == "base")  # overlays never apply the placeholder template
     namespaces = [o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"]
     assert namespaces == ([OVERLAYS[target]] if target in SHIPS_NAMESPACE else []), "otherwise the overlay sets `namespace:`"
-    assert sorted(o["metadata"]["name"] for o in objs if o["kind"] == "Experiment") == sorted(sweep.experiments())
+    assert sorted(o["metadata"]["name"] for o in objs if o["kind"] == "Experiment") == sorted(
+        stem for stem in sweep.experiments() if stem not in sweep.TRAINER_V2_EXPERIMENTS)
     assert all(o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "receiptflow" for o in objs)
 
 
@@ -269,10 +276,18 @@ def test_every_container_is_non_root_with_resources(target):
 def test_rbac_is_namespaced_and_minimal(target):
     objs = built(target)
     assert rbac_problems(objs, OVERLAYS.get(target)) == []
-    (role,) = [o for o in objs if o["kind"] == "Role"]
-    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    roles = [o for o in objs if o["kind"] == "Role"]
+    granted = {(r, v) for role in roles for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
     # what components/run_katib_experiment.py and components/trials.py call
     assert {("experiments", "create"), ("experiments", "get"), ("trials", "list")} <= granted
+    # what components/run_training_job.py calls (and no delete: a failed job's pods stay for the user)
+    assert {("trainjobs", "create"), ("trainjobs", "get"), ("pytorchjobs", "create"), ("pytorchjobs", "get"),
+            ("pods", "list"), ("pods/log", "get"), ("events", "list")} <= granted
+    assert not {v for r, v in granted if r in ("trainjobs", "pytorchjobs", "pods")} - {"create", "get", "list"}
+    bound = {b["roleRef"]["name"] for b in objs if b["kind"] == "RoleBinding"}
+    assert bound == {r["metadata"]["name"] for r in roles}, "every Role is bound"
+    subjects = {(s["name"], s.get("namespace")) for b in objs if b["kind"] == "RoleBinding" for s in b["subjects"]}
+    assert len(subjects) == 1, f"both bindings name the one pipeline service account: {subjects}"
 
 
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
@@ -315,12 +330,22 @@ def test_one_image_override_retags_every_receiptflow_container(tmp_path):
 
 def test_katib_kustomization_lists_exactly_the_rendered_experiments():
     kustomization = yaml.safe_load((MANIFESTS / "katib" / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted(f"{stem}.yaml" for stem in sweep.experiments())
+    assert sorted(kustomization["resources"]) == sorted(f"{stem}.yaml" for stem in sweep.experiments()
+                                                        if stem not in sweep.TRAINER_V2_EXPERIMENTS)
 
 
 def test_base_carries_the_rendered_experiments_unchanged():
     experiments = {o["metadata"]["name"]: o for o in built("base") if o["kind"] == "Experiment"}
-    assert experiments == sweep.experiments()
+    assert experiments == {k: v for k, v in sweep.experiments().items() if k not in sweep.TRAINER_V2_EXPERIMENTS}
+
+
+def test_trainer_kustomization_builds_the_namespaced_runtime():
+    """manifests/trainer: the TrainingRuntime the TrainJobs use, namespaced (lands where `-n` says)."""
+    (runtime,) = kustomize(MANIFESTS / "trainer")
+    assert (runtime["kind"], runtime["metadata"]["name"]) == ("TrainingRuntime", "receiptflow-torch")
+    assert "namespace" not in runtime["metadata"]
+    # resources come from each TrainJob's trainer.resourcesPerNode, the rest from the runtime
+    assert [p for p in security_problems([runtime]) if "resources" not in p] == []
 
 
 # ---- the overlays' own pieces ------------------------------------------------------------------------------
@@ -345,9 +370,11 @@ def test_kubeflow_overlay_uses_kubeflows_minio_and_artifact_secret():
         assert refs["MINIO_ACCESS_KEY"] == {("mlpipeline-minio-artifact", "accesskey")}, ident(obj)
         assert refs["MINIO_SECRET_KEY"] == {("mlpipeline-minio-artifact", "secretkey")}, ident(obj)
         assert refs["MINIO_ENDPOINT"] == {("receiptflow-minio", "MINIO_ENDPOINT")}, ident(obj)
-    (binding,) = [o for o in objs if o["kind"] == "RoleBinding"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "default-editor",
-                                    "namespace": "kubeflow-user-example-com"}]
+    bindings = [o for o in objs if o["kind"] == "RoleBinding"]
+    assert len(bindings) == 2  # Katib's and the training jobs'
+    for binding in bindings:
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "default-editor",
+                                        "namespace": "kubeflow-user-example-com"}]
     # the kubeflow overlay changes only the credentials' source and the storage prefix in the Experiments
     for obj in workloads:
         if obj["kind"] == "Experiment":
@@ -382,10 +409,10 @@ def test_standalone_overlay_runs_its_own_minio_and_ships_no_placeholder_credenti
     assert claims <= {o["metadata"]["name"] for o in by_kind["PersistentVolumeClaim"]} and claims
     assert secret_refs(deployment) == {"MINIO_ROOT_USER": {("receiptflow-minio", "MINIO_ACCESS_KEY")},
                                        "MINIO_ROOT_PASSWORD": {("receiptflow-minio", "MINIO_SECRET_KEY")}}
-    (binding,) = by_kind["RoleBinding"]
     (account,) = by_kind["ServiceAccount"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
-                                    "namespace": "receiptflow"}]
+    for binding in by_kind["RoleBinding"]:  # Katib's and the training jobs'
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                        "namespace": "receiptflow"}]
     for obj in objs:  # every pod reads the one out-of-band Secret
         assert {n for refs in secret_refs(obj).values() for n, _ in refs} <= {"receiptflow-minio"}, ident(obj)
 

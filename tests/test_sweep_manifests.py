@@ -29,11 +29,31 @@ def checked_in() -> dict[str, dict]:
 MANIFESTS = checked_in()
 
 
+def trainjob_pod(trainjob: dict) -> dict:
+    """The pod template Trainer builds for a TrainJob node: the runtime's (manifests/trainer/) with the
+    trainer's image, command, env and resources on its "node" container (Trainer v2.1.0 torch.go:122-126
+    and the trainer plugin; PET_* added there are not ours)."""
+    from components.training_job import TRAINER_CONTAINER, runtime_ref
+
+    ref = runtime_ref(sweep.RUNTIME)
+    assert trainjob["spec"]["runtimeRef"] == ref
+    runtime = yaml.safe_load((REPO / "manifests" / "trainer" / f"{ref['name']}.yaml").read_text())
+    (job,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    pod = copy.deepcopy(job["template"]["spec"]["template"])
+    (container,) = [c for c in pod["spec"]["containers"] if c["name"] == TRAINER_CONTAINER]
+    trainer = trainjob["spec"]["trainer"]
+    container.update(image=trainer["image"], command=trainer["command"], env=trainer["env"],
+                     resources=trainer["resourcesPerNode"])
+    return pod
+
+
 def pods(manifest: dict) -> list[dict]:
-    """The pod templates of a trialSpec (Job, or every replica of a PyTorchJob)."""
+    """The pod templates of a trialSpec (Job, every replica of a PyTorchJob, a TrainJob's node)."""
     spec = manifest["spec"]["trialTemplate"]["trialSpec"]
     if spec["kind"] == "Job":
         return [spec["spec"]["template"]]
+    if spec["kind"] == "TrainJob":
+        return [trainjob_pod(spec)]
     assert spec["kind"] == "PyTorchJob"
     return [r["template"] for r in spec["spec"]["pytorchReplicaSpecs"].values()]
 
@@ -53,7 +73,8 @@ def substituted(manifest: dict, values: dict[str, str]) -> dict:
 # ---- the checked-in files are exactly what the code renders ---------------------------------------
 
 def test_checked_in_manifests_match_the_code():
-    assert set(MANIFESTS) == set(sweep.experiments()) == {"receiptflow-run8-sweep", "receiptflow-run8-sweep-ddp"}
+    assert set(MANIFESTS) == set(sweep.experiments()) == {"receiptflow-run8-sweep", "receiptflow-run8-sweep-ddp",
+                                                          "receiptflow-run8-sweep-trainjob"}
     for stem, manifest in sweep.experiments().items():
         assert MANIFESTS[stem] == manifest, f"manifests/katib/{stem}.yaml drifted: run `receiptflow sweep render`"
 
@@ -138,10 +159,14 @@ def test_trial_pods_validate_against_kubernetes_1_33(stem):
     if trial["kind"] == "Job":
         job = {**trial, "metadata": {"name": "trial", "namespace": sweep.NAMESPACE}}
         kubernetes_validate.validate(job, "1.33", strict=True)
-    # PyTorchJob is a CRD kubernetes-validate has no schema for: validate each replica's pod template as a Job's
-    for replica in trial["spec"].get("pytorchReplicaSpecs", {}).values():
+    # PyTorchJob and TrainJob are CRDs kubernetes-validate has no schema for (tests/test_trainjob_schemas.py
+    # checks them against theirs): validate each replica's / node's pod template as a Job's
+    templates = [r["template"] for r in trial["spec"].get("pytorchReplicaSpecs", {}).values()]
+    if trial["kind"] == "TrainJob":
+        templates.append(trainjob_pod(trial))
+    for template in templates:
         job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "trial"},
-               "spec": {"backoffLimit": 0, "template": replica["template"]}}
+               "spec": {"backoffLimit": 0, "template": template}}
         kubernetes_validate.validate(job, "1.33", strict=True)
 
 
@@ -219,11 +244,22 @@ def test_trial_command_is_a_valid_training_config_with_the_seeds_fixed_values(st
     values = {"lr": str(RUN8["lr"]), "weight_decay": str(RUN8["weight_decay"]), "t_max": str(RUN8["t_max"]),
               "eta_min": str(RUN8["eta_min"]), "trialName": f"{stem}-abc123"}
     trial = substituted(manifest, values)
-    template = trial["spec"]["template"] if trial["kind"] == "Job" else trial["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+    if trial["kind"] == "TrainJob":
+        template = trainjob_pod(trial)
+    else:
+        template = trial["spec"]["template"] if trial["kind"] == "Job" else trial["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
     name = manifest["spec"]["trialTemplate"]["primaryContainerName"]
     (container,) = [c for c in template["spec"]["containers"] if c["name"] == name]
     command = container["command"]
-    if trial["kind"] == "Job":
+    pull = None
+    if trial["kind"] == "TrainJob":  # sh -c 'receiptflow data pull URI DIR ... && python -m torch.distributed.run ...'
+        import shlex
+
+        assert command[:2] == ["sh", "-c"]
+        first, last = command[2].split(" && ")
+        pull, command = shlex.split(first), shlex.split(last)
+        assert command[:6] == ["python", "-m", "torch.distributed.run", "-m", "model.cli", "train"]  # PET_* do the rest
+    elif trial["kind"] == "Job":
         assert command[:2] == ["receiptflow", "train"]
     else:
         gpus = str(container["resources"]["limits"]["nvidia.com/gpu"])
@@ -238,6 +274,11 @@ def test_trial_command_is_a_valid_training_config_with_the_seeds_fixed_values(st
     assert (pp.thresh, pp.box_thresh, pp.max_candidates, cfg.trainer.max_epochs) == (0.29, 0.25, 600, 22)
     assert cfg.exp_name == f"{stem}-abc123" and cfg.output_dir == "/tmp/run"
     assert cfg.checkpoint_mirror == f"s3://receiptflow/sweeps/{stem}/{stem}-abc123"
+    if pull:  # each node pulls the dataset itself, into the folder training reads, on the runtime's /tmp
+        assert pull[:4] == ["receiptflow", "data", "pull", "s3://receiptflow/datasets/receipts"]
+        assert pull[4] == cfg.dataset.root
+        assert {"name": "scratch", "mountPath": "/tmp"} in container["volumeMounts"]
+        return
     # the dataset is pulled by the init container into the folder training reads
     init = template["spec"]["initContainers"][0]
     assert init["command"][:3] == ["receiptflow", "data", "pull"] and init["command"][4] == cfg.dataset.root
@@ -251,8 +292,14 @@ def test_pods_get_gpus_shm_secret_env_and_run_as_non_root(stem):
     manifest = MANIFESTS[stem]
     trial = manifest["spec"]["trialTemplate"]["trialSpec"]
     gpus = 1 if trial["kind"] == "Job" else 4
+    cpu, memory = ("32", "128Gi") if trial["kind"] == "TrainJob" else ("8", "32Gi")  # a TrainJob's are per node
     if trial["kind"] == "Job":
         assert trial["spec"]["backoffLimit"] == 0
+    elif trial["kind"] == "TrainJob":
+        assert trial["apiVersion"] == "trainer.kubeflow.org/v1alpha1"
+        assert (trial["spec"]["trainer"]["numNodes"], trial["spec"]["trainer"]["numProcPerNode"]) == (1, gpus)
+        assert manifest["spec"]["trialTemplate"]["primaryPodLabels"] == {
+            "jobset.sigs.k8s.io/replicatedjob-name": "node", "batch.kubernetes.io/job-completion-index": "0"}
     else:
         assert trial["apiVersion"] == "kubeflow.org/v1"
         assert set(trial["spec"]["pytorchReplicaSpecs"]) == {"Master"}
@@ -267,7 +314,7 @@ def test_pods_get_gpus_shm_secret_env_and_run_as_non_root(stem):
                                            "seccompProfile": {"type": "RuntimeDefault"}}
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
-        for c in spec["containers"] + spec["initContainers"]:
+        for c in spec["containers"] + spec.get("initContainers", []):
             sc = c["securityContext"]
             assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
             assert sc["capabilities"] == {"drop": ["ALL"]}
@@ -277,7 +324,7 @@ def test_pods_get_gpus_shm_secret_env_and_run_as_non_root(stem):
             assert not any(e["name"].startswith("MINIO") and "value" in e for e in c["env"]), "credentials in the manifest"
         c = primary(manifest)
         assert c["resources"]["limits"]["nvidia.com/gpu"] == gpus and c["resources"]["requests"]["nvidia.com/gpu"] == gpus
-        assert c["resources"]["requests"]["cpu"] == "8" and c["resources"]["requests"]["memory"] == "32Gi"
+        assert c["resources"]["requests"]["cpu"] == cpu and c["resources"]["requests"]["memory"] == memory
         assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
 
 
