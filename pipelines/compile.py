@@ -3,6 +3,7 @@ when they drift).
 
 Targets (backend versions and the evidence: pipelines/backends.py):
     kfp-2.14  run8_kfold.yaml, sweep_then_train.yaml     KFP backend >= 2.14 (Kubeflow 1.11+)
+              run8_kfold_trainjob.yaml                   the same, trainings as TrainJobs / PyTorchJobs
     kfp-2.5   run8_kfold-kfp2.5.yaml                     KFP backend >= 2.5.0 (Kubeflow 1.10.1+)
 Formats:
     ir        the pipeline spec YAML to upload (UI, `kfp.Client`)
@@ -17,7 +18,9 @@ from pathlib import Path
 
 from pipelines.backends import COMPILED_DIR, COMPILED_FILES
 
-PIPELINES = ("run8_kfold", "sweep_then_train")  # module pipelines/<name>.py defines the function <name>
+# file stem -> (module under pipelines/, pipeline function)
+PIPELINES = {"run8_kfold": ("run8_kfold", "run8_kfold"), "sweep_then_train": ("sweep_then_train", "sweep_then_train"),
+             "run8_kfold_trainjob": ("run8_kfold", "run8_kfold_trainjob")}
 COMPILED = COMPILED_DIR / "run8_kfold.yaml"
 TARGETS = ("kfp-2.14", "kfp-2.5")
 DEFAULT_TARGET = "kfp-2.14"  # what `run --local` uses and `submit` uses unless told
@@ -31,7 +34,7 @@ def _pipelines(target: str, fixed=None) -> dict[str, object]:
         from pipelines.run8_kfold import Fixed, run8_kfold_kfp25
 
         return {"run8_kfold-kfp2.5": run8_kfold_kfp25(fixed or Fixed())}
-    return {name: getattr(importlib.import_module(f"pipelines.{name}"), name) for name in PIPELINES}
+    return {stem: getattr(importlib.import_module(f"pipelines.{module}"), func) for stem, (module, func) in PIPELINES.items()}
 
 
 def compile_pipelines(out_dir: str | Path | None = None, targets=TARGETS, formats=FORMATS, fixed=None) -> list[Path]:

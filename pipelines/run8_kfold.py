@@ -23,6 +23,8 @@ from typing import List
 
 from kfp import dsl, kubernetes
 
+from components import IMAGE
+
 from components.choose_config import choose_config
 from components.ensemble import ensemble
 from components.evaluate import evaluate
@@ -30,6 +32,7 @@ from components.make_submission import make_submission
 from components.predict import predict
 from components.prepare_dataset import prepare_dataset
 from components.publish import publish
+from components.run_training_job import train_job
 from components.split_folds import split_folds
 from components.train import train
 from components.validate_run import validate_run
@@ -56,6 +59,10 @@ GPU = "nvidia.com/gpu"
 GPU_TASK = {"cpu": "8", "memory": "32Gi", "shm": "16Gi"}
 CPU_TASK = {"cpu": "2", "memory": "8Gi"}
 TRAIN_RETRIES = 3
+# run8_kfold_trainjob: every training a multi-node job (components/run_training_job.py, docs/distributed.md)
+JOB_DEFAULTS = {"training_backend": "trainjob", "num_nodes": 1, "gpus_per_node": 4,
+                "training_runtime": "TrainingRuntime/receiptflow-torch", "namespace": "", "job_timeout_minutes": 2880}
+JOB_POLL_SECONDS = 30
 PREDICTED = ("predictions", "maps", "calibration_predictions", "calibration_maps")  # predict's outputs the ensemble takes
 
 
@@ -119,8 +126,12 @@ def _times(quantity: str, factor: float) -> str:
     return f"{int(int(quantity.removesuffix('Gi')) * factor)}Gi"
 
 
-def _plan(p: dict, secret, place, unrolled: bool):
+def _plan(p: dict, secret, place, unrolled: bool, jobs: bool = False):
     """The pipeline's tasks from its parameters `p`; returns the published prefix.
+
+    `jobs`: each training is a TrainJob or PyTorchJob of p["num_nodes"] x p["gpus_per_node"] GPUs,
+    launched and awaited by a CPU task (components/run_training_job.py) with the same outputs as
+    the one-GPU train task, so everything downstream is the same.
 
     `unrolled`: the kfp-2.5 build, DEFAULT_FOLDS fold trainings as separate root-DAG tasks feeding
     the one-input-per-fold ensemble and publish of pipelines/unrolled.py, instead of a ParallelFor
@@ -146,7 +157,15 @@ def _plan(p: dict, secret, place, unrolled: bool):
                   overrides=p["overrides"], output_uri=p["output_uri"], run_id=p["run_id"], job_id=job_id)
 
     def training(fold, hyper: dict, name: str) -> dsl.PipelineTask:
-        task = _external(_storage(_gpu(train(fold=fold, **hyper, **common), name, place), secret))
+        if jobs:  # a retried launcher attaches to the job its first try created (same name)
+            task = _external(_storage(_cpu(train_job(
+                fold=fold, **hyper, **common, training_backend=p["training_backend"], num_nodes=p["num_nodes"],
+                gpus_per_node=p["gpus_per_node"], training_runtime=p["training_runtime"], minio_secret=secret,
+                image=IMAGE, cpu_per_gpu=GPU_TASK["cpu"], memory_per_gpu_gi=int(GPU_TASK["memory"].removesuffix("Gi")),
+                namespace=p["namespace"], timeout_minutes=p["job_timeout_minutes"], poll_seconds=JOB_POLL_SECONDS),
+                f"{name} (multi-node job)"), secret))
+        else:
+            task = _external(_storage(_gpu(train(fold=fold, **hyper, **common), name, place), secret))
         return task.set_retry(num_retries=TRAIN_RETRIES, backoff_duration="60s", backoff_factor=2.0)
 
     def prediction(model: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
@@ -231,6 +250,54 @@ def run8_kfold(
     "none": pool it into the folds and vote with `min_vote` / `ensemble_iou`).
     Returns the prefix the results were published under."""
     return _plan(dict(locals()), minio_secret, _placed_by_parameters(node_selector, tolerations), unrolled=False)
+
+
+@dsl.pipeline(name=f"{NAME}-trainjob", description=DESCRIPTION + " [trainings as multi-node TrainJobs / PyTorchJobs]")
+def run8_kfold_trainjob(
+    dataset_uri: str = "s3://receiptflow/datasets/receipts",
+    output_uri: str = "s3://receiptflow",
+    run_id: str = "",
+    preset: str = "efficientnet_b4_lr_optimized",
+    epochs: int = 22,
+    thresh: float = 0.29,
+    box_thresh: float = 0.25,
+    max_candidates: int = 600,
+    run8_lr: float = RUN8["lr"],
+    run8_weight_decay: float = RUN8["weight_decay"],
+    run8_t_max: int = RUN8["t_max"],
+    run8_eta_min: float = RUN8["eta_min"],
+    run3_lr: float = RUN3["lr"],
+    run3_weight_decay: float = RUN3["weight_decay"],
+    run3_t_max: int = RUN3["t_max"],
+    run3_eta_min: float = RUN3["eta_min"],
+    success_hmean: float = 0.966,
+    acceptable_hmean: float = 0.965,
+    folds: int = DEFAULT_FOLDS,
+    fold_seed: int = 42,
+    calibration: str = "val",
+    min_vote: int = 3,
+    ensemble_iou: float = 0.5,
+    strict: bool = False,
+    overrides: List[str] = [],
+    minio_secret: str = MINIO_SECRET,
+    node_selector: dict = {},
+    tolerations: list = [],
+    training_backend: str = JOB_DEFAULTS["training_backend"],
+    num_nodes: int = JOB_DEFAULTS["num_nodes"],
+    gpus_per_node: int = JOB_DEFAULTS["gpus_per_node"],
+    training_runtime: str = JOB_DEFAULTS["training_runtime"],
+    namespace: str = JOB_DEFAULTS["namespace"],
+    job_timeout_minutes: int = JOB_DEFAULTS["job_timeout_minutes"],
+) -> str:
+    """run8_kfold with every training (the replication and each fold) run as a multi-node job:
+    `training_backend` "trainjob" (Kubeflow Trainer v2 TrainJob of `training_runtime`: NAME of a
+    ClusterTrainingRuntime such as torch-distributed, or TrainingRuntime/NAME) or "pytorchjob"
+    (Training Operator v1), `num_nodes` x `gpus_per_node` GPUs, in `namespace` (empty: the run's).
+    `node_selector` / `tolerations` place the prediction and evaluation pods; the training pods are
+    placed by the runtime (TrainJob) or run where the scheduler puts them (PyTorchJob).
+    Returns the prefix the results were published under."""
+    return _plan(dict(locals()), minio_secret, _placed_by_parameters(node_selector, tolerations), unrolled=False,
+                 jobs=True)
 
 
 def run8_kfold_kfp25(fixed: Fixed = Fixed()):
