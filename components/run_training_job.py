@@ -55,13 +55,13 @@ def train_job(
 
     from kubernetes import client
 
+    from components import pods
     from components import training_job as tj
     from components.common import run_prefix, split_overrides, task_name, training_args
     from components.katib import default_namespace
     from components.trained import export_model
     from components.trials import katib_api
     from model.storage import download, upload
-    from pipelines.run8_kfold import MINIO_SECRET_KEYS
 
     if training_backend not in tj.BACKENDS:
         raise ValueError(f"training_backend={training_backend!r}: this task launches one of {', '.join(tj.BACKENDS)}")
@@ -85,9 +85,7 @@ def train_job(
         *split_overrides(local["dataset"], local["folds"], fold), f"exp_name={name}", f"output_dir={tj.DATA_DIR}/run",
         "resume=auto", f"checkpoint_mirror={mirror}", *overrides])
     command = tj.node_command(pulls, args)
-    env = [*({"name": env, "valueFrom": {"secretKeyRef": {"name": minio_secret.strip(), "key": key}}}
-             for key, env in MINIO_SECRET_KEYS.items()),
-           {"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
+    env = pods.env(minio_secret.strip())
     job = tj.job_name(run.rsplit("/", 1)[1], name)
     labels = {"app.kubernetes.io/part-of": "receiptflow", "app.kubernetes.io/component": "training"}
     cpu, memory = str(int(cpu_per_gpu) * gpus_per_node), f"{memory_per_gpu_gi * gpus_per_node}Gi"
@@ -95,11 +93,9 @@ def train_job(
         body = tj.trainjob(job, namespace=namespace, image=image, command=command, env=env, num_nodes=num_nodes,
                            gpus_per_node=gpus_per_node, runtime=training_runtime, cpu=cpu, memory=memory, labels=labels)
     else:
-        from pipelines.sweep import pod_template
-
         body = tj.pytorchjob(job, namespace=namespace, num_nodes=num_nodes, gpus_per_node=gpus_per_node, labels=labels,
-                             pod=lambda: pod_template(container=tj.PYTORCH_CONTAINER, image=image, command=command,
-                                                      env=env, gpus=gpus_per_node, cpu=cpu, memory=memory))
+                             pod=lambda: pods.pod_template(container_name=tj.PYTORCH_CONTAINER, image=image, command=command,
+                                                           env_vars=env, gpus=gpus_per_node, cpu=cpu, memory=memory))
     print(f"{name}: {body['kind']} {namespace}/{job}, {num_nodes} node(s) x {gpus_per_node} GPU(s); checkpoints {mirror}",
           flush=True)
     custom = katib_api()  # loads the in-cluster (or kubeconfig) configuration

@@ -23,7 +23,7 @@ from typing import List
 
 from kfp import dsl, kubernetes
 
-from components import IMAGE
+from components import IMAGE, pods
 
 from components.choose_config import choose_config
 from components.ensemble import ensemble
@@ -49,14 +49,9 @@ RUN3 = {"lr": 0.0003845588887231477, "weight_decay": 0.00013939498132089153, "t_
 
 # Kubernetes settings of the tasks (requests; memory limits at 1.5x)
 MINIO_SECRET = "receiptflow-minio"
-MINIO_SECRET_KEYS = {  # Secret data key -> environment variable that model.storage reads
-    "MINIO_ENDPOINT": "MINIO_ENDPOINT",
-    "MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY",
-    "MINIO_SECRET_KEY": "MINIO_SECRET_KEY",
-    "MINIO_SECURE": "MINIO_SECURE",
-}
-GPU = "nvidia.com/gpu"
-GPU_TASK = {"cpu": "8", "memory": "32Gi", "shm": "16Gi"}
+MINIO_SECRET_KEYS = pods.MINIO_SECRET_KEYS  # Secret data key -> environment variable that model.storage reads
+GPU = pods.GPU
+GPU_TASK = {"cpu": "8", "memory": "32Gi", "shm": pods.SHM}
 CPU_TASK = {"cpu": "2", "memory": "8Gi"}
 TRAIN_RETRIES = 3
 # run8_kfold_trainjob: every training a multi-node job (components/run_training_job.py, docs/distributed.md)

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import yaml
 
-from components import IMAGE
+from components import IMAGE, pods
 from model.train import KATIB_METRICS_FILTER
-from pipelines.run8_kfold import GPU, GPU_TASK, MINIO_SECRET, MINIO_SECRET_KEYS
+from pipelines.run8_kfold import GPU_TASK, MINIO_SECRET
 
 MANIFEST_DIR = Path(__file__).resolve().parents[1] / "manifests" / "katib"
 NAMESPACE = os.environ.get("RECEIPTFLOW_NAMESPACE", "").strip() or "kubeflow-user-example-com"
@@ -98,7 +98,7 @@ DATA_DIR = "/data"
 DATASET_ROOT = f"{DATA_DIR}/dataset"
 SCRATCH = "/tmp"
 RUN_DIR = f"{SCRATCH}/run"
-USER_ID = 1000
+USER_ID = pods.USER_ID
 
 
 def _settings(settings: dict[str, str]) -> list[dict]:
@@ -130,35 +130,19 @@ def _pod_security() -> dict:
     155-221) then writes "completed" into that file, which uid 1000 cannot do in a root-owned file:
     the collector waits for "completed" forever (pkg/metricscollector/v1beta1/common/pns.go:136-154,
     no timeout by default) and the pod never ends. tests/test_katib_wrapper.py runs that wrapper."""
-    return {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID, "fsGroup": USER_ID,
-            "seccompProfile": {"type": "RuntimeDefault"}}
+    return pods.pod_security()
 
 
 def _security() -> dict:
-    return {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID, "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    return pods.security()
 
 
 def _env(minio_secret: str) -> list[dict]:
-    secret = [{"name": env, "valueFrom": {"secretKeyRef": {"name": minio_secret, "key": key}}}
-              for key, env in MINIO_SECRET_KEYS.items()]
-    return [*secret, {"name": "HOME", "value": SCRATCH}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
+    return pods.env(minio_secret)
 
 
-def _container(name: str, image: str, command: list[str], env: list[dict], gpus: int, mounts: list[dict],
-               cpu: str = GPU_TASK["cpu"], memory: str = GPU_TASK["memory"]) -> dict:
-    return {
-        "name": name,
-        "image": image,
-        "command": command,
-        "env": env,
-        "resources": {
-            "requests": {"cpu": cpu, "memory": memory, GPU: gpus},
-            "limits": {"cpu": cpu, "memory": memory, GPU: gpus},
-        },
-        "securityContext": _security(),
-        "volumeMounts": [*mounts, {"name": "dshm", "mountPath": "/dev/shm"}],
-    }
+def _container(name: str, image: str, command: list[str], env: list[dict], gpus: int, mounts: list[dict]) -> dict:
+    return pods.container(name, image, command, env, gpus, mounts, GPU_TASK["cpu"], GPU_TASK["memory"])
 
 
 def _pod_spec(*, container: str, image: str, command: list[str], dataset_uri: str, gpus: int, minio_secret: str,
@@ -185,19 +169,6 @@ def _pod_spec(*, container: str, image: str, command: list[str], dataset_uri: st
             {"name": "scratch", "emptyDir": {}},
         ],
     }
-
-
-def pod_template(*, container: str, image: str, command: list[str], env: list[dict], gpus: int, cpu: str,
-                 memory: str) -> dict:
-    """A pod template whose one container runs `command` (which pulls its own inputs under /tmp):
-    the trial pods' security, /dev/shm in memory and scratch; components/run_training_job.py's
-    PyTorchJob replicas."""
-    pod = {"restartPolicy": "Never", "securityContext": _pod_security(),
-           "containers": [_container(container, image, command, env, gpus, [{"name": "scratch", "mountPath": SCRATCH}],
-                                     cpu, memory)],
-           "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": GPU_TASK["shm"]}},
-                       {"name": "scratch", "emptyDir": {}}]}
-    return _pod_template(pod)
 
 
 def _pod_template(pod: dict) -> dict:

@@ -101,6 +101,10 @@ def test_the_wrapped_command_is_katibs_format():
 
 def trial_pod(manifest: dict) -> dict:
     spec = manifest["spec"]["trialTemplate"]["trialSpec"]
+    if spec["kind"] == "TrainJob":  # the pod comes from the runtime (manifests/trainer/), the container from the trainer
+        from tests.test_sweep_manifests import trainjob_pod
+
+        return trainjob_pod(spec)["spec"]
     template = spec["spec"]["template"] if spec["kind"] == "Job" else spec["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
     return template["spec"]
 
@@ -135,7 +139,8 @@ def test_the_sidecar_runs_as_the_training_uid_only_with_a_pod_level_security_con
         assert training == collector == (1000, 1000), manifest["metadata"]["name"]
         pod = trial_pod(manifest)
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["fsGroup"] == 1000
-        assert identities(container_level_only(manifest)) == ((1000, 1000), (0, 0))
+        if manifest["spec"]["trialTemplate"]["trialSpec"]["kind"] != "TrainJob":  # its pod is the runtime's file
+            assert identities(container_level_only(manifest)) == ((1000, 1000), (0, 0))
 
 
 # ---- the early stop, played --------------------------------------------------------------------------

@@ -274,3 +274,30 @@ def test_bad_parameters_are_refused_before_anything_is_created(kube, tmp_path, k
     with pytest.raises(ValueError, match=text):
         run(tmp_path, **kw)
     assert kube.requests == []
+
+
+def test_the_launcher_body_imports_nothing_a_running_kfp_task_cannot_import(tmp_path):
+    """Inside a task kfp's runtime-only `kfp.dsl` (_KFP_RUNTIME=true) has no `dsl.pipeline`/`PipelineTask`:
+    the body must not import pipelines/* (whose modules build pipelines at import time)."""
+    import ast
+    import inspect
+    import os
+    import subprocess
+    import sys
+
+    from components.run_training_job import train_job
+
+    body = ast.parse(inspect.getsource(train_job.python_func).lstrip())
+    modules = sorted({n.module for n in ast.walk(body) if isinstance(n, ast.ImportFrom)}
+                     | {f"components.{a.name}" for n in ast.walk(body) if isinstance(n, ast.ImportFrom)
+                        and n.module == "components" for a in n.names}  # `from components import pods`
+                     | {a.name for n in ast.walk(body) if isinstance(n, ast.Import) for a in n.names})
+    assert "components.training_job" in modules and not [m for m in modules if m.startswith("pipelines")]
+    code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)\n"
+    proc = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, "_KFP_RUNTIME": "true"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # the check can fail: the pipeline modules do not import there
+    bad = subprocess.run([sys.executable, "-c", code, "pipelines.run8_kfold"], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "_KFP_RUNTIME": "true"})
+    assert bad.returncode != 0

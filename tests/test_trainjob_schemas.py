@@ -50,9 +50,9 @@ def problems(obj: dict, crd: str) -> list[str]:
 
 def launcher_bodies() -> dict[str, dict]:
     """What components/run_training_job.py creates, for both backends (multi-node)."""
-    from pipelines.run8_kfold import MINIO_SECRET_KEYS
+    from components import pods
 
-    env = [{"name": e, "valueFrom": {"secretKeyRef": {"name": "receiptflow-minio", "key": k}}} for k, e in MINIO_SECRET_KEYS.items()]
+    env = pods.env("receiptflow-minio")
     command = tj.node_command([("s3://b/runs/r/inputs/dataset", f"{tj.DATA_DIR}/dataset")], ["preset=run8"])
     name = tj.job_name("0f3c9a1e-77aa", "fold_3")
     return {
@@ -62,8 +62,9 @@ def launcher_bodies() -> dict[str, dict]:
         "trainjob-cluster-runtime": tj.trainjob(name, namespace="team-a", image="img:1", command=command, env=env,
                                                 num_nodes=3, gpus_per_node=1, runtime="torch-distributed", cpu="8",
                                                 memory="32Gi"),
-        "pytorchjob": tj.pytorchjob(name, namespace="team-a", num_nodes=2, gpus_per_node=4, pod=lambda: sweep.pod_template(
-            container=tj.PYTORCH_CONTAINER, image="img:1", command=command, env=env, gpus=4, cpu="32", memory="128Gi")),
+        "pytorchjob": tj.pytorchjob(name, namespace="team-a", num_nodes=2, gpus_per_node=4, pod=lambda: pods.pod_template(
+            container_name=tj.PYTORCH_CONTAINER, image="img:1", command=command, env_vars=env, gpus=4, cpu="32",
+            memory="128Gi")),
     }
 
 
