@@ -93,6 +93,7 @@ COMPILED_FILES = {  # file under pipelines/compiled/ -> promise (README's suppor
     # kfp-kubernetes 2.17 writes fields 2.5.0's proto lacks (SecretAsEnv.optional): the 2.5.0 driver reads the
     # executor config with AllowUnknownFields (backend/src/v2/cmd/driver/main.go:235-244, common/util/json.go:70-75)
     "run8_kfold-kfp2.5.yaml": Promise("kfp-2.5", "2.5.0"),
+    "run8_kfold_trainjob-kfp2.5.yaml": Promise("kfp-2.5", "2.5.0"),  # Kubeflow 1.10: PyTorchJob trainings
     "k8s/run8_kfold.yaml": Promise("kfp-2.14", "2.14.0"),
     "k8s/sweep_then_train.yaml": Promise("kfp-2.14", "2.14.0"),
     "k8s/run8_kfold_trainjob.yaml": Promise("kfp-2.14", "2.14.0"),

@@ -5,6 +5,7 @@ Targets (backend versions and the evidence: pipelines/backends.py):
     kfp-2.14  run8_kfold.yaml, sweep_then_train.yaml     KFP backend >= 2.14 (Kubeflow 1.11+)
               run8_kfold_trainjob.yaml                   the same, trainings as TrainJobs / PyTorchJobs
     kfp-2.5   run8_kfold-kfp2.5.yaml                     KFP backend >= 2.5.0 (Kubeflow 1.10.1+)
+              run8_kfold_trainjob-kfp2.5.yaml            the same, trainings as PyTorchJobs / TrainJobs
 Formats:
     ir        the pipeline spec YAML to upload (UI, `kfp.Client`)
     k8s       k8s/<name>.yaml: Pipeline + PipelineVersion objects and a kustomization, for
@@ -31,9 +32,10 @@ K8S_DIR = "k8s"
 def _pipelines(target: str, fixed=None) -> dict[str, object]:
     """file stem -> pipeline function of `target`."""
     if target == "kfp-2.5":
-        from pipelines.run8_kfold import Fixed, run8_kfold_kfp25
+        from pipelines.run8_kfold import Fixed, run8_kfold_kfp25, run8_kfold_trainjob_kfp25
 
-        return {"run8_kfold-kfp2.5": run8_kfold_kfp25(fixed or Fixed())}
+        return {"run8_kfold-kfp2.5": run8_kfold_kfp25(fixed or Fixed()),
+                "run8_kfold_trainjob-kfp2.5": run8_kfold_trainjob_kfp25(fixed or Fixed())}
     return {stem: getattr(importlib.import_module(f"pipelines.{module}"), func) for stem, (module, func) in PIPELINES.items()}
 
 

@@ -334,3 +334,50 @@ def run8_kfold_kfp25(fixed: Fixed = Fixed()):
     if unrolled_components.FOLDS != DEFAULT_FOLDS:
         raise ValueError(f"pipelines/unrolled.py takes {unrolled_components.FOLDS} folds, DEFAULT_FOLDS is {DEFAULT_FOLDS}")
     return run8_kfold
+
+
+def run8_kfold_trainjob_kfp25(fixed: Fixed = Fixed()):
+    """The kfp-2.5 build of run8_kfold_trainjob (Kubeflow 1.10.1+): run8_kfold_kfp25's unrolled plan
+    with every training a multi-node job. Its default backend is "pytorchjob": Kubeflow 1.10 ships
+    the Training Operator v1 and no Trainer v2 (the job launcher needs no newer KFP feature)."""
+
+    @dsl.pipeline(name=f"{NAME}-trainjob", description=DESCRIPTION + f" [KFP 2.5 build: {DEFAULT_FOLDS} folds unrolled; "
+                  "trainings as multi-node PyTorchJobs / TrainJobs]")
+    def run8_kfold_trainjob(
+        dataset_uri: str = "s3://receiptflow/datasets/receipts",
+        output_uri: str = "s3://receiptflow",
+        run_id: str = "",
+        preset: str = "efficientnet_b4_lr_optimized",
+        epochs: int = 22,
+        thresh: float = 0.29,
+        box_thresh: float = 0.25,
+        max_candidates: int = 600,
+        run8_lr: float = RUN8["lr"],
+        run8_weight_decay: float = RUN8["weight_decay"],
+        run8_t_max: int = RUN8["t_max"],
+        run8_eta_min: float = RUN8["eta_min"],
+        run3_lr: float = RUN3["lr"],
+        run3_weight_decay: float = RUN3["weight_decay"],
+        run3_t_max: int = RUN3["t_max"],
+        run3_eta_min: float = RUN3["eta_min"],
+        success_hmean: float = 0.966,
+        acceptable_hmean: float = 0.965,
+        fold_seed: int = 42,
+        calibration: str = "val",
+        min_vote: int = 3,
+        ensemble_iou: float = 0.5,
+        strict: bool = False,
+        overrides: List[str] = [],
+        training_backend: str = "pytorchjob",
+        num_nodes: int = JOB_DEFAULTS["num_nodes"],
+        gpus_per_node: int = JOB_DEFAULTS["gpus_per_node"],
+        training_runtime: str = JOB_DEFAULTS["training_runtime"],
+        namespace: str = JOB_DEFAULTS["namespace"],
+        job_timeout_minutes: int = JOB_DEFAULTS["job_timeout_minutes"],
+    ) -> str:
+        """run8_kfold (KFP 2.5 build) with every training a PyTorchJob (Training Operator v1, default) or
+        TrainJob of `num_nodes` x `gpus_per_node` GPUs. Returns the prefix the results were published under."""
+        return _plan(dict(locals(), folds=DEFAULT_FOLDS), fixed.minio_secret, _placed_at_compile_time(fixed),
+                     unrolled=True, jobs=True)
+
+    return run8_kfold_trainjob

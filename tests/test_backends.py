@@ -215,7 +215,7 @@ def test_compile_options_write_the_kfp25_secret_and_placement_into_the_yaml(tmp_
                 "--node-selector", "nvidia.com/gpu.product=NVIDIA-H100", "--toleration", "nvidia.com/gpu:NoSchedule",
                 "--toleration", "dedicated=ml:NoExecute")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run8_kfold-kfp2.5.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run8_kfold-kfp2.5.yaml", "run8_kfold_trainjob-kfp2.5.yaml"]
     path = tmp_path / "run8_kfold-kfp2.5.yaml"
     _, platform = yaml.safe_load_all(path.read_text())
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

@@ -71,3 +71,22 @@ def test_the_rest_of_the_plan_is_run8_kfolds(ir):
 def test_it_needs_the_same_kfp_backend_as_run8_kfold_and_has_a_promise():
     assert COMPILED_FILES["run8_kfold_trainjob.yaml"].backend == min_backend(FILE) == min_backend(COMPILED_DIR / "run8_kfold.yaml")
     assert "k8s/run8_kfold_trainjob.yaml" in COMPILED_FILES
+
+
+def test_the_kfp25_build_launches_six_jobs_from_root_tasks_with_the_compile_time_secret():
+    """Kubeflow 1.10 (KFP 2.5.0, Training Operator v1 only): run8_kfold_trainjob-kfp2.5.yaml, PyTorchJobs by
+    default, the folds unrolled into root-DAG tasks (retried there by 2.5.0), the MinIO Secret a literal."""
+    path = COMPILED_DIR / "run8_kfold_trainjob-kfp2.5.yaml"
+    spec, platform = list(yaml.safe_load_all(path.read_text()))
+    assert COMPILED_FILES[path.name].backend == min_backend(path) == "2.5.0"
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["training_backend"]["defaultValue"] == "pytorchjob" and "folds" not in params
+    root = spec["root"]["dag"]["tasks"]
+    launchers = {n: t for n, t in root.items() if t["componentRef"]["name"].startswith("comp-train-job")}
+    assert len(launchers) == 1 + 5
+    for task in launchers.values():
+        assert task["retryPolicy"]["maxRetryCount"] == TRAIN_RETRIES
+        assert task["inputs"]["parameters"]["minio_secret"]["runtimeValue"]["constant"] == "receiptflow-minio"
+        assert task["inputs"]["parameters"]["training_backend"]["componentInputParameter"] == "training_backend"
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert not [e for e in executors if e.startswith("exec-train-job") and "nodeSelector" in executors[e]]
