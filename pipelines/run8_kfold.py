@@ -203,10 +203,10 @@ def _plan(p: dict, secret, place, unrolled: bool, jobs: bool = False):
     published = _external(_storage(_cpu(publish_to(
         submission=csv.outputs["submission"], fused=fused.outputs["fused"], replication=replication.outputs["model"],
         **models, decision=chosen.outputs["decision"], data_report=data.outputs["report"],
-        ensemble_metrics=fused.outputs["metrics"], ensemble_report=fused.outputs["report"], output_uri=p["output_uri"], run_id=p["run_id"], job_id=job_id,
+        ensemble_metrics=fused.outputs["metrics"], ensemble_report=fused.outputs["report"], output_uri=p["output_uri"],
+        run_id=p["run_id"], job_id=job_id,
     ), "publish to MinIO"), secret))
     return published.outputs["Output"]
-
 
 
 @dsl.pipeline(name=NAME, description=DESCRIPTION)
