@@ -1,8 +1,8 @@
 """`receiptflow pipeline compile|submit|run`: the run8-kfold pipeline from the command line.
 
     receiptflow pipeline compile [--target kfp-2.14|kfp-2.5] [--format ir|k8s]   # -> pipelines/compiled/
-    receiptflow pipeline submit --host URL [--target kfp-2.14|kfp-2.5] [--param k=v ...] [--resume RUN_ID]
-    receiptflow pipeline run --local [--data DIR] [--output DIR] [--param k=v ...] [--resume RUN_ID]
+    receiptflow pipeline submit --host URL [--target kfp-2.14|kfp-2.5] [--trainings task|job] [--param k=v ...] [--resume RUN_ID]
+    receiptflow pipeline run --local [--data DIR] [--output DIR] [--param k=v ...] [--resume RUN_ID]   # --trainings task only
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import argparse
 from model.errors import DataError
 
 from pipelines import LOCAL_ROOT
+from pipelines.submit import TRAININGS  # a light import: kfp is imported where a pipeline is built
 
 
 def register(sub) -> None:
@@ -36,17 +37,29 @@ def register(sub) -> None:
     c.set_defaults(func=_compile)
 
     s = verbs.add_parser("submit", help="start a run on a Kubeflow Pipelines endpoint and print its URL",
-                         description="Submit run8_kfold through kfp.Client. Authentication: KFP_TOKEN (a bearer "
-                         "token, e.g. `kubectl create token`), else whatever kfp.Client finds in the cluster. Prints "
-                         "the run's URL and the id that --resume takes if the run fails.")
+                         description="Submit run8_kfold through kfp.Client: the build of --target, each training one "
+                         "pod with one GPU (--trainings task) or one multi-node TrainJob / PyTorchJob (--trainings "
+                         "job). --param and --params-file are checked and typed against that build's parameters "
+                         "before anything is sent. Authentication: KFP_TOKEN (a bearer token, e.g. `kubectl create "
+                         "token`), else whatever kfp.Client finds in the cluster. Prints the run's URL and the id "
+                         "that --resume takes if the run fails.")
     s.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
     s.add_argument("--experiment", default="receiptflow", help="KFP experiment (default receiptflow)")
-    s.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
+    s.add_argument("--namespace", default=None,
+                   help="Kubeflow profile namespace the run goes to (multi-user installs); the job build's "
+                   "--param namespace is where its training jobs are created (default: the run's)")
     s.add_argument("--run-name", default=None, help="display name of the run (default: pipeline name and time)")
     s.add_argument("--target", choices=("kfp-2.14", "kfp-2.5"), default="kfp-2.14",
                    help="the build to run: kfp-2.14 (KFP backend >= 2.14, Kubeflow 1.11+; default) or kfp-2.5 (KFP "
                    "2.5.0, Kubeflow 1.10.1+: 5 folds, no folds/minio_secret/node_selector/tolerations parameters; "
                    "set those with the options below)")
+    s.add_argument("--trainings", choices=TRAININGS, default="task",
+                   help="how each training (replication and folds) runs. task (default): one KFP task, one pod with "
+                   "one GPU (run8_kfold.yaml, -kfp2.5). job: one Kubeflow Trainer v2 TrainJob or Training Operator "
+                   "v1 PyTorchJob of num_nodes x gpus_per_node GPUs, launched by a CPU task (run8_kfold_trainjob.yaml, "
+                   "-kfp2.5); adds the parameters training_backend (trainjob|pytorchjob; kfp-2.14 default trainjob, "
+                   "kfp-2.5 pytorchjob), num_nodes, gpus_per_node, training_runtime, namespace, job_timeout_minutes "
+                   "(docs/distributed.md)")
     _fixed_options(s)
     _param_options(s)
     s.set_defaults(func=_submit)
@@ -61,6 +74,9 @@ def register(sub) -> None:
     r.add_argument("--output", default=None, help=f"where results are published; sets output_uri (default {LOCAL_ROOT})")
     r.add_argument("--pipeline-root", default=None, help=f"kfp.local artifact folder (default {LOCAL_ROOT}/kfp)")
     r.add_argument("--verbose", action="store_true", help="also show kfp's executor input/output dumps")
+    r.add_argument("--trainings", choices=TRAININGS, default="task",
+                   help="task only (the default): kfp.local cannot create the TrainJobs / PyTorchJobs of "
+                   "--trainings job, which is `pipeline submit --trainings job`")
     _param_options(r)
     r.set_defaults(func=_run_local)
 
@@ -96,11 +112,29 @@ def _param_options(p: argparse.ArgumentParser) -> None:
                    "training resumes from <output_uri>/runs/RUN_ID/checkpoints/; refused when no checkpoint is there")
 
 
+def _build(args):
+    """(pipeline function, its `absent` explainer) of what the command runs: the build of --target and
+    --trainings for `submit`, run8_kfold for `run --local`, which refuses --trainings job."""
+    from pipelines.compile import DEFAULT_TARGET
+    from pipelines.submit import absent, build
+
+    local = args.verb == "run"
+    if local and args.trainings == "job":
+        raise DataError("--trainings job: kfp.local runs every task as a process on this machine and cannot create "
+                        "the cluster's TrainJobs / PyTorchJobs; run that build with `receiptflow pipeline submit "
+                        "--trainings job`, or locally without --trainings job")
+    target = getattr(args, "target", DEFAULT_TARGET)
+    fixed = _fixed(args, (target,)) if not local else None
+    return build(target, args.trainings, fixed), absent(target, args.trainings, local=local)
+
+
 def _params(args) -> dict:
+    """--params-file, then --param, typed and checked against the parameters of the build that runs."""
     from pipelines.params import load_params_file, parse_params
 
-    params = load_params_file(args.params_file) if args.params_file else {}
-    params.update(parse_params(args.param))
+    pipeline, absent = _build(args)
+    params = load_params_file(args.params_file, pipeline, absent) if args.params_file else {}
+    params.update(parse_params(args.param, pipeline, absent))
     if args.resume is not None:
         from pipelines.resume import with_run_id
 
@@ -123,7 +157,7 @@ def _submit(args) -> int:
 
     url, run_id = submit(args.host, _params(args), experiment=args.experiment, namespace=args.namespace,
                          run_name=args.run_name, resume=args.resume is not None, target=args.target,
-                         fixed=_fixed(args, (args.target,)))
+                         fixed=_fixed(args, (args.target,)), trainings=args.trainings)
     print(url)
     print(f"run id {run_id}: if the run fails, submit it again with --resume {run_id} (its trainings continue from "
           "their checkpoints)", flush=True)

@@ -96,3 +96,124 @@ def test_parameters_a_build_does_not_take_are_refused_before_contacting_kfp(kfp_
     assert main(["pipeline", "submit", "--host", host, *argv]) == 2
     assert message in capsys.readouterr().err
     assert kfp_api.requests == []
+
+
+# ---- --trainings job: the job-backed builds (docs/distributed.md), typed by their own signature --------------
+
+JOB_ARGS = ["--param", "training_backend=pytorchjob", "--param", "num_nodes=2", "--param", "gpus_per_node=8",
+            "--param", "training_runtime=torch-distributed", "--param", "namespace=team-a-jobs",
+            "--param", "job_timeout_minutes=90"]
+JOB_PARAMS = {"training_backend": "pytorchjob", "num_nodes": 2, "gpus_per_node": 8, "training_runtime": "torch-distributed",
+              "namespace": "team-a-jobs", "job_timeout_minutes": 90}
+
+
+def _launchers(text: str) -> dict:
+    """root-DAG task name -> task of every job launcher (components/run_training_job.py) in the posted spec."""
+    spec = next(yaml.safe_load_all(text))
+    dags = [spec["root"], *spec["components"].values()]
+    return {name: task for dag in dags for name, task in dag.get("dag", {}).get("tasks", {}).items()
+            if task["componentRef"]["name"].startswith("comp-train-job")}
+
+
+def test_trainings_job_sends_the_job_build_with_its_parameters_typed(kfp_api, capsys):
+    host = f"http://127.0.0.1:{kfp_api.server_port}"
+    rc = main(["pipeline", "submit", "--host", host, "--trainings", "job", "--namespace", "team-a", "--param", "epochs=3",
+               *JOB_ARGS])
+    assert rc == 0, capsys.readouterr().err
+    text, params = _submitted(kfp_api)
+    assert params == {"epochs": 3, **JOB_PARAMS}  # ints arrive as JSON numbers, not "2"
+    assert all(type(params[k]) is int for k in ("num_nodes", "gpus_per_node", "job_timeout_minutes"))
+    spec = next(yaml.safe_load_all(text))
+    assert spec["pipelineInfo"]["name"] == "run8-kfold-trainjob"
+    assert spec["root"]["inputDefinitions"]["parameters"]["num_nodes"]["parameterType"] == "NUMBER_INTEGER"
+    assert len(_launchers(text)) == 2  # the replication and the fold loop's: no one-GPU train task left
+    assert min_backend(text) == "2.14.0"
+
+
+def test_trainings_job_on_kfp_2_5_sends_the_unrolled_job_build_with_the_literal_secret(kfp_api, capsys):
+    host = f"http://127.0.0.1:{kfp_api.server_port}"
+    rc = main(["pipeline", "submit", "--host", host, "--target", "kfp-2.5", "--trainings", "job",
+               "--minio-secret", "team-a-minio", "--param", "num_nodes=3"])
+    assert rc == 0, capsys.readouterr().err
+    text, params = _submitted(kfp_api)
+    assert params == {"num_nodes": 3}
+    assert min_backend(text) == "2.5.0"
+    spec = next(yaml.safe_load_all(text))
+    assert spec["root"]["inputDefinitions"]["parameters"]["training_backend"]["defaultValue"] == "pytorchjob"
+    launchers = _launchers(text)
+    assert len(launchers) == 6  # replication + 5 unrolled folds
+    # the job pods' Secret is a literal in every launcher's inputs, and so is its own secretAsEnv
+    assert {t["inputs"]["parameters"]["minio_secret"]["runtimeValue"]["constant"] for t in launchers.values()} == {"team-a-minio"}
+    platform = list(yaml.safe_load_all(text))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {e["secretName"] for config in platform.values() for e in config.get("secretAsEnv", [])} == {"team-a-minio"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--param", "num_nodes=2"], "--param: num_nodes is a parameter of the job-backed build"),
+    (["--target", "kfp-2.5", "--param", "training_backend=pytorchjob"], "training_backend is a parameter of the job-backed"),
+    (["--param", "namespace=team-a"], "the Kubeflow profile the run goes to is `pipeline submit --namespace`"),
+    (["--params-file", "FILE"], ": gpus_per_node is a parameter of the job-backed build"),
+    (["--trainings", "job", "--target", "kfp-2.5", "--param", "folds=3"], "--target kfp-2.5 has no parameter folds"),
+])
+def test_job_parameters_are_refused_for_the_one_pod_pipeline_naming_the_option(kfp_api, capsys, tmp_path, argv, message):
+    (tmp_path / "p.yaml").write_text("epochs: 3\ngpus_per_node: 2\n")
+    argv = [str(tmp_path / "p.yaml") if a == "FILE" else a for a in argv]
+    host = f"http://127.0.0.1:{kfp_api.server_port}"
+    assert main(["pipeline", "submit", "--host", host, *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and ("add --trainings job" in err or "kfp-2.5" in message)
+    assert kfp_api.requests == []
+
+
+@pytest.mark.parametrize("param, message", [
+    ("training_backend=mpijob", "training_backend='mpijob': expected trainjob or pytorchjob"),
+    ("num_nodes=0", "num_nodes=0: must be at least 1"),
+    ("gpus_per_node=-1", "gpus_per_node=-1: must be at least 1"),
+    ("job_timeout_minutes=0", "job_timeout_minutes=0: must be at least 1"),
+    ("num_nodes=two", 'num_nodes="two": expected an integer'),
+    ("training_runtime=Cluster/x", "training_runtime='Cluster/x': expected NAME"),  # components/training_job.py runtime_ref
+    ("training_runtime=TrainingRuntime/Bad_Name", "training_runtime='TrainingRuntime/Bad_Name'"),
+    ("namespace=Team_A", "namespace='Team_A': expected a Kubernetes namespace"),
+    ("num_node=2", "unknown pipeline parameter 'num_node'; did you mean num_nodes?"),
+])
+def test_bad_job_parameter_values_are_refused_before_any_request(kfp_api, capsys, param, message):
+    host = f"http://127.0.0.1:{kfp_api.server_port}"
+    assert main(["pipeline", "submit", "--host", host, "--trainings", "job", "--param", param]) == 2
+    assert message in capsys.readouterr().err
+    assert kfp_api.requests == []
+
+
+def test_a_pytorchjob_ignores_the_runtime_as_the_launcher_does(kfp_api, capsys):
+    """training_runtime names a Trainer v2 runtime; the launcher checks it for trainjob only."""
+    host = f"http://127.0.0.1:{kfp_api.server_port}"
+    rc = main(["pipeline", "submit", "--host", host, "--trainings", "job", "--param", "training_backend=pytorchjob",
+               "--param", "training_runtime=unused/for-pytorchjob"])
+    assert rc == 0, capsys.readouterr().err
+
+
+def test_resume_of_the_job_build_sends_the_run_id_and_names_the_jobs_it_would_attach_to(kfp_api, capsys, tmp_path):
+    from components.training_job import job_name
+
+    ckpt = tmp_path / "runs" / "r7" / "checkpoints" / "fold_1" / "last.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"checkpoint")
+    host = f"http://127.0.0.1:{kfp_api.server_port}"
+    rc = main(["pipeline", "submit", "--host", host, "--trainings", "job", "--target", "kfp-2.5", "--resume", "r7",
+               "--param", f"output_uri={tmp_path}", "--namespace", "team-a"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert f"resuming run r7 from {tmp_path}/runs/r7/checkpoints/: fold_1" in out
+    # the kfp-2.5 job build has no folds parameter: its compiled K (5) names the jobs; its backend is pytorchjob
+    names = [job_name("r7", t) for t in ("replication", "fold_0", "fold_4")]
+    assert all(n in err for n in names) and job_name("r7", "fold_5") not in err
+    assert "kubectl -n team-a get pytorchjob" in err and "delete pytorchjob NAME" in err
+    _, params = _submitted(kfp_api)
+    assert params["run_id"] == "r7"
+
+
+def test_local_run_refuses_the_job_build_and_its_parameters(capsys):
+    assert main(["pipeline", "run", "--local", "--data", "x", "--trainings", "job"]) == 2
+    assert "kfp.local runs every task as a process on this machine and cannot create" in capsys.readouterr().err
+    assert main(["pipeline", "run", "--local", "--data", "x", "--param", "num_nodes=2"]) == 2
+    assert "num_nodes is a parameter of the job-backed build (each training a TrainJob or PyTorchJob, " \
+           "docs/distributed.md), which runs on a cluster only" in capsys.readouterr().err
