@@ -46,9 +46,10 @@ def train_job(
     (training_backend "pytorchjob", Training Operator v1), named after the run and the task, in
     `namespace` (empty: the pod's own). The inputs go to <run>/inputs/ in the object store, each
     node pulls them; rank 0 mirrors checkpoints to <run>/checkpoints/<task>/ as the one-pod training
-    does (so a new job, or the other backend, resumes there). A retry of this task attaches to the
-    job its first try created. The Model artifact is built from the mirror's best.pt and
-    metrics.jsonl. Needs the RBAC of manifests/base/rbac.yaml."""
+    does (so a new job, or the other backend, resumes there). A retry of this task, or a new KFP run
+    of the same run id, attaches to the job that runs or succeeded; after a failed one (left in
+    place) it creates the next attempt `<name>-r2`... (training_job.run_job). The Model artifact is
+    built from the mirror's best.pt and metrics.jsonl. Needs the RBAC of manifests/base/rbac.yaml."""
     import tempfile
     from collections import namedtuple
     from pathlib import Path
@@ -63,12 +64,8 @@ def train_job(
     from components.trials import katib_api
     from model.storage import download, upload
 
-    if training_backend not in tj.BACKENDS:
-        raise ValueError(f"training_backend={training_backend!r}: this task launches one of {', '.join(tj.BACKENDS)}")
-    if num_nodes < 1 or gpus_per_node < 1:
-        raise ValueError(f"num_nodes={num_nodes}, gpus_per_node={gpus_per_node}: both must be at least 1")
-    if training_backend == "trainjob":
-        tj.runtime_ref(training_runtime)  # a bad name fails here, before anything is uploaded or created
+    # bad values fail here, before anything is uploaded or created (`pipeline submit` checks the same)
+    tj.check_job(training_backend, num_nodes, gpus_per_node, timeout_minutes, training_runtime)
     namespace = default_namespace(namespace)
     name = task_name(fold)
     run = run_prefix(output_uri, run_id, job_id)
@@ -99,8 +96,9 @@ def train_job(
     print(f"{name}: {body['kind']} {namespace}/{job}, {num_nodes} node(s) x {gpus_per_node} GPU(s); checkpoints {mirror}",
           flush=True)
     custom = katib_api()  # loads the in-cluster (or kubeconfig) configuration
-    tj.run_job(custom, client.CoreV1Api(), body, timeout_minutes=timeout_minutes, poll_seconds=poll_seconds,
-               log=lambda text: print(text, flush=True))
+    # job_id (the KFP run) stamps the job: a new KFP run of this run id meets it again (--resume)
+    job = tj.run_job(custom, client.CoreV1Api(), body, kfp_run=job_id.strip(), timeout_minutes=timeout_minutes,
+                     poll_seconds=poll_seconds, log=lambda text: print(text, flush=True))
 
     work = Path(tempfile.mkdtemp(prefix=f"receiptflow-{name}-"))
     for file in ("best.pt", "metrics.jsonl"):

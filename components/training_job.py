@@ -44,6 +44,33 @@ SUCCEEDED = {"trainjob": "Complete", "pytorchjob": "Succeeded"}
 FAILED = "Failed"
 DATA_DIR = "/tmp/receiptflow"  # where each node pulls its inputs (the image's HOME and scratch are under /tmp)
 METRIC_LINE = re.compile(r"\bepoch=\d+\b.*\bval/hmean=")  # model/train.py's per-epoch line
+# The KFP run (dsl.PIPELINE_JOB_ID_PLACEHOLDER) whose launcher created a job: several KFP runs share
+# one receiptflow run id (`pipeline submit --resume`), hence one job name; this says whose it is.
+KFP_RUN_ANNOTATION = "receiptflow/kfp-run"
+# A failed job is left in place (its pods and logs) and the next try creates `<name>-r2`, `-r3`...;
+# after this many failed attempts the task stops creating jobs (a failure no retry will cure).
+MAX_ATTEMPTS = 20
+# Job names stay a DNS-1035 label (TrainJob: Trainer v2.1.0 trainjob_types.go:37-38 CEL rules;
+# PyTorchJob: Training Operator v1.9.0 pkg/webhooks/pytorch/pytorchjob_webhook.go:80) of at most
+# 63 - 16 characters, so the names the engines derive (`<name>-node-0-12` JobSet hostnames,
+# `<name>-worker-127` PyTorchJob pods and Services) are DNS labels too.
+MAX_NAME = 47
+_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def check_job(training_backend: str, num_nodes: int, gpus_per_node: int, job_timeout_minutes: int,
+              training_runtime: str) -> None:
+    """The job parameters, one ValueError naming the first bad one: the launcher checks them before
+    it uploads or creates anything, `pipeline submit`/`run` before any request (pipelines/params.py)."""
+    if training_backend not in BACKENDS:
+        raise ValueError(f"training_backend={training_backend!r}: expected {' or '.join(BACKENDS)} (a Kubeflow Trainer "
+                         "v2 TrainJob or a Training Operator v1 PyTorchJob per training)")
+    for name, value in (("num_nodes", num_nodes), ("gpus_per_node", gpus_per_node),
+                        ("job_timeout_minutes", job_timeout_minutes)):
+        if value < 1:
+            raise ValueError(f"{name}={value}: must be at least 1")
+    if training_backend == "trainjob":
+        runtime_ref(training_runtime)
 
 
 def job_name(run: str, task: str) -> str:
@@ -53,6 +80,15 @@ def job_name(run: str, task: str) -> str:
     clean = re.sub(r"[^a-z0-9]+", "-", run.lower()).strip("-")[:12].strip("-") or "run"
     digest = hashlib.sha256(run.encode()).hexdigest()[:6]
     return f"rf-{clean}-{digest}-{task.replace('_', '-')}"
+
+
+def attempt_name(name: str, attempt: int) -> str:
+    """The job of `attempt` (1: `name` itself, then `name-r2`, `-r3`...): a new attempt after a failed
+    job, which stays for its logs."""
+    full = name if attempt == 1 else f"{name}-r{attempt}"
+    if len(full) > MAX_NAME or not _NAME.fullmatch(full):
+        raise ValueError(f"job name {full!r}: expected a DNS-1035 label of at most {MAX_NAME} characters")
+    return full
 
 
 def runtime_ref(runtime: str) -> dict:
@@ -244,32 +280,69 @@ def _refused(exc, verb: str, kind: str, namespace: str, name: str) -> Exception:
     return RuntimeError(what)
 
 
-def run_job(custom, core, body: dict, *, timeout_minutes: float, poll_seconds: float,
+def _creator(obj: dict) -> str:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(KFP_RUN_ANNOTATION) or ""
+
+
+def run_job(custom, core, body: dict, *, kfp_run: str, timeout_minutes: float, poll_seconds: float,
             log: Callable[[str], None] = print) -> str:
-    """Create `body` (or attach to the job of that name that an earlier try of this task created) and
-    poll it every `poll_seconds`: one log line per change (phase, pods by phase, rank 0's last metric
-    line). Returns the last progress line when the job succeeded; raises JobFailed with the job's
-    reason, its pods' failures and Warning events, TimeoutError after `timeout_minutes` (the job
-    keeps running). Transient API errors are retried at the next poll (components/katib.py's rule);
-    401/403/404 are not. Deletes nothing: a failed job's pods and logs stay for `kubectl logs`."""
+    """Create `body` (stamped with `kfp_run`, the KFP run of this task) or attach to the job of that
+    name an earlier try or an earlier KFP run of this run id created, and poll it every
+    `poll_seconds`: one log line per change (phase, pods by phase, rank 0's last metric line).
+    Returns the name of the job that succeeded (`body`'s, or `<name>-rN`); raises JobFailed with
+    the job's reason, its pods' failures and Warning events, TimeoutError after `timeout_minutes`
+    (the job keeps running). Transient API errors are retried at the next poll (components/katib.py's
+    rule); 401/403/404 are not. Deletes nothing: a failed job's pods and logs stay for `kubectl logs`.
+
+    An existing job that runs or succeeded is attached to (a running one is still writing the
+    checkpoint mirror: a second job would race it; a succeeded one's mirror holds the Model). One
+    that failed is never attached to, whichever KFP run created it: this task is running again
+    because a KFP retry (set_retry, as the one-pod `train` task retries its training) or a new run
+    (`--resume`) wants the training done, and attaching would only replay the old failure. So the
+    next attempt `<name>-r2`, `-r3`... is created (found with `get`/`create` on each candidate name:
+    no `list` in manifests/base/rbac.yaml) and resumes from the checkpoint mirror."""
     from kubernetes.client.rest import ApiException
 
-    w = _Watch(custom, core, body)
-    kind, ref = body["kind"], f"{body['kind']} {w.namespace}/{w.name}"
-    kubectl = f"`kubectl -n {w.namespace} describe {kind.lower()} {w.name}`"
+    base = body["metadata"]["name"]
+    body = {**body, "metadata": {**body["metadata"], "annotations": {
+        **(body["metadata"].get("annotations") or {}), KFP_RUN_ANNOTATION: kfp_run}}}
+    attempt, w = 1, _Watch(custom, core, body)
+    kind = body["kind"]
     deadline = time.monotonic() + timeout_minutes * 60
     created, failures, line, shown = False, 0, "not created yet", ""
     while True:
+        ref = f"{kind} {w.namespace}/{w.name}"
+        kubectl = f"`kubectl -n {w.namespace} describe {kind.lower()} {w.name}`"
         verb = "get" if created else "create"
         try:
             if not created:
                 try:
                     w.create()
-                    log(f"created {ref}")
+                    log(f"created {ref}" + (f" (attempt {attempt})" if attempt > 1 else ""))
                 except ApiException as e:
                     if e.status != 409:
                         raise
-                    log(f"{ref} already exists: attached to the existing {kind} (an earlier try of this task created it)")
+                    verb = "get"
+                    existing = w.get()
+                    result, reason = state(w.backend, existing)
+                    whose = _creator(existing)
+                    whose = ("KFP run " + whose + (" (this run: an earlier try of this task)" if whose == kfp_run
+                                                   else " (an earlier run of this run id)")
+                             if whose else "an earlier KFP run (unstamped)")
+                    if result == "failed":
+                        if attempt >= MAX_ATTEMPTS:
+                            raise JobFailed(
+                                f"{ref} failed ({reason or 'no reason given'}), and so did the {attempt - 1} attempts "
+                                f"before it: not creating attempt {attempt + 1}. Read their logs (`kubectl -n "
+                                f"{w.namespace} logs -l {JOB_LABEL[w.backend]}={w.name}`) and fix the cause, then "
+                                "submit with a new run_id (or delete these jobs)") from None
+                        attempt += 1
+                        w = _Watch(custom, core, {**body, "metadata": {**body["metadata"],
+                                                                       "name": attempt_name(base, attempt)}})
+                        log(f"{ref} of {whose} failed ({reason or 'no reason given'}); left in place for its logs, "
+                            f"trying attempt {attempt}: {w.name} (it resumes from the checkpoint mirror)")
+                        continue
+                    log(f"{ref} already exists: attached to the existing {kind}, created by {whose}")
                 created, verb = True, "get"
             obj = w.get()
             verb = "list pods of"
@@ -298,11 +371,12 @@ def run_job(custom, core, body: dict, *, timeout_minutes: float, poll_seconds: f
                 shown = line
             if result == "failed":
                 raise JobFailed(f"{ref} failed: {w.why(reason)}. Logs: `kubectl -n {w.namespace} logs -l "
-                                f"{JOB_LABEL[w.backend]}={w.name}`; a retry of this run attaches to it again: "
-                                f"`kubectl -n {w.namespace} delete {kind.lower()} {w.name}` first (the checkpoint "
-                                "mirror keeps its epochs: the new job resumes)")
+                                f"{JOB_LABEL[w.backend]}={w.name}`. The job stays; "
+                                + (f"a retry of this task or `pipeline submit --resume` creates the next attempt "
+                                   f"({attempt_name(base, attempt + 1)}), which resumes from the checkpoint mirror"
+                                   if attempt < MAX_ATTEMPTS else f"it was attempt {MAX_ATTEMPTS}, the last"))
             if result == "succeeded":
-                return line
+                return w.name
         if time.monotonic() > deadline:
             raise TimeoutError(f"{ref} not finished after {timeout_minutes} min ({line}); it keeps running: {kubectl}")
         time.sleep(poll_seconds)

@@ -138,23 +138,15 @@ _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 def check_job_parameters(p: dict[str, Any]) -> None:
     """The job-backed build's parameters, refused here rather than when the first launcher task
-    starts (validate_run does not see them). The backend names and the runtime's format are the
-    launcher's own (components/run_training_job.py checks them with components/training_job.py
-    BACKENDS and runtime_ref, which it applies to trainjob only)."""
+    starts (validate_run does not see them), with the launcher's own check
+    (components/training_job.py check_job), plus the namespace's format."""
     from components import training_job as tj
 
-    backend = p["training_backend"]
-    if backend not in tj.BACKENDS:
-        raise DataError(f"training_backend={backend!r}: expected {' or '.join(tj.BACKENDS)} (a Kubeflow Trainer v2 "
-                        "TrainJob or a Training Operator v1 PyTorchJob per training)")
-    for name in ("num_nodes", "gpus_per_node", "job_timeout_minutes"):
-        if p[name] < 1:
-            raise DataError(f"{name}={p[name]}: must be at least 1")
-    if backend == "trainjob":
-        try:
-            tj.runtime_ref(p["training_runtime"])
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
+    try:
+        tj.check_job(p["training_backend"], p["num_nodes"], p["gpus_per_node"], p["job_timeout_minutes"],
+                     p["training_runtime"])
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     namespace = p["namespace"].strip()
     if namespace and (len(namespace) > 63 or not _NAMESPACE.fullmatch(namespace)):
         raise DataError(f"namespace={p['namespace']!r}: expected a Kubernetes namespace (lowercase letters, digits "

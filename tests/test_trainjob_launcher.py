@@ -2,7 +2,8 @@
 (tests/kube_standin.py), with the real `kubernetes` client: it creates a TrainJob or PyTorchJob, attaches
 on 409 (a retried launcher), shows progress (phase, pods, rank 0's metric line), fails with the job's own
 reason, its pods' failures and events, deletes nothing, and turns the checkpoint mirror into the Model
-artifact components/train.py writes (issue 14, items 2 and 4)."""
+artifact components/train.py writes (issue 14, items 2 and 4). A job that failed, in an earlier KFP run
+of the run id (`--resume`) or an earlier try of the task, stays and the next attempt `<name>-r2` runs."""
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ def pod(name: str, phase: str, labels: dict, *, exit_code: int = 0, message: str
 
 
 class KubeApi(ThreadingHTTPServer):
-    """The job endpoints (POST create: 201 stores the body, 409 AlreadyExists, 403, 404; GET: the stored
-    object with the next of `polls`), pods by label selector (`pods`), rank 0's log, events.
+    """The job endpoints (POST create: 201 stores the body, 409 AlreadyExists, 403, 404; a name already
+    stored answers 409 as the API server does; GET: the stored object with the next of `polls`, or its
+    status in `fixed`: jobs an earlier run left), pods by label selector (`pods`), rank 0's log, events.
     `requests` records (method, path); `on_create` runs when a job is created (the training's effect)."""
 
     daemon_threads = True
@@ -49,6 +51,7 @@ class KubeApi(ThreadingHTTPServer):
         self.create, self.polls, self.pods, self.events = 201, [CREATED], [], []
         self.log = ""
         self.objects: dict[str, dict] = {}
+        self.fixed: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
         self.on_create = lambda body: None
 
@@ -65,7 +68,9 @@ class _Handler(Handler):
         m = re.fullmatch(JOBS, self.path)
         assert m and body["metadata"]["namespace"] == m.group(2), (self.path, body["metadata"])
         name = body["metadata"]["name"]
-        if self.server.create == 201:
+        if name in self.server.objects:
+            self._status(409, "AlreadyExists", f'{m.group(3)} "{name}" already exists')
+        elif self.server.create == 201:
             self.server.objects[name] = body
             self.server.on_create(body)
             self._send(201, body)
@@ -80,10 +85,11 @@ class _Handler(Handler):
         self.server.requests.append(("GET", self.path))
         path = self.path.split("?")[0]
         if m := re.fullmatch(JOBS + r"/([^/]+)", path):
-            answer = self.server.next_poll()
+            name = m.group(4)
+            answer = self.server.fixed[name] if name in self.server.fixed else self.server.next_poll()
             if isinstance(answer, int):
                 return self._status(answer, "ServiceUnavailable", f"stand-in answers {answer}")
-            return self._send(200, self.server.objects[m.group(4)] | {"status": answer})
+            return self._send(200, self.server.objects[name] | {"status": answer})
         if re.fullmatch(r"/api/v1/namespaces/[^/]+/pods/[^/]+/log", path):
             return self._send(200, self.server.log)
         if re.fullmatch(r"/api/v1/namespaces/[^/]+/pods", path):
@@ -117,7 +123,10 @@ def write_mirror(mirror: Path, epochs: int = 3) -> None:
     (mirror / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in history))
 
 
-def run(tmp_path, *, backend="trainjob", fold=3, nodes=2, gpus=4, runtime="TrainingRuntime/receiptflow-torch", namespace=""):
+def run(tmp_path, *, backend="trainjob", fold=3, nodes=2, gpus=4, runtime="TrainingRuntime/receiptflow-torch",
+        namespace="", run_id="", job_id=RUN):
+    """The launcher of task `fold`; `run_id` empty: the run id is the KFP run's own (`job_id`), as in a
+    first run; `--resume RUN` sends run_id=RUN to a new KFP run (another job_id)."""
     from kfp.dsl import Artifact, Dataset, Metrics, Model
 
     from components.run_training_job import train_job
@@ -138,7 +147,7 @@ def run(tmp_path, *, backend="trainjob", fold=3, nodes=2, gpus=4, runtime="Train
     out = train_job.python_func(
         dataset=artifact(Dataset, data, "dataset"), folds=artifact(Artifact, folds, "folds"), fold=fold, preset="cpu_tiny",
         lr=0.0005, weight_decay=6e-05, t_max=24, eta_min=6e-06, epochs=3, thresh=0.29, box_thresh=0.25, max_candidates=600,
-        overrides=["dataset.batch_size=2"], output_uri=str(tmp_path / "store"), run_id="", job_id=RUN,
+        overrides=["dataset.batch_size=2"], output_uri=str(tmp_path / "store"), run_id=run_id, job_id=job_id,
         training_backend=backend, num_nodes=nodes, gpus_per_node=gpus, training_runtime=runtime,
         minio_secret="team-a-minio", image="ghcr.io/receiptflow/receiptflow:9.9.9", cpu_per_gpu="8", memory_per_gpu_gi=32,
         namespace=namespace, timeout_minutes=60, poll_seconds=0, model=model, metrics=metrics)
@@ -226,9 +235,98 @@ def test_a_failed_job_fails_with_its_reason_its_pods_failures_and_events_and_not
     assert f"{NAME}-node-0-0-abcde/node: Error (exit 1): torch.OutOfMemoryError: CUDA out of memory" in message
     assert "Pod/" + NAME + "-node-0-0-abcde: FailedScheduling: 0/3 nodes are available" in message
     assert "unrelated" not in message and "Scheduled: ok" not in message
-    assert f"kubectl -n team-a delete trainjob {NAME}" in message
+    assert f"a retry of this task or `pipeline submit --resume` creates the next attempt ({NAME}-r2)" in message
+    assert "delete" not in message
     assert not [r for r in kube.requests if r[0] == "DELETE"]
     assert not (tmp_path / "model").exists()
+
+
+EARLIER = "9d1e5c2b-0000-4000-8000-000000000001"  # the KFP run that created the old jobs
+RESUMED = "5a7b3c4d-1111-4111-8111-000000000002"  # the new KFP run of `pipeline submit --resume RUN`
+
+
+def left_behind(kube, name: str, status: dict, creator: str = EARLIER) -> dict:
+    """A TrainJob an earlier KFP run of RUN created, with its final status."""
+    job = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "spec": {"trainer": {"numNodes": 2}},
+           "metadata": {"name": name, "namespace": "team-a", "uid": f"uid-{name}",
+                        "annotations": {tj.KFP_RUN_ANNOTATION: creator}}}
+    kube.objects[name], kube.fixed[name] = job, status
+    return json.loads(json.dumps(job))
+
+
+@pytest.mark.parametrize("failed", [1, 2])
+def test_a_resumed_run_meets_failed_jobs_of_the_earlier_run_and_creates_the_next_attempt(kube, tmp_path, capsys,
+                                                                                         failed):
+    """`--resume RUN` (same run id, new KFP run): the failed jobs stay untouched, -r<failed+1> is created,
+    stamped with the new KFP run, resumes from the same mirror, and its Model comes back."""
+    old = [left_behind(kube, tj.attempt_name(NAME, a), FAILED_TJ) for a in range(1, failed + 1)]
+    new = f"{NAME}-r{failed + 1}"
+    kube.on_create = lambda body: write_mirror(mirror_of(tmp_path))
+    kube.polls = [RUNNING_TJ, COMPLETE_TJ]
+    out, model, _ = run(tmp_path, run_id=RUN, job_id=RESUMED)
+
+    assert out.best_epoch == 2
+    assert [a["metadata"]["name"] for a in old] == [NAME, f"{NAME}-r2"][:failed]
+    assert [kube.objects[a["metadata"]["name"]] for a in old] == old  # untouched
+    assert not [r for r in kube.requests if r[0] not in ("GET", "POST")]  # no DELETE, no PATCH
+    assert [r[1].rsplit("/", 1)[1] for r in kube.requests if r[0] == "POST"] == ["trainjobs"] * (failed + 1)
+    created = kube.objects[new]
+    assert created["metadata"]["annotations"] == {tj.KFP_RUN_ANNOTATION: RESUMED}
+    assert f"checkpoint_mirror={mirror_of(tmp_path)}" in created["spec"]["trainer"]["command"][2]  # resumes there
+    assert json.loads((Path(model.path) / "summary.json").read_text())["job"] == f"team-a/{new}"
+    log = capsys.readouterr().out
+    assert (f"TrainJob team-a/{NAME} of KFP run {EARLIER} (an earlier run of this run id) failed (JobSetFailed: "
+            "jobset failed: job node-0 has failed (BackoffLimitExceeded)); left in place for its logs, "
+            f"trying attempt 2: {NAME}-r2") in log
+    assert f"created TrainJob team-a/{new} (attempt {failed + 1})" in log
+
+
+@pytest.mark.parametrize("status", ["succeeded", "running"])
+def test_a_resumed_run_reuses_a_succeeded_or_running_job_of_the_earlier_run(kube, tmp_path, capsys, status):
+    """A succeeded job's mirror holds the Model; a running one still writes the mirror (a second job
+    would race it): both are attached to, nothing is created."""
+    write_mirror(mirror_of(tmp_path))
+    left_behind(kube, NAME, COMPLETE_TJ)
+    if status == "running":
+        del kube.fixed[NAME]
+        kube.polls = [RUNNING_TJ, RUNNING_TJ, COMPLETE_TJ]
+    out, model, _ = run(tmp_path, run_id=RUN, job_id=RESUMED)
+    assert out.best_epoch == 2 and list(kube.objects) == [NAME]
+    assert [m for m, _ in kube.requests if m != "GET"] == ["POST"]  # the create that answered 409
+    assert json.loads((Path(model.path) / "summary.json").read_text())["job"] == f"team-a/{NAME}"
+    assert (f"TrainJob team-a/{NAME} already exists: attached to the existing TrainJob, created by KFP run {EARLIER} "
+            "(an earlier run of this run id)") in capsys.readouterr().out
+
+
+def test_a_retry_in_the_same_kfp_run_also_starts_a_new_attempt_after_its_failed_job(kube, tmp_path, capsys):
+    """KFP retries the launcher (set_retry) after its job failed: attaching would replay the failure,
+    so the retry trains again, as a retry of the one-pod train task does."""
+    old = left_behind(kube, NAME, FAILED_TJ, creator=RUN)
+    kube.on_create = lambda body: write_mirror(mirror_of(tmp_path))
+    kube.polls = [COMPLETE_TJ]
+    assert run(tmp_path)[0].best_epoch == 2
+    assert kube.objects[NAME] == old
+    assert kube.objects[f"{NAME}-r2"]["metadata"]["annotations"] == {tj.KFP_RUN_ANNOTATION: RUN}
+    assert f"of KFP run {RUN} (this run: an earlier try of this task) failed" in capsys.readouterr().out
+
+
+def test_after_the_last_attempt_failed_no_further_job_is_created(kube, tmp_path):
+    for a in range(1, tj.MAX_ATTEMPTS + 1):
+        left_behind(kube, tj.attempt_name(NAME, a), FAILED_TJ)
+    with pytest.raises(tj.JobFailed, match=rf"TrainJob team-a/{NAME}-r{tj.MAX_ATTEMPTS} failed \(JobSetFailed.*and so "
+                                           rf"did the {tj.MAX_ATTEMPTS - 1} attempts before it: not creating attempt"):
+        run(tmp_path, run_id=RUN, job_id=RESUMED)
+    assert len(kube.objects) == tj.MAX_ATTEMPTS and not [r for r in kube.requests if r[0] not in ("GET", "POST")]
+
+
+def test_every_attempts_name_is_a_dns_1035_label_within_the_engines_limits():
+    longest = tj.job_name("Run_" + "x" * 80, "replication")
+    last = tj.attempt_name(longest, tj.MAX_ATTEMPTS)
+    assert last == f"{longest}-r{tj.MAX_ATTEMPTS}" and len(last) <= tj.MAX_NAME
+    # the engines' derived names: `<name>-worker-127` (PyTorchJob pods and Services), JobSet `<name>-node-0-12`
+    assert len(f"{last}-worker-127") <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", last)
+    with pytest.raises(ValueError, match="at most 47"):
+        tj.attempt_name("rf-" + "a" * 44, 2)
 
 
 def test_the_pytorchjob_flavour_has_a_master_and_workers_and_succeeds_on_its_condition(kube, tmp_path, capsys):
