@@ -55,6 +55,15 @@ def absent(target: str = DEFAULT_TARGET, trainings: str = "task", *, local: bool
     return why
 
 
+def resume_jobs_note(params: dict) -> str:
+    """What a resumed job-backed run does with the jobs of the run it resumes (components/training_job.py
+    run_job): nothing for the user to delete."""
+    kind = params["training_backend"]
+    return (f"note: each training reuses run {params['run_id'].strip()}'s {kind} that succeeded or still runs; after "
+            f"a failed one it creates the next attempt (<job>-r2, -r3...), which resumes from the checkpoints, and "
+            "leaves the failed job for its logs")
+
+
 def submit(host: str, params: dict, *, experiment: str = "receiptflow", namespace: str | None = None,
            run_name: str | None = None, resume: bool = False, target: str = DEFAULT_TARGET,
            fixed=None, trainings: str = "task") -> tuple[str, str]:
@@ -71,12 +80,12 @@ def submit(host: str, params: dict, *, experiment: str = "receiptflow", namespac
     params = check_params(dict(params), source="parameters", pipeline=pipeline, absent=absent(target, trainings))
     check_run(params, check_dataset=False, pipeline=pipeline)  # the store may be reachable from the cluster only: validate_run checks it there
     if resume:
-        from pipelines.resume import check_resumable, stale_jobs_warning
+        from pipelines.resume import check_resumable
 
         full = complete(params, pipeline)
         check_resumable(full, warn=lambda msg: print(msg, file=sys.stderr, flush=True))
         if trainings == "job":
-            print(stale_jobs_warning(full, namespace), file=sys.stderr, flush=True)
+            print(resume_jobs_note(full), file=sys.stderr, flush=True)
     if not host.startswith(("http://", "https://")):
         raise DataError(f"--host {host!r}: expected the KFP API URL, e.g. https://kubeflow.example.com/pipeline")
     from kfp_server_api.exceptions import ApiException
