@@ -27,8 +27,9 @@ def ensemble(
     view: Output[HTML],
 ) -> str:
     """Choose how to combine the folds on the `calibration` split (every single fold, box voting
-    over min_vote 1..K and a few IoUs, map fusion over a thresh/box_thresh grid around `thresh`,
-    `box_thresh`; highest CLEval hmean wins) and apply it to the test predictions. "none": no
+    over min_vote 1..K and a few IoUs, map fusion of the best k folds for k = K..2 over a
+    thresh/box_thresh grid around `thresh`, `box_thresh`; highest CLEval hmean wins;
+    `model.calibrate`) and apply it to the test predictions. "none": no
     calibration, box voting with `min_vote` and `iou`. Returns the chosen method.
 
     Metrics: calibration/hmean/<candidate> of every candidate, and with jsons/test.json in the
@@ -54,9 +55,9 @@ def ensemble(
         print(f"no calibration set: {chosen.describe(folds)} (the fixed method)", flush=True)
     else:
         labels = root.load(calibration, strict=False).images
-        cands = calibrate.candidates(len(sets), thresh, box_thresh)
-        found = calibrate.candidate_predictions(cands, [read_ufo(p.path)[0] for p in calibration_predictions],
-                                                [p.path for p in calibration_maps])
+        cal_sets = [read_ufo(p.path)[0] for p in calibration_predictions]
+        cands = calibrate.plan(labels, cal_sets, thresh, box_thresh, workers=workers)
+        found = calibrate.candidate_predictions(cands, cal_sets, [p.path for p in calibration_maps])
         scored = calibrate.score_candidates(cands, labels, found, workers=workers)
         best = calibrate.choose(scored)
         chosen = best.candidate

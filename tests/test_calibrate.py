@@ -59,7 +59,7 @@ LABELS = {name: {wid: Word(w.points) for wid, w in words(TRUE).items()} for name
 
 def run_calibration(per_fold_boxes, tmp):
     sets, dirs = folds_of(per_fold_boxes, tmp, "cal")
-    cands = calibrate.candidates(len(sets), PP["thresh"], PP["box_thresh"])
+    cands = calibrate.plan(LABELS, sets, PP["thresh"], PP["box_thresh"])
     scored = calibrate.score_candidates(cands, LABELS, calibrate.candidate_predictions(cands, sets, dirs))
     return scored, calibrate.choose(scored)
 
@@ -71,7 +71,9 @@ def test_a_fold_that_beats_every_ensemble_is_chosen(tmp_path):
     assert best.candidate == calibrate.fold(0) and best.hmean == 1.0
     others = [s.hmean for s in scored if s.candidate != best.candidate]
     assert max(others) < best.hmean  # the case is what it claims: fold 0 is the unique best
-    assert {s.candidate.method for s in scored} == {"maps", "boxes", "fold"} and len(scored) == 25 + 9 + 3
+    assert {s.candidate.method for s in scored} == {"maps", "boxes", "fold"} and len(scored) == 15 * 2 + 9 + 3
+    # fold 0 ranks first: the map-fusion subsets are {0, 1, 2} and the best two, {0, 1}
+    assert {s.candidate.options["folds"] for s in scored if s.candidate.method == "maps"} == {(0, 1, 2), (0, 1)}
 
 
 def test_an_ensemble_that_beats_every_fold_is_chosen(tmp_path):
@@ -85,32 +87,40 @@ def test_an_ensemble_that_beats_every_fold_is_chosen(tmp_path):
     by = {s.candidate: s.hmean for s in scored}
     assert by[calibrate.boxes(2, 0.5)] == 1.0 and by[calibrate.boxes(1, 0.5)] < 1.0 and by[calibrate.boxes(3, 0.5)] < 1.0
     # the fused map's missed words sit at 0.6 and false ones at 0.3: thresh 0.32 and above keeps just the words
-    assert by[calibrate.maps(0.35, 0.25)] == 1.0 and by[calibrate.maps(0.23, 0.15)] < 1.0
+    assert by[calibrate.maps((0, 1, 2), 0.35, 0.25)] == 1.0 and by[calibrate.maps((0, 1, 2), 0.23, 0.25)] < 1.0
+    # two folds' mean holds one fold's false word and one fold's missed word at the same 0.45
+    assert by[calibrate.maps((0, 1), 0.35, 0.25)] < 1.0
 
 
 def test_ties_go_to_the_earliest_candidate_ensembles_before_single_folds(tmp_path):
     scored, best = run_calibration([TRUE, TRUE, TRUE], tmp_path)
     assert all(s.hmean == 1.0 for s in scored)
-    assert best.candidate == calibrate.maps(0.29, 0.25)  # the run's own settings come first
+    assert best.candidate == calibrate.maps((0, 1, 2), 0.29, 0.25)  # all folds at the run's own settings come first
     made = [calibrate.Scored(calibrate.fold(0), 0.8, 0, 0), calibrate.Scored(calibrate.boxes(1, 0.5), 0.9, 0, 0),
             calibrate.Scored(calibrate.fold(1), 0.9, 0, 0)]
     assert calibrate.choose(made).candidate == calibrate.boxes(1, 0.5)
 
 
 def test_candidate_grid_stays_inside_0_1_and_labels_are_unique():
-    cands = calibrate.candidates(5, 0.29, 0.25)
-    assert len(cands) == 25 + 15 + 5 and len({c.label for c in cands}) == len(cands)
-    assert cands[0] == calibrate.maps(0.29, 0.25) and cands[-1] == calibrate.fold(4)
-    assert [c.label for c in cands[:2]] == ["maps_t0.29_b0.25", "maps_t0.29_b0.15"]
-    edge = calibrate.candidates(2, 0.05, 0.08)
+    cands = calibrate.candidates(5, 0.29, 0.25, ranking=[3, 1, 4, 0, 2])
+    assert len(cands) == 15 * 4 + 15 + 5 and len({c.label for c in cands}) == len(cands)
+    assert cands[0] == calibrate.maps((3, 1, 4, 0, 2), 0.29, 0.25) and cands[-1] == calibrate.fold(4)
+    assert [c.label for c in cands[:2]] == ["maps_f3+1+4+0+2_t0.29_b0.25", "maps_f3+1+4+0+2_t0.29_b0.3"]
+    assert [c.options["folds"] for c in cands[::15][:4]] == [(3, 1, 4, 0, 2), (3, 1, 4, 0), (3, 1, 4), (3, 1)]
+    assert len(calibrate.candidates(5, 0.29, 0.25)) == 15 + 15 + 5  # unranked: all folds only
+    edge = calibrate.candidates(2, 0.05, 0.95)
     assert all(0 < c.options["thresh"] < 1 and 0 < c.options["box_thresh"] < 1 for c in edge if c.method == "maps")
-    assert len([c for c in edge if c.method == "maps"]) == 4 * 4  # 0.05 - 0.06 and 0.08 - 0.1 fall outside (0, 1)
+    assert len([c for c in edge if c.method == "maps"]) == 4 * 1  # thresh 0.05 - 0.06 and box_thresh 0.95 + 0.05 fall outside (0, 1)
+    with pytest.raises(DataError, match=r"ranking \[0, 0\] is not an order of the 2 folds"):
+        calibrate.candidates(2, 0.29, 0.25, ranking=[0, 0])
+    made = [calibrate.Scored(calibrate.fold(i), h, 0, 0) for i, h in enumerate([0.8, 0.9, 0.8, 0.95])]
+    assert calibrate.rank_folds(made) == [3, 1, 0, 2]
 
 
 def test_map_candidates_need_every_folds_maps(tmp_path):
     sets, dirs = folds_of([TRUE, TRUE], tmp_path, "x")
     with pytest.raises(DataError, match="map fusion needs the stored maps of all 2 folds"):
-        calibrate.candidate_predictions([calibrate.maps(0.29, 0.25)], sets, dirs[:1])
+        calibrate.candidate_predictions([calibrate.maps((0, 1), 0.29, 0.25)], sets, dirs[:1])
     with pytest.raises(DataError, match="no labelled images"):
         calibrate.score_candidates([calibrate.fold(0)], {}, [sets[0]])
 
@@ -175,7 +185,7 @@ def test_the_ensemble_component_applies_the_calibration_choice_to_the_test_set(t
         n: [w.points.tolist() for w in ws.values()] for n, ws in test_fold_1.items()}
     m = o["metrics"].metadata
     assert m["calibration/hmean/fold_1"] == m["calibration/hmean_chosen"] == 1.0 > m["calibration/hmean/boxes_v2_iou0.5"]
-    assert len([k for k in m if k.startswith("calibration/hmean/")]) == 25 + 9 + 3
+    assert len([k for k in m if k.startswith("calibration/hmean/")]) == 15 * 2 + 9 + 3
     assert m["test/hmean_ensemble"] == m["test/hmean_best_fold"] == m["test/hmean_fold_1"] == 1.0
     assert m["test/hmean_fold_mean"] == pytest.approx(1 / 3) and m["test/ensemble_gain"] == 0.0
     report = Path(o["report"].path).read_text()
@@ -212,4 +222,6 @@ def test_unrolled_ensemble_gives_what_the_real_one_gives(tmp_path):
         return (chosen, Path(o["fused"].path).read_text(), dict(o["metrics"].metadata),
                 Path(o["report"].path).read_text(), Path(o["view"].path).read_text())
 
-    assert seen(wrapped) == seen(real) and real[0] == "fold 1 alone"
+    # fold 3 holds half of fold 1's words and nothing else: the two folds' mean finds every word, and
+    # ties go to map fusion before a single fold
+    assert seen(wrapped) == seen(real) and real[0] == "map fusion of folds 1, 3 (thresh 0.29, box_thresh 0.25)"

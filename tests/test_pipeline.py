@@ -269,7 +269,7 @@ def test_local_run_end_to_end_publishes_to_s3(tiny_data, tmp_path, s3_server):
     assert "[KFP Executor" not in out  # kfp's JSON dumps are filtered
     assert "# Configuration decision" in out and "| fold_1 |" in out and f"s3://{s3_server.bucket}/runs/e2e/submission.csv" in out
     # the ensemble's method was chosen on the val split, which no fold trained on; the table is in the run's output
-    assert "chosen on the val split (images no fold model trained on) among 33 candidates" in out  # 25 maps, 6 votes, 2 folds
+    assert "chosen on the val split (images no fold model trained on) among 23 candidates" in out  # 15 maps, 6 votes, 2 folds
     assert "| **chosen** |" in out and "test/hmean: ensemble" in out
     manifest, = (tmp_path / "kfp").glob("*/split-folds/folds/folds.json")
     manifest = json.loads(manifest.read_text())
