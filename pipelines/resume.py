@@ -58,21 +58,3 @@ def check_resumable(params: dict[str, Any], *, warn: Callable[[str], None] | Non
                         "id) and output_uri; to start over under this id on purpose, pass --param run_id=" + run_id)
     print(f"resuming run {run_id} from {prefix}/checkpoints/: {', '.join(found)}", flush=True)
 
-
-def stale_jobs_warning(params: dict[str, Any], profile_namespace: str | None = None) -> str:
-    """For a resume of the job-backed build: its launcher names each training's job after the run id
-    and the task (components/training_job.py `job_name`) and attaches to a job of that name that
-    exists (`run_job`, on 409), so a job the failed run left behind is seen again: a completed one is
-    reused, a failed one fails the task again at once (nothing deletes it: the RBAC has no delete).
-    Returns the note naming those jobs and the `kubectl delete` that lets fresh jobs resume."""
-    from components.common import REPLICATION, task_name
-    from components.training_job import job_name
-
-    run_id = params["run_id"].strip()
-    names = [job_name(run_id, task_name(i)) for i in (REPLICATION, *range(int(params["folds"])))]
-    namespace = params["namespace"].strip() or profile_namespace or "<the run's namespace>"
-    kind = params["training_backend"]
-    return (f"note: the resumed run's trainings attach to the {kind}s of run {run_id} that still exist: a completed one "
-            f"is reused, a failed one fails again. See which failed with `kubectl -n {namespace} get {kind} "
-            f"--ignore-not-found {' '.join(names)}` and delete those first (`kubectl -n {namespace} delete {kind} NAME`; "
-            "their checkpoints stay in the store, so the new jobs resume)")

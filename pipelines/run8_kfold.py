@@ -152,7 +152,7 @@ def _plan(p: dict, secret, place, unrolled: bool, jobs: bool = False):
                   overrides=p["overrides"], output_uri=p["output_uri"], run_id=p["run_id"], job_id=job_id)
 
     def training(fold, hyper: dict, name: str) -> dsl.PipelineTask:
-        if jobs:  # a retried launcher attaches to the job its first try created (same name)
+        if jobs:  # a retry or resumed run attaches to a running or succeeded job of its name, else makes the next attempt
             task = _external(_storage(_cpu(train_job(
                 fold=fold, **hyper, **common, training_backend=p["training_backend"], num_nodes=p["num_nodes"],
                 gpus_per_node=p["gpus_per_node"], training_runtime=p["training_runtime"], minio_secret=secret,
