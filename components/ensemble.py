@@ -39,6 +39,8 @@ def ensemble(
     import os
 
     from model import calibrate
+
+    top_rows = 10  # summary.md lists this many candidates (plus each single fold and the best vote)
     from model.data.ufo import DatasetRoot, read_ufo, write_ufo
     from model.metrics import evaluate
     from model.report import predictions_html, table
@@ -107,9 +109,11 @@ def ensemble(
         lines += ["", "The test split has no annotations: the ensemble's gain is not measured."]
         print("test split has no annotations (jsons/test.json): ensemble gain not measured", flush=True)
     if scored:
-        header, rows = calibrate.candidate_rows(scored, chosen, test_of, folds)
-        lines += ["", f"Candidates on the {calibration} split, best first" + (
-            " (test hmean shown for comparison, never used to choose):" if test_of else ":"), "", table(header, rows)]
+        header, rows = calibrate.candidate_rows(scored, chosen, test_of, folds, top=top_rows)
+        shown = f"the {top_rows} best, every single fold and the best box voting" if len(rows) < len(scored) else "all"
+        lines += ["", f"Candidates on the {calibration} split, best first: {shown} of {len(scored)} (every one's "
+                  "calibration/hmean is in the Metrics artifact)" + (
+                      "; test hmean shown for comparison, never used to choose:" if test_of else ":"), "", table(header, rows)]
     with open(report.path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     with open(view.path, "w", encoding="utf-8") as f:

@@ -202,13 +202,21 @@ def choose(scored: Sequence[Scored]) -> Scored:
 
 
 def candidate_rows(scored: Sequence[Scored], chosen: Candidate, test: Mapping[Candidate, float] | None = None,
-                   folds: Sequence | None = None) -> tuple[tuple[str, ...], list[tuple]]:
+                   folds: Sequence | None = None, *, top: int | None = None) -> tuple[tuple[str, ...], list[tuple]]:
     """The candidate table (header, rows) sorted by calibration hmean, best first, the choice marked;
-    with `test`, a column of each candidate's test hmean (shown, never used to choose)."""
+    with `test`, a column of each candidate's test hmean (shown, never used to choose). `top`: only
+    the `top` best, plus every single fold and the best of each method (what a reader compares the
+    choice with); the rest are left out."""
     header = ("", "method", "calibration hmean", "precision", "recall", "words")
     if test is not None:
         header += ("test hmean",)
     order = sorted(range(len(scored)), key=lambda i: (-scored[i].hmean, i))
+    if top is not None:
+        best_of = {}
+        for i in order:
+            best_of.setdefault(scored[i].candidate.method, i)
+        keep = set(order[:top]) | set(best_of.values()) | {i for i, s in enumerate(scored) if s.candidate.method == "fold"}
+        order = [i for i in order if i in keep]
     rows = []
     for i in order:
         s = scored[i]
