@@ -194,6 +194,11 @@ def train(cfg: DictConfig) -> dict:
                     if on_checkpoint:
                         on_checkpoint(out)
                 _barrier(rt)  # nobody exits before last.pt is written: torchrun stops the rest when one rank ends
+                if rt.world_size > 1:
+                    # Already stopping with 143: a second SIGTERM (torchrun's, sent to the others once one rank
+                    # has exited) must not kill a rank whose interpreter is finalizing, where CPython has put
+                    # the default action back (_PySignal_Fini resets handlers, not SIG_IGN): seen as exit -15.
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 _say(rt, f"SIGTERM: saved {out / 'last.pt'} at epoch {epoch + 1}, sample {state['samples_done']}; resume with resume=auto")
                 raise TrainingInterrupted(str(out / "last.pt"))
         totals = _sum_over_ranks(loss_sum, rt)
