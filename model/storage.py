@@ -303,11 +303,6 @@ def exists(uri: str | os.PathLike) -> bool:
     return remote.stat(bucket, key) is not None
 
 
-def client_from_env(workers: int = DEFAULT_WORKERS) -> Minio:
-    """A `Minio` client for MINIO_ENDPOINT/MINIO_ACCESS_KEY/MINIO_SECRET_KEY/MINIO_SECURE (no HTTP-level retries)."""
-    return _Remote(workers).client
-
-
 def _env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if not raw:

@@ -299,10 +299,6 @@ def _slug(text: str) -> str:
 
 # ---------------------------------------------------------------- document model
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{x * 100:.3f} %"
-
-
 def _stats_rows(s: Stats, label: str) -> list[str]:
     return [label, str(s.n), f"{s.mean:.6f}", f"{s.median:.6f}", "—" if s.std is None else f"{s.std:.6f}",
             f"{s.min:.4f}", f"{s.max:.4f}", "—" if s.z_best is None else f"{s.z_best:.3f}"]
