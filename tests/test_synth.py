@@ -11,7 +11,7 @@ import shapely
 import pytest
 
 from model.cli import main
-from model.data.fonts import DEBIAN_NANUM_DIR, FONT_DIR_ENV, NO_FONT_MESSAGE, find_hangul_fonts, has_hangul
+from model.data.fonts import DEBIAN_NANUM_DIR, FONT_DIR_ENV, NO_FONT_MESSAGE, bold_variant, find_hangul_fonts, has_hangul, is_bold
 from model.data.synth import UNLABELLED_INK, generate_receipt, split_counts, write_synthetic_dataset
 from model.data.ufo import SPLITS, DatasetRoot, read_ufo
 from model.errors import DataError
@@ -219,6 +219,26 @@ def test_font_lookup(tmp_path, monkeypatch):
     assert find_hangul_fonts() == [mine / "MyHangul.ttf"]
     image, words = generate_receipt(_rng(1, 0), width=(500, 520), height=(900, 920))
     assert words and image.shape[1] <= 520
+
+
+def test_bold_faces_are_told_by_file_name():
+    # Debian's fonts-nanum names, plus the other spellings the rule reads
+    nanum = tuple(f"/f/{n}.ttf" for n in (
+        "NanumBarunGothic", "NanumBarunGothicBold", "NanumGothic", "NanumGothicBold", "NanumGothicCoding",
+        "NanumGothicCodingBold", "NanumGothicExtraBold", "NanumMyeongjo", "NanumMyeongjoBold", "NanumSquareB",
+        "NanumSquareR", "NanumSquareRoundB", "NanumSquareRoundR"))
+    assert [n.rsplit("/", 1)[1] for n in nanum if is_bold(n)] == [
+        "NanumBarunGothicBold.ttf", "NanumGothicBold.ttf", "NanumGothicCodingBold.ttf", "NanumGothicExtraBold.ttf",
+        "NanumMyeongjoBold.ttf", "NanumSquareB.ttf", "NanumSquareRoundB.ttf"]
+    assert all(is_bold(n) for n in ("Font-b.otf", "Font_B.ttf", "FontHeavy.ttf", "Font-Black.ttf"))
+    assert not any(is_bold(n) for n in ("ALLCAPSB.ttf", "Font.ttf", "Font-Regular.ttf"))
+    assert bold_variant("/f/NanumGothic.ttf", nanum) == "/f/NanumGothicBold.ttf"
+    longer_first = ("/f/NanumGothicExtraBold.ttf", "/f/NanumGothicCodingBold.ttf", "/f/NanumGothicBold.ttf")
+    assert bold_variant("/f/NanumGothic.ttf", longer_first) == "/f/NanumGothicBold.ttf"  # 5 letters more at most
+    assert bold_variant("/f/NanumGothicCoding.ttf", nanum) == "/f/NanumGothicCodingBold.ttf"
+    assert bold_variant("/f/NanumSquareR.ttf", nanum) == "/f/NanumSquareB.ttf"  # R → B
+    assert bold_variant("/f/Other-Regular.ttf", nanum + ("/f/Other-Bold.ttf",)) == "/f/Other-Bold.ttf"
+    assert bold_variant("/f/Lonely.ttf", nanum) == "/f/Lonely.ttf"  # no bold face: itself
 
 
 def test_cli_end_to_end(tmp_path, capsys):

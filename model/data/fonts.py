@@ -1,4 +1,5 @@
-"""Finding fonts that can render Hangul (for synthetic receipts).
+"""Finding fonts that can render Hangul (for synthetic receipts), and telling a family's bold file
+from its regular one by the file name (`is_bold`, `bold_variant`).
 
 Lookup order:
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -55,6 +57,25 @@ def has_hangul(path: str | Path) -> bool:
     if hangul.size[0] == 0 or hangul.size[1] == 0 or max(bytes(hangul)) == 0:
         return False
     return hangul.size != notdef.size or bytes(hangul) != bytes(notdef)
+
+
+def is_bold(path: str | Path) -> bool:
+    """Whether the file name marks a bold face: "Bold", a trailing "B" after lower case
+    (NanumGothicB), "-b", "_b", "Heavy", "Black"."""
+    stem = Path(path).stem
+    return "bold" in stem.lower() or bool(re.search(r"(?<=[a-z])B$", stem)) or stem.lower().endswith(("-b", "_b", "heavy", "black"))
+
+
+def bold_variant(path: str, fonts: tuple[str, ...]) -> str:
+    """The bold face of `path`'s family among `fonts` (same name stem, give or take a "Regular",
+    "Light" or trailing "R", and at most 5 more characters), else `path` itself."""
+    stem = Path(path).stem
+    base = stem[:-1] if re.search(r"(?<=[a-z])R$", stem) else re.sub(r"[-_ ]?(Regular|Light)$", "", stem)
+    for f in fonts:
+        other = Path(f).stem
+        if other != stem and other.startswith(base) and is_bold(f) and len(other) <= len(base) + 5:
+            return f
+    return path
 
 
 @functools.lru_cache(maxsize=8)
