@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,16 +12,26 @@ from model.data.ufo import Word, word_ids, write_ufo
 from model.errors import DataError
 from model.metrics import EvalResult, ImageScore, evaluate, evaluate_image, polygons_of
 from model.submission import write_submission
+from tests.benchmarks.common import CLEVAL_VECTORS, SHARED_DATA, file_digest, provenance
 
 TOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def vectors(shared_dir: Path) -> dict:
-    path = shared_dir / "data" / "cleval" / "vectors.json"
-    if not path.is_file():
-        pytest.skip(f"CLEval reference vectors {path} are absent (shared test data, not shipped)")
-    return json.loads(path.read_text())
+def vectors() -> dict:
+    """The competition's CLEval numbers on 280 cases, shipped in tests/fixtures/cleval/ (PROVENANCE.md)."""
+    return json.loads(CLEVAL_VECTORS.read_text())
+
+
+def test_fixture_files_match_their_provenance():
+    folder = CLEVAL_VECTORS.parent
+    recorded = provenance(folder)
+    assert sorted(recorded) == sorted(p.name for p in folder.iterdir() if p.name != "PROVENANCE.md")
+    for name, (size, sha) in recorded.items():
+        assert file_digest(folder / name) == (size, sha), f"{folder / name} differs from PROVENANCE.md"
+        shared = SHARED_DATA / "cleval" / name
+        if shared.is_file():  # the team's copy: a change there must be copied here (and recorded)
+            assert file_digest(shared) == (size, sha), f"{shared} changed; copy it to {folder} and update PROVENANCE.md"
 
 
 def case_name(case: dict) -> str:
@@ -98,15 +107,28 @@ def test_parallel_reports_a_worker_error():
     assert evaluate({n: p for n, p in gt.items() if n != "bad.jpg"}, {}, workers=3).recall == 0.0
 
 
-def test_means_and_dataset_values(sequential):
-    scores = list(sequential.per_image.values())
-    assert sequential.hmean == pytest.approx(np.mean([s.hmean for s in scores]), abs=1e-12)
-    tp = sum(s.num_char_tp for s in scores)
-    recall = (tp - sum(s.gran_recall for s in scores)) / sum(s.num_char_gt for s in scores)
-    precision = (tp - sum(s.gran_precision for s in scores)) / sum(s.num_char_det for s in scores)
-    assert sequential.dataset_recall == pytest.approx(recall)
-    assert sequential.dataset_precision == pytest.approx(precision)
-    assert sequential.dataset_hmean == pytest.approx(2 * recall * precision / (recall + precision))
+def test_mean_over_images_is_the_recorded_mean(vectors, sequential):
+    # val/hmean over all 280 cases: the mean of the competition's recorded per-image det_h
+    assert sequential.hmean == pytest.approx(np.mean([c["expected"]["det_h"] for c in vectors["cases"]]), abs=TOL)
+
+
+def test_dataset_values_pool_the_characters_of_every_image():
+    """Worked by hand (a 90 x 20 box: 5 pseudo-characters; see the rules below):
+    a.jpg found exactly (TP 5 of 5 GT, 5 matched); b.jpg one of two boxes found (TP 5 of 10 GT,
+    5 matched); c.jpg two boxes merged into one detection (TP 10 of 10 GT, 10 matched, merge
+    penalty 1). Dataset recall = (5 + 5 + 10) / (5 + 10 + 10) = 0.8, precision = (20 - 1) / 20 =
+    0.95, hmean = 2 * 0.8 * 0.95 / 1.75; per image the hmeans are 1, 2/3 and 2 * 0.9 / 1.9."""
+    box, right = rect(10, 10, 90, 20), rect(110, 10, 90, 20)
+    gt = {"a.jpg": [box], "b.jpg": [box, right], "c.jpg": [box, right]}
+    det = {"a.jpg": [box], "b.jpg": [box], "c.jpg": [rect(10, 10, 190, 20)]}
+    result = evaluate(gt, det)
+    assert result.dataset_recall == pytest.approx(0.8, abs=1e-12)
+    assert result.dataset_precision == pytest.approx(0.95, abs=1e-12)
+    assert result.dataset_hmean == pytest.approx(1.52 / 1.75, abs=1e-12)
+    # per image the baseline computes in float32 (its recorded det_h are float32 values too)
+    assert [s.hmean for s in result.per_image.values()] == pytest.approx([1.0, 2 / 3, 1.8 / 1.9], abs=TOL)
+    assert result.hmean == pytest.approx((1 + 2 / 3 + 1.8 / 1.9) / 3, abs=TOL)
+    assert result.recall == pytest.approx((1 + 0.5 + 1) / 3, abs=TOL) and result.precision == pytest.approx((1 + 1 + 0.9) / 3, abs=TOL)
 
 
 # --- the metric's rules, on boxes small enough to count by hand ------------------------------

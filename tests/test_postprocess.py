@@ -1,4 +1,4 @@
-"""DB post-processing: the classic's detections (shared vectors, random maps), its coordinate
+"""DB post-processing: the classic's detections (reference vectors, random maps), its coordinate
 convention, its options, and the compiled copies of OpenCV's arithmetic it relies on."""
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import model.postprocess as pp
 from model.data.targets import make_targets
 from model.postprocess import Detection, postprocess, postprocess_batch
 from tests.benchmarks.classic_postprocess import _order_points, classic_postprocess
+from tests.benchmarks.common import POSTPROCESS_VECTORS, SHARED_DATA, file_digest, provenance
 
 MODES = {  # expected.json's two settings
     "polygon": dict(thresh=0.29, box_thresh=0.25, max_candidates=600, unclip_ratio=2.0, mode="polygon"),
@@ -28,10 +29,9 @@ def classic(prob, mode="polygon", **kw):
 
 
 @pytest.fixture(scope="module")
-def vectors(shared_dir):
-    root = shared_dir / "data" / "postprocess"
-    if not (root / "expected.json").is_file():
-        pytest.skip(f"post-process vectors {root} are absent (expected.json + NNN.png)")
+def vectors():
+    """The classic's output on 12 SROIE maps, shipped in tests/fixtures/postprocess/ (PROVENANCE.md)."""
+    root = POSTPROCESS_VECTORS
     cases = json.loads((root / "expected.json").read_text())["cases"]
     maps = {name: cv2.imread(str(root / name), cv2.IMREAD_UNCHANGED).astype(np.float32) / 255
             for name in {c["map"] for c in cases}}
@@ -54,7 +54,18 @@ def assert_same_detections(dets, polygons, scores, *, vertex_tol=1.0, score_tol=
         assert abs(dets[j].score - score) <= score_tol, f"{where} #{i}: score {dets[j].score} vs {score}"
 
 
-# -- the shared vectors: 12 SROIE maps × 2 settings ---------------------------------------------
+# -- the reference vectors: 12 SROIE maps × 2 settings ------------------------------------------
+
+
+def test_fixture_files_match_their_provenance():
+    folder = POSTPROCESS_VECTORS
+    recorded = provenance(folder)
+    assert len(recorded) == 14 and sorted(recorded) == sorted(p.name for p in folder.iterdir() if p.name != "PROVENANCE.md")
+    for name, (size, sha) in recorded.items():
+        assert file_digest(folder / name) == (size, sha), f"{folder / name} differs from PROVENANCE.md"
+        shared = SHARED_DATA / "postprocess" / name
+        if shared.is_file():  # the team's copy: a change there must be copied here (and recorded)
+            assert file_digest(shared) == (size, sha), f"{shared} changed; copy it to {folder} and update PROVENANCE.md"
 
 
 @pytest.mark.parametrize("mode", ["polygon", "box"])

@@ -1,28 +1,26 @@
 """CLEval on the 280 reference cases: the classic per-pair evaluator against ours, sequential and in 2 processes.
 
 `root` (the SROIE dataset root the other benchmarks use) is not needed: the cases come from
-../shared/data/cleval/vectors.json. Where the official `cleval` package is importable it is timed
-too (its torchmetrics path: 4 vertices per polygon, and pseudo transcriptions, which it requires).
+tests/fixtures/cleval/vectors.json (a copy of ../shared/data/cleval, see its PROVENANCE.md).
+Where the official `cleval` package is importable it is timed too (its torchmetrics path:
+4 vertices per polygon, and pseudo transcriptions, which it requires).
 """
 from __future__ import annotations
 
 import json
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from model.metrics import evaluate
 from tests.benchmarks.classic_cleval import classic_cleval
+from tests.benchmarks.common import CLEVAL_VECTORS
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cleval" / "vectors.json"
+VECTORS = CLEVAL_VECTORS  # shipped with the repository
 
 
 def run(root=None) -> dict:
-    if not VECTORS.is_file():
-        print(f"skipped: the CLEval reference vectors {VECTORS} are absent")
-        return {"skipped": f"{VECTORS} is absent"}
     cases = json.loads(VECTORS.read_text())["cases"]
     names = [f"{c['variant']}/{c['image']}" for c in cases]
     gt = {n: [np.asarray(p, np.float64) for p in c["gt"]] for n, c in zip(names, cases)}

@@ -1,9 +1,9 @@
 """DB post-processing of 960-px SROIE probability maps: ours against the classic reference.
 
-The maps are the shared test vectors (../shared/data/postprocess/: 12 receipts, probability =
-PNG / 255), run in both settings of expected.json: `polygon` (the seed's: thresh 0.29,
-box_thresh 0.25, 600 candidates, unclip 2.0) and `box` (DBNet's defaults: 0.3 / 0.7 / 1000,
-rotated boxes, unclip 1.5). Times are ms per map on one core, the best of a few alternating
+The maps are the reference vectors (tests/fixtures/postprocess/, a copy of
+../shared/data/postprocess: 12 receipts, probability = PNG / 255), run in both settings of
+expected.json: `polygon` (the seed's: thresh 0.29, box_thresh 0.25, 600 candidates, unclip 2.0)
+and `box` (DBNet's defaults: 0.3 / 0.7 / 1000, rotated boxes, unclip 1.5). Times are ms per map on one core, the best of a few alternating
 rounds, so that a busy machine slows both sides alike and the ratio stays honest. Agreement is
 checked on every map against the classic and the recorded vectors.
 """
@@ -16,16 +16,14 @@ import numpy as np
 
 from model.postprocess import postprocess
 from tests.benchmarks.classic_postprocess import classic_postprocess
-from tests.benchmarks.common import SROIE, per_item_ms
+from tests.benchmarks.common import POSTPROCESS_VECTORS, per_item_ms
 
-VECTORS = SROIE.parent / "postprocess"
+VECTORS = POSTPROCESS_VECTORS  # shipped with the repository
 ROUNDS = 5
 
 
 def load_vectors():
-    """[(name, prob)], {(name, mode): case} from ../shared/data/postprocess, or None if absent."""
-    if not (VECTORS / "expected.json").is_file():
-        return None
+    """[(name, prob)], {(name, mode): case} from tests/fixtures/postprocess."""
     cases = json.loads((VECTORS / "expected.json").read_text())["cases"]
     names = sorted({c["map"] for c in cases})
     maps = [(n, cv2.imread(str(VECTORS / n), cv2.IMREAD_UNCHANGED).astype(np.float32) / 255) for n in names]
@@ -45,11 +43,8 @@ def options(params: dict) -> dict:
 
 def run(root=None) -> dict:
     """`root` (the SROIE dataset root the other benchmarks use) is not needed: the maps are
-    the shared vectors."""
-    loaded = load_vectors()
-    if loaded is None:
-        return {"skipped": f"the post-process vectors {VECTORS} are absent"}
-    maps, cases = loaded
+    the reference vectors."""
+    maps, cases = load_vectors()
     result: dict = {"maps": len(maps)}
     for mode in ("polygon", "box"):
         params = cases[(maps[0][0], mode)]["params"]

@@ -1,7 +1,10 @@
-"""What the benchmarks share: the SROIE sample as a dataset root, single-core settings, timing."""
+"""What the benchmarks share: the reference vectors in tests/fixtures, the SROIE sample as a
+dataset root, single-core settings, timing."""
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -9,7 +12,25 @@ from pathlib import Path
 import cv2
 import torch
 
-SROIE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sroie"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SROIE = SHARED_DATA / "sroie"
+# Copies of ../shared/data/{cleval,postprocess} shipped with the repository (see their PROVENANCE.md)
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+CLEVAL_VECTORS = FIXTURES / "cleval" / "vectors.json"
+POSTPROCESS_VECTORS = FIXTURES / "postprocess"  # expected.json + NNN.png
+
+_PROVENANCE_ROW = re.compile(r"^\| `([^`]+)` \| (\d+) \| `([0-9a-f]{64})` \|$", re.MULTILINE)
+
+
+def provenance(folder: Path) -> dict[str, tuple[int, str]]:
+    """file name -> (bytes, sha256) as `folder`/PROVENANCE.md records them."""
+    return {m[1]: (int(m[2]), m[3]) for m in _PROVENANCE_ROW.finditer((folder / "PROVENANCE.md").read_text())}
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    data = path.read_bytes()
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def one_core() -> None:
