@@ -8,9 +8,15 @@ its UTC time —
 ``2026-11-29T04:12:36.120Z epoch=10 train/loss=0.41 val/precision=0.971 val/recall=0.962 val/hmean=0.966 lr=0.000451``,
 exactly what a Katib StdOut collector parses (see `metric_lines`) — appends the same values and
 time to ``metrics.jsonl``, writes ``last.pt`` atomically and ``best.pt`` on a new best ``val/hmean``.
+``config.yaml`` beside them is the resolved config of the run (`preset=OUTPUT_DIR/config.yaml`
+loads it back), written atomically when training starts.
 
 Resuming: ``resume=auto`` continues from ``last.pt`` when there is one (model, optimizer,
-scheduler, AMP scaler, RNG state, epoch and position within it). SIGTERM (pod preemption) lets
+scheduler, AMP scaler, RNG state, epoch and position within it); ``resume=never`` (or false)
+starts fresh, ``resume=PATH`` continues from that checkpoint. The requested config must equal the
+checkpoint's but for the settings `model.checkpoint.RESUMABLE_CHANGES` lists (names, locations,
+workers, accelerator, logging, trainer.max_epochs); any other change is refused with the keys,
+old -> new. SIGTERM (pod preemption) lets
 the current step finish, saves ``last.pt`` and exits with status 143; augmentations are seeded
 per (seed, epoch, sample), so an interrupted and resumed run on CPU ends with the same numbers
 as an uninterrupted one.
@@ -40,9 +46,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from model.data.dataset import DetectionDataset, EpochSampler, collate
-from model.config import augment_config, target_options
+from model.checkpoint import CheckpointError, check_resume_config, load_checkpoint, save_checkpoint
+from model.data.dataset import DetectionDataset, EpochSampler, collate, seed_worker
+from model.config import augment_config, target_options, to_yaml
 from model.data.transforms import eval_transform, train_transform
 from model.evaluate import validate
 from model.net import build_model
@@ -63,6 +69,7 @@ from model.errors import DataError
 KATIB_METRICS_FILTER = r"([\w|/-]+)\s*=\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[Ee][+-]?\d+)?)"
 
 
+CONFIG_FILE = "config.yaml"  # the run's resolved config, beside its checkpoints
 PREVIOUS = "last.prev.pt"  # the checkpoint before last.pt, kept for when last.pt turns out unreadable
 
 # How long a rank waits in a collective before it fails instead of hanging. The others wait at the
@@ -144,8 +151,12 @@ def train(cfg: DictConfig) -> dict:
         saved.setdefault("loss_steps", saved["steps"])  # checkpoints of single-process runs before it was kept
         state = {k: saved[k] for k in state}
         _say(rt, f"resuming from {saved['path']}: epoch {state['epoch'] + 1}, {state['samples_done']} samples into it")
-        if rt.main:  # the checkpoint's history is the truth (an older checkpoint may have been resumed)
-            write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in state["history"]))
+    if rt.main:
+        # the checkpoint's history is the truth (an older checkpoint may have been resumed); a fresh start
+        # (resume=never in place) begins an empty one instead of appending to the old run's
+        write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in state["history"]))
+        # this run's settings (a resume may have changed the allowed ones), mirrored with the checkpoints
+        write_text_atomic(out / CONFIG_FILE, to_yaml(cfg, resolve=True))
 
     params = sum(p.numel() for p in core.parameters())
     _say(rt, f"training {cfg.exp_name}: {len(train_set)} train / {len(val_set)} val images at {size} px, "
@@ -286,7 +297,10 @@ def _runtime(cfg: DictConfig) -> Runtime:
     want = cfg.trainer.accelerator
     cuda = torch.cuda.is_available() and want in ("auto", "cuda", "gpu")
     if want in ("cuda", "gpu") and not torch.cuda.is_available():
-        raise RuntimeError("trainer.accelerator=cuda but no CUDA device is visible")
+        raise DataError(f"trainer.accelerator={want}: no CUDA device is visible to torch "
+                        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, torch "
+                        f"{torch.__version__} built for CUDA {torch.version.cuda or 'none'}); use trainer.accelerator=auto "
+                        "or cpu, or run where a GPU and its driver are visible")
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
@@ -318,6 +332,8 @@ def _loader(cfg, dataset, sampler, rt: Runtime) -> DataLoader:
         pin_memory=rt.device.type == "cuda",
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
+        # training samples are seeded per (seed, epoch, index) anyway; this covers int-indexed use
+        worker_init_fn=seed_worker,
     )
 
 
@@ -325,10 +341,18 @@ def _autocast(rt: Runtime):
     return torch.autocast(rt.device.type, dtype=rt.amp_dtype) if rt.amp_dtype is not None else nullcontext()
 
 
+# resume= values that mean "start fresh": a YAML false or null on the command line reaches the
+# str-typed key as "False" / "None"
+FRESH = ("never", "false", "no", "off", "none", "null")
+
+
 def _resume_path(cfg, out: Path, rt: Runtime) -> Path | None:
     resume = str(cfg.resume)
-    if resume in ("never", "false", "none", "None"):
+    if resume.strip().lower() in FRESH:
         return None
+    if resume.strip().lower() in ("true", "yes", "on"):
+        raise DataError(f"resume={resume}: ambiguous; use resume=auto (continue from {out / 'last.pt'} if there is one), "
+                        "resume=never (start fresh) or resume=PATH (a checkpoint file)")
     if resume == "auto":
         for candidate in (out / "last.pt", out / PREVIOUS):  # no last.pt but a previous one: a save died in between
             if candidate.exists():
@@ -336,8 +360,9 @@ def _resume_path(cfg, out: Path, rt: Runtime) -> Path | None:
         _say(rt, f"resume=auto: no checkpoint at {out / 'last.pt'}; starting fresh")
         return None
     path = Path(resume)
-    if not path.exists():
-        raise FileNotFoundError(f"resume={resume}: no such checkpoint")
+    if not path.is_file():
+        raise CheckpointError(f"resume={resume}: no such checkpoint file; use resume=auto (continue from "
+                              f"{out / 'last.pt'} if there is one), resume=never (start fresh) or the path of a checkpoint")
     return path
 
 
@@ -366,6 +391,8 @@ def _resume_checkpoint(cfg, out: Path, rt: Runtime) -> dict | None:
             ckpt = _resume_path(cfg, out, rt)
             if ckpt is not None:
                 saved, ckpt = _load_resumable(ckpt, rt)
+                # a changed hyperparameter would be silently ignored: the saved optimizer and schedule win
+                check_resume_config(ckpt, saved.get("config") or {}, OmegaConf.to_container(cfg, resolve=True))
                 saved["path"] = str(ckpt)
         except BaseException:
             _broadcast_bytes(rt, None)  # the others stop with a pointer to rank 0's error

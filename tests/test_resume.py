@@ -135,3 +135,63 @@ def test_submit_resume_with_an_unreachable_store_warns_and_submits(monkeypatch, 
     err = capsys.readouterr().err
     assert "warning: cannot check s3://receiptflow/runs/r7/checkpoints/ from here" in err
     assert rc == 2 and f"{host}: cannot reach the KFP API" in err
+
+
+# ---- receiptflow train: resume= values and the accelerator, each a one-line error with the fix --------------
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    from model.data.synth import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("tiny")
+    write_synthetic_dataset(root, 3, seed=1, workers=1, width=(200, 220), height=(260, 280), progress=False)
+    return root
+
+
+def _train(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "preset=cpu_tiny", f"dataset.root={root}", f"output_dir={out}", "dataset.image_size=64",
+            "dataset.batch_size=1", "dataset.num_workers=0", "trainer.max_epochs=1", "trainer.eval_workers=0", *extra]
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_resume_to_a_missing_checkpoint_is_one_line_with_the_accepted_values(tiny_root, tmp_path, capsys):
+    assert main(_train(tiny_root, tmp_path / "run", f"resume={tmp_path}/gone.pt")) == 2
+    err = _one_line_error(capsys)
+    assert f"resume={tmp_path}/gone.pt: no such checkpoint file" in err
+    assert "resume=auto" in err and "resume=never" in err
+
+
+@pytest.mark.parametrize("value", ["true", "yes"])
+def test_resume_true_is_ambiguous_and_says_which_values_are_accepted(tiny_root, tmp_path, capsys, value):
+    assert main(_train(tiny_root, tmp_path / "run", f"resume={value}")) == 2
+    err = _one_line_error(capsys)
+    assert "ambiguous; use resume=auto" in err and "resume=never" in err and "resume=PATH" in err
+
+
+def test_accelerator_cuda_without_a_gpu_is_one_line_with_the_fix(tiny_root, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible here")
+    assert main(_train(tiny_root, tmp_path / "run", "trainer.accelerator=cuda")) == 2
+    err = _one_line_error(capsys)
+    assert "trainer.accelerator=cuda: no CUDA device is visible" in err
+    assert "use trainer.accelerator=auto or cpu" in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_config_changes_name_the_dotted_keys_and_skip_the_resumable_ones():
+    from model.checkpoint import RESUMABLE_CHANGES, config_changes
+
+    saved = {"models": {"optimizer": {"lr": 0.003}, "scheduler": {"T_max": 20}}, "trainer": {"max_epochs": 20},
+             "dataset": {"root": "/a", "num_workers": 2}, "output_dir": "/x"}
+    requested = {"models": {"optimizer": {"lr": 0.001}, "scheduler": {"T_max": 20}, "new_key": 1},
+                 "trainer": {"max_epochs": 40}, "dataset": {"root": "/b", "num_workers": 0}, "output_dir": "/y"}
+    assert config_changes(saved, requested) == [("models.optimizer.lr", 0.003, 0.001)]
+    assert {"trainer.max_epochs", "dataset.num_workers", "trainer.eval_workers", "checkpoint_mirror"} <= set(RESUMABLE_CHANGES)
+    assert not {"models.optimizer.lr", "models.scheduler.T_max", "models.scheduler.eta_min", "seed"} & set(RESUMABLE_CHANGES)

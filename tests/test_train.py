@@ -136,7 +136,7 @@ def test_checkpoint_mirror_restores_a_run_whose_pod_lost_its_disk(data, tmp_path
     whole = run_train(args(data, tmp_path / "whole", "trainer.max_epochs=2", "models.scheduler.T_max=2"))
     first = run_train(args(data, tmp_path / "pod1", "trainer.max_epochs=1", "models.scheduler.T_max=2", f"checkpoint_mirror={mirror}"))
     assert whole.returncode == 0 and first.returncode == 0, first.stderr[-2000:]
-    assert {p.name for p in mirror.iterdir()} == {"last.pt", "best.pt", "metrics.jsonl"}
+    assert {p.name for p in mirror.iterdir()} == {"last.pt", "best.pt", "metrics.jsonl", "config.yaml"}
     second = run_train(args(data, tmp_path / "pod2", "trainer.max_epochs=2", "models.scheduler.T_max=2", f"checkpoint_mirror={mirror}"))
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"restoring the run from its mirror {mirror}" in second.stdout and "resuming from" in second.stdout
@@ -201,3 +201,58 @@ def test_ddp_with_torchrun_validates_and_saves_once(data, tmp_path):
     assert [h["epoch"] for h in jsonl(out / "metrics.jsonl")] == [1, 2]
     assert len(metric_lines(proc.stdout)) == 2
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
+
+
+def test_the_run_writes_its_resolved_config_which_loads_back_as_a_preset(data, tmp_path):
+    from omegaconf import OmegaConf
+
+    from model.config import load_config
+
+    out = tmp_path / "run"
+    proc = run_train(args(data, out, "trainer.max_epochs=1", "models.optimizer.lr=0.002"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.jsonl"]  # no temp file left
+    saved = load_config([f"preset={out / 'config.yaml'}"])
+    requested = load_config(args(data, out, "trainer.max_epochs=1", "models.optimizer.lr=0.002"))
+    plain = lambda cfg: {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "preset"}  # noqa: E731
+    assert plain(saved) == plain(requested)
+    assert plain(saved) == {k: v for k, v in load_checkpoint(out / "last.pt")["config"].items() if k != "preset"}
+
+
+def test_resume_refuses_changed_hyperparameters_and_accepts_the_resumable_ones(data, tmp_path):
+    """Resuming restores the saved optimizer and schedule: a changed lr or T_max would be silently ignored."""
+    out = tmp_path / "run"
+    first = run_train(args(data, out, "trainer.max_epochs=1"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    config = (out / "config.yaml").read_text()
+
+    refused = run_train(args(data, out, "trainer.max_epochs=2", "models.optimizer.lr=0.001", "models.scheduler.T_max=5"))
+    assert refused.returncode == 2
+    err = refused.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert f"{out / 'last.pt'}: cannot resume, the config differs from the checkpoint's: " in err
+    assert "models.optimizer.lr 0.003 -> 0.001, models.scheduler.T_max 3 -> 5 " in err
+    assert "trainer.max_epochs" not in err.split("only", 1)[0]  # an allowed change is not named as a difference
+    assert "new output_dir" in err and "resume=never" in err and "may change" in err
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1 and (out / "config.yaml").read_text() == config  # untouched
+
+    # more epochs, other workers (metric processes too), other logging and data location: resumes
+    moved = tmp_path / "moved"
+    moved.symlink_to(data, target_is_directory=True)
+    allowed = run_train([a.replace(f"dataset.root={data}", f"dataset.root={moved}") for a in args(data, out)]
+                        + ["trainer.max_epochs=2", "trainer.eval_workers=2", "dataset.num_workers=1", "trainer.log_every_n_steps=3"])
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    assert "resuming from" in allowed.stdout and "epoch 2, 0 samples into it" in allowed.stdout
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    assert "max_epochs: 2" in (out / "config.yaml").read_text() and "eval_workers: 2" in (out / "config.yaml").read_text()
+
+
+def test_resume_false_on_the_command_line_starts_fresh(data, tmp_path):
+    """OmegaConf turns `resume=false` into the string "False" for the str-typed key."""
+    out = tmp_path / "run"
+    first = run_train(args(data, out, "trainer.max_epochs=1"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_train(args(data, out, "trainer.max_epochs=1", "resume=false"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from" not in again.stdout and "epochs 1-1" in again.stdout
+    assert [h["epoch"] for h in jsonl(out / "metrics.jsonl")] == [1]
