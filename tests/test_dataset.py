@@ -12,8 +12,9 @@ from model.data.ufo import DatasetRoot, Word, write_ufo
 
 
 @pytest.fixture(scope="module")
-def val_split(sroie_root):
-    return DatasetRoot(sroie_root).load("val")
+def val_split(synth_root):
+    """Four synthetic receipts (real JPEGs, 900-1400 px tall, ~80 words each)."""
+    return DatasetRoot(synth_root).load("val")
 
 
 def test_batches_hold_images_maps_sizes_and_exact_inverse(val_split):

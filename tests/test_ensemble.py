@@ -29,12 +29,15 @@ def preds_of(*per_model):
     return out
 
 
-def test_quality_on_noisy_sroie(sroie_root):
+def test_quality_on_noisy_receipts(synth_root):
+    """Five noisy copies of the ground truth of 16 synthetic receipts (~1,100 words, dense lines and
+    columns): voting recovers nearly every word and beats the copies."""
     from tests.benchmarks.bench_ensemble import noisy_copies, quality
 
-    split = DatasetRoot(sroie_root).load("train", decode=False)
-    names = list(split.images)[:20]
-    gt = {n: split.images[n] for n in names}
+    split = DatasetRoot(synth_root).load("train", decode=False)
+    # quads only: bench_ensemble.recovered stacks an image's polygons into one array (2 of the
+    # ~1,100 words, clipped at the image border, have 5 vertices)
+    gt = {n: {wid: w for wid, w in ws.items() if len(w.points) == 4} for n, ws in split.images.items()}
     copies = noisy_copies(gt, split.sizes, seed=7)
     q = quality(gt, copies, min_vote=3)
     assert q["recovered"] >= 0.98

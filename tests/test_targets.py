@@ -21,7 +21,9 @@ def test_rectangle_maps_follow_the_definition():
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (57, 143, 57, 63)
     assert t.prob_mask.all()
     assert t.thresh[50, 100] == pytest.approx(0.7)  # on the edge
-    assert t.thresh[60, 100] == pytest.approx(0.3 + 0.4 * (1 - 10 / 7) if 10 < 7 else 0.3)  # centre: 10 px > D
+    # inside as outside, 0.3 + 0.4 (1 - d / D) at distance d < D from the nearest edge, 0.3 beyond
+    assert t.thresh[53, 100] == pytest.approx(0.3 + 0.4 * (1 - 3 / 7), abs=1e-6)  # 3 px inside
+    assert t.thresh[60, 100] == pytest.approx(0.3)  # centre: 10 px from both long edges, beyond D = 7
     assert t.thresh[46, 100] == pytest.approx(0.3 + 0.4 * (1 - 4 / 7), abs=1e-6)  # 4 px outside
     assert t.thresh[40, 100] == pytest.approx(0.3)  # beyond D
     assert t.thresh_mask[44, 100] == 1 and t.thresh_mask[40, 100] == 0
@@ -57,11 +59,18 @@ def test_degenerate_polygons_are_handled_without_numpy_warnings(polygon):
     assert t.prob[65, 70] == 1  # the good word is unaffected
 
 
-def test_equal_to_classic_on_sroie_at_960(sroie_root):
-    split = DatasetRoot(sroie_root).load("train", decode=False)
+# Our threshold map is computed in float32 along another route than the classic's per-edge grids:
+# measured max |Δ| 5.96e-8 (one float32 step near 0.7) on synthetic receipts (24 and 100 images),
+# 1.19e-7 on the 120 SROIE receipts at 960 px (tests/benchmarks/bench_targets.py). The other three
+# maps are equal exactly.
+THRESH_TOL = 2.5e-7
+
+
+def test_equal_to_classic_at_960(synth_root):
+    split = DatasetRoot(synth_root).load("train", decode=False)
     transform = eval_transform(960)
     compared = 0
-    for name in list(split.images)[:6]:
+    for name in split.images:
         w, h = split.sizes[name]
         s = transform(np.zeros((h, w, 3), np.uint8), [wd.points for wd in split.images[name].values()])
         ours = make_targets(960, 960, s.polygons)
@@ -69,8 +78,10 @@ def test_equal_to_classic_on_sroie_at_960(sroie_root):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the classic code warns on its own NaNs
             ref = classic_targets(960, 960, s.polygons, [False] * len(s.polygons), nan_pixels=nan)
-        for mine, theirs in zip(ours, ref):
-            assert np.abs(mine.astype(np.float32) - theirs)[~nan].max() <= 1e-3
+        for field, mine, theirs in zip(ours._fields, ours, ref):
+            delta = np.abs(mine.astype(np.float32) - theirs)[~nan].max()
+            assert delta <= (THRESH_TOL if field == "thresh" else 0), f"{name}: {field} differs by {delta}"
+        assert ours.prob.any() and ours.thresh.max() > 0.69  # words were drawn
         assert nan.sum() < 200  # the classic's undefined pixels: points exactly on an edge
         compared += 1
-    assert compared == 6
+    assert compared == len(split.images) >= 10
