@@ -4,6 +4,7 @@ UFO predictions and the submission CSV, each written by a process whose file-siz
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,10 +61,17 @@ print("FILES", sorted(p.name for p in out.iterdir()))
 """
 
 
+try:  # what the child needs: resource.setrlimit(RLIMIT_FSIZE) and SIGXFSZ (POSIX; not on Windows)
+    import resource
+
+    HAS_FSIZE_LIMIT = hasattr(resource, "setrlimit") and hasattr(resource, "RLIMIT_FSIZE") and hasattr(signal, "SIGXFSZ")
+except ImportError:
+    HAS_FSIZE_LIMIT = False
+
+
+@pytest.mark.skipif(not HAS_FSIZE_LIMIT, reason="needs resource.RLIMIT_FSIZE and SIGXFSZ (a POSIX system)")
 @pytest.mark.parametrize("kind, name", [("checkpoint", "last.pt"), ("ufo", "pred.json"), ("submission", "submission.csv")])
 def test_a_write_that_runs_out_of_space_keeps_the_previous_file(kind, name, tmp_path):
-    if not hasattr(os, "setrlimit") and sys.platform != "linux":
-        pytest.skip("RLIMIT_FSIZE needs a POSIX system")
     proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), kind], cwd=REPO, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -76,10 +76,12 @@ def test_every_receiptflow_command_parses():
 def test_pipeline_parameters_it_passes_exist_and_type_check():
     from pipelines.params import parse_params
 
-    for argv in _receiptflow_argvs():
-        if argv[:2] == ["pipeline", "submit"]:
-            params = [argv[i + 1] for i, a in enumerate(argv) if a == "--param"]
-            assert parse_params(params)  # unknown names or wrong types raise
+    submits = [argv for argv in _receiptflow_argvs() if argv[:2] == ["pipeline", "submit"]]
+    assert submits, "docs/cluster.md shows no `receiptflow pipeline submit` command in an sh block"
+    for argv in submits:
+        params = [argv[i + 1] for i, a in enumerate(argv) if a == "--param"]
+        # a cluster run needs both: the data to pull and where outputs go (the runbook's step 5)
+        assert set(parse_params(params)) >= {"dataset_uri", "output_uri"}, argv  # unknown names or wrong types raise
 
 
 @pytest.fixture(scope="module")
