@@ -10,172 +10,38 @@ YAML file by path, e.g. a run's saved config.yaml; default efficientnet_b4_lr_op
 [lists]). A preset may extend others with `defaults: [other, ...]` (merged first, in order) and
 carries a one-line `description:`; neither is part of the resulting config.
 
-The schema below gives every key and its type; the root preset gives every value. An unknown key
-is a ConfigError naming the closest valid ones, a value of the wrong type one naming the expected
-type, and a few settings are checked against their choices and ranges (`validate`).
+The schema (`model.config_schema`) gives every key and its type; the root preset gives every value
+(`model.config_presets`). This module merges them and applies the overrides: an unknown key is a
+ConfigError naming the closest valid ones, a value of the wrong type one naming the expected type;
+`model.config_validate` then checks choices and ranges. Every name of those modules that callers
+use is importable from here. Loading a config imports OmegaConf and YAML only (no torch).
 """
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, make_dataclass
-from pathlib import Path
-from typing import Any, Optional
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from model.data.transforms import AugmentConfig
-from model.errors import DataError
+from model.config_presets import DEFAULT_PRESET, PRESET_DIR, RESERVED, either, list_presets, load_preset, preset_name
+from model.config_schema import (AugmentSettings, Config, DatasetConfig, DecoderConfig, EncoderConfig, HeadConfig,
+                                 LossConfig, ModelsConfig, OptimizerConfig, PostprocessConfig, SchedulerConfig,
+                                 TrainerConfig, leaf_keys)
+from model.config_validate import CHOICES, check_complete, validate
+from model.errors import ConfigError
 
-PRESET_DIR = Path(__file__).resolve().parent / "presets"
-DEFAULT_PRESET = "efficientnet_b4_lr_optimized"
-# Preset-file keys that are not settings: what it extends, its one-line description, and the
-# `preset:` a saved config records (`preset=runs/x/config.yaml` loads it back; its name is the file's).
-RESERVED = ("defaults", "description", "preset")
+if TYPE_CHECKING:
+    from model.data.transforms import AugmentConfig
 
-CHOICES = {
-    "models.optimizer.name": ("adam", "adamw"),
-    "trainer.precision": ("auto", "32", "bf16", "16"),
-    "trainer.accelerator": ("auto", "cpu", "cuda"),
-}
-
-
-class ConfigError(DataError):
-    """A bad preset or override: the message names the key and what is wrong, in one line."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Schema: keys and types only (every value is MISSING here; the presets give them).
-
-
-@dataclass
-class EncoderConfig:
-    model_name: str = MISSING
-    pretrained: bool = MISSING
-    weights: Optional[str] = MISSING
-    out_indices: list[int] = MISSING
-
-
-@dataclass
-class DecoderConfig:
-    inner_channels: int = MISSING
-    output_channels: int = MISSING
-
-
-@dataclass
-class PostprocessConfig:
-    thresh: float = MISSING
-    box_thresh: float = MISSING
-    max_candidates: int = MISSING
-    unclip_ratio: float = MISSING
-    use_polygon: bool = MISSING
-
-
-@dataclass
-class HeadConfig:
-    k: float = MISSING
-    upscale: int = MISSING
-    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
-
-
-@dataclass
-class LossConfig:
-    negative_ratio: float = MISSING
-    prob_map_loss_weight: float = MISSING
-    thresh_map_loss_weight: float = MISSING
-    binary_map_loss_weight: float = MISSING
-    eps: float = MISSING
-
-
-@dataclass
-class OptimizerConfig:
-    name: str = MISSING
-    lr: float = MISSING
-    weight_decay: float = MISSING
-
-
-@dataclass
-class SchedulerConfig:
-    T_max: int = MISSING
-    eta_min: float = MISSING
-
-
-@dataclass
-class ModelsConfig:
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    head: HeadConfig = field(default_factory=HeadConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-
-
-@dataclass
-class TrainerConfig:
-    max_epochs: int = MISSING
-    precision: str = MISSING
-    grad_clip: Optional[float] = MISSING
-    accelerator: str = MISSING
-    log_every_n_steps: int = MISSING
-    deterministic: bool = MISSING
-    eval_workers: int = MISSING
-
-
-@dataclass
-class DatasetConfig:
-    root: Optional[str] = MISSING
-    train_split: str = MISSING
-    val_split: str = MISSING
-    folds: Optional[str] = MISSING
-    fold: Optional[int] = MISSING
-    strict: bool = MISSING
-    image_size: int = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
-    shrink_ratio: float = MISSING
-    thresh_min: float = MISSING
-    thresh_max: float = MISSING
-    min_text_size: float = MISSING
-
-
-# augment.* are AugmentConfig's fields except `size` (that is dataset.image_size); tuples become lists.
-_AUGMENT_TYPES = {"float": float, "int": int, "bool": bool, "str": str, "tuple[float, float]": list[float]}
-
-
-def _augment_schema() -> type:
-    specs = []
-    for f in fields(AugmentConfig):
-        if f.name == "size":
-            continue
-        name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        if name not in _AUGMENT_TYPES:
-            raise TypeError(f"AugmentConfig.{f.name}: type {name} has no config type; add it to _AUGMENT_TYPES")
-        specs.append((f.name, _AUGMENT_TYPES[name], field(default=MISSING)))
-    return make_dataclass("AugmentSettings", specs)
-
-
-AugmentSettings = _augment_schema()
-
-
-@dataclass
-class Config:
-    preset: str = MISSING
-    exp_name: str = MISSING
-    seed: int = MISSING
-    output_dir: str = MISSING
-    resume: str = MISSING
-    checkpoint_mirror: Optional[str] = MISSING
-    wandb: bool = MISSING
-    models: ModelsConfig = field(default_factory=ModelsConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    augment: AugmentSettings = field(default_factory=AugmentSettings)  # type: ignore[valid-type]
-
-
-# ---------------------------------------------------------------------------------------------
-# Public API
+__all__ = [
+    "load_config", "apply_overrides", "list_presets", "to_yaml", "augment_config", "target_options", "leaf_keys",
+    "validate", "ConfigError", "DEFAULT_PRESET", "PRESET_DIR", "RESERVED", "CHOICES", "Config", "ModelsConfig",
+    "EncoderConfig", "DecoderConfig", "HeadConfig", "PostprocessConfig", "LossConfig", "OptimizerConfig",
+    "SchedulerConfig", "TrainerConfig", "DatasetConfig", "AugmentSettings",
+]
 
 
 def load_config(args: Sequence[str] = ()) -> DictConfig:
@@ -184,10 +50,10 @@ def load_config(args: Sequence[str] = ()) -> DictConfig:
     if len(presets) > 1:
         raise ConfigError(f"preset given twice ({presets[0]!r} and {presets[1]!r})")
     preset = presets[0] if presets else DEFAULT_PRESET
-    cfg = _merge(OmegaConf.structured(Config), _load_preset(preset, ()), source=f"preset {preset}")
-    OmegaConf.update(cfg, "preset", _preset_name(preset))
+    cfg = _merge(OmegaConf.structured(Config), load_preset(preset), source=f"preset {preset}")
+    OmegaConf.update(cfg, "preset", preset_name(preset))
     cfg = apply_overrides(cfg, [a for a in args if a.partition("=")[0].strip() != "preset"], validated=False)
-    _check_complete(cfg, preset)
+    check_complete(cfg, preset)
     validate(cfg)
     return cfg
 
@@ -216,15 +82,6 @@ def apply_overrides(cfg: DictConfig, args: Sequence[str], *, validated: bool = T
     return cfg
 
 
-def list_presets() -> dict[str, str]:
-    """{preset name: one-line description} for every file in model/presets/."""
-    out = {}
-    for path in sorted(PRESET_DIR.glob("*.yaml")):
-        raw = _read_yaml(path)
-        out[path.stem] = " ".join(str(raw.get("description", "")).split())
-    return out
-
-
 def to_yaml(cfg: DictConfig, *, resolve: bool = False) -> str:
     """The config as YAML; floats keep full precision (shortest round-trip repr)."""
     return OmegaConf.to_yaml(cfg, resolve=resolve)
@@ -232,6 +89,8 @@ def to_yaml(cfg: DictConfig, *, resolve: bool = False) -> str:
 
 def augment_config(cfg: DictConfig) -> AugmentConfig:
     """The train pipeline's AugmentConfig: `augment.*` with `size = dataset.image_size`."""
+    from model.data.transforms import AugmentConfig  # albumentations and torch: only where augmenting
+
     values = OmegaConf.to_container(cfg.augment, resolve=True)
     hints = {f.name: f.type for f in fields(AugmentConfig)}
     values = {k: tuple(v) if "tuple" in str(hints[k]) else v for k, v in values.items()}
@@ -244,119 +103,8 @@ def target_options(cfg: DictConfig) -> dict[str, float]:
     return {"shrink_ratio": d.shrink_ratio, "thresh_min": d.thresh_min, "thresh_max": d.thresh_max, "min_text_size": d.min_text_size}
 
 
-def leaf_keys(cfg: DictConfig | None = None) -> list[str]:
-    """Every settable dotted key, in schema order."""
-    cfg = OmegaConf.structured(Config) if cfg is None else cfg
-    out = []
-
-    def walk(node, prefix):
-        for k in node.keys():
-            child = node._get_node(k)
-            if isinstance(child, DictConfig):
-                walk(child, f"{prefix}{k}.")
-            else:
-                out.append(f"{prefix}{k}")
-
-    walk(cfg, "")
-    return out
-
-
-def validate(cfg: DictConfig) -> None:
-    """Choices and ranges the types cannot express."""
-    for key, choices in CHOICES.items():
-        value = str(OmegaConf.select(cfg, key))
-        if value not in choices:
-            raise ConfigError(f"{key}={value}: expected one of {', '.join(choices)}")
-    positive = ("trainer.max_epochs", "dataset.image_size", "dataset.batch_size", "models.optimizer.lr",
-                "models.scheduler.T_max", "trainer.log_every_n_steps", "models.decoder.inner_channels",
-                "models.decoder.output_channels", "models.head.k", "models.head.postprocess.max_candidates",
-                "models.head.postprocess.unclip_ratio")
-    for key in positive:
-        if not OmegaConf.select(cfg, key) > 0:
-            raise ConfigError(f"{key}={OmegaConf.select(cfg, key)}: must be > 0")
-    for key in ("models.optimizer.weight_decay", "models.scheduler.eta_min", "dataset.num_workers", "trainer.eval_workers"):
-        if OmegaConf.select(cfg, key) < 0:
-            raise ConfigError(f"{key}={OmegaConf.select(cfg, key)}: must be >= 0")
-    if cfg.trainer.grad_clip is not None and cfg.trainer.grad_clip <= 0:
-        raise ConfigError(f"trainer.grad_clip={cfg.trainer.grad_clip}: must be > 0, or null for no clipping")
-    for key in ("models.head.postprocess.thresh", "models.head.postprocess.box_thresh", "dataset.shrink_ratio"):
-        if not 0 < OmegaConf.select(cfg, key) < 1:
-            raise ConfigError(f"{key}={OmegaConf.select(cfg, key)}: must lie between 0 and 1")
-    if not 0 <= cfg.dataset.thresh_min < cfg.dataset.thresh_max <= 1:
-        raise ConfigError(f"dataset.thresh_min={cfg.dataset.thresh_min}, dataset.thresh_max={cfg.dataset.thresh_max}: "
-                          "need 0 <= thresh_min < thresh_max <= 1")
-    if cfg.dataset.image_size % 32:
-        raise ConfigError(f"dataset.image_size={cfg.dataset.image_size}: must be a multiple of 32 (the backbone's stride)")
-    if (cfg.dataset.fold is None) != (cfg.dataset.folds is None):
-        raise ConfigError("dataset.folds and dataset.fold go together: the folder `receiptflow split` wrote and a fold index")
-    if len(cfg.augment.scale) != 2 or not 0 < cfg.augment.scale[0] <= cfg.augment.scale[1]:
-        raise ConfigError(f"augment.scale={list(cfg.augment.scale)}: expected [min, max] with 0 < min <= max")
-    try:
-        OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"cannot resolve the config: {str(exc).splitlines()[0]}") from None
-
-
 # ---------------------------------------------------------------------------------------------
-# Internals
-
-
-def _preset_name(preset: str) -> str:
-    return Path(preset).stem if _is_path(preset) else preset
-
-
-def _is_path(preset: str) -> bool:
-    return preset.endswith((".yaml", ".yml")) or "/" in preset
-
-
-def _preset_path(preset: str) -> Path:
-    if _is_path(preset):
-        path = Path(preset)
-        if not path.is_file():
-            raise ConfigError(f"preset file {path} does not exist")
-        return path
-    path = PRESET_DIR / f"{preset}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-        close = difflib.get_close_matches(preset, names, n=3, cutoff=0.5)
-        hint = f"did you mean {_either(close)}?" if close else f"presets: {', '.join(names)}"
-        raise ConfigError(f"unknown preset {preset!r}; {hint}")
-    return path
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read preset ({str(exc).splitlines()[0]})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a preset is a YAML mapping of config keys")
-    return raw
-
-
-def _load_preset(preset: str, chain: tuple[str, ...]) -> DictConfig:
-    """The preset's settings with its `defaults:` merged underneath (not yet type-checked)."""
-    path = _preset_path(preset)
-    if str(path) in chain:
-        raise ConfigError(f"{path}: presets extend each other in a loop ({' -> '.join(chain + (str(path),))})")
-    try:
-        node = OmegaConf.load(path)
-    except Exception as exc:  # yaml errors
-        raise ConfigError(f"{path}: cannot read preset ({str(exc).splitlines()[0]})") from None
-    if not isinstance(node, DictConfig):
-        raise ConfigError(f"{path}: a preset is a YAML mapping of config keys")
-    bases = node.get("defaults", [])
-    if isinstance(bases, str):
-        bases = [bases]
-    if not isinstance(bases, (list, ListConfig)) or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f"{path}: `defaults` is a list of preset names")
-    own = OmegaConf.masked_copy(node, [k for k in node.keys() if k not in RESERVED])
-    merged = OmegaConf.create({})
-    for base in bases:
-        merged = OmegaConf.merge(merged, _load_preset(base, chain + (str(path),)))
-    return OmegaConf.merge(merged, own)
+# Merging and overrides: the error messages name the key, the closest valid ones and the expected type
 
 
 def _merge(cfg: DictConfig, preset: DictConfig, *, source: str) -> DictConfig:
@@ -413,7 +161,7 @@ def _suggest(key: str, keys: list[str]) -> str:
         picks += [k for k in keys if k.rpartition(".")[2] == last]  # same name elsewhere
     picks = list(dict.fromkeys(picks))[:3]
     if picks:
-        return f"did you mean {_either(picks)}?"
+        return f"did you mean {either(picks)}?"
     parts = key.split(".")
     for i in range(len(parts) - 1, 0, -1):
         prefix = ".".join(parts[:i]) + "."
@@ -421,10 +169,6 @@ def _suggest(key: str, keys: list[str]) -> str:
         if children:
             return f"'{prefix[:-1]}' has {', '.join(children)}"
     return f"top-level keys: {', '.join(dict.fromkeys(k.split('.')[0] for k in keys))}"
-
-
-def _either(names: Sequence[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _parse_value(key: str, value: str) -> Any:
@@ -459,10 +203,3 @@ def _type_message(cfg: DictConfig, key: str, value: Any, exc: Exception) -> str:
         pass
     detail = str(exc).splitlines()[0]
     return f"expected {expected}, got {value!r} ({detail})" if expected else detail
-
-
-def _check_complete(cfg: DictConfig, preset: str) -> None:
-    missing = [k for k in leaf_keys(cfg) if OmegaConf.is_missing(OmegaConf.select(cfg, k.rsplit(".", 1)[0]) if "." in k else cfg, k.rsplit(".", 1)[-1])]
-    if missing:
-        raise ConfigError(f"preset {preset} leaves {', '.join(missing)} unset; give them a value (or extend "
-                          f"{DEFAULT_PRESET} with `defaults: [{DEFAULT_PRESET}]`)")

@@ -68,6 +68,29 @@ def test_augment_section_matches_augment_config_defaults():
     assert target_options(cfg) == {"shrink_ratio": 0.4, "thresh_min": 0.3, "thresh_max": 0.7, "min_text_size": 8}
 
 
+def test_augment_schema_lists_augment_config_fields():
+    """The schema writes AugmentConfig's fields out (loading a config must not import albumentations):
+    same names, same order, same types (tuples as lists)."""
+    from dataclasses import fields
+
+    from model.config import AugmentSettings
+
+    as_config = {"tuple[float, float]": "list[float]"}
+    expected = [(f.name, as_config.get(str(f.type), str(f.type))) for f in fields(AugmentConfig) if f.name != "size"]
+    assert [(f.name, str(f.type)) for f in fields(AugmentSettings)] == expected
+
+
+def test_loading_a_config_imports_no_torch():
+    """`config show`, the pipelines' parameter checks and `train --help` stay fast."""
+    import subprocess
+    import sys
+
+    program = ("import sys; from model.config import load_config, to_yaml; to_yaml(load_config(['preset=run8'])); "
+               "print(sorted(m for m in ('torch', 'albumentations', 'timm', 'cv2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_run_presets_hold_the_seed_values_to_full_precision():
     for name, expected in (("run8", RUN8), ("run3", RUN3)):
         cfg = load_config([f"preset={name}"])
