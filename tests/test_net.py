@@ -72,7 +72,8 @@ def test_channels_and_strides_come_from_feature_info(name):
 
 def test_coarser_levels_need_a_matching_upscale():
     cfg = models_cfg(out_indices=[2, 3, 4])
-    with pytest.raises(ValueError, match=r"upscale=4 must equal the stride of the finest feature level \(8"):
+    with pytest.raises(DataError, match=r"upscale=4 must equal the stride of the finest feature level \(8: .*; set "
+                                         r"models.head.upscale=8, or models.encoder.out_indices=\[1, 2, 3, 4\] for upscale=4"):
         build_model(cfg)
     cfg["head"]["upscale"] = 8
     assert build_model(cfg).train()(torch.randn(1, 3, 64, 64))["thresh"].shape == (1, 64, 64)

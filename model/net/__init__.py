@@ -18,6 +18,7 @@ from model.net.backbone import Backbone, load_weights, read_state_dict
 from model.net.decoder import UNetDecoder
 from model.net.head import DBHead
 from model.net.loss import DBLoss
+from model.errors import ConfigError
 
 __all__ = ["DBNet", "DBLoss", "Backbone", "UNetDecoder", "DBHead", "build_model", "load_weights", "read_state_dict"]
 
@@ -26,10 +27,7 @@ class DBNet(nn.Module):
     def __init__(self, encoder: Backbone, decoder: UNetDecoder, head: DBHead):
         super().__init__()
         if head.upscale != encoder.strides[0]:
-            raise ValueError(
-                f"models.head.upscale={head.upscale} must equal the stride of the finest feature level "
-                f"({encoder.strides[0]}; strides {encoder.strides} from models.encoder.out_indices)"
-            )
+            raise ConfigError(upscale_mismatch(head.upscale, encoder))
         self.encoder = encoder
         self.decoder = decoder
         self.head = head
@@ -41,6 +39,20 @@ class DBNet(nn.Module):
             raise ValueError(f"DBNet input {h}x{w}: height and width must be multiples of {self.stride}")
         fused = self.decoder(self.encoder(image))
         return self.head(fused, all_maps=self.training if all_maps is None else all_maps)
+
+
+def upscale_mismatch(upscale: int, encoder: Backbone) -> str:
+    """Why `upscale` does not fit the encoder's levels, and the settings that do."""
+    finest = encoder.strides[0]
+    fits = [i for i, s in enumerate(encoder.level_strides) if s == upscale and i <= max(encoder.out_indices)]
+    if fits:
+        indices = [fits[0]] + [i for i in encoder.out_indices if i > fits[0]]
+        other = f", or models.encoder.out_indices={indices} for upscale={upscale} (level {fits[0]} has stride {upscale})"
+    else:
+        other = f" ({upscale} is the stride of no level; the levels' strides are {encoder.level_strides})"
+    return (f"models.head.upscale={upscale} must equal the stride of the finest feature level ({finest}: level "
+            f"{encoder.out_indices[0]} of models.encoder.out_indices={encoder.out_indices}, strides {encoder.strides}); "
+            f"set models.head.upscale={finest}{other}")
 
 
 def build_model(cfg: Mapping[str, Any]) -> DBNet:

@@ -32,6 +32,9 @@ class Backbone(nn.Module):
         self.body = create_features_model(model_name, pretrained=pretrained and not weights, out_indices=out_indices)
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.strides: list[int] = list(self.body.feature_info.reduction())
+        self.out_indices: list[int] = list(out_indices)
+        # every level the model has (not only the chosen ones): what an error can suggest instead
+        self.level_strides: list[int] = [int(level["reduction"]) for level in self.body.feature_info.info]
         if weights:
             load_weights(self.body, weights)
 
