@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+# model.data.convert imports its heavy parts (numpy, PIL, tqdm) where it converts
 from model.data.convert import DEFAULT_FRACTIONS, DEFAULT_SEED, convert, converter_names, parse_fractions
 from model.errors import DataError
 
@@ -24,7 +25,8 @@ def register(sub) -> None:
         type=_fractions,
         default=DEFAULT_FRACTIONS,
         metavar="TRAIN,VAL,TEST",
-        help="fractions summing to 1 (default %s)" % ",".join(f"{f:g}" for f in DEFAULT_FRACTIONS),
+        help="fractions summing to 1, any of them 0 (0,0,1: all test, e.g. a hold-out set to predict on; empty "
+        "splits are written empty) (default %s)" % ",".join(f"{f:g}" for f in DEFAULT_FRACTIONS),
     )
     p.add_argument("--lenient", action="store_true", help="skip bad lines and unpaired files and list them (default: stop at the first)")
     p.add_argument("--overwrite", action="store_true", help="replace images/ and jsons/ already in DST")

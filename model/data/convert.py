@@ -11,6 +11,12 @@ A converter turns one public dataset's own layout into ``images/{train,val,test}
 on the file names (`assign_splits`), a strict or lenient `Report`, JPEG/PNG bytes copied as they are
 (never re-encoded), UFO JSON written atomically, and a `ConvertSummary`. Adding CORD or WildReceipt
 means writing `read` and one line in `_BUILTIN`.
+
+`--split` fractions may be 0: `0,0,1` makes a test-only root (a hold-out set to predict on), and
+the empty splits are written as empty, so every root has the same files.
+
+This module is imported by `receiptflow convert --help` for its defaults and names: numpy, PIL
+(through model.data.ufo) and tqdm are imported where a conversion runs.
 """
 from __future__ import annotations
 
@@ -20,11 +26,12 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
-from model.data.ufo import SPLITS, Images, Problem, Report, Word, check_file_name, word_ids, write_ufo
 from model.errors import DataError
+
+if TYPE_CHECKING:
+    from model.data.ufo import Images, Report, Word
 
 DEFAULT_SEED = 42
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -69,6 +76,8 @@ class ConvertSummary:
         }
 
     def __str__(self) -> str:
+        from model.data.ufo import SPLITS
+
         lines = [f"{self.dataset}: {self.src} -> {self.dst} (seed {self.seed}, split {','.join(f'{f:g}' for f in self.fractions)})"]
         lines += [f"  {s:<5} {self.images[s]:>6} images {self.words[s]:>8} words" for s in SPLITS]
         lines += [f"  note: {n}" for n in self.notes]
@@ -108,6 +117,10 @@ class Converter:
         is written. Lenient: bad lines/images are skipped and listed in the summary's report.
         `dst` must not already hold images/ or jsons/ unless `overwrite` (which replaces those two).
         """
+        from tqdm import tqdm
+
+        from model.data.ufo import SPLITS, Problem, Report, check_file_name, word_ids, write_ufo
+
         src, dst = Path(src), Path(dst)
         fractions = check_fractions(split)
         if not src.is_dir():
@@ -200,8 +213,6 @@ def check_fractions(values: Sequence[float]) -> tuple[float, float, float]:
         raise DataError(f"split {shown}: each fraction must lie in [0, 1]")
     if abs(sum(values) - 1.0) > 1e-6:
         raise DataError(f"split {shown}: fractions must sum to 1 (they sum to {sum(values):g})")
-    if values[0] == 0.0:
-        raise DataError(f"split {shown}: the train fraction must be above 0")
     return values  # type: ignore[return-value]
 
 
@@ -227,6 +238,8 @@ def split_counts(n: int, fractions: Sequence[float]) -> list[int]:
 
 def assign_splits(names: Iterable[str], seed: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict[str, str]:
     """file name -> 'train' | 'val' | 'test': the first images of `seeded_order` go to train, etc."""
+    from model.data.ufo import SPLITS
+
     order = seeded_order(names, seed)
     out: dict[str, str] = {}
     start = 0
