@@ -26,12 +26,17 @@ def run(root) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the classic code warns on degenerate distances
         classic_ms = per_item_ms(lambda p: classic_targets(SIZE, SIZE, p, [False] * len(p)), items)
-        max_delta, nan_pixels = 0.0, 0
+        max_delta, other_maps_delta, nan_pixels = 0.0, 0.0, 0
         for polys in items:
             nan = np.zeros((SIZE, SIZE), bool)
             ref = classic_targets(SIZE, SIZE, polys, [False] * len(polys), nan_pixels=nan)
-            for mine, theirs in zip(make_targets(SIZE, SIZE, polys), ref):
-                max_delta = max(max_delta, float(np.abs(mine.astype(np.float32) - theirs)[~nan].max()))
+            ours = make_targets(SIZE, SIZE, polys)
+            for field, mine, theirs in zip(ours._fields, ours, ref):
+                delta = float(np.abs(mine.astype(np.float32) - theirs)[~nan].max())
+                if field == "thresh":
+                    max_delta = max(max_delta, delta)
+                else:  # prob and the two masks
+                    other_maps_delta = max(other_maps_delta, delta)
             nan_pixels += int(nan.sum())
     return {
         "images": len(items),
@@ -39,6 +44,7 @@ def run(root) -> dict:
         "classic_ms": round(classic_ms, 2),
         "ours_ms": round(ours_ms, 2),
         "ratio": round(classic_ms / ours_ms, 1),
-        "max_abs_delta": max_delta,
+        "max_abs_delta": max_delta,  # the threshold map (tests/test_targets.py: THRESH_TOL)
+        "max_abs_delta_prob_and_masks": other_maps_delta,
         "classic_nan_pixels_per_image": round(nan_pixels / len(items), 1),
     }
