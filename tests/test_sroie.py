@@ -112,8 +112,10 @@ def test_split_counts_and_fractions():
         check_fractions((0.9, 0.1))
     with pytest.raises(DataError, match="three numbers"):
         parse_fractions("a,b,c")
-    with pytest.raises(DataError, match="train fraction"):
-        check_fractions((0, 0.5, 0.5))
+    # a part may be 0: `--split 0,0,1` converts an unlabelled hold-out set into a test-only root
+    assert check_fractions((0, 0, 1)) == (0.0, 0.0, 1.0) and split_counts(5, (0, 0, 1)) == [0, 0, 5]
+    with pytest.raises(DataError, match=r"each fraction must lie in \[0, 1\]"):
+        check_fractions((-0.1, 0.6, 0.5))
 
 
 # --- bad input, on small receipts written here ---------------------------------------------------
