@@ -47,12 +47,13 @@ def recovered(gt, fused, threshold: float = 0.5) -> float:
     """Fraction of ground-truth words with a fused word of IoU >= threshold."""
     found = total = 0
     for name, words in gt.items():
-        g = shapely.make_valid(shapely.polygons([w.points for w in words.values()]))
+        # one Polygon per word: shapely.polygons() needs equal vertex counts, words may mix 4 and more
+        g = shapely.make_valid(np.array([shapely.Polygon(w.points) for w in words.values()], dtype=object))
         total += len(g)
         det = list((fused.get(name) or {}).values())
         if not det or not len(g):
             continue
-        d = shapely.make_valid(shapely.polygons([w.points for w in det]))
+        d = shapely.make_valid(np.array([shapely.Polygon(w.points) for w in det], dtype=object))
         tree = shapely.STRtree(d)
         gi, di = tree.query(g, predicate="intersects")
         inter = shapely.area(shapely.intersection(g[gi], d[di]))
