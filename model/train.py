@@ -50,6 +50,7 @@ from model.checkpoint import CheckpointError, check_resume_config, load_checkpoi
 from model.data.dataset import DetectionDataset, EpochSampler, collate, seed_worker
 from model.config import augment_config, target_options, to_yaml
 from model.data.transforms import eval_transform, train_transform
+from model import metrics_pool
 from model.evaluate import validate
 from model.net import build_model
 from model.net.loss import DBLoss
@@ -164,6 +165,9 @@ def train(cfg: DictConfig) -> dict:
              f"{'' if rt.amp_dtype is None else ' ' + str(rt.amp_dtype).removeprefix('torch.')}, world size {rt.world_size}, "
              f"epochs {state['epoch'] + 1}-{cfg.trainer.max_epochs}, output {out}")
     stop = _install_sigterm()
+    if rt.main and cfg.trainer.eval_workers > 1:
+        # CLEval's worker processes (forkserver: safe beside CUDA and DataLoader threads) start while epoch 1 trains
+        metrics_pool.warm_up(cfg.trainer.eval_workers)
     pp = OmegaConf.to_container(cfg.models.head.postprocess)
     metrics: dict = state["history"][-1] if state["history"] else {}
     for epoch in range(state["epoch"], cfg.trainer.max_epochs):
