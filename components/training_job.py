@@ -1,7 +1,7 @@
 """One training as a multi-node job, run by the cluster's engine: a Kubeflow Trainer v2 TrainJob
 (Kubeflow 1.11+) or a Training Operator v1 PyTorchJob (Kubeflow 1.9+). The bodies, their names,
 their state, the reason a job failed, and the create-or-attach wait of
-components/run_training_job.py (the Katib launcher's pattern and helpers: components/katib.py).
+components/run_training_job.py (the Katib launcher's pattern and helpers: components/katib/experiments.py).
 
 Every node runs the same command: pull the inputs from the object store, then
 ``python -m torch.distributed.run -m model.cli train ...``. torchrun takes its node count, rank,
@@ -21,7 +21,7 @@ import shlex
 import time
 from typing import Callable
 
-from components.katib import MAX_API_FAILURES, REQUEST_TIMEOUT, _describe, _transient
+from components.katib.experiments import MAX_API_FAILURES, REQUEST_TIMEOUT, _describe, _transient
 
 BACKENDS = ("trainjob", "pytorchjob")  # the launcher's; "task" (one pod, one GPU) is components/train.py
 TRAINER_GROUP, TRAINER_VERSION, TRAINJOBS = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
@@ -291,7 +291,7 @@ def run_job(custom, core, body: dict, *, kfp_run: str, timeout_minutes: float, p
     `poll_seconds`: one log line per change (phase, pods by phase, rank 0's last metric line).
     Returns the name of the job that succeeded (`body`'s, or `<name>-rN`); raises JobFailed with
     the job's reason, its pods' failures and Warning events, TimeoutError after `timeout_minutes`
-    (the job keeps running). Transient API errors are retried at the next poll (components/katib.py's
+    (the job keeps running). Transient API errors are retried at the next poll (components/katib/experiments.py's
     rule); 401/403/404 are not. Deletes nothing: a failed job's pods and logs stay for `kubectl logs`.
 
     An existing job that runs or succeeded is attached to (a running one is still writing the

@@ -45,7 +45,7 @@ def _render(args) -> int:
 
 
 def _report(args) -> int:
-    from components.trials import list_trials, load_trials
+    from components.katib.trials import list_trials, load_trials
     from pipelines.sweep import NAMESPACE
     from pipelines.sweep_report import SEED_CLAIMS, write_report
 

@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.trials import Trial, best_trial, natural_key, rank_trials
+from components.katib.trials import Trial, best_trial, natural_key, rank_trials
 from model.report import table
 
 # The seed report's §6.1 figures (percent of val/hmean; z in σ), as printed there.
@@ -160,7 +160,7 @@ def bucketize(trials: list[Trial], param: str) -> tuple[str, list[Bucket]]:
 
 def analyze(trials: list[Trial], *, objective: str = "val/hmean", maximize: bool = True) -> Analysis:
     """The whole analysis; raises DataError when no trial has a usable metric. Ranked: Succeeded,
-    EarlyStopped, Running and Pending trials with a metric (components.trials.RANKABLE)."""
+    EarlyStopped, Running and Pending trials with a metric (components.katib.trials.RANKABLE)."""
     recommended = best_trial(trials, maximize=maximize, objective=objective)
     ranking = rank_trials(trials, maximize=maximize)
     excluded = [t for t in trials if not any(t is r for r in ranking)]

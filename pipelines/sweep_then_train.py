@@ -44,7 +44,7 @@ def sweep_then_train(
     node_selector: dict = {},
     tolerations: list = [],
 ) -> str:
-    # filled in per run by run_katib_experiment (components/katib.py)
+    # filled in per run by run_katib_experiment (components/katib/experiments.py)
     template = experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@", minio_secret="@MINIO_SECRET@")
     sweep = run_katib_experiment(experiment=template, namespace=namespace, dataset_uri=dataset_uri, output_uri=output_uri,
                                  minio_secret=minio_secret, name_suffix=dsl.PIPELINE_JOB_ID_PLACEHOLDER,

@@ -42,7 +42,7 @@ PLACEHOLDER = re.compile(r"^REPLACE_WITH_[A-Z0-9_]+$")
 CREDENTIAL_ENV = re.compile(r"(ACCESS_KEY|SECRET|PASSWORD|TOKEN|ROOT_USER)", re.I)
 # Secrets the pods may reference: ours (placeholder template or created out of band) and Kubeflow's artifact secret.
 KNOWN_SECRETS = {"receiptflow-minio", "mlpipeline-minio-artifact"}
-# What the pipeline's service account needs (components/run_katib_experiment.py, components/trials.py,
+# What the pipeline's service account needs (components/run_katib_experiment.py, components/katib/trials.py,
 # components/run_training_job.py): API group -> resource -> verbs.
 ALLOWED_RULES = {"kubeflow.org": {"experiments": {"create", "get", "list", "watch", "delete"}, "experiments/status": {"get"},
                                   "trials": {"get", "list", "watch"}, "pytorchjobs": {"create", "get"}},
@@ -278,7 +278,7 @@ def test_rbac_is_namespaced_and_minimal(target):
     assert rbac_problems(objs, OVERLAYS.get(target)) == []
     roles = [o for o in objs if o["kind"] == "Role"]
     granted = {(r, v) for role in roles for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
-    # what components/run_katib_experiment.py and components/trials.py call
+    # what components/run_katib_experiment.py and components/katib/trials.py call
     assert {("experiments", "create"), ("experiments", "get"), ("trials", "list")} <= granted
     # what components/run_training_job.py calls (and no delete: a failed job's pods stay for the user)
     assert {("trainjobs", "create"), ("trainjobs", "get"), ("pytorchjobs", "create"), ("pytorchjobs", "get"),

@@ -92,9 +92,9 @@ class _Handler(Handler):
 def kube(tmp_path, monkeypatch):
     """The stand-in on a free loopback port; KUBECONFIG names a kubeconfig file pointing at it and
     the pod's service-account namespace file says "team-a"."""
-    import components.katib
+    import components.katib.experiments
 
-    with serving(KubeApi(), tmp_path, monkeypatch, components.katib) as server:
+    with serving(KubeApi(), tmp_path, monkeypatch, components.katib.experiments) as server:
         yield server
 
 
@@ -164,16 +164,16 @@ def test_a_500_and_dropped_connections_while_polling_do_not_fail_the_sweep(kube,
 
 
 def test_an_api_server_that_does_not_answer_in_time_is_a_failed_call_not_a_hung_task(kube, tmp_path, monkeypatch, capsys):
-    import components.katib
+    import components.katib.experiments
 
-    monkeypatch.setattr(components.katib, "REQUEST_TIMEOUT", (1, 0.2))
+    monkeypatch.setattr(components.katib.experiments, "REQUEST_TIMEOUT", (1, 0.2))
     kube.polls = [RUNNING, HANG, HANG, HANG, HANG, SUCCEEDED]  # urllib3 itself tries a GET 4 times
     assert _run(tmp_path).name == NAME
     assert "Read timed out" in capsys.readouterr().out
 
 
 def test_an_api_that_stays_down_fails_after_a_bounded_number_of_tries(kube, tmp_path):
-    from components.katib import MAX_API_FAILURES
+    from components.katib.experiments import MAX_API_FAILURES
 
     kube.polls = [RUNNING, 503]
     with pytest.raises(RuntimeError, match=rf"{MAX_API_FAILURES} Kubernetes API calls in a row failed.*HTTP 503.*"
@@ -208,9 +208,9 @@ def test_forbidden_is_an_rbac_error_at_once(kube, tmp_path, where):
 
 
 def test_no_namespace_and_no_service_account_file_is_a_clear_error(kube, tmp_path, monkeypatch):
-    import components.katib
+    import components.katib.experiments
 
-    monkeypatch.setattr(components.katib, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "absent"))
+    monkeypatch.setattr(components.katib.experiments, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "absent"))
     with pytest.raises(ValueError, match=r"no namespace given and .*absent.*namespace="):
         _run(tmp_path)
     assert kube.requests == []

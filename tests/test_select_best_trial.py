@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.trials import summarize, trial_from_katib, trial_parameters
+from components.katib.trials import summarize, trial_from_katib, trial_parameters
 from model.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.trials import load_trials
+from components.katib.trials import load_trials
 from pipelines.sweep_report import SEED_CLAIMS, analyze, compare_claims, find_outliers, write_report
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -105,9 +105,9 @@ class _Handler(Handler):
 
 @pytest.fixture
 def kube(tmp_path, monkeypatch):
-    import components.katib
+    import components.katib.experiments
 
-    with serving(KubeApi(), tmp_path, monkeypatch, components.katib) as server:
+    with serving(KubeApi(), tmp_path, monkeypatch, components.katib.experiments) as server:
         yield server
 
 

@@ -1,4 +1,4 @@
-"""components/trials.py: Katib Trial objects, exports and the best-trial rule."""
+"""components/katib/trials.py: Katib Trial objects, exports and the best-trial rule."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from components.trials import Trial, best_trial, list_trials, load_trials, rank_trials, status_from_conditions, trial_from_katib
+from components.katib.trials import Trial, best_trial, list_trials, load_trials, rank_trials, status_from_conditions, trial_from_katib
 from model.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -175,3 +175,17 @@ def test_list_trials_error_names_the_experiment(monkeypatch):
     monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", FakeApi)
     with pytest.raises(DataError, match=r"kubeflow-user/my-exp: HTTP 403 Forbidden"):
         list_trials("my-exp", "kubeflow-user")
+
+
+def test_the_katib_helpers_import_inside_a_running_task():
+    """Component bodies import them at run time, where kfp's runtime-only `kfp.dsl` (_KFP_RUNTIME=true)
+    cannot build pipelines: they must import there, and never pipelines/*."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, components.katib.trials, components.katib.experiments; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'pipelines'); print(bad); sys.exit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                          env={**os.environ, "_KFP_RUNTIME": "true"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr

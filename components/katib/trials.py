@@ -15,7 +15,8 @@ Parameter values: anything that parses as a number becomes a `float` (Katib stor
 assignment as a string, so T_max "24" becomes 24.0); anything else stays a `str`. CSV and flat
 JSON records are normalized the same way, so a trial reads the same from every source.
 
-A plain module (no KFP decorators); the kubernetes client is imported only by `list_trials`.
+A plain module (see components/katib/__init__.py for why it lives here); the kubernetes
+client is imported only inside `katib_api` and `list_trials`.
 """
 from __future__ import annotations
 

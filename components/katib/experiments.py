@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from components.trials import KATIB_GROUP, KATIB_VERSION, summarize
+from components.katib.trials import KATIB_GROUP, KATIB_VERSION, summarize
 
 KATIB_EXPERIMENTS = "experiments"
 # Every pod's service-account volume has its namespace here; Katib's SDK defaults the same way
