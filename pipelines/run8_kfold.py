@@ -53,7 +53,10 @@ MINIO_SECRET_KEYS = pods.MINIO_SECRET_KEYS  # Secret data key -> environment var
 GPU = pods.GPU
 GPU_TASK = {"cpu": "8", "memory": "32Gi", "shm": pods.SHM}
 CPU_TASK = {"cpu": "2", "memory": "8Gi"}
+# the trainings' retry policy: 3 retries after 60 s, 120 s, 240 s (`retried`)
 TRAIN_RETRIES = 3
+TRAIN_BACKOFF = "60s"
+TRAIN_BACKOFF_FACTOR = 2.0
 # run8_kfold_trainjob: every training a multi-node job (components/run_training_job.py, docs/distributed.md)
 JOB_DEFAULTS = {"training_backend": "trainjob", "num_nodes": 1, "gpus_per_node": 4,
                 "training_runtime": "TrainingRuntime/receiptflow-torch", "namespace": "", "job_timeout_minutes": 2880}
@@ -105,6 +108,13 @@ def _placed_at_compile_time(fixed: Fixed):
             kubernetes.add_toleration(task, key=t.get("key"), operator=t.get("operator", "Equal"), value=t.get("value"),
                                       effect=t.get("effect"), toleration_seconds=t.get("tolerationSeconds"))
     return place
+
+
+def retried(task: dsl.PipelineTask, backoff: str = TRAIN_BACKOFF) -> dsl.PipelineTask:
+    """The trainings' retry policy. kfp.local honours it as clusters do: kfp 2.17.3
+    kfp/local/orchestrator/task_executor.py:124-175 retries a failed task max_retry_count times,
+    sleeping backoff_duration * backoff_factor**attempt (tests/test_pipeline.py runs it with a 1 s backoff)."""
+    return task.set_retry(num_retries=TRAIN_RETRIES, backoff_duration=backoff, backoff_factor=TRAIN_BACKOFF_FACTOR)
 
 
 def _storage(task: dsl.PipelineTask, secret) -> dsl.PipelineTask:
@@ -161,7 +171,7 @@ def _plan(p: dict, secret, place, unrolled: bool, jobs: bool = False):
                 f"{name} (multi-node job)"), secret))
         else:
             task = _external(_storage(_gpu(train(fold=fold, **hyper, **common), name, place), secret))
-        return task.set_retry(num_retries=TRAIN_RETRIES, backoff_duration="60s", backoff_factor=2.0)
+        return retried(task)
 
     def prediction(model: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
         return _gpu(predict(model=model.outputs["model"], dataset=data.outputs["dataset"], split="test",

@@ -1,6 +1,7 @@
 """The run8-kfold pipeline: its compiled IR (checked in, drift-tested), the seed's decision rule,
-parameter handling, and real local runs of the whole pipeline on tiny synthetic receipts."""
-from __future__ import annotations
+parameter handling, and real local runs of the whole pipeline on tiny synthetic receipts.
+
+No `from __future__ import annotations`: kfp reads the test pipelines' annotations as types."""
 
 import json
 import re
@@ -362,3 +363,57 @@ def test_the_first_task_checks_the_parameters_and_the_dataset_before_any_work(ir
                          ({"min_vote": 9}, "min_vote=9: must be between 1 and folds=5")]:
         with pytest.raises(DataError, match=re.escape(message)):
             validate_run.python_func(**(good | bad))
+
+
+# ------------------------------------------------------------------------- kfp.local retries
+
+
+def _flaky(counter_dir: str, name: str, failures: int) -> str:
+    """Fails its first `failures` attempts (counted in a file: every attempt is a new process)."""
+    import pathlib
+
+    counter = pathlib.Path(counter_dir) / name
+    attempt = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(attempt))
+    if attempt <= failures:
+        raise RuntimeError(f"{name}: attempt {attempt} fails on purpose")
+    return f"{name}: attempt {attempt}"
+
+
+@pytest.mark.filterwarnings("ignore:.*non-Python base image")
+def test_kfp_local_retries_a_failed_task_with_the_trainings_policy(tmp_path, capfd):
+    """The trainings' policy (run8_kfold.retried, 1 s backoff instead of 60 s) through kfp.local as
+    `pipeline run --local` drives it: a task that fails once is retried and the run succeeds, at the
+    root and inside a ParallelFor (kfp.local's two orchestrators); one that keeps failing runs
+    1 + TRAIN_RETRIES times, backing off 1 s, 2 s, 4 s (kfp 2.17.3 task_executor.py:132-175)."""
+    from kfp import dsl, local
+
+    from components import component
+    from pipelines.run8_kfold import TRAIN_RETRIES, retried
+
+    flaky = component(_flaky)
+    counters = tmp_path / "counters"
+    counters.mkdir()
+
+    @dsl.pipeline(name="flaky-once")
+    def once(counter_dir: str) -> str:
+        first = retried(flaky(counter_dir=counter_dir, name="root", failures=1), backoff="1s")
+        with dsl.ParallelFor(["a", "b"]) as item:
+            retried(flaky(counter_dir=counter_dir, name=item, failures=1), backoff="1s").after(first)
+        return first.output
+
+    @dsl.pipeline(name="flaky-always")
+    def always(counter_dir: str) -> str:
+        return retried(flaky(counter_dir=counter_dir, name="always", failures=99), backoff="1s").output
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"), raise_on_error=True)
+    assert once(counter_dir=str(counters)).output == "root: attempt 2"
+    assert {p.name: p.read_text() for p in counters.iterdir()} == {"root": "2", "a": "2", "b": "2"}
+
+    with pytest.raises(RuntimeError, match="flaky-always"):
+        always(counter_dir=str(counters))
+    assert (counters / "always").read_text() == str(1 + TRAIN_RETRIES)
+    log = capfd.readouterr()
+    waits = re.findall(r"Task flaky failed \(attempt (\d)/(\d)\)\. Retrying in ([\d.]+)s", log.out + log.err)
+    assert [w for w in waits if w[1] == str(1 + TRAIN_RETRIES)][-TRAIN_RETRIES:] == [
+        ("1", "4", "1.0"), ("2", "4", "2.0"), ("3", "4", "4.0")]
