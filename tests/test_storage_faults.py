@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from model import storage
+from model import s3, storage
 from model.errors import DataError
 from model.storage import LOCAL_TMP_SUFFIX, TMP_PREFIX, download, upload
 from tests.test_storage import CuttingProxy, LoopbackProxy, keys, make_root, read_tree, shut
@@ -30,7 +30,7 @@ REQUEST_LINE = re.compile(rb"^(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP/1\.[01]\r\n"
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(storage, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(s3, "BACKOFF_S", 0.01)
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def sleeps(monkeypatch) -> list[float]:
     """Every backoff sleep storage takes (it still sleeps): one per retry."""
     taken: list[float] = []
     real_sleep = time.sleep
-    monkeypatch.setattr(storage.time, "sleep", lambda s: (taken.append(s), real_sleep(s)))
+    monkeypatch.setattr(s3.time, "sleep", lambda s: (taken.append(s), real_sleep(s)))
     return taken
 
 
@@ -161,9 +161,9 @@ def test_server_gone_mid_download_retries_then_names_the_object_and_a_rerun_comp
         download(uri, dst / "big.bin", progress=False)
     proxy.close()
     message = str(info.value)
-    assert message.startswith(f"{uri} -> {dst / 'big.bin'}: failed after {storage.ATTEMPTS} attempts against {proxy.endpoint}")
+    assert message.startswith(f"{uri} -> {dst / 'big.bin'}: failed after {s3.ATTEMPTS} attempts against {proxy.endpoint}")
     assert "\n" not in message and s3_server.secret_key not in message
-    assert len(sleeps) == storage.ATTEMPTS - 1 and sleeps == sorted(sleeps)  # bounded, exponential backoff
+    assert len(sleeps) == s3.ATTEMPTS - 1 and sleeps == sorted(sleeps)  # bounded, exponential backoff
     assert proxy.down == 1024 * 1024  # the cut really came in the middle of the body
     assert not (dst / "big.bin").exists() and parts(dst) == []  # no partial file, no leftover part file
 
@@ -184,9 +184,9 @@ def test_every_try_cut_mid_body_keeps_the_previous_local_file_and_a_folder_rerun
     with pytest.raises(DataError) as info:
         download(f"s3://{s3_server.bucket}/ds", dst, workers=1, progress=False)
     message = str(info.value)
-    assert message.startswith(f"s3://{s3_server.bucket}/ds/big.bin -> {dst / 'big.bin'}: failed after {storage.ATTEMPTS} attempts")
-    assert len(sleeps) == storage.ATTEMPTS - 1
-    assert sum(r == f"GET /{s3_server.bucket}/ds/big.bin" for r in proxy.requests) == storage.ATTEMPTS
+    assert message.startswith(f"s3://{s3_server.bucket}/ds/big.bin -> {dst / 'big.bin'}: failed after {s3.ATTEMPTS} attempts")
+    assert len(sleeps) == s3.ATTEMPTS - 1
+    assert sum(r == f"GET /{s3_server.bucket}/ds/big.bin" for r in proxy.requests) == s3.ATTEMPTS
     assert (dst / "big.bin").read_bytes() == b"old version" and parts(dst) == []
     assert (dst / "a_small.txt").read_bytes() == DS["a_small.txt"]  # finished before the fault: complete
     assert not (dst / "z_last.txt").exists()  # the first failure starts nothing more
@@ -203,7 +203,7 @@ def test_every_try_cut_mid_body_keeps_the_previous_local_file_and_a_folder_rerun
 
 @pytest.fixture
 def short_timeout(monkeypatch):
-    monkeypatch.setattr(storage, "READ_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(s3, "READ_TIMEOUT_S", 0.5)
 
 
 def test_slow_download_times_out_boundedly_then_completes_when_the_server_is_fast_again(s3_server, tmp_path, monkeypatch,
@@ -218,10 +218,10 @@ def test_slow_download_times_out_boundedly_then_completes_when_the_server_is_fas
         download(uri, dst / "big.bin", progress=False)
     took = time.monotonic() - start
     message = str(info.value)
-    assert message.startswith(f"{uri} -> {dst / 'big.bin'}: failed after {storage.ATTEMPTS} attempts")
+    assert message.startswith(f"{uri} -> {dst / 'big.bin'}: failed after {s3.ATTEMPTS} attempts")
     assert "ReadTimeoutError" in message and "\n" not in message
-    assert len(sleeps) == storage.ATTEMPTS - 1 and proxy.delayed == storage.ATTEMPTS
-    assert took < storage.ATTEMPTS * 0.5 + 2  # each try gave up after the read timeout, not after the delay
+    assert len(sleeps) == s3.ATTEMPTS - 1 and proxy.delayed == s3.ATTEMPTS
+    assert took < s3.ATTEMPTS * 0.5 + 2  # each try gave up after the read timeout, not after the delay
     assert not (dst / "big.bin").exists() and parts(dst) == []
 
     proxy.delay = 0  # the server is fast again: the same call completes through the same proxy
@@ -241,9 +241,9 @@ def test_slow_upload_times_out_boundedly_leaves_no_final_key_then_completes(s3_s
     with pytest.raises(DataError) as info:
         upload(src, uri, workers=1, progress=False)
     message = str(info.value)
-    assert message.startswith(f"{src / 'a.txt'} -> {uri}/a.txt: failed after {storage.ATTEMPTS} attempts")
+    assert message.startswith(f"{src / 'a.txt'} -> {uri}/a.txt: failed after {s3.ATTEMPTS} attempts")
     assert "ReadTimeoutError" in message
-    assert len(sleeps) == storage.ATTEMPTS - 1 and proxy.delayed == storage.ATTEMPTS  # big.bin never started
+    assert len(sleeps) == s3.ATTEMPTS - 1 and proxy.delayed == s3.ATTEMPTS  # big.bin never started
     _sleep(0.2)  # let the server finish the delayed PUTs it already received
     assert final_keys(s3_server) == []  # no final key: nothing was copied into place
     assert keys(s3_server) == []  # and every temporary was removed after each failed try
@@ -345,9 +345,9 @@ def test_server_gone_mid_publish_leaves_no_partial_object_and_a_rerun_publishes_
     proxy.close()
     message = str(info.value)
     assert "\n" not in message and s3_server.secret_key not in message
-    assert re.search(rf"-> {re.escape(prefix)}/\S+: failed after {storage.ATTEMPTS} attempts against {proxy.endpoint}",
+    assert re.search(rf"-> {re.escape(prefix)}/\S+: failed after {s3.ATTEMPTS} attempts against {proxy.endpoint}",
                      message), message
-    assert 0 < len(sleeps) <= storage.DEFAULT_WORKERS * (storage.ATTEMPTS - 1)  # bounded per object and overall
+    assert 0 < len(sleeps) <= storage.DEFAULT_WORKERS * (s3.ATTEMPTS - 1)  # bounded per object and overall
     expected = expected_publication(root, Path(summary.path))
     published = final_keys(s3_server, "runs/r1/")
     assert len(published) < len(expected)  # the cut really stopped the publication
@@ -405,7 +405,7 @@ def test_training_with_its_checkpoint_mirror_unreachable_stops_with_one_clear_li
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("receiptflow train: error: ")]
     assert len(errors) == 1, proc.stderr[-3000:]
-    assert errors[0].startswith(f"receiptflow train: error: s3://receiptflow: failed after {storage.ATTEMPTS} attempts "
+    assert errors[0].startswith(f"receiptflow train: error: s3://receiptflow: failed after {s3.ATTEMPTS} attempts "
                                 f"against {endpoint}: ")
     mirror = "s3://receiptflow/m/last.pt" if resume == "auto" else "s3://receiptflow/m"  # what it was reaching for
     assert errors[0].endswith(f"Connection refused (for {mirror})"), errors[0]

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from model import storage
+from model import s3, storage
 from model.errors import DataError
 from model.storage import TMP_PREFIX, download, exists, upload
 from tests.test_storage import make_root, read_tree
@@ -130,7 +130,7 @@ def profile_key(scoped_server, monkeypatch):
     monkeypatch.setenv("MINIO_SECRET_KEY", secret)
     monkeypatch.setenv("MINIO_SECURE", "false")
     monkeypatch.delenv("MINIO_REGION", raising=False)
-    monkeypatch.setattr(storage, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(s3, "BACKOFF_S", 0.01)
     return scoped_server
 
 
@@ -139,16 +139,16 @@ def test_the_server_enforces_the_profile_policy(profile_key):
     from botocore.exceptions import ClientError
 
     key, secret = profile_key.keys[NS]
-    s3 = boto3.client("s3", endpoint_url=profile_key.url, region_name="us-east-1", aws_access_key_id=key,
-                      aws_secret_access_key=secret)
-    for call in (lambda: s3.get_bucket_location(Bucket=BUCKET), lambda: s3.head_bucket(Bucket=BUCKET),
-                 lambda: s3.put_object(Bucket=BUCKET, Key="private/other-ns/x", Body=b"x"),
-                 lambda: s3.put_object(Bucket="receiptflow", Key="x", Body=b"x")):
+    api = boto3.client("s3", endpoint_url=profile_key.url, region_name="us-east-1", aws_access_key_id=key,
+                       aws_secret_access_key=secret)
+    for call in (lambda: api.get_bucket_location(Bucket=BUCKET), lambda: api.head_bucket(Bucket=BUCKET),
+                 lambda: api.put_object(Bucket=BUCKET, Key="private/other-ns/x", Body=b"x"),
+                 lambda: api.put_object(Bucket="receiptflow", Key="x", Body=b"x")):
         with pytest.raises(ClientError) as info:
             call()
         assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    s3.put_object(Bucket=BUCKET, Key=f"private/{NS}/premise", Body=b"x")
-    s3.delete_object(Bucket=BUCKET, Key=f"private/{NS}/premise")
+    api.put_object(Bucket=BUCKET, Key=f"private/{NS}/premise", Body=b"x")
+    api.delete_object(Bucket=BUCKET, Key=f"private/{NS}/premise")
 
 
 def test_push_skip_pull_and_checkpoint_mirror_under_the_profile_prefix(profile_key, tmp_path, capsys):
