@@ -5,8 +5,6 @@ import json
 
 from model.errors import DataError
 
-from model.data.ufo import DatasetRoot, format_summary, split_summary
-
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -23,6 +21,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from model.data.ufo import DatasetRoot, format_summary, split_summary
+
     root = DatasetRoot(args.root)
     splits = root.splits()
     if not splits:

@@ -6,7 +6,9 @@ MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY, MINIO_SECURE (default true) 
 """
 from __future__ import annotations
 
-from model.storage import DEFAULT_WORKERS, download, upload
+# model.storage (minio, urllib3) is imported when a transfer runs; DEFAULT_WORKERS is its default, which
+# tests/test_cli.py keeps equal to model.storage.DEFAULT_WORKERS (the option passes only what is given)
+DEFAULT_WORKERS = 8
 
 ENV_HELP = ("Endpoint and credentials come from the environment: MINIO_ENDPOINT (host:port), MINIO_ACCESS_KEY, "
             "MINIO_SECRET_KEY, MINIO_SECURE (true by default; false for plain HTTP), MINIO_REGION (us-east-1 by "
@@ -29,7 +31,7 @@ def register(sub) -> None:
     pull.add_argument("src", help="s3://bucket/prefix or s3://bucket/key (or a local path: plain copy)")
     pull.add_argument("dst", help="local folder (or file, for a single object)")
     for c in (push, pull):
-        c.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+        c.add_argument("--workers", type=int, default=None,
                        help=f"parallel transfers (default {DEFAULT_WORKERS})")
         c.add_argument("--no-progress", action="store_true", help="no progress bar")
     push.set_defaults(func=run_push)
@@ -37,12 +39,20 @@ def register(sub) -> None:
 
 
 def run_push(args) -> int:
-    report = upload(args.src, args.dst, workers=args.workers, progress=not args.no_progress)
+    from model.storage import upload
+
+    report = upload(args.src, args.dst, progress=not args.no_progress, **_workers(args))
     print(f"{args.src} -> {args.dst}: {report.summary()}")
     return 0
 
 
 def run_pull(args) -> int:
-    report = download(args.src, args.dst, workers=args.workers, progress=not args.no_progress)
+    from model.storage import download
+
+    report = download(args.src, args.dst, progress=not args.no_progress, **_workers(args))
     print(f"{args.src} -> {args.dst}: {report.summary()}")
     return 0
+
+
+def _workers(args) -> dict:
+    return {} if args.workers is None else {"workers": args.workers}

@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 
 from model.data.convert import DEFAULT_SEED
-from model.data.folds import DEFAULT_K, format_manifest, make_folds
+
+# model.data.folds (numpy, PIL) is imported when the folds are made; its DEFAULT_K, which
+# tests/test_cli.py keeps equal to this one (the option passes only what is given)
+DEFAULT_K = 5
 
 
 def register(sub) -> None:
@@ -17,7 +20,7 @@ def register(sub) -> None:
     )
     p.add_argument("root", help="dataset root: images/{train,val}/ and jsons/{train,val}.json")
     p.add_argument("--out", required=True, help="folder for fold_{i}/ and folds.json")
-    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"number of folds (default {DEFAULT_K})")
+    p.add_argument("--k", type=int, default=None, help=f"number of folds (default {DEFAULT_K})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"assignment seed (default {DEFAULT_SEED})")
     p.add_argument("--hold-out", metavar="SPLIT", help="keep this split (e.g. val) out of every fold (default: pool train and val)")
     p.add_argument("--lenient", action="store_true", help="leave out images the dataset check rejects (default: stop)")
@@ -26,6 +29,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    manifest = make_folds(args.root, args.out, k=args.k, seed=args.seed, strict=not args.lenient, hold_out=args.hold_out)
+    from model.data.folds import format_manifest, make_folds
+
+    k = {} if args.k is None else {"k": args.k}
+    manifest = make_folds(args.root, args.out, seed=args.seed, strict=not args.lenient, hold_out=args.hold_out, **k)
     print(json.dumps(manifest, indent=1) if args.json else format_manifest(manifest))
     return 0

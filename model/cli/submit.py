@@ -5,9 +5,6 @@
 """
 from __future__ import annotations
 
-from model.data.ufo import read_ufo
-from model.submission import check_submission, list_test_images, write_submission
-
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -25,6 +22,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from model.data.ufo import read_ufo
+    from model.submission import check_submission, list_test_images, write_submission
+
     if args.check:
         if args.pred or args.output:
             args.parser.error("--check takes no PRED.json and no -o")

@@ -10,8 +10,9 @@ def register(sub) -> None:
         help="train a detector: preset= and dotted overrides, as the seed's runners/train.py took them",
         description="Train DBNet. Arguments are Hydra-style: preset=NAME, then key=value overrides, e.g.\n"
         "  receiptflow train preset=run8 dataset.root=data/ models.encoder.pretrained=false trainer.max_epochs=22\n"
-        "Prints one metric line per epoch, writes OUTPUT_DIR/{metrics.jsonl,last.pt,best.pt}; resume=auto continues "
-        "from last.pt. SIGTERM saves and exits with status 143.",
+        "Prints one metric line per epoch, writes OUTPUT_DIR/{config.yaml,metrics.jsonl,last.pt,best.pt} "
+        "(preset=OUTPUT_DIR/config.yaml loads the run's config back); resume=auto continues from last.pt. SIGTERM "
+        "saves and exits with status 143. A bad setting is one line, exit 2.",
         epilog=_presets_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -20,7 +21,7 @@ def register(sub) -> None:
 
 
 def _presets_epilog() -> str:
-    from model.config import list_presets
+    from model.config_presets import list_presets  # YAML only; the schema and torch load when training
 
     return "presets:\n" + "\n".join(f"  {name:<32} {text}" for name, text in list_presets().items())
 
