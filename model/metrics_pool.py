@@ -1,22 +1,26 @@
-"""The worker processes that score CLEval images in parallel (`model.metrics.evaluate(workers=N)`).
+"""The processes that score CLEval images in parallel (`model.metrics.evaluate(workers=N)`): the
+calling process and N - 1 workers.
 
-They come from a forkserver (spawn where there is none), never from `os.fork()` of the caller: the
-caller is often a training process that has initialised CUDA and runs DataLoader and torch threads,
-and a forked copy of it can deadlock on a lock some other thread held at the fork (Python's
-multiprocessing docs, "Contexts and start methods"; CUDA cannot be used in a forked child at all).
-The forkserver is a fresh interpreter, started by fork+exec, that has imported only the metric's
-modules; each worker is a fork of that small, single-threaded process. (Python 3.14 makes it the
-default start method on POSIX for this reason.) As with any spawn or forkserver start, a worker
-imports the caller's main script: a script that calls ``evaluate(workers=N)`` needs the usual
-``if __name__ == "__main__":`` guard (the `receiptflow` command, ``python -m`` modules and pytest
-have it); without it the workers fail and the images are scored in the calling process instead.
+The workers come from a forkserver (spawn where there is none), never from `os.fork()` of the
+caller: the caller is often a training process that has initialised CUDA and runs DataLoader and
+torch threads, and a forked copy of it can deadlock on a lock another thread held at the fork
+(Python's multiprocessing docs, "Contexts and start methods"; CUDA cannot be used in a forked child
+at all). The forkserver is a fresh interpreter, started by fork+exec, that has imported only the
+metric's modules; each worker is a fork of that small, single-threaded process (Python 3.14 makes
+forkserver the default start method on POSIX for this reason). As with any spawn or forkserver
+start, a worker imports the caller's main script: a script that calls ``evaluate(workers=N)`` needs
+the usual ``if __name__ == "__main__":`` guard (the `receiptflow` command, ``python -m`` modules and
+pytest have it); without it the workers fail and the images are scored in the calling process.
 
-Starting them costs about a second, so the pool is kept for the life of the process and reused by
-every call with the same number of workers (a training validates each epoch: it pays once, and
-`warm_up` lets it pay while the first epoch trains). The
-images go in chunks that shrink as they go (guided scheduling): few messages at first, single
-images at the end, so the processes finish within an image of each other; results come back in
-job order, so the numbers and their order are those of a sequential run.
+Starting the workers costs about a second, so the pool is kept for the life of the process and
+reused by every call with the same number of workers (a training validates each epoch: it pays
+once, and `warm_up` lets it pay while the first epoch trains).
+
+Every process, the caller included, takes the next chunk from a shared counter until none is left,
+so all stay busy to the end whatever the images cost; the chunks shrink as they go (guided
+scheduling: few messages at first, single images at the end). The caller working too, instead of
+waiting, is what takes 2 processes past 1.8x on 2 cores (tests/benchmarks/bench_validation.py).
+Results are put back in job order, so the numbers and their order are those of a sequential run.
 """
 from __future__ import annotations
 
@@ -25,42 +29,64 @@ import multiprocessing
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 # What a worker needs: imported once in the forkserver, inherited by every worker it forks.
 PRELOAD = ["model.metrics"]
 
-_lock = threading.Lock()
-# (processes, pool), kept for the life of the process. concurrent.futures rather than
-# multiprocessing.Pool: a worker that dies (killed for memory) fails the call with BrokenProcessPool
-# instead of leaving Pool.map waiting forever for its lost task.
-_pool: tuple[int, ProcessPoolExecutor] | None = None
+_lock = threading.Lock()  # one call at a time: the counter is shared
+# (workers asked for, executor of workers - 1 processes, shared chunk counter), kept for the life of
+# the process. concurrent.futures rather than multiprocessing.Pool: a worker that dies (killed for
+# memory) fails the call with BrokenProcessPool instead of leaving Pool.map waiting forever.
+_pool: tuple[int, ProcessPoolExecutor, object] | None = None
+_counter = None  # in a worker process: the shared chunk counter (set by `_init`)
 
 
 def map_chunks(fn: Callable[[list], list], jobs: Sequence, workers: int) -> list:
-    """``fn(chunk)`` over contiguous chunks of `jobs` in `workers` processes; the concatenated
-    results, in job order. `fn` must be importable by name (a module-level function). An
-    exception in `fn` is raised here as it was raised there; a worker that died is replaced by
-    scoring in this process."""
-    chunks = [list(jobs[a:b]) for a, b in chunks_of(len(jobs), workers)]
-    try:
-        parts = list(_shared_pool(workers).map(fn, chunks))
-    except BrokenProcessPool:
-        # A training must not die of it: score here instead (same numbers); the next call starts a fresh pool.
-        close()
-        print("warning: a CLEval worker process died (killed for memory, or started from a script that calls "
-              "evaluate(workers=N) outside `if __name__ == \"__main__\":`); scoring in this process instead",
-              file=sys.stderr, flush=True)
-        parts = [fn(chunk) for chunk in chunks]
-    return [result for part in parts for result in part]
+    """``fn(chunk)`` over contiguous chunks of `jobs` in this process and `workers` - 1 others; the
+    concatenated results, in job order. `fn` must be importable by name (a module-level function).
+    An exception in `fn` is raised here as it was raised there; if a worker died, the chunks it
+    had are scored here."""
+    chunks = chunks_of(len(jobs), workers)
+    with _lock:
+        _, executor, counter = _shared_pool(workers)
+        with counter.get_lock():
+            counter.value = 0
+        futures = [executor.submit(_work, fn, jobs, chunks) for _ in range(workers - 1)]
+        try:
+            done = _work(fn, jobs, chunks, counter)
+        except BaseException:
+            with counter.get_lock():
+                counter.value = len(chunks)  # the others stop after their current chunk
+            wait(futures)
+            raise
+        wait(futures)  # all of this call's tasks end before the counter is reset for the next call
+        broken = False
+        for future in futures:
+            try:
+                done.update(future.result())
+            except BrokenProcessPool:
+                broken = True
+        if broken:
+            # A training must not die of it: the lost chunks are scored here (same numbers); a fresh pool next time.
+            _close_locked()
+            print("warning: a CLEval worker process died (killed for memory, or started from a script that calls "
+                  "evaluate(workers=N) outside `if __name__ == \"__main__\":`); scoring its images in this process",
+                  file=sys.stderr, flush=True)
+            done.update({i: fn(jobs[a:b]) for i, (a, b) in enumerate(chunks) if i not in done})
+    return [result for i in range(len(chunks)) for result in done[i]]
 
 
 def warm_up(workers: int) -> None:
-    """Start the pool of `workers` processes in the background: a training calls it when it starts,
-    so that the first validation finds them ready (starting them waits for the forkserver's imports)."""
-    threading.Thread(target=lambda: _shared_pool(workers).submit(int).result(), name="cleval-pool-start",
-                     daemon=True).start()
+    """Start the worker processes in the background: a training calls it when it starts, so that
+    the first validation finds them ready (starting them waits for the forkserver's imports)."""
+    def start() -> None:
+        with _lock:
+            executor = _shared_pool(workers)[1]
+        executor.submit(int).result()
+
+    threading.Thread(target=start, name="cleval-pool-start", daemon=True).start()
 
 
 def chunks_of(n: int, workers: int) -> list[tuple[int, int]]:
@@ -75,21 +101,47 @@ def chunks_of(n: int, workers: int) -> list[tuple[int, int]]:
 
 def close() -> None:
     """Stop the worker processes (they are also stopped when the process exits)."""
-    global _pool
     with _lock:
-        if _pool is not None:
-            _pool[1].shutdown(wait=True, cancel_futures=True)
-            _pool = None
+        _close_locked()
 
 
-def _shared_pool(workers: int) -> ProcessPoolExecutor:
+def _work(fn: Callable[[list], list], jobs: Sequence, chunks: list[tuple[int, int]], counter=None) -> dict[int, list]:
+    """Take chunk after chunk from the shared counter and score it: {chunk index: fn's results}."""
+    counter = counter if counter is not None else _counter
+    done = {}
+    while True:
+        with counter.get_lock():
+            i = counter.value
+            counter.value += 1
+        if i >= len(chunks):
+            return done
+        a, b = chunks[i]
+        done[i] = fn(jobs[a:b])
+
+
+def _init(counter) -> None:
+    global _counter
+    _counter = counter
+
+
+def _shared_pool(workers: int) -> tuple[int, ProcessPoolExecutor, object]:
+    """The pool for `workers` (caller holds `_lock`), started if needed."""
     global _pool
     if _pool is not None and _pool[0] != workers:
-        close()
-    with _lock:
-        if _pool is None:
-            _pool = (workers, ProcessPoolExecutor(workers, mp_context=_context()))
-        return _pool[1]
+        _close_locked()
+    if _pool is None:
+        ctx = _context()
+        counter = ctx.Value("i", 0)  # shared memory, handed to each worker as it starts
+        _pool = (workers, ProcessPoolExecutor(max(1, workers - 1), mp_context=ctx, initializer=_init,
+                                              initargs=(counter,)), counter)
+    return _pool
+
+
+def _close_locked() -> None:
+    global _pool
+    if _pool is not None:
+        _pool[1].shutdown(wait=True, cancel_futures=True)
+        _pool = None
 
 
 def _context():
