@@ -16,18 +16,21 @@ from model.postprocess import postprocess_batch
 from model.predict import postprocess_options
 
 
-def test_ground_truth_maps_come_back_as_the_ground_truth_words(sroie_root):
+def test_ground_truth_maps_come_back_as_the_ground_truth_words(synth_root):
     """The chain detect() uses — canvas maps, post-processing, canvas→original matrix, metric —
-    fed the true probability maps scores nearly perfectly: any slip in the geometry would not."""
-    split = DatasetRoot(sroie_root).load("val")
-    loader = DataLoader(DetectionDataset(split, eval_transform(960)), batch_size=4, collate_fn=collate)
+    fed the true probability maps scores nearly perfectly: any slip in the geometry would not.
+    Synthetic receipts (500-800 x 900-1400 px, scaled to the 960 canvas) prove it as real ones did."""
+    split = DatasetRoot(synth_root).load("train")
+    loader = DataLoader(DetectionDataset(split, eval_transform(960), min_text_size=4), batch_size=4, collate_fn=collate)
     pp = postprocess_options({"thresh": 0.29, "box_thresh": 0.25, "max_candidates": 600, "unclip_ratio": 2.0, "use_polygon": True})
     predicted = {}
     for batch in loader:
         dets = postprocess_batch(batch.prob.float().numpy(), batch.to_original.numpy(), **pp)
         predicted.update({n: [d.points for d in ds] for n, ds in zip(batch.names, dets)})
     result = evaluate(split.images, predicted)
-    assert result.hmean > 0.98, result.hmean  # measured 0.988: the rest are words under min_text_size
+    # measured 0.991 on 16 receipts, 1164 words: precision 1.0; the recall missing is thin words whose
+    # shrunk DB kernel vanishes at the canvas scale
+    assert result.precision > 0.99 and result.hmean > 0.98, (result.precision, result.hmean)
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +73,23 @@ def test_predict_on_a_plain_image_folder(trained, tmp_path):
     assert sorted(images) == sorted(p.name for p in (root / "images" / "val").iterdir())
 
 
-def test_eval_prints_the_metric_line_and_score_agrees(trained, tmp_path, capsys):
-    root, ckpt = trained
+@pytest.fixture(scope="session")
+def learned(tmp_path_factory):
+    from tests.learned import learned_run
+
+    return learned_run(tmp_path_factory)  # trained once per session, shared with tests/test_learning.py
+
+
+@pytest.mark.slow
+def test_eval_prints_the_metric_line_and_score_agrees(learned, tmp_path, capsys):
+    """On a model that detects (the preset's thresholds): eval's val/hmean is what predict + score make of it."""
+    from tests.learned import LEARNED_HMEAN
+
+    root, ckpt = learned.root, learned.checkpoint
     assert main(["eval", str(ckpt), f"dataset.root={root}", "--split", "val", "--json"]) == 0
     values = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(values) == {"val/hmean", "val/precision", "val/recall"}
-    assert all(0 <= v <= 1 for v in values.values())
+    assert values["val/hmean"] > LEARNED_HMEAN, values  # real detections compared, not 0.0 with 0.0
     # the same numbers through predict + score
     pred = tmp_path / "val.json"
     assert main(["predict", str(ckpt), str(root), "--split", "val", "-o", str(pred)]) == 0
