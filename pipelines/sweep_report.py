@@ -6,6 +6,8 @@ beat every completed one, the recommended replication config and its fallback);
 `write_report(trials, out_dir, title=...)` writes it as `report.md`, a standalone `report.html`
 (plots embedded as base64 PNG) and `plots/*.png`.
 
+Modules: pipelines/sweep_analysis.py computes, pipelines/sweep_plots.py draws, this module writes.
+
 Outlier rule (stated in the report): a metric is an outlier when it lies more than
 3 × 1.4826 × MAD from the median (MAD = median absolute deviation; 1.4826 × MAD estimates σ for
 normal data). On the seed's 12 runs it flags Run 1 (0.8606) and nothing else.
@@ -16,286 +18,20 @@ from __future__ import annotations
 
 import base64
 import html
-import math
-import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.katib.trials import Trial, best_trial, natural_key, rank_trials
+from components.katib.trials import Trial
 from model.report import table
-
-# The seed report's §6.1 figures (percent of val/hmean; z in σ), as printed there.
-SEED_CLAIMS: dict[str, float] = {
-    "mean": 95.74, "median": 96.21, "std": 2.83, "max": 96.60, "min": 86.06,
-    "mean_without_outliers": 96.22, "median_without_outliers": 96.23, "std_without_outliers": 0.26,
-    "z_best_without_outliers": 1.46,
-}
-
-OUTLIER_RULE = "|metric − median| > 3 × 1.4826 × MAD (MAD = median absolute deviation from the median)"
-_MAD_SCALE = 1.4826
-_MAD_K = 3.0
+# the statistics and the plots live in pipelines/sweep_analysis.py and pipelines/sweep_plots.py;
+# their public names stay importable from here
+from pipelines.sweep_analysis import (OUTLIER_RULE, SEED_CLAIMS, Analysis, Bucket, Stats, _fmt_num, _short,  # noqa: F401
+                                      analyze, bucketize, compare_claims, compute_stats, find_outliers)
+from pipelines.sweep_plots import draw_plots, slug
 
 # Katib/seed parameter name (last dotted part, lower case) → training override key / pipeline parameter.
 _OVERRIDE = {"lr": "models.optimizer.lr", "weight_decay": "models.optimizer.weight_decay",
              "t_max": "models.scheduler.T_max", "eta_min": "models.scheduler.eta_min"}
 _PIPELINE = {"lr": "lr", "weight_decay": "weight_decay", "t_max": "t_max", "eta_min": "eta_min"}
-
-
-@dataclass
-class Stats:
-    n: int
-    mean: float
-    median: float
-    std: float | None          # sample sd (ddof=1); None for n < 2
-    min: float
-    max: float
-    z_best: float | None       # (best − mean) / std, best = max when maximizing
-
-
-@dataclass
-class Bucket:
-    label: str
-    count: int
-    mean: float | None
-    max: float | None
-    trials: list[str]
-
-
-@dataclass
-class Analysis:
-    objective: str
-    maximize: bool
-    ranking: list[Trial]                   # rankable trials, best first (ties: natural name order)
-    excluded: list[Trial]                  # failed / killed / metrics-unavailable / no metric
-    stats: Stats
-    outliers: list[Trial]
-    stats_without_outliers: Stats
-    early_beat_completed: list[Trial]      # early-stopped trials better than every Succeeded one
-    recommended: Trial
-    fallback: Trial | None                 # best Succeeded trial other than `recommended`
-    buckets: dict[str, list[Bucket]] = field(default_factory=dict)
-    bucket_kind: dict[str, str] = field(default_factory=dict)   # "log", "linear" or "category"
-
-
-def compute_stats(values: list[float], *, maximize: bool = True) -> Stats:
-    """n, mean, median, sample sd (ddof=1), min, max and z of the best value."""
-    if not values:
-        raise ValueError("no values")
-    mean = statistics.fmean(values)
-    sd = statistics.stdev(values) if len(values) > 1 else None
-    best = max(values) if maximize else min(values)
-    z = (best - mean) / sd if sd else None
-    return Stats(n=len(values), mean=mean, median=statistics.median(values), std=sd,
-                 min=min(values), max=max(values), z_best=z)
-
-
-def find_outliers(values: list[float]) -> list[int]:
-    """Indices of outliers by OUTLIER_RULE (none when MAD is 0 or fewer than 3 values)."""
-    if len(values) < 3:
-        return []
-    med = statistics.median(values)
-    mad = statistics.median(abs(v - med) for v in values)
-    if mad == 0:
-        return []
-    return [i for i, v in enumerate(values) if abs(v - med) > _MAD_K * _MAD_SCALE * mad]
-
-
-def _numeric(values) -> bool:
-    return all(isinstance(v, (int, float)) for v in values)
-
-
-def _kind(values: list) -> str:
-    if not _numeric(values) or all(float(v).is_integer() for v in values):
-        return "category"
-    return "log" if min(values) > 0 else "linear"
-
-
-def _fmt_num(v: float | str) -> str:
-    """Full precision, shortest round-trip form; integral floats without '.0' (T_max=24)."""
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return repr(v) if isinstance(v, float) else str(v)
-
-
-def _short(v: float | str) -> str:
-    if isinstance(v, float) and not v.is_integer():
-        return f"{v:.3g}"
-    return _fmt_num(v)
-
-
-def bucketize(trials: list[Trial], param: str) -> tuple[str, list[Bucket]]:
-    """Buckets of one parameter over trials with a metric: categories for strings and integral
-    values (T_max); else log-spaced (all positive) or linear buckets, k = clamp(round(√n), 2, 4),
-    edges from the smallest to the largest value, last bucket closed."""
-    pts = [(t.parameters[param], t) for t in trials if param in t.parameters and t.metric is not None]
-    values = [v for v, _ in pts]
-    kind = _kind(values)
-    groups: dict[str, list[Trial]] = {}
-    if kind == "category":
-        for v in sorted(set(values), key=lambda x: (isinstance(x, str), x)):
-            groups[f"{param}={_fmt_num(v)}"] = [t for w, t in pts if w == v]
-    else:
-        lo, hi = min(values), max(values)
-        k = max(2, min(4, round(math.sqrt(len(values)))))
-        if lo == hi:
-            groups[f"{param}={_short(lo)}"] = [t for _, t in pts]
-        else:
-            f = math.log if kind == "log" else (lambda x: x)
-            span = f(hi) - f(lo)
-            edges = [math.exp(f(lo) + span * i / k) if kind == "log" else lo + span * i / k for i in range(k + 1)]
-            edges[0], edges[-1] = lo, hi
-            members: list[list[Trial]] = [[] for _ in range(k)]
-            for v, t in pts:
-                members[min(k - 1, int((f(v) - f(lo)) / span * k))].append(t)
-            for i in range(k):
-                groups[f"[{edges[i]:.3g}, {edges[i + 1]:.3g}{']' if i == k - 1 else ')'}"] = members[i]
-    buckets = []
-    for label, ts in groups.items():
-        ms = [t.metric for t in ts]
-        buckets.append(Bucket(label=label, count=len(ts), mean=statistics.fmean(ms) if ms else None,
-                              max=max(ms) if ms else None,
-                              trials=[t.name for t in sorted(ts, key=lambda t: natural_key(t.name))]))
-    return kind, buckets
-
-
-def analyze(trials: list[Trial], *, objective: str = "val/hmean", maximize: bool = True) -> Analysis:
-    """The whole analysis; raises DataError when no trial has a usable metric. Ranked: Succeeded,
-    EarlyStopped, Running and Pending trials with a metric (components.katib.trials.RANKABLE)."""
-    recommended = best_trial(trials, maximize=maximize, objective=objective)
-    ranking = rank_trials(trials, maximize=maximize)
-    excluded = [t for t in trials if not any(t is r for r in ranking)]
-    values = [t.metric for t in ranking]
-    out_idx = set(find_outliers(values))
-    outliers = [ranking[i] for i in sorted(out_idx)]
-    kept = [v for i, v in enumerate(values) if i not in out_idx]
-    better = (lambda a, b: a > b) if maximize else (lambda a, b: a < b)
-    completed = [t for t in ranking if t.status == "Succeeded"]
-    early = []
-    if completed:
-        best_done = completed[0].metric
-        early = [t for t in ranking if t.status == "EarlyStopped" and better(t.metric, best_done)]
-    fallback = next((t for t in completed if t is not recommended), None)
-    params: list[str] = []
-    for t in ranking:
-        for p in t.parameters:
-            if p not in params:
-                params.append(p)
-    buckets, kinds = {}, {}
-    for p in params:
-        kinds[p], buckets[p] = bucketize(ranking, p)
-    return Analysis(objective=objective, maximize=maximize, ranking=ranking, excluded=excluded,
-                    stats=compute_stats(values, maximize=maximize), outliers=outliers,
-                    stats_without_outliers=compute_stats(kept or values, maximize=maximize),
-                    early_beat_completed=early, recommended=recommended, fallback=fallback,
-                    buckets=buckets, bucket_kind=kinds)
-
-
-def compare_claims(analysis: Analysis, claimed: dict[str, float], *, decimals: int = 2) -> list[dict]:
-    """Claimed vs computed for each claim key. Metric-valued claims are in percent (metric × 100),
-    z in σ. A claim differs when |claimed − computed| exceeds half a unit of the claim's last
-    place (0.005 for 2 decimals): more than rounding explains."""
-    s, w = analysis.stats, analysis.stats_without_outliers
-    computed = {"mean": s.mean * 100, "median": s.median * 100, "std": (s.std or 0) * 100,
-                "max": s.max * 100, "min": s.min * 100, "z_best": s.z_best,
-                "mean_without_outliers": w.mean * 100, "median_without_outliers": w.median * 100,
-                "std_without_outliers": (w.std or 0) * 100, "z_best_without_outliers": w.z_best,
-                "max_without_outliers": w.max * 100, "min_without_outliers": w.min * 100}
-    half = 0.5 * 10 ** -decimals + 1e-9
-    rows = []
-    for key, claim in claimed.items():
-        if key not in computed:
-            raise KeyError(f"unknown claim {key!r}; known: {', '.join(computed)}")
-        value = computed[key]
-        rows.append({"key": key, "claimed": claim, "computed": value,
-                     "differs": value is None or abs(claim - value) > half})
-    return rows
-
-
-# ---------------------------------------------------------------- plots
-
-def _plots(analysis: Analysis, plot_dir: Path) -> list[tuple[str, Path]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib import cm, colors
-
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    out: list[tuple[str, Path]] = []
-    ranking = analysis.ranking
-    out_ids = {id(t) for t in analysis.outliers}
-    marker = {"Succeeded": "o", "EarlyStopped": "s", "Running": "^", "Pending": "v"}
-
-    for p, kind in analysis.bucket_kind.items():
-        pts = [t for t in ranking if p in t.parameters and isinstance(t.parameters[p], (int, float))]
-        if not pts:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for st, m in marker.items():
-            sel = [t for t in pts if t.status == st]
-            if sel:
-                ax.scatter([t.parameters[p] for t in sel], [t.metric for t in sel], marker=m, label=st)
-        for t in pts:
-            ax.annotate(t.name, (t.parameters[p], t.metric), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        if kind == "log":
-            ax.set_xscale("log")
-        ax.set_xlabel(p + (" (log)" if kind == "log" else ""))
-        ax.set_ylabel(analysis.objective)
-        ax.set_title(f"{analysis.objective} vs {p}")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = plot_dir / f"metric_vs_{_slug(p)}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        out.append((f"{analysis.objective} vs {p}", path))
-
-    numeric = [p for p, k in analysis.bucket_kind.items()
-               if all(isinstance(t.parameters.get(p), (int, float)) for t in ranking)]
-    if len(numeric) >= 2:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        kept = [t.metric for t in ranking if id(t) not in out_ids] or [t.metric for t in ranking]
-        norm = colors.Normalize(vmin=min(kept), vmax=max(kept))
-        cmap = matplotlib.colormaps["viridis"]
-        scaled = {}
-        for p in numeric:
-            vs = [float(t.parameters[p]) for t in ranking]
-            f = math.log if analysis.bucket_kind[p] == "log" else (lambda x: x)
-            lo, hi = f(min(vs)), f(max(vs))
-            scaled[p] = [(f(v) - lo) / (hi - lo) if hi > lo else 0.5 for v in vs]
-        for i, t in enumerate(ranking):
-            ax.plot(range(len(numeric)), [scaled[p][i] for p in numeric], color=cmap(norm(t.metric)),
-                    linestyle="--" if id(t) in out_ids else "-", alpha=0.85)
-        ax.set_xticks(range(len(numeric)))
-        ax.set_xticklabels([p + (" (log)" if analysis.bucket_kind[p] == "log" else "") for p in numeric])
-        ax.set_ylabel("scaled to [0, 1] (min → max)")
-        ax.set_title(f"parameters, coloured by {analysis.objective} (outliers dashed)")
-        fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=analysis.objective)
-        fig.tight_layout()
-        path = plot_dir / "parallel_coordinates.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        out.append(("parallel coordinates", path))
-
-    curves = [t for t in ranking + analysis.excluded if t.curve]
-    if curves:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for t in curves:
-            ax.plot(range(1, len(t.curve) + 1), t.curve, marker=".", label=f"{t.name} ({t.status})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(analysis.objective)
-        ax.set_title("learning curves")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = plot_dir / "learning_curves.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        out.append(("learning curves", path))
-    return out
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text).strip("_").lower() or "param"
-
 
 # ---------------------------------------------------------------- document model
 
@@ -308,7 +44,7 @@ def _commands(t: Trial, fallback: Trial | None) -> list[str]:
     def key(p):
         return p.split(".")[-1].lower()
 
-    train = [f"receiptflow train preset=efficientnet_b4_lr_optimized exp_name={_slug(t.name)}_replication"]
+    train = [f"receiptflow train preset=efficientnet_b4_lr_optimized exp_name={slug(t.name)}_replication"]
     for p, v in t.parameters.items():
         train.append(f"{_OVERRIDE.get(key(p), p)}={_fmt_num(v)}")
     train.append("trainer.max_epochs=22")
@@ -474,7 +210,7 @@ def write_report(trials: list[Trial], out_dir: str | Path, *, title: str, object
     out_dir.mkdir(parents=True, exist_ok=True)
     analysis = analyze(trials, objective=objective, maximize=maximize)
     claims = compare_claims(analysis, claimed) if claimed is not None else None
-    plots = _plots(analysis, out_dir / "plots")
+    plots = draw_plots(analysis, out_dir / "plots")
     doc = _document(analysis, plots, title=title, source_note=source_note, claims=claims)
     md = out_dir / "report.md"
     md.write_text(_to_markdown(doc, out_dir), encoding="utf-8")
