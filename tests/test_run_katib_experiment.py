@@ -156,11 +156,12 @@ def test_a_create_whose_answer_is_lost_is_retried_and_attaches(kube, tmp_path, c
 
 def test_a_500_and_dropped_connections_while_polling_do_not_fail_the_sweep(kube, tmp_path, capsys):
     # 4 drops in a row outlast urllib3's own 3 retries of a GET, so the component must ride them out
-    kube.polls = [RUNNING, 500, DROP, DROP, DROP, DROP, 503, RUNNING, SUCCEEDED]
+    kube.polls = [RUNNING, 500, DROP, DROP, DROP, DROP, 503, 429, RUNNING, SUCCEEDED]
     out = _run(tmp_path)
     assert out.name == NAME
     log = capsys.readouterr().out
     assert "HTTP 500" in log and "RemoteDisconnected" in log and "try 3 of" in log and "succeeded" in log
+    assert "HTTP 429" in log  # throttled: retried like a 5xx
 
 
 def test_an_api_server_that_does_not_answer_in_time_is_a_failed_call_not_a_hung_task(kube, tmp_path, monkeypatch, capsys):
@@ -228,3 +229,44 @@ def test_a_template_without_the_secret_placeholder_is_refused(kube, tmp_path):
             experiment=experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@"), namespace="", dataset_uri="s3://b/d",
             output_uri="s3://b/o", minio_secret="team-a-minio", name_suffix="abc", timeout_minutes=1, poll_seconds=0, progress=md)
     assert kube.requests == []
+
+
+@pytest.mark.filterwarnings("ignore:.*non-Python base image")
+def test_the_compiled_component_through_kfp_local_creates_exactly_the_experiment_and_returns_its_name(kube, tmp_path):
+    """The component as KFP runs it (kfp.local.SubprocessRunner, as `pipeline run --local`): its source
+    embedded in the task command, the Experiment template passed as a JSON struct parameter, the
+    NamedTuple and the Markdown artifact written through the executor. The stand-in must receive the
+    same Experiment the function builds in-process: a struct that turned 12 into 12.0 would change
+    `maxTrialCount` (an int32 in the Experiment CRD)."""
+    from kfp import local
+
+    from components.katib.experiments import experiment_body
+    from components.run_katib_experiment import run_katib_experiment
+
+    template = experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@", minio_secret="@MINIO_SECRET@")
+    kube.polls = [RUNNING, SUCCEEDED]
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"), raise_on_error=True)
+    task = run_katib_experiment(experiment=template, namespace="team-b", dataset_uri="s3://bucket/data/",
+                                output_uri="s3://bucket/out", minio_secret="team-b-minio",
+                                name_suffix="0f3c9a1e-77aa-4b1c-9d2e-123456789abc", timeout_minutes=5, poll_seconds=0)
+    assert (task.outputs["name"], task.outputs["namespace"]) == (NAME, "team-b")
+    assert [m for m, _ in kube.requests] == ["POST", "GET", "GET"]
+    expected = experiment_body(template, name_suffix="0f3c9a1e-77aa-4b1c-9d2e-123456789abc", namespace="team-b", values={
+        "@DATASET_URI@": "s3://bucket/data", "@OUTPUT_URI@": "s3://bucket/out", "@MINIO_SECRET@": "team-b-minio"})
+    assert _differences(kube.objects[NAME], expected) == []  # types included: 12 is not 12.0
+    assert isinstance(kube.objects[NAME]["spec"]["maxTrialCount"], int)
+    progress = Path(task.outputs["progress"].path).read_text()
+    assert progress.startswith(f"# Katib Experiment `team-b/{NAME}`") and "best so far val/hmean=0.966" in progress
+
+
+def _differences(got, want, path="") -> list[str]:
+    """Where two JSON values differ, types included (12 is not 12.0 here)."""
+    if type(got) is not type(want):
+        return [f"{path}: {got!r} ({type(got).__name__}) != {want!r} ({type(want).__name__})"]
+    if isinstance(want, dict):
+        return [d for k in sorted(set(got) | set(want)) for d in _differences(got.get(k), want.get(k), f"{path}.{k}")]
+    if isinstance(want, list):
+        if len(got) != len(want):
+            return [f"{path}: {len(got)} items != {len(want)}"]
+        return [d for i, (g, w) in enumerate(zip(got, want)) for d in _differences(g, w, f"{path}[{i}]")]
+    return [] if got == want else [f"{path}: {got!r} != {want!r}"]

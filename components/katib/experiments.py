@@ -57,6 +57,11 @@ def experiment_body(template: dict, *, name_suffix: str, namespace: str, values:
         raise ValueError(f"no value for {', '.join(empty)} (dataset_uri, output_uri and minio_secret must be set)")
 
     def fill(x: Any) -> Any:
+        # KFP hands a dict parameter over as a protobuf Struct, whose numbers are doubles
+        # (google.protobuf.Value.number_value): the template's 12 arrives as 12.0. Integral numbers
+        # go back to ints, so the Experiment created is the one rendered (maxTrialCount, runAsUser, ...)
+        if isinstance(x, float) and x.is_integer():
+            return int(x)
         if isinstance(x, str):
             for p in PLACEHOLDERS:
                 x = x.replace(p, values[p])
