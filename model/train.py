@@ -106,8 +106,10 @@ def train(cfg: DictConfig) -> dict:
     epoch, and on SIGTERM before exiting) and restored from there first when it has no last.pt:
     a pipeline's retried pod resumes where the preempted one stopped.
     """
-    rt = _runtime(cfg)
     out = Path(cfg.output_dir)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _check_resume_value(cfg, out)
+    rt = _runtime(cfg)
     out.mkdir(parents=True, exist_ok=True)
     on_checkpoint = _mirror_sync(cfg.checkpoint_mirror) if cfg.checkpoint_mirror else None
     torch.manual_seed(cfg.seed)
@@ -350,24 +352,30 @@ def _autocast(rt: Runtime):
 FRESH = ("never", "false", "no", "off", "none", "null")
 
 
-def _resume_path(cfg, out: Path, rt: Runtime) -> Path | None:
+def _check_resume_value(cfg, out: Path) -> None:
+    """resume= values that cannot work, refused before anything is written (rank 0's resume=PATH is
+    checked again when it is read)."""
     resume = str(cfg.resume)
-    if resume.strip().lower() in FRESH:
-        return None
     if resume.strip().lower() in ("true", "yes", "on"):
         raise DataError(f"resume={resume}: ambiguous; use resume=auto (continue from {out / 'last.pt'} if there is one), "
                         "resume=never (start fresh) or resume=PATH (a checkpoint file)")
+    if resume.strip().lower() not in FRESH and resume != "auto" and not Path(resume).is_file():
+        raise CheckpointError(f"resume={resume}: no such checkpoint file; use resume=auto (continue from "
+                              f"{out / 'last.pt'} if there is one), resume=never (start fresh) or the path of a checkpoint")
+
+
+def _resume_path(cfg, out: Path, rt: Runtime) -> Path | None:
+    resume = str(cfg.resume)
+    _check_resume_value(cfg, out)
+    if resume.strip().lower() in FRESH:
+        return None
     if resume == "auto":
         for candidate in (out / "last.pt", out / PREVIOUS):  # no last.pt but a previous one: a save died in between
             if candidate.exists():
                 return candidate
         _say(rt, f"resume=auto: no checkpoint at {out / 'last.pt'}; starting fresh")
         return None
-    path = Path(resume)
-    if not path.is_file():
-        raise CheckpointError(f"resume={resume}: no such checkpoint file; use resume=auto (continue from "
-                              f"{out / 'last.pt'} if there is one), resume=never (start fresh) or the path of a checkpoint")
-    return path
+    return Path(resume)
 
 
 def _save_last(out: Path, *args) -> None:

@@ -164,6 +164,7 @@ def test_resume_to_a_missing_checkpoint_is_one_line_with_the_accepted_values(tin
     err = _one_line_error(capsys)
     assert f"resume={tmp_path}/gone.pt: no such checkpoint file" in err
     assert "resume=auto" in err and "resume=never" in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 @pytest.mark.parametrize("value", ["true", "yes"])
@@ -171,6 +172,7 @@ def test_resume_true_is_ambiguous_and_says_which_values_are_accepted(tiny_root, 
     assert main(_train(tiny_root, tmp_path / "run", f"resume={value}")) == 2
     err = _one_line_error(capsys)
     assert "ambiguous; use resume=auto" in err and "resume=never" in err and "resume=PATH" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_accelerator_cuda_without_a_gpu_is_one_line_with_the_fix(tiny_root, tmp_path, capsys):
