@@ -1,5 +1,5 @@
-"""Best-trial selection on recorded Katib Trials (shaped like the cluster's: tests/test_trials.py
-round-trips them through the Katib API models), the Experiment runner's progress line, and the
+"""Best-trial selection on generated Katib Trials (what Katib v0.19.0 makes of our Experiment,
+built through the Katib API models: tests/katib_trials.py; not recorded from a cluster), the Experiment runner's progress line, and the
 sweep_then_train pipeline that chains them to run8-kfold."""
 from __future__ import annotations
 
@@ -22,23 +22,23 @@ def _items(name: str) -> list[dict]:
 
 @pytest.fixture
 def cluster(monkeypatch):
-    """The kubernetes client's CustomObjectsApi answering from recorded Trials (no Katib here)."""
+    """The kubernetes client's CustomObjectsApi answering from the generated Trials (no Katib here)."""
     import kubernetes.client
     import kubernetes.config
 
     served = {}
 
-    class RecordedApi:
+    class FixtureApi:
         def list_namespaced_custom_object(self, group, version, namespace, plural, label_selector=None):
             assert (group, version, plural) == ("kubeflow.org", "v1beta1", "trials")
             return {"items": served["items"]}
 
     monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
-    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", RecordedApi)
+    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", FixtureApi)
     return served
 
 
-def _select(tmp_path, experiment="receiptflow-lr-sweep"):
+def _select(tmp_path, experiment="receiptflow-run8-sweep"):
     from kfp.dsl import Markdown
 
     from components.select_best_trial import select_best_trial

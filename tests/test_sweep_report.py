@@ -173,8 +173,8 @@ def test_no_usable_trial_is_a_clear_error(tmp_path):
 def test_report_from_katib_fixture(tmp_path):
     out = write_report(load_trials(FIXTURES / "katib_trials_early_stopped_best.json"), tmp_path, title="katib")
     md = out["markdown"].read_text()
-    assert out["analysis"].recommended.name == "receiptflow-lr-sweep-8hm3r5tw"
-    assert "**receiptflow-lr-sweep-8hm3r5tw**: 0.9660 > best completed receiptflow-lr-sweep-4xk2pq7z 0.9647" in md
+    assert out["analysis"].recommended.name == "receiptflow-run8-sweep-8hm3r5tw"
+    assert "**receiptflow-run8-sweep-8hm3r5tw**: 0.9660 > best completed receiptflow-run8-sweep-4xk2pq7z 0.9647" in md
 
 
 def test_unknown_claim_key(seed_trials):

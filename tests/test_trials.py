@@ -36,17 +36,46 @@ def test_fixtures_are_shaped_like_the_clusters_trials(name):
         assert obj["kind"] == "Trial" and obj["apiVersion"] == "kubeflow.org/v1beta1"
 
 
+def test_fixtures_are_what_katib_makes_of_our_experiment():
+    """Generated (tests/katib_trials.py), not recorded: the files are its output, rendered with the
+    default image, and every Trial carries our Experiment's name, objective and StdOut filter."""
+    import os
+    import subprocess
+    import sys
+
+    from model.train import KATIB_METRICS_FILTER
+    from pipelines.sweep import NAME
+
+    from components import DEFAULT_IMAGE, IMAGE
+    from tests.katib_trials import build
+
+    if IMAGE == DEFAULT_IMAGE:
+        built = json.loads(json.dumps(build()))
+    else:  # RECEIPTFLOW_IMAGE set here: the fixtures hold the default image
+        code = "import json, sys; from tests.katib_trials import build; json.dump(build(), sys.stdout)"
+        env = {k: v for k, v in os.environ.items() if k != "RECEIPTFLOW_IMAGE"}
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=FIXTURES.parents[1])
+        assert proc.returncode == 0, proc.stderr
+        built = json.loads(proc.stdout)
+    for name, data in built.items():
+        assert json.loads((FIXTURES / name).read_text()) == data, f"{name}: rerun `python -m tests.katib_trials`"
+    for name in KATIB_FIXTURES:
+        for obj in _items(name):
+            assert obj["metadata"]["labels"] == {"katib.kubeflow.org/experiment": NAME}
+            assert obj["spec"]["metricsCollector"]["source"]["filter"]["metricsFormat"] == [KATIB_METRICS_FILTER]
+            assert obj["spec"]["objective"]["objectiveMetricName"] == "val/hmean"
+
+
 def test_trial_from_katib_reads_parameters_metrics_and_status():
     obj = next(o for o in _items("katib_trials_early_stopped_best.json") if o["metadata"]["name"].endswith("8hm3r5tw"))
     t = trial_from_katib(obj)
-    assert t.name == "receiptflow-lr-sweep-8hm3r5tw"
+    assert t.name == "receiptflow-run8-sweep-8hm3r5tw"
     assert t.status == "EarlyStopped"
     assert t.parameters == {"lr": 0.0005134333170096499, "weight_decay": 6.797303101020006e-05,
                             "T_max": 24.0, "eta_min": 6.388390006720873e-06}
     assert t.metric == 0.9660
-    # train/loss has strategy "min" in the trial spec: its best value is the min, not the max
-    assert t.metrics["train/loss"] == 0.39
-    assert t.metrics["val/precision"] == 0.9731
+    # our Experiment's strategy for val/precision and val/recall is "latest": not their max (0.9731, 0.9601)
+    assert t.metrics == {"val/hmean": 0.9660, "val/precision": 0.9712, "val/recall": 0.9583}
 
 
 def test_metric_is_max_not_latest_and_falls_back_to_latest():
@@ -74,7 +103,7 @@ def test_best_is_the_early_stopped_trial_that_beats_the_succeeded_ones():
     trials = load_trials(FIXTURES / "katib_trials_early_stopped_best.json")   # kubectl get trials -o json
     assert len(trials) == 4
     best = best_trial(trials)
-    assert best.name == "receiptflow-lr-sweep-8hm3r5tw" and best.status == "EarlyStopped"
+    assert best.name == "receiptflow-run8-sweep-8hm3r5tw" and best.status == "EarlyStopped"
     assert best.metric > max(t.metric for t in trials if t.status == "Succeeded")
 
 
@@ -156,9 +185,9 @@ def test_list_trials_queries_katib_by_experiment_label(monkeypatch):
                         lambda: (_ for _ in ()).throw(kubernetes.config.ConfigException("not in cluster")))
     monkeypatch.setattr(kubernetes.config, "load_kube_config", lambda **_: None)
     monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", FakeApi)
-    trials = list_trials("receiptflow-lr-sweep", "kubeflow-user")
+    trials = list_trials("receiptflow-run8-sweep", "kubeflow-user")
     assert calls == {"group": "kubeflow.org", "version": "v1beta1", "namespace": "kubeflow-user", "plural": "trials",
-                     "selector": "katib.kubeflow.org/experiment=receiptflow-lr-sweep"}
+                     "selector": "katib.kubeflow.org/experiment=receiptflow-run8-sweep"}
     assert [t.name for t in trials] == sorted(o["metadata"]["name"] for o in items)
 
 
