@@ -51,3 +51,38 @@ def serving(server: ThreadingHTTPServer, tmp_path, monkeypatch, namespace_module
     finally:
         server.shutdown()
         server.server_close()
+
+
+class TrialsApi(ThreadingHTTPServer):
+    """Katib's Trial list endpoint (GET .../namespaces/NS/trials?labelSelector=...): `items` filtered
+    by the label selector as the API server does; `refuse` (an HTTP status) answers with a Status
+    error instead. `requests` records (path, query)."""
+
+    daemon_threads = True
+
+    def __init__(self, items: list[dict] | None = None):
+        super().__init__(("127.0.0.1", 0), _TrialsHandler)
+        self.items = items or []
+        self.refuse: int | None = None
+        self.requests: list[tuple[str, dict]] = []
+
+
+class _TrialsHandler(Handler):
+    server: TrialsApi
+
+    def do_GET(self):
+        from urllib.parse import parse_qs, urlsplit
+
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        self.server.requests.append((url.path, query))
+        parts = url.path.split("/")  # '', apis, kubeflow.org, v1beta1, namespaces, NS, trials
+        assert parts[1:5] == ["apis", "kubeflow.org", "v1beta1", "namespaces"] and parts[6:] == ["trials"], url.path
+        if self.server.refuse:
+            self._status(self.server.refuse, "Forbidden", f'trials.kubeflow.org is forbidden: User "system:serviceaccount:'
+                         f'{parts[5]}:default-editor" cannot list resource "trials" in API group "kubeflow.org"')
+            return
+        key, _, value = query.get("labelSelector", "").partition("=")
+        items = [o for o in self.server.items if o["metadata"]["namespace"] == parts[5]
+                 and (not key or o["metadata"].get("labels", {}).get(key) == value)]
+        self._send(200, {"apiVersion": "kubeflow.org/v1beta1", "kind": "TrialList", "metadata": {}, "items": items})

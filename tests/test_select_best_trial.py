@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from components.katib.trials import summarize, trial_from_katib, trial_parameters
+from tests.katib_trials import NAMESPACE
 from model.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -21,21 +22,14 @@ def _items(name: str) -> list[dict]:
 
 
 @pytest.fixture
-def cluster(monkeypatch):
-    """The kubernetes client's CustomObjectsApi answering from the generated Trials (no Katib here)."""
-    import kubernetes.client
-    import kubernetes.config
+def cluster(tmp_path, monkeypatch):
+    """Katib's Trial list over real HTTP on loopback (tests/kube_standin.py), reached by the real
+    kubernetes client through a kubeconfig; set `cluster.items` to the Trials it holds."""
+    import components.katib.experiments
+    from tests.kube_standin import TrialsApi, serving
 
-    served = {}
-
-    class FixtureApi:
-        def list_namespaced_custom_object(self, group, version, namespace, plural, label_selector=None):
-            assert (group, version, plural) == ("kubeflow.org", "v1beta1", "trials")
-            return {"items": served["items"]}
-
-    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
-    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", FixtureApi)
-    return served
+    with serving(TrialsApi(), tmp_path, monkeypatch, components.katib.experiments) as server:
+        yield server
 
 
 def _select(tmp_path, experiment="receiptflow-run8-sweep"):
@@ -45,13 +39,13 @@ def _select(tmp_path, experiment="receiptflow-run8-sweep"):
 
     md = Markdown(name="selection", uri=str(tmp_path / "selection"))
     md.path = str(tmp_path / "selection.md")
-    return select_best_trial.python_func(experiment_name=experiment, namespace="kubeflow-user", objective="val/hmean",
+    return select_best_trial.python_func(experiment_name=experiment, namespace=NAMESPACE, objective="val/hmean",
                                          selection=md), Path(md.path).read_text()
 
 
 def test_the_early_stopped_best_trial_is_selected_with_full_precision_parameters(cluster, tmp_path):
     items = _items("katib_trials_early_stopped_best.json")
-    cluster["items"] = items
+    cluster.items = items
     best, text = _select(tmp_path)
     raw = max(items, key=lambda o: float(next(m["max"] for m in o["status"]["observation"]["metrics"] if m["name"] == "val/hmean")))
     assert best.trial == raw["metadata"]["name"]
@@ -63,13 +57,13 @@ def test_the_early_stopped_best_trial_is_selected_with_full_precision_parameters
 
 
 def test_failed_killed_and_running_trials_do_not_win(cluster, tmp_path):
-    cluster["items"] = _items("katib_trials_failed_running.json")
+    cluster.items = _items("katib_trials_failed_running.json")
     best, _ = _select(tmp_path)
     assert best.trial.endswith("e5done") and best.hmean == pytest.approx(0.9631)
 
 
 def test_no_usable_trial_is_a_clear_error(cluster, tmp_path):
-    cluster["items"] = _items("katib_trials_none_succeeded.json")
+    cluster.items = _items("katib_trials_none_succeeded.json")
     with pytest.raises(DataError, match=r"no trial has a usable val/hmean"):
         _select(tmp_path)
 

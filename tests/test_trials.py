@@ -169,40 +169,38 @@ def test_flat_json_records(tmp_path):
         load_trials(p)
 
 
-def test_list_trials_queries_katib_by_experiment_label(monkeypatch):
-    calls = {}
+@pytest.fixture
+def trials_api(tmp_path, monkeypatch):
+    """Katib's Trial list over real HTTP on loopback; KUBECONFIG points the real kubernetes client at it."""
+    import components.katib.experiments
+    from tests.kube_standin import TrialsApi, serving
+
+    with serving(TrialsApi(), tmp_path, monkeypatch, components.katib.experiments) as server:
+        yield server
+
+
+def test_list_trials_queries_katib_by_experiment_label(trials_api):
+    from tests.katib_trials import NAMESPACE
+
     items = _items("katib_trials_early_stopped_best.json")
-
-    class FakeApi:
-        def list_namespaced_custom_object(self, group, version, namespace, plural, label_selector=None):
-            calls.update(group=group, version=version, namespace=namespace, plural=plural, selector=label_selector)
-            return {"items": items}
-
-    import kubernetes.client
-    import kubernetes.config
-
-    monkeypatch.setattr(kubernetes.config, "load_incluster_config",
-                        lambda: (_ for _ in ()).throw(kubernetes.config.ConfigException("not in cluster")))
-    monkeypatch.setattr(kubernetes.config, "load_kube_config", lambda **_: None)
-    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", FakeApi)
-    trials = list_trials("receiptflow-run8-sweep", "kubeflow-user")
-    assert calls == {"group": "kubeflow.org", "version": "v1beta1", "namespace": "kubeflow-user", "plural": "trials",
-                     "selector": "katib.kubeflow.org/experiment=receiptflow-run8-sweep"}
+    other = json.loads(json.dumps(items[0]))
+    other["metadata"]["labels"]["katib.kubeflow.org/experiment"] = "another-sweep"
+    other["metadata"]["name"] = "another-sweep-1"
+    trials_api.items = items + [other]
+    trials = list_trials("receiptflow-run8-sweep", NAMESPACE)
+    assert trials_api.requests == [(f"/apis/kubeflow.org/v1beta1/namespaces/{NAMESPACE}/trials",
+                                    {"labelSelector": "katib.kubeflow.org/experiment=receiptflow-run8-sweep"})]
     assert [t.name for t in trials] == sorted(o["metadata"]["name"] for o in items)
 
 
-def test_list_trials_error_names_the_experiment(monkeypatch):
-    import kubernetes.client
-    import kubernetes.config
-    from kubernetes.client.rest import ApiException
-
-    class FakeApi:
-        def list_namespaced_custom_object(self, *a, **k):
-            raise ApiException(status=403, reason="Forbidden")
-
-    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda **_: None)
-    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", FakeApi)
+def test_list_trials_error_names_the_experiment(trials_api):
+    trials_api.refuse = 403
     with pytest.raises(DataError, match=r"kubeflow-user/my-exp: HTTP 403 Forbidden"):
+        list_trials("my-exp", "kubeflow-user")
+
+
+def test_an_experiment_without_trials_names_the_kubectl_command(trials_api):
+    with pytest.raises(DataError, match=r"kubeflow-user/my-exp: no Trials .*kubectl -n kubeflow-user get experiments"):
         list_trials("my-exp", "kubeflow-user")
 
 
