@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import pickle
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -53,7 +54,10 @@ def map_chunks(fn: Callable[[list], list], jobs: Sequence, workers: int) -> list
         _, executor, counter = _shared_pool(workers)
         with counter.get_lock():
             counter.value = 0
-        futures = [executor.submit(_work, fn, jobs, chunks) for _ in range(workers - 1)]
+        # pickled once, here, before this process starts on its own chunks: the queue's feeder thread
+        # then only writes bytes instead of competing for the GIL while the workers wait for their jobs
+        payload = pickle.dumps(jobs, protocol=pickle.HIGHEST_PROTOCOL)
+        futures = [executor.submit(_work, fn, payload, chunks) for _ in range(workers - 1)]
         try:
             done = _work(fn, jobs, chunks, counter)
         except BaseException:
@@ -105,9 +109,12 @@ def close() -> None:
         _close_locked()
 
 
-def _work(fn: Callable[[list], list], jobs: Sequence, chunks: list[tuple[int, int]], counter=None) -> dict[int, list]:
-    """Take chunk after chunk from the shared counter and score it: {chunk index: fn's results}."""
+def _work(fn: Callable[[list], list], jobs: Sequence | bytes, chunks: list[tuple[int, int]], counter=None) -> dict[int, list]:
+    """Take chunk after chunk from the shared counter and score it: {chunk index: fn's results}.
+    `jobs` arrives pickled in a worker."""
     counter = counter if counter is not None else _counter
+    if isinstance(jobs, bytes):
+        jobs = pickle.loads(jobs)
     done = {}
     while True:
         with counter.get_lock():
