@@ -24,8 +24,9 @@ the competition's baseline runs it (every box a general polygon, no transcriptio
 The dataset value the seed report and Katib use, ``val/hmean``, is the **mean over images** of the
 per-image hmean (`EvalResult.hmean`); the counts summed over images give the CLEval dataset numbers.
 
-Exactness (reference vectors: ../shared/data/cleval/). The baseline's numbers hinge on details
-that a "clean" implementation would get wrong, so these are reproduced on purpose:
+Exactness (reference vectors: tests/fixtures/cleval/, copied from ../shared/data/cleval/). The
+baseline's numbers hinge on details that a "clean" implementation would get wrong, so these are
+reproduced on purpose:
 
 - Coordinates are integers: ground truth rounded as the baseline's loader does (``np.round``),
   detections as our submission CSV writes them (half away from zero).
