@@ -263,6 +263,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 150 s alone on 2 cores, 6 min with the cores shared
 def test_local_run_end_to_end_publishes_to_s3(tiny_data, tmp_path, s3_server):
     """The whole pipeline through kfp.local, dataset read from and results published to a real S3
     server on loopback: a valid submission for exactly the test images, the ensemble, the decision."""
