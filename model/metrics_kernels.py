@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from scipy.spatial import ConvexHull
 
 MAX_PSEUDO_CHARS = 100
 _EPS32 = np.finfo(np.float32).eps
@@ -146,6 +145,8 @@ def _square32(v: np.ndarray) -> np.ndarray:
 
 
 def _count_in_qhull_order(ring: np.ndarray, count) -> int:
+    from scipy.spatial import ConvexHull  # rare path; scipy.spatial costs ~0.4 s at `receiptflow score` start-up
+
     points = ring.astype(np.float32)
     width, height, area = _calipers(points[ConvexHull(points).vertices][None])
     best = int(np.argmin(area[0]))

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "ensemble": "bench_ensemble",
     "map fusion": "bench_fusion",
     "DDP scaling (1 vs 2 gloo ranks)": "bench_ddp",
+    "validation (CLEval pool vs in-process)": "bench_validation",
     "CLI start-up": "bench_cli",
 }
 
