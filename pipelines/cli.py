@@ -67,7 +67,7 @@ def register(sub) -> None:
     r = verbs.add_parser("run", help="run the whole pipeline on this machine (kfp.local, no cluster)",
                          description="Run run8_kfold with kfp.local.SubprocessRunner(use_venv=False): every task in "
                          "this Python environment, folds two at a time. Kubernetes settings and caching are ignored "
-                         "locally; the trainings' retry policy is honoured (kfp 2.17). A stopped run resumes with "
+                         "locally; the trainings' retry policy is honoured (kfp 2.17.3, task_executor.py:124-175; tests/test_pipeline.py). A stopped run resumes with "
                          "the same command plus --resume RUN_ID (the id it printed first).")
     r.add_argument("--local", action="store_true", required=True, help="run locally (required: a cluster run is `submit`)")
     r.add_argument("--data", default=None, help="dataset root (folder or s3://); sets dataset_uri")
