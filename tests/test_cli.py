@@ -18,9 +18,9 @@ from model.cli import build_parser, command_modules, main
 REPO = Path(__file__).resolve().parents[1]
 # what `--help` must never import: seconds of start-up (torch, albumentations, kfp) or a
 # noticeable part of one
-HEAVY = ("torch", "albumentations", "kfp", "timm", "cv2", "scipy", "minio", "numpy", "omegaconf")
+HEAVY = ("torch", "albumentations", "kfp", "timm", "cv2", "scipy", "minio", "numpy", "omegaconf", "grpc")
 VERBS = {"pipeline": ("compile", "submit", "run"), "sweep": ("render", "report"), "config": ("show", "presets"),
-         "data": ("push", "pull")}
+         "data": ("push", "pull"), "earlystop": ("serve",)}
 
 
 def imported_by(*argvs: list[str]) -> set[str]:
