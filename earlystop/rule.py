@@ -56,7 +56,9 @@ def stop_value(
     it has no rule at all, and later the bar is set by whichever trials happened to finish first.
     Judging every trial against all trials that got as far as it did -- the way Hyperband compares
     a rung -- is fairer and available sooner. Trials that never reached start_step say nothing
-    about the value at start_step and are left out.
+    about the value at start_step and are left out. (Which trials are visible is the caller's
+    business: in a cluster, Katib's StdOut/File collector sends a trial's log to the DB only when the
+    trial ends, so the service sees running trials only with a push collector; see service.py.)
 
     Returns None (no rule) with fewer than `min_trials_required` comparable values. Otherwise,
     for maximize, min(true median, floor): a trial stops if its best so far is < that, so a trial

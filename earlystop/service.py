@@ -143,7 +143,9 @@ class MedianStopFloor(services.EarlyStoppingServicer):
     def SetTrialStatus(self, request, context):
         """Append Katib's EarlyStopped condition to the Trial's status, as medianstop/service.py:251-312
         does (GET the Trial, PATCH its status subresource with the whole object). Unlike it, the
-        PATCH is awaited, so a refused one is an error to the collector, and the time is UTC."""
+        PATCH is awaited, so a refused one is an error to the collector, and the time is UTC.
+        Katib grants the suggestion pod's service account every verb on trials and trials/status
+        when early stopping is set (pkg/controller.v1beta1/suggestion/composer/composer.go:350-368)."""
         from kubernetes.client.exceptions import ApiException
 
         from components.katib.trials import KATIB_GROUP, KATIB_VERSION, katib_api
@@ -184,11 +186,16 @@ def build_server(address: str, service: MedianStopFloor | None = None, workers: 
     """An unstarted server with the service at `address` (HOST:PORT; port 0 picks one) and the bound port."""
     from concurrent import futures
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    # gRPC sets SO_REUSEPORT by default: a second service on the same port would start and silently
+    # share the calls with the first. Refuse instead.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=[("grpc.so_reuseport", 0)])
     services.add_EarlyStoppingServicer_to_server(service or MedianStopFloor(), server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc >= 1.5x raises where older ones returned 0
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address} (in use?)")
+        raise OSError(f"cannot listen on {address} (port in use?): pick another with --port/--host")
     return server, port
 
 

@@ -375,3 +375,14 @@ def test_the_rule_as_katibs_collector_applies_it_to_a_real_cpu_tiny_training(stu
     if losses[3] > min(losses[:3]):
         between = pb2.EarlyStoppingRule(name=LOSS, value=repr((best + losses[3]) / 2), comparison=pb2.GREATER, start_step=4)
         assert stops(between) is None
+
+
+def test_a_port_in_use_is_refused_not_shared():
+    """gRPC's default SO_REUSEPORT would let a second service start on the same port and take calls."""
+    server, port = build_server("127.0.0.1:0")
+    server.start()
+    try:
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port} .port in use"):
+            build_server(f"127.0.0.1:{port}")
+    finally:
+        server.stop(None).wait()
