@@ -3,6 +3,7 @@
     receiptflow sweep render                                   # -> manifests/katib/*.yaml
     receiptflow sweep report --experiment NAME [--namespace NS] [--out DIR]
     receiptflow sweep report --from trials.json|trials.csv [--out DIR]
+    receiptflow sweep replay CURVES [--parallel N] [--floor X] [--start-step S] [--min-trials M] [--json]
 """
 from __future__ import annotations
 
@@ -35,6 +36,20 @@ def register(sub) -> None:
                      help="compare the statistics with the ones the seed report states (for the seed's 12 runs)")
     rep.set_defaults(func=_report)
 
+    rp = verbs.add_parser("replay", help="replay learning curves under medianstop, medianstop-floor and no early stopping",
+                          description="Replay a sweep's trials in creation order with N parallel slots (time = epochs) "
+                          "under Katib's medianstop, our medianstop-floor and no early stopping; print trials stopped, "
+                          "false negatives (stopped trials whose final value is >= the floor or the sweep's best) and "
+                          "trial-epochs saved, as a Markdown table. Settings default to the curves file's 'replay' "
+                          "block, else parallel 2 and Katib's defaults (start_step 4, min_trials_required 3, no floor).")
+    rp.add_argument("curves", metavar="CURVES", help="curves JSON (tests/fixtures/curves/*.json)")
+    rp.add_argument("--parallel", type=int, default=None, help="parallelTrialCount (slots)")
+    rp.add_argument("--floor", type=float, default=None, help="objective value never stopped by medianstop-floor")
+    rp.add_argument("--start-step", type=int, default=None, help="the report at which a rule is checked")
+    rp.add_argument("--min-trials", type=int, default=None, help="min_trials_required")
+    rp.add_argument("--json", action="store_true", help="print the full result (every trial's outcome) as JSON")
+    rp.set_defaults(func=_replay)
+
 
 def _render(args) -> int:
     from pipelines.sweep import render
@@ -58,4 +73,34 @@ def _report(args) -> int:
         title = args.title or f"Sweep {args.from_file}"
     written = write_report(trials, args.out, title=title, claimed=SEED_CLAIMS if args.seed_claims else None)
     print(f"{len(trials)} trials -> {written['markdown']} and {written['html']}")
+    return 0
+
+
+def _replay(args) -> int:
+    import json
+    import sys
+
+    from earlystop.replay import load_curves, markdown_table, replay_all, as_json
+
+    try:
+        curves = load_curves(args.curves)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    d = curves.defaults
+    pick = lambda given, key, default: given if given is not None else d.get(key, default)  # noqa: E731
+    settings = {"parallel": pick(args.parallel, "parallel", 2), "start_step": pick(args.start_step, "start_step", 4),
+                "min_trials_required": pick(args.min_trials, "min_trials_required", 3), "floor": pick(args.floor, "floor", None)}
+    try:
+        results = replay_all(curves, **settings)
+    except ValueError as e:
+        print(f"error: {e} (--parallel, --start-step and --min-trials must be >= 1)", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"curves": args.curves, "goal": curves.goal, "settings": settings, "results": as_json(results)}, indent=1))
+        return 0
+    s = settings
+    print(f"{curves.name}: {len(curves.trials)} trials, {curves.goal}, parallel {s['parallel']}, start_step {s['start_step']}, "
+          f"min_trials_required {s['min_trials_required']}, floor {s['floor']}\n")
+    print(markdown_table(results, floor=s["floor"]))
     return 0
