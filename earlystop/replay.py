@@ -5,7 +5,11 @@ Model (deterministic, time in epochs): trials are created in creation order into
 its rule when it is created (Katib asks for rules with each new suggestion) from what the sweep
 knows at that moment; the rule is checked once, at the start_step-th report, against the best so
 far, and a stopped trial frees its slot at t + start_step, otherwise at t + len(values). Trials that
-end at time t free their slots before the trials of time t are created. Katib's objective `goal`
+end at time t free their slots before the trials of time t are created. What the services can see:
+Katib's StdOut/File collector writes a trial's observation log to the DB only when the trial ends,
+stopped or not (cmd/metricscollector/v1beta1/file-metricscollector/main.go:297-299,428-431), so by
+default ours counts only ended trials; `running_visible=True` models a collector that reports while
+the trial runs (Katib's push collector), where running trials past start_step count too. Katib's objective `goal`
 (stop the experiment once reached) is not modelled: every trial runs.
 
 Policies: "none"; "medianstop" (Katib's, earlystop/katib_medianstop.py: mean of the early averages
@@ -110,7 +114,7 @@ def _at_least(a: float, b: float, goal: str) -> bool:
 
 
 def replay(curves: CurveSet, policy: str, *, parallel: int = 2, start_step: int = 4, min_trials_required: int = 3,
-           floor: float | None = None) -> Result:
+           floor: float | None = None, running_visible: bool = False) -> Result:
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     for name, v in (("parallel", parallel), ("start_step", start_step), ("min_trials_required", min_trials_required)):
@@ -129,7 +133,8 @@ def replay(curves: CurveSet, policy: str, *, parallel: int = 2, start_step: int 
         running = running_now
         while pending and len(running) < parallel:
             c = pending.pop(0)
-            rule = _rule(policy, goal, done + running, t, curves, start_step, min_trials_required, floor)
+            rule = _rule(policy, goal, done + running if running_visible else done, t, curves, start_step,
+                         min_trials_required, floor)
             stopped = (rule is not None and len(c.values) >= start_step
                        and should_stop(best_so_far(c.values, goal, start_step), rule, goal))
             end = t + (start_step if stopped else len(c.values))
@@ -153,7 +158,7 @@ def _rule(policy: str, goal: str, known: list[Outcome], t: int, curves: CurveSet
     if policy == "medianstop":  # Succeeded = ended by now and not stopped
         succeeded = [values[o.name] for o in known if o.end <= t and not o.stopped]
         return katib_medianstop.rule_value(succeeded, start_step=start_step, min_trials_required=min_trials)
-    if policy == "medianstop-floor":  # every trial that has reported start_step values by now
+    if policy == "medianstop-floor":  # every visible trial that has reported start_step values by now
         comparable = [best_so_far(values[o.name], goal, start_step) for o in known
                       if len(values[o.name]) >= start_step and o.start + start_step <= t]
         return stop_value(comparable, goal, floor, min_trials)

@@ -47,6 +47,9 @@ def register(sub) -> None:
     rp.add_argument("--floor", type=float, default=None, help="objective value never stopped by medianstop-floor")
     rp.add_argument("--start-step", type=int, default=None, help="the report at which a rule is checked")
     rp.add_argument("--min-trials", type=int, default=None, help="min_trials_required")
+    rp.add_argument("--running-visible", action="store_true",
+                    help="medianstop-floor also sees running trials (a collector that reports while training, Katib's push "
+                    "collector); default: only ended ones, as with the StdOut collector the checked-in sweep uses")
     rp.add_argument("--json", action="store_true", help="print the full result (every trial's outcome) as JSON")
     rp.set_defaults(func=_replay)
 
@@ -90,7 +93,8 @@ def _replay(args) -> int:
     d = curves.defaults
     pick = lambda given, key, default: given if given is not None else d.get(key, default)  # noqa: E731
     settings = {"parallel": pick(args.parallel, "parallel", 2), "start_step": pick(args.start_step, "start_step", 4),
-                "min_trials_required": pick(args.min_trials, "min_trials_required", 3), "floor": pick(args.floor, "floor", None)}
+                "min_trials_required": pick(args.min_trials, "min_trials_required", 3), "floor": pick(args.floor, "floor", None),
+                "running_visible": bool(args.running_visible or d.get("running_visible", False))}
     try:
         results = replay_all(curves, **settings)
     except ValueError as e:
@@ -101,6 +105,7 @@ def _replay(args) -> int:
         return 0
     s = settings
     print(f"{curves.name}: {len(curves.trials)} trials, {curves.goal}, parallel {s['parallel']}, start_step {s['start_step']}, "
-          f"min_trials_required {s['min_trials_required']}, floor {s['floor']}\n")
+          f"min_trials_required {s['min_trials_required']}, floor {s['floor']}, "
+          f"running trials {'visible' if s['running_visible'] else 'not visible (StdOut collector)'}\n")
     print(markdown_table(results, floor=s["floor"]))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -78,17 +79,21 @@ def test_slots_fill_in_creation_order_and_free_before_creation_at_the_same_time(
 
 
 def test_ours_counts_running_trials_that_reached_start_step_and_a_stopped_trial_frees_its_slot_then():
-    """Two slots, start_step 2, min 2. a, b start at 0 and are past start_step at 2 but run on; c (created at 3
-    when a ends) gets the median of a's and b's best at epoch 2 (0.6, 0.2 -> 0.4), is stopped at 3 + 2 = 5 and d
-    starts then. Medianstop has only 1 succeeded trial at 3: no rule for c."""
+    """Two slots, start_step 2, min 2, running trials visible (a collector that reports while training). a, b
+    start at 0 and are past start_step at 2 but b runs on; c (created at 3 when a ends) gets the median of a's and
+    b's best at epoch 2 (0.6, 0.2 -> 0.4), is stopped at 3 + 2 = 5 and d starts then. Medianstop has only 1
+    succeeded trial at 3: no rule for c. With the StdOut collector (the default) b's log reaches the DB only when
+    b ends, so c gets no rule either."""
     curves = _set([0.5, 0.6, 0.7], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.1, 0.3, 0.35, 0.35], [0.9, 0.9])
-    r = replay(curves, "medianstop-floor", parallel=2, start_step=2, min_trials_required=2, floor=0.8)
+    assert replay(curves, "medianstop-floor", parallel=2, start_step=2, min_trials_required=2).outcomes[2].rule is None
+    r = replay(curves, "medianstop-floor", parallel=2, start_step=2, min_trials_required=2, floor=0.8, running_visible=True)
     by = {o.name: o for o in r.outcomes}
     assert by["c"].rule == pytest.approx(0.4) and by["c"].stopped and (by["c"].start, by["c"].end) == (3, 5)
     assert by["d"].start == 5
     assert replay(curves, "medianstop", parallel=2, start_step=2, min_trials_required=2).outcomes[2].rule is None
     # floor below the median: the rule is the floor, and c (best 0.3 >= 0.25) is never stopped
-    low = replay(curves, "medianstop-floor", parallel=2, start_step=2, min_trials_required=2, floor=0.25)
+    low = replay(curves, "medianstop-floor", parallel=2, start_step=2, min_trials_required=2, floor=0.25,
+                 running_visible=True)
     assert {o.name: o for o in low.outcomes}["c"].rule == 0.25 and low.stopped == ()
 
 
@@ -97,7 +102,7 @@ def test_ours_leaves_out_trials_that_have_not_reported_start_step_values_yet():
     """start_step 3, min 1, two slots. a (1 epoch) never reaches it; c starts at 1, so when d is created at 3
     only b (started at 0) has 3 reports: d's rule is b's best 0.3, not the median with c's 0.8 (0.55)."""
     curves = _set([0.9], [0.1, 0.2, 0.3], [0.8] * 5, [0.5] * 3)
-    r = replay(curves, "medianstop-floor", parallel=2, start_step=3, min_trials_required=1)
+    r = replay(curves, "medianstop-floor", parallel=2, start_step=3, min_trials_required=1, running_visible=True)
     by = {o.name: o for o in r.outcomes}
     assert [by[n].start for n in "abcd"] == [0, 0, 1, 3]
     assert by["c"].rule is None and by["d"].rule == pytest.approx(0.3) and r.stopped == ()
@@ -147,6 +152,10 @@ def test_seed_sweep_ours_stops_only_trials_below_the_floor_and_keeps_run8():
     # is at most 0.9521, under every later run: it stops nothing, so it saves nothing, and has no false negative
     assert median.stopped == () and median.epochs_saved == 0 and max(o.rule or 0 for o in median.outcomes) < 0.9522
     assert none.epochs_run == 12 * 22 and ours.epochs_saved == 6 * 12
+    for start_step, parallel, visible in itertools.product((1, 4, 10, 21), (1, 2, 3, 4), (False, True)):
+        res = replay_all(curves, parallel=parallel, start_step=start_step, min_trials_required=3, floor=s["floor"],
+                         running_visible=visible)
+        assert [x.false_negatives for x in res] == [(), (), ()], (start_step, parallel, visible)
 
 
 @pytest.mark.skipif(not TINY.exists(), reason="tests/fixtures/curves/cpu_tiny_lr.json not recorded (tests/record_curves.py)")
@@ -162,10 +171,10 @@ def test_cpu_tiny_curves_ours_never_stops_a_trial_that_ends_above_the_floor_medi
     # stopped; the true median of the best at epoch 4 is 0, nothing is below it.
     assert median.false_negatives == ("lr0.002",) and {o.name: o for o in median.outcomes}["lr0.002"].rule > 0 and ours.stopped == ()
     for start_step in range(1, 10):  # every start_step that leaves something to save, 1 to 4 slots
-        for parallel in (1, 2, 3, 4):
+        for parallel, visible in itertools.product((1, 2, 3, 4), (False, True)):
             res = replay(curves, "medianstop-floor", parallel=parallel, start_step=start_step, min_trials_required=3,
-                         floor=s["floor"])
-            assert res.false_negatives == () and res.best_found == r["none"].best_found, (start_step, parallel)
+                         floor=s["floor"], running_visible=visible)
+            assert res.false_negatives == () and res.best_found == r["none"].best_found, (start_step, parallel, visible)
     # the cost: from start_step 5 on (when curves have separated) ours saves as much as medianstop or a little less
     at5 = {x.policy: x for x in replay_all(curves, parallel=2, start_step=5, min_trials_required=3, floor=s["floor"])}
     assert (at5["medianstop"].epochs_saved, at5["medianstop-floor"].epochs_saved) == (30, 25)
@@ -189,7 +198,7 @@ def test_cpu_tiny_fixture_records_the_commands_of_tests_record_curves():
 def test_cli_sweep_replay_prints_the_table(capsys):
     assert main(["sweep", "replay", str(SEED)]) == 0
     out = capsys.readouterr().out
-    assert "parallel 2, start_step 10, min_trials_required 3, floor 0.9653" in out
+    assert "parallel 2, start_step 10, min_trials_required 3, floor 0.9653, running trials not visible (StdOut collector)" in out
     assert "| medianstop-floor | 6 | 0 | 192 | 72 (27 %) | 96 (none: 132) | 0.9660 |" in out
     assert "| none | 0 | 0 | 264 | 0 (0 %) | 132 (none: 132) | 0.9660 |" in out
     curves, r, _ = _run_fixture(SEED)
@@ -197,7 +206,7 @@ def test_cli_sweep_replay_prints_the_table(capsys):
 
     assert main(["sweep", "replay", str(SEED), "--json", "--parallel", "1", "--floor", "0.97", "--start-step", "4"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["settings"] == {"parallel": 1, "start_step": 4, "min_trials_required": 3, "floor": 0.97}
+    assert doc["settings"] == {"parallel": 1, "start_step": 4, "min_trials_required": 3, "floor": 0.97, "running_visible": False}
     assert [res["policy"] for res in doc["results"]] == ["medianstop", "medianstop-floor", "none"]
     assert len(doc["results"][0]["outcomes"]) == 12
 
