@@ -218,3 +218,10 @@ def test_cli_sweep_replay_bad_input_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [f"error: {bad}: no trials (expected a 'trials' list)"]
     assert main(["sweep", "replay", str(SEED), "--start-step", "0"]) == 2
     assert "start_step must be >= 1" in capsys.readouterr().err
+
+
+def test_sweep_replay_help_and_run_import_no_heavy_package():
+    """`sweep replay` is pure Python: neither its --help nor a replay loads torch, kfp, numpy or grpc."""
+    from tests.test_cli import imported_by
+
+    assert imported_by(["sweep", "replay", "--help"], ["sweep", "replay", str(SEED)], ["sweep", "replay", str(TINY)]) == set()
