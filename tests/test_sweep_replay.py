@@ -225,3 +225,84 @@ def test_sweep_replay_help_and_run_import_no_heavy_package():
     from tests.test_cli import imported_by
 
     assert imported_by(["sweep", "replay", "--help"], ["sweep", "replay", str(SEED)], ["sweep", "replay", str(TINY)]) == set()
+
+
+# --- the replica against Katib's own medianstop service (verbatim source, served our stand-in DB manager) ---
+
+# kubeflow/katib pkg/earlystopping/v1beta1/medianstop/service.py at tag v0.19.0, verbatim (Apache-2.0)
+UPSTREAM = FIXTURES / "katib_medianstop_service_v0_19_0.py"
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+"""
+
+
+@pytest.fixture
+def katib_medianstop_service(tmp_path, monkeypatch):
+    """Katib's MedianStopService class, run outside Katib: `pkg.apis.manager.v1beta1.python` is our stubs of the same
+    .proto (earlystop/api.py), and its __init__ (which needs a kubeconfig out of cluster) gets a dummy one; nothing
+    here talks to Kubernetes."""
+    import importlib.util
+    import logging
+    import sys
+    import types
+
+    import kubernetes.config.kube_config as kube_config
+
+    from earlystop.api import pb2, services
+
+    names = ("pkg", "pkg.apis", "pkg.apis.manager", "pkg.apis.manager.v1beta1", "pkg.apis.manager.v1beta1.python")
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules[names[-1]].api_pb2, sys.modules[names[-1]].api_pb2_grpc = pb2, services
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    spec = importlib.util.spec_from_file_location("katib_medianstop_v0_19_0", UPSTREAM)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root.handlers[:] = handlers  # its logging.basicConfig(level=INFO) stays out of ours
+    root.setLevel(level)
+    return module.MedianStopService
+
+
+def test_the_replica_gives_the_value_katibs_own_medianstop_gives(katib_medianstop_service):
+    from earlystop.api import pb2
+    from tests.katib_dbmanager_standin import dbmanager
+
+    cond = pb2.TrialStatus.TrialConditionType
+    curves = {"a": [0.1, 0.2, 0.9, 0.9, 0.9], "b": [0.5, 0.5, 0.5, 0.6, 0.1], "c": [0.0, 0.0, 0.3, 0.8, 0.8, 0.8],
+              "d": [0.7, 0.7, 0.7, 0.7], "e": [0.9, 0.9, 0.9, 0.9, 0.9], "f": [0.2, 0.4]}
+    status = {"a": cond.SUCCEEDED, "b": cond.SUCCEEDED, "c": cond.SUCCEEDED, "d": cond.EARLYSTOPPED,
+              "e": cond.RUNNING, "f": cond.SUCCEEDED}
+
+    def ask(service, trials, settings, goal=pb2.MAXIMIZE):
+        request = pb2.GetEarlyStoppingRulesRequest(
+            experiment=pb2.Experiment(name="x", spec=pb2.ExperimentSpec(
+                objective=pb2.ObjectiveSpec(type=goal, objective_metric_name="val/hmean"),
+                early_stopping=pb2.EarlyStoppingSpec(algorithm_name="medianstop", algorithm_settings=[
+                    pb2.EarlyStoppingSetting(name=k, value=str(v)) for k, v in settings.items()]))),
+            trials=[pb2.Trial(name=n, status=pb2.TrialStatus(condition=status[n])) for n in trials],
+            db_manager_address=address)
+        return list(service.GetEarlyStoppingRules(request, None).early_stopping_rules)
+
+    with dbmanager() as (db, address):
+        for name, values in curves.items():
+            db.report(name, [(f"2026-11-29T04:00:{i:02d}Z", "val/hmean", str(v)) for i, v in enumerate(values)])
+            db.report(name, [(f"2026-11-29T04:00:{i:02d}Z", "train/loss", "9.0") for i in range(len(values))])
+        service = katib_medianstop_service()  # its own __init__: its defaults
+        assert (service.min_trials_required, service.start_step) == (km.DEFAULT_MIN_TRIALS_REQUIRED, km.DEFAULT_START_STEP)
+        assert ask(service, "abd", {}) == [] and km.rule_value([curves["a"], curves["b"]]) is None  # 2 succeeded < 3
+        [got] = ask(service, "abcdef", {})  # d (early-stopped) and e (running) never count; f has 2 values only
+        mine = km.rule_value([curves[n] for n in "abcf"])
+        assert float(got.value) == pytest.approx(mine) and (got.comparison, got.start_step) == (pb2.LESS, 4)
+        assert mine == pytest.approx((0.525 + 0.525 + 0.275 + 0.3) / 4)  # means of the first 4 values of a, b, c; f: of 2
+
+        service = katib_medianstop_service()
+        [got] = ask(service, "abc", {"start_step": 2, "min_trials_required": 2}, goal=pb2.MINIMIZE)
+        mine = km.rule_value([curves[n] for n in "abc"], start_step=2, min_trials_required=2)
+        assert float(got.value) == pytest.approx(mine) and (got.comparison, got.start_step) == (pb2.GREATER, 2)
