@@ -4,8 +4,8 @@
     kubectl apply -n NS -f manifests/katib/receiptflow-run8-sweep.yaml   # no namespace is rendered
 
 Bayesian optimization (Katib's skopt service) over the seed's search space (DESIGN.md §1),
-objective ``val/hmean`` (maximize), median-stop early stopping (see MEDIANSTOP_SETTINGS), 12
-trials. A trial is a batch/v1 Job on one GPU (`experiment`), a PyTorchJob whose Master runs one
+objective ``val/hmean`` (maximize), early stopping by our `medianstop-floor` service (or Katib's
+`medianstop`; see early_stopping()), 12 trials. A trial is a batch/v1 Job on one GPU (`experiment`), a PyTorchJob whose Master runs one
 process per GPU through ``torch.distributed.run`` (`pytorchjob_experiment`, Training Operator v1:
 Kubeflow 1.9-1.11), or a Kubeflow Trainer v2 TrainJob (`trainjob_experiment`, Kubeflow 1.11+, Katib
 0.19+) of the namespaced TrainingRuntime in manifests/trainer/. Training prints one metric line per epoch
@@ -22,12 +22,13 @@ emptyDir (training reads a local dataset root); every epoch's checkpoint is mirr
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import yaml
 
-from components import IMAGE, pods
+from components import DEFAULT_IMAGE, IMAGE, pods
 from model.train import KATIB_METRICS_FILTER
 from pipelines.run8_kfold import GPU_TASK, MINIO_SECRET
 
@@ -85,14 +86,31 @@ BAYES_SETTINGS = {"base_estimator": "GP", "n_initial_points": "4", "acq_func": "
 # many trials had succeeded when it was created (the rules are fixed at creation:
 # experiment_controller_util.go:64), and the collector checks it ONCE, at the start_step-th report,
 # comparing the trial's best val/hmean so far (main.go:336-386): below the threshold -> stopped.
+# The settings (both algorithms take them; `receiptflow sweep render --start-step/--min-trials-required`):
 # - start_step 10 (of 22 epochs; the seed's Hyperband min_iter): the best of 10 epochs against an
 #   average that includes the weak first epochs is lenient, so only clearly lagging trials stop
 #   (DESIGN.md §1: the seed's relative rule killed its best run, Run 8, 96.60 % at epoch 10) and a
 #   stopped trial still saves 12 of 22 epochs.
 # - min_trials_required 3: with 2 trials in parallel, trial 4 is created when 2 have finished, trial 5
 #   when 3 have; so trials 1-4 (the 4 random initial points of BAYES_SETTINGS) always run in full
-#   and set the bar, and only the 8 trials the GP proposes can be stopped.
+#   and set the bar, and only the 8 trials the GP proposes can be stopped (with medianstop; ours also
+#   counts running trials that reached start_step, so trial 4 may already get a rule).
 MEDIANSTOP_SETTINGS = {"min_trials_required": "3", "start_step": "10"}
+# The checked-in sweeps use ours instead (earlystop/, docs/earlystop.md): `medianstop-floor`, the true
+# median of every trial that reached start_step (running ones too), capped by an absolute `floor`: a
+# trial whose best val/hmean at start_step is at or above the floor is never stopped. Floor 0.9653:
+# the seed's baseline (DESIGN.md §1; Run 8 stood at 0.9660 at epoch 10). Katib's webhook only checks
+# that the name is registered in katib-config (validator.go:223-238 at v0.19.0); the settings are
+# checked by the service's ValidateEarlyStoppingSettings when the suggestion starts
+# (suggestion_controller.go:270-288), which gets only this earlyStopping block (suggestionclient.go:266-268),
+# not the objective: the floor's direction follows the objective type at rule time.
+# It must be registered in katib-config (manifests/overlays/standalone/katib-config/, docs/earlystop.md),
+# or Katib's webhook refuses the Experiment.
+EARLY_STOPPING_ALGORITHMS = ("medianstop", "medianstop-floor")
+EARLY_STOPPING = "medianstop-floor"
+FLOOR = 0.9653
+# The image katib-config names for it (images/Dockerfile.earlystop: the CPU image with the service as ENTRYPOINT)
+EARLYSTOP_IMAGE = f"{DEFAULT_IMAGE}-earlystop"
 
 DATA_DIR = "/data"
 DATASET_ROOT = f"{DATA_DIR}/dataset"
@@ -103,6 +121,22 @@ USER_ID = pods.USER_ID
 
 def _settings(settings: dict[str, str]) -> list[dict]:
     return [{"name": k, "value": v} for k, v in settings.items()]
+
+
+def early_stopping(algorithm: str = EARLY_STOPPING, *, floor: float = FLOOR,
+                   start_step: int = int(MEDIANSTOP_SETTINGS["start_step"]),
+                   min_trials_required: int = int(MEDIANSTOP_SETTINGS["min_trials_required"])) -> dict:
+    """The Experiment's `earlyStopping` block. `floor` is ignored by `medianstop` (Katib's, no floor)."""
+    if algorithm not in EARLY_STOPPING_ALGORITHMS:
+        raise ValueError(f"early stopping {algorithm!r} is unknown: use one of {', '.join(EARLY_STOPPING_ALGORITHMS)}")
+    if int(start_step) < 1 or int(min_trials_required) < 1:
+        raise ValueError(f"start_step ({start_step}) and min_trials_required ({min_trials_required}) must be >= 1")
+    settings = {"min_trials_required": str(int(min_trials_required)), "start_step": str(int(start_step))}
+    if algorithm == "medianstop-floor":
+        if not math.isfinite(float(floor)):
+            raise ValueError(f"floor must be a finite number (the val/hmean never stopped), got {floor!r}")
+        settings["floor"] = repr(float(floor))  # shortest exact text: 0.9653, not 0.96530000000000005
+    return {"algorithmName": algorithm, "algorithmSettings": _settings(settings)}
 
 
 def _train_args(name: str, dataset_root: str, output_uri: str) -> list[str]:
@@ -176,7 +210,8 @@ def _pod_template(pod: dict) -> dict:
 
 
 def _experiment(name: str, *, namespace: str | None, goal: float, parallel_trials: int, max_trials: int, max_failed_trials: int,
-                primary_container: str, trial_spec: dict, primary_pod_labels: dict | None = None) -> dict:
+                primary_container: str, trial_spec: dict, primary_pod_labels: dict | None = None,
+                early_stop: dict | None = None) -> dict:
     template = {
         "primaryContainerName": primary_container,
         # Keep each finished trial's Job and pods (logs for `kubectl logs`; the trial controller deletes
@@ -206,7 +241,7 @@ def _experiment(name: str, *, namespace: str | None, goal: float, parallel_trial
                           "additionalMetricNames": list(ADDITIONAL_METRICS),
                           "metricStrategies": [{"name": k, "value": v} for k, v in METRIC_STRATEGIES.items()]},
             "algorithm": {"algorithmName": "bayesianoptimization", "algorithmSettings": _settings(BAYES_SETTINGS)},
-            "earlyStopping": {"algorithmName": "medianstop", "algorithmSettings": _settings(MEDIANSTOP_SETTINGS)},
+            "earlyStopping": early_stop or early_stopping(),
             "parallelTrialCount": int(parallel_trials),
             "maxTrialCount": int(max_trials),
             "maxFailedTrialCount": int(max_failed_trials),
@@ -221,7 +256,7 @@ def _experiment(name: str, *, namespace: str | None, goal: float, parallel_trial
 def experiment(name: str = NAME, *, namespace: str | None = None, image: str = IMAGE,
                dataset_uri: str = "s3://receiptflow/datasets/receipts", output_uri: str = "s3://receiptflow",
                goal: float = 0.966, parallel_trials: int = 2, max_trials: int = 12, max_failed_trials: int = 3,
-               gpus: int = 1, minio_secret: str = MINIO_SECRET) -> dict:
+               gpus: int = 1, minio_secret: str = MINIO_SECRET, early_stop: dict | None = None) -> dict:
     """The sweep with one batch/v1 Job per trial running `receiptflow train` on `gpus` GPUs; no
     metadata.namespace unless `namespace` is given."""
     command = ["receiptflow", "train", *_train_args(name, DATASET_ROOT, output_uri)]
@@ -230,13 +265,14 @@ def experiment(name: str = NAME, *, namespace: str | None = None, image: str = I
     job = {"apiVersion": "batch/v1", "kind": "Job",
            "spec": {"backoffLimit": 0, "template": _pod_template(pod)}}
     return _experiment(name, namespace=namespace, goal=goal, parallel_trials=parallel_trials, max_trials=max_trials,
-                       max_failed_trials=max_failed_trials, primary_container="training", trial_spec=job)
+                       max_failed_trials=max_failed_trials, primary_container="training", trial_spec=job,
+                       early_stop=early_stop)
 
 
 def pytorchjob_experiment(name: str = PYTORCHJOB_NAME, *, namespace: str | None = None, image: str = IMAGE,
                           dataset_uri: str = "s3://receiptflow/datasets/receipts", output_uri: str = "s3://receiptflow",
                           goal: float = 0.966, parallel_trials: int = 2, max_trials: int = 12, max_failed_trials: int = 3,
-                          gpus: int = 4, minio_secret: str = MINIO_SECRET) -> dict:
+                          gpus: int = 4, minio_secret: str = MINIO_SECRET, early_stop: dict | None = None) -> dict:
     """The sweep with one Kubeflow PyTorchJob per trial: a single Master pod on `gpus` GPUs running one
     DDP process per GPU (``torch.distributed.run --standalone``; rank 0 prints the metric lines).
     The container is named "pytorch", the name the training operator configures."""
@@ -250,14 +286,14 @@ def pytorchjob_experiment(name: str = PYTORCHJOB_NAME, *, namespace: str | None 
                                                        "template": _pod_template(pod)}}}}
     return _experiment(name, namespace=namespace, goal=goal, parallel_trials=parallel_trials, max_trials=max_trials,
                        max_failed_trials=max_failed_trials, primary_container="pytorch", trial_spec=job,
-                       primary_pod_labels={"training.kubeflow.org/job-role": "master"})
+                       primary_pod_labels={"training.kubeflow.org/job-role": "master"}, early_stop=early_stop)
 
 
 def trainjob_experiment(name: str = TRAINJOB_NAME, *, namespace: str | None = None, image: str = IMAGE,
                         dataset_uri: str = "s3://receiptflow/datasets/receipts", output_uri: str = "s3://receiptflow",
                         goal: float = 0.966, parallel_trials: int = 2, max_trials: int = 12, max_failed_trials: int = 3,
                         num_nodes: int = 1, gpus: int = 4, runtime: str = RUNTIME,
-                        minio_secret: str = MINIO_SECRET) -> dict:
+                        minio_secret: str = MINIO_SECRET, early_stop: dict | None = None) -> dict:
     """The sweep with one Kubeflow Trainer v2 TrainJob per trial (Katib >= 0.19; Kubeflow 1.11+):
     `num_nodes` nodes of `runtime`, each pulling the dataset and running one DDP process per GPU
     through torchrun (``PET_*`` from the Trainer's torch plugin). Rank 0, on node 0, prints the
@@ -276,7 +312,7 @@ def trainjob_experiment(name: str = TRAINJOB_NAME, *, namespace: str | None = No
     del job["metadata"]  # Katib names each trial's TrainJob
     manifest = _experiment(name, namespace=namespace, goal=goal, parallel_trials=parallel_trials, max_trials=max_trials,
                            max_failed_trials=max_failed_trials, primary_container=tj.TRAINER_CONTAINER, trial_spec=job,
-                           primary_pod_labels=dict(tj.RANK0_LABELS["trainjob"]))
+                           primary_pod_labels=dict(tj.RANK0_LABELS["trainjob"]), early_stop=early_stop)
     template = manifest["spec"]["trialTemplate"]
     template["successCondition"] = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
     template["failureCondition"] = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
@@ -288,9 +324,10 @@ def trainjob_experiment(name: str = TRAINJOB_NAME, *, namespace: str | None = No
 TRAINER_V2_EXPERIMENTS = (TRAINJOB_NAME,)
 
 
-def experiments() -> dict[str, dict]:
-    """Every checked-in Experiment: file stem -> manifest."""
-    return {NAME: experiment(), PYTORCHJOB_NAME: pytorchjob_experiment(), TRAINJOB_NAME: trainjob_experiment()}
+def experiments(early_stop: dict | None = None) -> dict[str, dict]:
+    """Every checked-in Experiment: file stem -> manifest (`early_stop`: an early_stopping() block)."""
+    return {NAME: experiment(early_stop=early_stop), PYTORCHJOB_NAME: pytorchjob_experiment(early_stop=early_stop),
+            TRAINJOB_NAME: trainjob_experiment(early_stop=early_stop)}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -304,12 +341,12 @@ def dump(manifest: dict) -> str:
     return HEADER + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=120)
 
 
-def render(out_dir: Path | str = MANIFEST_DIR) -> list[Path]:
+def render(out_dir: Path | str = MANIFEST_DIR, early_stop: dict | None = None) -> list[Path]:
     """Write manifests/katib/<stem>.yaml for every experiment; returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for stem, manifest in experiments().items():
+    for stem, manifest in experiments(early_stop).items():
         path = out / f"{stem}.yaml"
         path.write_text(dump(manifest))
         paths.append(path)

@@ -1,6 +1,6 @@
 """`receiptflow sweep render|report`: the Katib Experiments and the sweep report.
 
-    receiptflow sweep render                                   # -> manifests/katib/*.yaml
+    receiptflow sweep render [--early-stopping medianstop|medianstop-floor] [--floor F]   # -> manifests/katib/*.yaml
     receiptflow sweep report --experiment NAME [--namespace NS] [--out DIR]
     receiptflow sweep report --from trials.json|trials.csv [--out DIR]
     receiptflow sweep replay CURVES [--parallel N] [--floor X] [--start-step S] [--min-trials M] [--json]
@@ -18,6 +18,14 @@ def register(sub) -> None:
                          description="Render the Katib Experiments. Image: RECEIPTFLOW_IMAGE, else the pinned default. "
                          "No namespace is written: `kubectl apply -n NS -f FILE` or an overlay's `namespace:` sets it.")
     r.add_argument("--out-dir", default=None, help="folder to write to (default manifests/katib/)")
+    # defaults are pipelines/sweep.py's (the checked-in files); other values belong in --out-dir
+    r.add_argument("--early-stopping", choices=("medianstop", "medianstop-floor"), default=None,
+                   help="medianstop-floor (ours, default; registered in katib-config: docs/earlystop.md) or Katib's medianstop")
+    r.add_argument("--floor", type=float, default=None,
+                   help="medianstop-floor: val/hmean at or above which a trial is never stopped (default 0.9653, the seed's baseline)")
+    r.add_argument("--start-step", type=int, default=None, help="report at which the rule is checked (default 10)")
+    r.add_argument("--min-trials-required", type=int, default=None,
+                   help="trials needed before any trial can be stopped (default 3)")
     r.set_defaults(func=_render)
 
     rep = verbs.add_parser("report", help="rank a sweep's trials and analyse them (Markdown + HTML with plots)",
@@ -55,9 +63,14 @@ def register(sub) -> None:
 
 
 def _render(args) -> int:
-    from pipelines.sweep import render
+    from pipelines.sweep import EARLY_STOPPING, early_stopping, render
 
-    for path in render(args.out_dir) if args.out_dir else render():
+    given = {k: v for k, v in (("floor", args.floor), ("start_step", args.start_step),
+                               ("min_trials_required", args.min_trials_required)) if v is not None}
+    if args.floor is not None and args.early_stopping == "medianstop":
+        raise ValueError("--floor is a medianstop-floor setting; Katib's medianstop has none: drop --floor")
+    early_stop = early_stopping(args.early_stopping or EARLY_STOPPING, **given)
+    for path in render(args.out_dir, early_stop) if args.out_dir else render(early_stop=early_stop):
         print(f"wrote {path}")
     return 0
 

@@ -296,6 +296,10 @@ def test_every_yaml_names_the_default_image():
     untagged = seen.pop(name, None)
     if untagged:
         assert retags and all(p.startswith("manifests/") for p in untagged), untagged
+    # the early-stopping image (images/Dockerfile.earlystop) is named only where katib-config registers it
+    from pipelines.sweep import EARLYSTOP_IMAGE
+
+    assert all(p.startswith("manifests/overlays/standalone/katib-config/") for p in seen.pop(EARLYSTOP_IMAGE, []))
     wrong = {ref: ps for ref, ps in seen.items() if ref != components.DEFAULT_IMAGE}
     assert not wrong, f"not {components.DEFAULT_IMAGE}: {wrong}"
 

@@ -4,7 +4,8 @@ and the built output passes the security checks: placeholder-only Secrets, crede
 secretKeyRef, non-root containers with resources and no privilege escalation, namespace-scoped RBAC limited
 to Katib Experiments and Trials, one namespace per overlay, pinned images with the receiptflow image equal to
 components.DEFAULT_IMAGE. Each check is a function returning its problems, and each is shown to fail on a
-planted bad manifest."""
+planted bad manifest. The standalone katib-config (our early-stopping algorithm registered with Katib) is
+upstream's file plus our entry, checked against Katib's config schema, and so is docs/earlystop.md's snippet."""
 from __future__ import annotations
 
 import copy
@@ -552,3 +553,139 @@ def test_image_check_accepts_digests():
     first(bad, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] = \
         "quay.io/minio/minio@sha256:" + "0" * 64
     assert image_problems(bad) == []
+
+
+# ---- katib-config: `medianstop-floor` registered with Katib (manifests/overlays/standalone/katib-config) -------
+
+KATIB_CONFIG = MANIFESTS / "overlays" / "standalone" / "katib-config"
+KATIB_FIXTURES = REPO / "tests" / "fixtures" / "katib-config"
+OURS_MARK = "    # ---- receiptflow"
+# katib v0.19.0 pkg/apis/config/v1beta1/types.go:27-126, the json tags Katib decodes. Its decoder
+# (katibconfig/config.go:162-175) drops unknown keys without a word, so these checks are strict.
+KATIB_CONFIG_KEYS = {"apiVersion", "kind", "runtime", "init"}
+RUNTIME_KEYS = {"suggestions", "earlyStoppings", "metricsCollectors"}
+EARLY_STOPPING_KEYS = {"algorithmName", "image", "imagePullPolicy", "resources"}
+PULL_POLICIES = {"Always", "IfNotPresent", "Never"}  # corev1.PullPolicy (the 1.33 schema leaves it a string)
+
+
+def katib_config_problems(text: str) -> list[str]:
+    """katib-config.yaml as Katib decodes it: KatibConfig v1beta1, earlyStoppings entries with only the
+    EarlyStoppingConfig fields, algorithmName and image set (config.go:99-107), one entry per name (Katib
+    takes the first: config.go:94-98), and the container the composer builds from it (composer.go:245-257)
+    valid for Kubernetes 1.33."""
+    import kubernetes_validate
+
+    cfg = yaml.safe_load(text)
+    problems = [f"unknown top-level key {k}" for k in set(cfg) - KATIB_CONFIG_KEYS]
+    if (cfg.get("apiVersion"), cfg.get("kind")) != ("config.kubeflow.org/v1beta1", "KatibConfig"):
+        problems.append(f"not a config.kubeflow.org/v1beta1 KatibConfig: {cfg.get('apiVersion')} {cfg.get('kind')}")
+    runtime = cfg.get("runtime") or {}
+    problems += [f"unknown runtime key {k}" for k in set(runtime) - RUNTIME_KEYS]
+    names = [e.get("algorithmName") for e in runtime.get("earlyStoppings") or []]
+    problems += [f"earlyStoppings: {n} listed {names.count(n)} times" for n in set(names) if names.count(n) > 1]
+    for entry in runtime.get("earlyStoppings") or []:
+        name = entry.get("algorithmName")
+        problems += [f"earlyStoppings {name}: unknown key {k} (Katib ignores it)" for k in set(entry) - EARLY_STOPPING_KEYS]
+        if not name or not entry.get("image"):
+            problems.append(f"earlyStoppings {name}: algorithmName and image are required")
+            continue
+        if entry.get("imagePullPolicy", "Always") not in PULL_POLICIES:
+            problems.append(f"earlyStoppings {name}: imagePullPolicy {entry['imagePullPolicy']!r} not one of {sorted(PULL_POLICIES)}")
+        container = {"name": "early-stopping", "image": entry["image"], "resources": entry.get("resources", {}),
+                     "ports": [{"name": "earlystop-api", "containerPort": 6788}],
+                     **({"imagePullPolicy": entry["imagePullPolicy"]} if "imagePullPolicy" in entry else {})}
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "suggestion"}, "spec": {"containers": [container]}}
+        try:
+            kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"earlyStoppings {name}: {exc.message}")
+    return problems
+
+
+def ours_and_upstream(text: str) -> tuple[str, str]:
+    """(upstream part without our header comment, our part) of manifests/.../katib-config.yaml."""
+    head, mark, tail = text.partition(OURS_MARK)
+    assert mark, f"no {OURS_MARK.strip()!r} line"
+    upstream = "".join(ln for ln in head.splitlines(keepends=True) if not ln.startswith("# "))
+    return upstream, mark + tail
+
+
+def test_katib_config_builds_the_one_configmap_katib_reads():
+    (cm,) = kustomize(KATIB_CONFIG)
+    # consts/const.go:108-111,159-160 at v0.19.0: name katib-config, key katib-config.yaml, namespace kubeflow
+    assert (cm["kind"], cm["metadata"]["name"], cm["metadata"]["namespace"]) == ("ConfigMap", "katib-config", "kubeflow")
+    assert set(cm["data"]) == {"katib-config.yaml"}
+    assert validation_problems([cm]) == []
+    assert cm["data"]["katib-config.yaml"] == (KATIB_CONFIG / "katib-config.yaml").read_text()
+
+
+def test_katib_config_is_upstreams_file_plus_our_entry():
+    text = (KATIB_CONFIG / "katib-config.yaml").read_text()
+    upstream, ours = ours_and_upstream(text)
+    assert upstream == (KATIB_FIXTURES / "katib-v0.19.0-standalone.yaml").read_text()
+    cfg, up = yaml.safe_load(text), yaml.safe_load(upstream)
+    entries = cfg["runtime"]["earlyStoppings"]
+    assert entries[:-1] == up["runtime"]["earlyStoppings"]  # medianstop kept
+    cfg["runtime"]["earlyStoppings"] = entries[:-1]
+    assert cfg == up  # suggestions, collectors, init: upstream's
+    assert entries[-1] == yaml.safe_load(ours.replace("    - ", "- ", 1).replace("\n    ", "\n"))[0]
+
+
+def test_katib_config_registers_every_algorithm_our_experiments_use():
+    """What Katib's webhook checks (validator.go:223-238 at v0.19.0: the name is in katib-config); the settings
+    themselves go to the service's ValidateEarlyStoppingSettings (tests/test_sweep_manifests.py)."""
+    text = (KATIB_CONFIG / "katib-config.yaml").read_text()
+    assert katib_config_problems(text) == []
+    runtime = yaml.safe_load(text)["runtime"]
+    early = {e["algorithmName"]: e for e in runtime["earlyStoppings"]}
+    suggestions = {s["algorithmName"] for s in runtime["suggestions"]}
+    assert early["medianstop-floor"]["image"] == sweep.EARLYSTOP_IMAGE
+    assert early["medianstop"]["image"] == "ghcr.io/kubeflow/katib/earlystopping-medianstop:v0.19.0"
+    for stem, exp in sweep.experiments().items():
+        assert exp["spec"]["earlyStopping"]["algorithmName"] in early, stem
+        assert exp["spec"]["algorithm"]["algorithmName"] in suggestions, stem
+
+
+def test_katib_config_check_catches_what_katib_would_drop_or_refuse():
+    text = (KATIB_CONFIG / "katib-config.yaml").read_text()
+    assert katib_config_problems(text.replace("      resources:\n        requests:\n          cpu: 100m",
+                                              "      resource:\n        requests:\n          cpu: 100m"))
+    assert katib_config_problems(text.replace("image: ghcr.io/receiptflow/receiptflow:0.1.0-earlystop", "image: ''"))
+    assert katib_config_problems(text.replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: Sometimes"))
+    assert katib_config_problems(text.replace("        limits:\n          memory: 512Mi", "        limits: 512Mi"))
+    assert katib_config_problems(text.replace("algorithmName: medianstop-floor", "algorithmName: medianstop"))
+    assert katib_config_problems(text.replace("kind: KatibConfig", "kind: KatibCfg"))
+
+
+def earlystop_snippet() -> str:
+    """The entry docs/earlystop.md tells Kubeflow users to add (its first yaml block)."""
+    docs = (REPO / "docs" / "earlystop.md").read_text()
+    return re.search(r"```yaml\n(.*?)```", docs, re.S).group(1)
+
+
+@pytest.mark.parametrize("upstream", ["kubeflow-v1.10.2.yaml", "kubeflow-v1.11.0.yaml", "katib-v0.19.0-standalone.yaml"])
+def test_the_documented_kubeflow_snippet_appended_registers_it_and_keeps_the_rest(upstream):
+    """docs/earlystop.md: append the entry to Kubeflow's file (earlyStoppings is its last list)."""
+    original = (KATIB_FIXTURES / upstream).read_text()
+    text = original.rstrip("\n") + "\n" + earlystop_snippet()
+    assert katib_config_problems(text) == []
+    cfg, up = yaml.safe_load(text), yaml.safe_load(original)
+    assert [e["algorithmName"] for e in cfg["runtime"]["earlyStoppings"]] == ["medianstop", "medianstop-floor"]
+    assert cfg["runtime"]["suggestions"] == up["runtime"]["suggestions"] and cfg["init"] == up["init"]
+    ours = yaml.safe_load((KATIB_CONFIG / "katib-config.yaml").read_text())["runtime"]["earlyStoppings"][-1]
+    assert cfg["runtime"]["earlyStoppings"][-1] == ours  # the doc and the standalone file say the same
+
+
+def test_the_image_katib_runs_starts_the_service_as_non_root():
+    """Katib gives the container no command and no securityContext (composer.go:245-257): the image's
+    ENTRYPOINT/CMD must be `receiptflow earlystop serve --port 6788` and its USER non-root."""
+    text = (REPO / "images" / "Dockerfile.earlystop").read_text()
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    entry = next(json.loads(ln.split(None, 1)[1]) for ln in lines if ln.startswith("ENTRYPOINT"))
+    cmd = next(json.loads(ln.split(None, 1)[1]) for ln in lines if ln.startswith("CMD"))
+    assert entry + cmd == ["receiptflow", "earlystop", "serve", "--port", "6788"]
+    user = [ln.split()[1] for ln in lines if ln.startswith("USER")][-1]
+    assert all(part.isdigit() and int(part) != 0 for part in user.split(":")), user
+    base = re.search(r"^ARG BASE=(\S+)$", text, re.M).group(1)
+    assert base == f"{DEFAULT_IMAGE}-cpu" and sweep.EARLYSTOP_IMAGE == f"{DEFAULT_IMAGE}-earlystop"
+    assert f"docker build -f images/Dockerfile.earlystop -t {sweep.EARLYSTOP_IMAGE} ." in (REPO / "images" / "README.md").read_text()

@@ -214,8 +214,10 @@ def test_search_space_objective_algorithm_and_early_stopping_are_the_seeds(stem)
     assert settings["base_estimator"] in {"GP", "RF", "ET", "GBRT"}
     assert settings["acq_func"] in {"gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"}
     assert 0 < int(settings["n_initial_points"]) < spec["maxTrialCount"]
-    assert spec["earlyStopping"] == {"algorithmName": "medianstop", "algorithmSettings": [
-        {"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "10"}]}
+    # ours, with the seed's baseline as the floor (registered in katib-config: tests/test_kustomize.py)
+    assert spec["earlyStopping"] == {"algorithmName": "medianstop-floor", "algorithmSettings": [
+        {"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "10"},
+        {"name": "floor", "value": "0.9653"}]}
     assert (spec["maxTrialCount"], spec["parallelTrialCount"], spec["maxFailedTrialCount"]) == (12, 2, 3)
     from model.train import KATIB_METRICS_FILTER
 
@@ -392,3 +394,56 @@ def test_rendered_filter_reads_exactly_the_per_epoch_hmean_of_a_real_training_ru
     assert katib_stdout_values(KATIB_DEFAULT_FILTER, stdout, "val/hmean") == []
     assert not any(m[1].strip() == "val/hmean" for line in stdout.splitlines()
                    for m in go_find_all_string_submatch(KATIB_DEFAULT_FILTER, line))
+
+
+# ---- early stopping: what ValidateEarlyStoppingSettings gets -------------------------------------------
+
+def test_rendered_early_stopping_settings_pass_our_services_validation():
+    """Katib's webhook checks only that the name is in katib-config (validator.go:223-238 at v0.19.0; the
+    registration: tests/test_kustomize.py). The suggestion controller then sends this block, and only it, to
+    the service's ValidateEarlyStoppingSettings (suggestion_controller.go:270-288, suggestionclient.go:266-268):
+    here the same call to the real service on loopback, for each checked-in Experiment, and one refusal."""
+    import grpc
+
+    from earlystop.api import pb2, services
+    from earlystop.service import MedianStopFloor, build_server
+
+    def request(es: dict):
+        return pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=pb2.EarlyStoppingSpec(
+            algorithm_name=es["algorithmName"],
+            algorithm_settings=[pb2.EarlyStoppingSetting(name=s["name"], value=s["value"]) for s in es["algorithmSettings"]]))
+
+    server, port = build_server("127.0.0.1:0", MedianStopFloor())
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = services.EarlyStoppingStub(channel)
+            for stem, manifest in MANIFESTS.items():
+                es = manifest["spec"]["earlyStopping"]
+                assert es["algorithmName"] == "medianstop-floor", stem
+                stub.ValidateEarlyStoppingSettings(request(es), timeout=10)  # raises if refused
+            bad = sweep.early_stopping(floor=0.9653)
+            bad["algorithmSettings"][-1]["value"] = "96.53 %"
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.ValidateEarlyStoppingSettings(request(bad), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "floor" in refused.value.details()
+    finally:
+        server.stop(None).wait()
+
+
+def test_render_options_choose_the_algorithm_and_its_settings(tmp_path):
+    from model.cli import main
+
+    assert main(["sweep", "render", "--out-dir", str(tmp_path / "a"), "--floor", "0.97", "--start-step", "8",
+                 "--min-trials-required", "4"]) == 0
+    es = yaml.safe_load((tmp_path / "a" / "receiptflow-run8-sweep.yaml").read_text())["spec"]["earlyStopping"]
+    assert es == {"algorithmName": "medianstop-floor", "algorithmSettings": [
+        {"name": "min_trials_required", "value": "4"}, {"name": "start_step", "value": "8"}, {"name": "floor", "value": "0.97"}]}
+    assert main(["sweep", "render", "--out-dir", str(tmp_path / "b"), "--early-stopping", "medianstop"]) == 0
+    for path in (tmp_path / "b").glob("*.yaml"):  # Katib's own: its two settings, no floor
+        assert yaml.safe_load(path.read_text())["spec"]["earlyStopping"] == {"algorithmName": "medianstop", "algorithmSettings": [
+            {"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "10"}]}
+    assert main(["sweep", "render", "--out-dir", str(tmp_path / "c"), "--early-stopping", "medianstop", "--floor", "0.9"]) == 2
+    assert main(["sweep", "render", "--out-dir", str(tmp_path / "c"), "--floor", "nan"]) == 2
+    assert main(["sweep", "render", "--out-dir", str(tmp_path / "c"), "--start-step", "0"]) == 2
+    assert not (tmp_path / "c").exists()  # refused before writing anything
