@@ -93,12 +93,14 @@ BAYES_SETTINGS = {"base_estimator": "GP", "n_initial_points": "4", "acq_func": "
 #   stopped trial still saves 12 of 22 epochs.
 # - min_trials_required 3: with 2 trials in parallel, trial 4 is created when 2 have finished, trial 5
 #   when 3 have; so trials 1-4 (the 4 random initial points of BAYES_SETTINGS) always run in full
-#   and set the bar, and only the 8 trials the GP proposes can be stopped (with medianstop; ours also
-#   counts running trials that reached start_step, so trial 4 may already get a rule).
+#   and set the bar, and only the 8 trials the GP proposes can be stopped. The same holds for ours:
+#   Katib's StdOut collector writes a trial's observations to the DB only when the trial ends
+#   (main.go:297-299,427-431), so running trials have nothing to count yet.
 MEDIANSTOP_SETTINGS = {"min_trials_required": "3", "start_step": "10"}
 # The checked-in sweeps use ours instead (earlystop/, docs/earlystop.md): `medianstop-floor`, the true
-# median of every trial that reached start_step (running ones too), capped by an absolute `floor`: a
-# trial whose best val/hmean at start_step is at or above the floor is never stopped. Floor 0.9653:
+# median of the best val/hmean at start_step over every trial that got there (early-stopped ones
+# too, not only Succeeded ones), capped by an absolute `floor`: a trial whose best val/hmean at
+# start_step is at or above the floor is never stopped. Floor 0.9653:
 # the seed's baseline (DESIGN.md §1; Run 8 stood at 0.9660 at epoch 10). Katib's webhook only checks
 # that the name is registered in katib-config (validator.go:223-238 at v0.19.0); the settings are
 # checked by the service's ValidateEarlyStoppingSettings when the suggestion starts
