@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 # what `--help` must never import: seconds of start-up (torch, albumentations, kfp) or a
 # noticeable part of one
 HEAVY = ("torch", "albumentations", "kfp", "timm", "cv2", "scipy", "minio", "numpy", "omegaconf", "grpc")
-VERBS = {"pipeline": ("compile", "submit", "run"), "sweep": ("render", "report"), "config": ("show", "presets"),
+VERBS = {"pipeline": ("compile", "submit", "run"), "sweep": ("render", "report", "replay"), "config": ("show", "presets"),
          "data": ("push", "pull"), "earlystop": ("serve",)}
 
 

@@ -31,7 +31,7 @@ HELP = (
     [], ["synth"], ["convert"], ["check"], ["split"], ["config"], ["config", "show"], ["train"], ["eval"],
     ["predict"], ["score"], ["submit"], ["ensemble"], ["data"], ["data", "pull"],
     ["pipeline"], ["pipeline", "compile"], ["pipeline", "submit"], ["pipeline", "run"],
-    ["sweep"], ["sweep", "render"], ["sweep", "report"],
+    ["sweep"], ["sweep", "render"], ["sweep", "report"], ["sweep", "replay"], ["earlystop", "serve"],
 )
 # the console script's work, and which heavy packages it left loaded (stderr, last line)
 PROGRAM = (
