@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml scripts/install-fonts.sh
 	touch $@
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # synthetic receipts -> the whole run8-kfold pipeline, locally (kfp.local), with cpu_tiny
 demo: setup
