@@ -1,5 +1,6 @@
 """Checkpoints: written atomically, read with `weights_only=True`, errors that name the file; the
-check that a resumed run asks for the configuration its checkpoint was trained with."""
+check that a resumed run asks for the configuration its checkpoint was trained with; the check that
+a checkpoint's weights fit the model a fresh run initialises from them (`init_from=`)."""
 from __future__ import annotations
 
 import os
@@ -64,11 +65,57 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 # - trainer.accelerator, dataset.num_workers, trainer.eval_workers: hardware and worker processes
 #   (a rescheduled pod may land on another node; the metric is identical with any eval_workers)
 # - trainer.log_every_n_steps, wandb: progress output
+# Not init_from/init_part: they only choose the weights at step 0, which a resume replaces with last.pt's,
+# so a changed value would be silently ignored too: whoever changes it beside a last.pt means to start
+# from the new weights, and is told to use a new output_dir or resume=never. The same value resumes
+# (the file need not exist any more); the checkpoint records which one initialised the run ("init").
 RESUMABLE_CHANGES = (
     "preset", "exp_name", "output_dir", "checkpoint_mirror", "resume", "dataset.root", "dataset.folds",
     "trainer.max_epochs", "trainer.accelerator", "dataset.num_workers", "trainer.eval_workers",
     "trainer.log_every_n_steps", "wandb",
 )
+
+
+# init_part= -> the state-dict prefix it copies; DBNet's modules are encoder/decoder/head (model/net)
+INIT_PARTS = {"model": "", "encoder": "encoder."}
+# model settings that change tensor shapes or names: named in the fix when a checkpoint does not fit
+_SHAPE_KEYS = ("models.encoder.model_name", "models.encoder.out_indices", "models.decoder.", "models.head.upscale")
+
+
+def init_weights(path: str | Path, payload: Mapping, model_state: Mapping[str, torch.Tensor], part: str,
+                 requested: Mapping | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of checkpoint `payload` (read from `path`) that initialise `part` ("model" or
+    "encoder") of a model whose state dict is `model_state`: every key of that part, with its shape.
+
+    Otherwise a CheckpointError, one line: the keys with other shapes (checkpoint vs model), missing
+    from the checkpoint or not in the model (the first few of each, and how many), and the fix (the
+    architecture settings the checkpoint's config has otherwise than `requested`, a resolved config).
+    """
+    prefix = INIT_PARTS[part]
+    have = {k: v for k, v in payload["model"].items() if k.startswith(prefix)}
+    want = {k: v for k, v in model_state.items() if k.startswith(prefix)}
+    wrong = [f"{k} {list(have[k].shape)} vs {list(v.shape)}" for k, v in want.items() if k in have and have[k].shape != v.shape]
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    if not (wrong or missing or unexpected):
+        return have
+    found = [_few(wrong, "with other shapes (checkpoint vs model)")] if wrong else []
+    found += [_few(missing, "missing from the checkpoint")] if missing else []
+    found += [_few(unexpected, "not in the model")] if unexpected else []
+    old, new = _flatten((payload.get("config") or {}).get("models") or {}, "models."), _flatten((requested or {}).get("models") or {}, "models.")
+    differ = [f"{k}={_show(old[k])}" for k in old if k in new and old[k] != new[k] and k.startswith(_SHAPE_KEYS)]
+    fix = (f"train with the checkpoint's settings ({', '.join(differ)})" if differ
+           else "train with the models.* settings the checkpoint was trained with (its config.yaml)")
+    if part == "model":
+        fix += ", or init_part=encoder to take its encoder alone"
+    raise CheckpointError(f"init_from={path}: the checkpoint's {'weights' if part == 'model' else 'encoder'} do not fit "
+                          f"this model: {'; '.join(found)}; {fix}")
+
+
+def _few(keys: list[str], what: str, n: int = 3) -> str:
+    """'3 WHAT: a, b, c' or '7 WHAT: a, b, c, ... (+4 more)'."""
+    more = f", ... (+{len(keys) - n} more)" if len(keys) > n else ""
+    return f"{len(keys)} {what}: {', '.join(keys[:n])}{more}"
 
 
 def config_changes(saved: Mapping, requested: Mapping, allowed: tuple[str, ...] = RESUMABLE_CHANGES) -> list[tuple[str, Any, Any]]:

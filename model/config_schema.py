@@ -130,6 +130,8 @@ class Config:
     output_dir: str = MISSING
     resume: str = MISSING
     checkpoint_mirror: Optional[str] = MISSING
+    init_from: Optional[str] = MISSING
+    init_part: str = MISSING
     wandb: bool = MISSING
     models: ModelsConfig = field(default_factory=ModelsConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

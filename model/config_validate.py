@@ -16,6 +16,7 @@ CHOICES = {
     # Whether a GPU is there is checked where training starts (model/train.py), not here: configs are
     # also checked on machines without one that submit runs to a cluster (components/common.py).
     "trainer.accelerator": ("auto", "cpu", "cuda"),
+    "init_part": ("model", "encoder"),  # what init_from copies (model.checkpoint.INIT_PARTS)
 }
 
 

@@ -21,6 +21,14 @@ the current step finish, saves ``last.pt`` and exits with status 143; augmentati
 per (seed, epoch, sample), so an interrupted and resumed run on CPU ends with the same numbers
 as an uninterrupted one.
 
+Initialising: ``init_from=CHECKPOINT`` (a path or s3:// URI) starts a fresh run (epoch 1, new
+optimizer and schedule) from the weights of another run's checkpoint, ``init_part=model`` all of
+them or ``init_part=encoder`` the encoder's alone (decoder and head keep their fresh init); every
+tensor of that part must be there with its shape (`model.checkpoint.init_weights`). It replaces
+``models.encoder.pretrained``/``weights`` (no hub download). A run that resumes takes its
+checkpoint instead and says that init_from is not applied again; the checkpoint records ("init")
+which one initialised the run.
+
 Several GPUs or nodes: launch with ``torchrun`` (DDP, docs/distributed.md). Every rank runs the
 same number of steps (`EpochSampler` pads), rank 0 alone restores the mirror, reads the checkpoint
 and hands it to the others, validates and saves; a SIGTERM to any rank stops all of them at the
@@ -32,13 +40,14 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 import torch.distributed as dist
@@ -46,7 +55,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.checkpoint import CheckpointError, check_resume_config, load_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointError, check_resume_config, init_weights, load_checkpoint, save_checkpoint
 from model.data.dataset import DetectionDataset, EpochSampler, collate, seed_worker
 from model.config import augment_config, target_options, to_yaml
 from model.data.transforms import eval_transform, train_transform
@@ -57,6 +66,7 @@ from model.net.loss import DBLoss
 from model.data.splits import load_split
 from model.data.ufo import write_text_atomic
 from model.errors import DataError
+from model.s3 import is_remote
 
 
 # The StdOut metrics filter our Katib Experiments use. Katib's default, `([\w|-]+)\s*=\s*...`, does
@@ -109,6 +119,7 @@ def train(cfg: DictConfig) -> dict:
     out = Path(cfg.output_dir)
     if int(os.environ.get("RANK", "0")) == 0:
         _check_resume_value(cfg, out)
+        _check_init_value(cfg)
     rt = _runtime(cfg)
     out.mkdir(parents=True, exist_ok=True)
     on_checkpoint = _mirror_sync(cfg.checkpoint_mirror) if cfg.checkpoint_mirror else None
@@ -127,7 +138,7 @@ def train(cfg: DictConfig) -> dict:
     val_loader = _loader(cfg, val_set, None, rt)
 
     # model, loss, optimizer, schedule
-    model = build_model(cfg.models).to(rt.device)
+    model = build_model(_models_settings(cfg, rt)).to(rt.device)
     if rt.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     core = model
@@ -142,17 +153,23 @@ def train(cfg: DictConfig) -> dict:
 
     # resume: where the run stands is saved in every checkpoint, so a resumed run continues exactly
     # loss_sum and loss_steps: the epoch's train-loss sum and step count so far over all ranks
+    # init: which checkpoint's weights the run started from (init_from), kept in every checkpoint
     state = {"epoch": 0, "samples_done": 0, "loss_sum": 0.0, "loss_steps": 0, "steps": 0, "best_hmean": -1.0,
-             "history": []}
-    saved = _resume_checkpoint(cfg, out, rt)
-    if saved is not None:
+             "history": [], "init": None}
+    saved = _resume_checkpoint(cfg, out, rt, core)
+    if saved is not None and "init_weights" in saved:
+        core.load_state_dict(saved["init_weights"], strict=cfg.init_part == "model")  # init_weights checked the part's keys
+        state["init"] = {"from": saved["path"], "part": cfg.init_part, "epoch": saved.get("epoch")}
+        _say(rt, f"initialised from {saved['path']} ({_init_what(cfg.init_part)}, {len(saved['init_weights'])} tensors, "
+                 f"its epoch {saved.get('epoch')}): a fresh run, epoch 1 with a new optimizer and schedule")
+    elif saved is not None:
         core.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
         _set_rng(saved["rng"], rt)
         saved.setdefault("loss_steps", saved["steps"])  # checkpoints of single-process runs before it was kept
-        state = {k: saved[k] for k in state}
+        state = {k: saved[k] for k in state if k != "init"} | {"init": saved.get("init")}  # "init": older ones lack it
         _say(rt, f"resuming from {saved['path']}: epoch {state['epoch'] + 1}, {state['samples_done']} samples into it")
     if rt.main:
         # the checkpoint's history is the truth (an older checkpoint may have been resumed); a fresh start
@@ -386,8 +403,9 @@ def _save_last(out: Path, *args) -> None:
     _save(out / "last.pt", *args)
 
 
-def _resume_checkpoint(cfg, out: Path, rt: Runtime) -> dict | None:
-    """The checkpoint to resume from (with its "path"), the same on every rank, or None.
+def _resume_checkpoint(cfg, out: Path, rt: Runtime, core: torch.nn.Module) -> dict | None:
+    """The checkpoint to resume from (with its "path"), the same on every rank, or None; with
+    init_from and nothing to resume, {"init_weights": the tensors that initialise `core`, "path", "epoch"}.
 
     Rank 0 alone restores the mirror, looks for it and sends its bytes to the others, who wait in
     the broadcast (a barrier) until rank 0 is done: with one disk per node only rank 0's holds
@@ -406,6 +424,11 @@ def _resume_checkpoint(cfg, out: Path, rt: Runtime) -> dict | None:
                 # a changed hyperparameter would be silently ignored: the saved optimizer and schedule win
                 check_resume_config(ckpt, saved.get("config") or {}, OmegaConf.to_container(cfg, resolve=True))
                 saved["path"] = str(ckpt)
+                if cfg.init_from:
+                    _say(rt, f"init_from={cfg.init_from} is not applied again: the run resumes from {ckpt}, whose "
+                             "weights it already started from")
+            elif cfg.init_from:
+                saved = _load_init(cfg, out, core)
         except BaseException:
             _broadcast_bytes(rt, None)  # the others stop with a pointer to rank 0's error
             raise
@@ -420,6 +443,58 @@ def _resume_checkpoint(cfg, out: Path, rt: Runtime) -> dict | None:
     if data is None:
         raise DataError(f"rank {rt.rank}: rank 0 could not resume the run (its error is above); stopping too")
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True) if data else None
+
+
+def _check_init_value(cfg) -> None:
+    """A local init_from that is not there, refused before anything is written when the run cannot
+    be resuming (a resumed run does not read it; an s3:// one is checked where it is downloaded)."""
+    init, resume, out = cfg.init_from, str(cfg.resume), Path(cfg.output_dir)
+    may_resume = resume.strip().lower() not in FRESH and (
+        resume != "auto" or cfg.checkpoint_mirror or (out / "last.pt").exists() or (out / PREVIOUS).exists())
+    if init and not is_remote(str(init)) and not Path(init).is_file() and not may_resume:
+        raise CheckpointError(f"init_from={init}: no such checkpoint file; give the path (or s3:// URI) of a run's "
+                              "best.pt or last.pt, or init_from=null to start from models.encoder.pretrained/weights")
+
+
+def _models_settings(cfg, rt: Runtime) -> dict:
+    """The `models` section to build the network from: with init_from, without the hub or weights
+    file (init_from's checkpoint, or a resumed one, replaces every encoder weight anyway)."""
+    models = OmegaConf.to_container(cfg.models, resolve=True)
+    enc = models["encoder"]
+    if cfg.init_from and (enc["pretrained"] or enc["weights"]):
+        given = f"weights={enc['weights']}" if enc["weights"] else "pretrained=true"
+        _say(rt, f"init_from overrides models.encoder.{given}: the encoder's weights come from {cfg.init_from} "
+                 "(or from the checkpoint the run resumes)")
+        enc.update(pretrained=False, weights=None)
+    return models
+
+
+def _init_what(part: str) -> str:
+    return "every weight" if part == "model" else "the encoder; decoder and head fresh"
+
+
+def _load_init(cfg, out: Path, core: torch.nn.Module) -> dict:
+    """init_from's checkpoint read (an s3:// one downloaded into a hidden folder of output_dir, then
+    removed: it is not mirrored) and checked against `core`: {"init_weights", "path", "epoch"}."""
+    from model.storage import download, exists
+
+    uri = str(cfg.init_from)
+    local = Path(uri)
+    tmp = out / ".init_from"
+    try:
+        if is_remote(uri):
+            if not exists(uri):
+                raise CheckpointError(f"init_from={uri}: no such object; give the s3:// URI of a run's best.pt or last.pt")
+            local = tmp / PurePosixPath(uri).name
+            download(uri, local, progress=False)  # atomic: a temporary object renamed into place
+        try:
+            payload = load_checkpoint(local)
+        except CheckpointError as exc:
+            raise CheckpointError(f"init_from={uri}: {str(exc).removeprefix(str(local) + ': ')}") from None
+        weights = init_weights(uri, payload, core.state_dict(), cfg.init_part, OmegaConf.to_container(cfg, resolve=True))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"init_weights": weights, "path": uri, "epoch": payload.get("epoch")}
 
 
 def _broadcast_bytes(rt: Runtime, data: bytes | None) -> bytes | None:

@@ -12,7 +12,12 @@ def register(sub) -> None:
         "  receiptflow train preset=run8 dataset.root=data/ models.encoder.pretrained=false trainer.max_epochs=22\n"
         "Prints one metric line per epoch, writes OUTPUT_DIR/{config.yaml,metrics.jsonl,last.pt,best.pt} "
         "(preset=OUTPUT_DIR/config.yaml loads the run's config back); resume=auto continues from last.pt. SIGTERM "
-        "saves and exits with status 143. A bad setting is one line, exit 2.",
+        "saves and exits with status 143. A bad setting is one line, exit 2.\n"
+        "init_from=CHECKPOINT (a path or s3:// URI, e.g. a run's best.pt) starts a fresh run (epoch 1, new optimizer "
+        "and schedule) from its weights, instead of models.encoder.pretrained/weights: init_part=model (default) takes "
+        "them all, init_part=encoder the encoder's alone. Shapes must fit (an error names the keys). A run that resumes "
+        "takes last.pt instead; e.g. pretrain on synthetic receipts, then\n"
+        "  receiptflow train preset=cpu_tiny dataset.root=data/real init_from=runs/synth/best.pt",
         epilog=_presets_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
