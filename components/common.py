@@ -21,9 +21,9 @@ def task_name(fold: int) -> str:
 
 
 def training_args(preset: str, lr: float, weight_decay: float, t_max: int, eta_min: float, epochs: int,
-                  thresh: float, box_thresh: float, max_candidates: int, overrides=()) -> list[str]:
+                  thresh: float, box_thresh: float, max_candidates: int, overrides=(), init_from: str = "") -> list[str]:
     """`receiptflow train` arguments for the pipeline's hyperparameters (floats at full precision);
-    `overrides` come last and win."""
+    `init_from` (a checkpoint URI, "" none) as the config's init_from; `overrides` come last and win."""
     return [
         f"preset={preset}",
         f"models.optimizer.lr={lr!r}",
@@ -34,6 +34,7 @@ def training_args(preset: str, lr: float, weight_decay: float, t_max: int, eta_m
         f"models.head.postprocess.thresh={thresh!r}",
         f"models.head.postprocess.box_thresh={box_thresh!r}",
         f"models.head.postprocess.max_candidates={max_candidates}",
+        *([f"init_from={init_from.strip()}"] if init_from.strip() else []),
         *overrides,
     ]
 
@@ -69,15 +70,21 @@ def check_run_parameters(p: dict, *, check_dataset: bool = True) -> None:
     """The run8-kfold parameters `p` (all of them, by pipeline name) that would otherwise fail
     late: both trainings' configs (preset, hyperparameters, overrides: unknown keys, lr <= 0,
     T_max = 0, thresholds outside (0, 1), a preset that does not exist), the fold and vote counts,
-    and whether the dataset is there (a root needs jsons/train.json; `check_dataset=False` where
-    the store is out of reach, e.g. a laptop submitting to a cluster). One DataError with the fix."""
+    and whether the dataset and the `init_from` checkpoint are there (a root needs jsons/train.json;
+    `check_dataset=False` where the store is out of reach, e.g. a laptop submitting to a cluster).
+    One DataError with the fix. Whether the checkpoint's weights fit the model is checked when each
+    training starts (model.checkpoint.init_weights): that needs the model, and its weights read."""
     from model.config import ConfigError, load_config
     from model.errors import DataError
+    from pathlib import Path
+
+    from model.s3 import is_remote
     from model.storage import exists
 
     for run in ("run8", "run3"):
         args = training_args(p["preset"], p[f"{run}_lr"], p[f"{run}_weight_decay"], p[f"{run}_t_max"], p[f"{run}_eta_min"],
-                             p["epochs"], p["thresh"], p["box_thresh"], p["max_candidates"], p["overrides"])
+                             p["epochs"], p["thresh"], p["box_thresh"], p["max_candidates"], p["overrides"],
+                             p.get("init_from", ""))
         try:
             load_config(args)
         except ConfigError as exc:
@@ -98,3 +105,7 @@ def check_run_parameters(p: dict, *, check_dataset: bool = True) -> None:
     if check_dataset and p["calibration"] != "none" and not exists(f"{uri}/jsons/{p['calibration']}.json"):
         raise DataError(f"dataset_uri={uri}: no labelled {p['calibration']} split to calibrate the ensemble on "
                         f"(no jsons/{p['calibration']}.json); add one, or run with calibration=none")
+    init = p.get("init_from", "").strip()
+    if check_dataset and init and not (exists(init) if is_remote(init) else Path(init).is_file()):
+        raise DataError(f"init_from={init}: no such checkpoint; give the URI of a run's best.pt (e.g. a pretraining "
+                        "run's s3://BUCKET/runs/RUN/checkpoints/replication/best.pt), or init_from= (empty) for none")

@@ -40,6 +40,7 @@ def train_job(
     poll_seconds: int,
     model: Output[Model],
     metrics: Output[Metrics],
+    init_from: str = "",  # last, with a default: callers from before it (tests, other pipelines) still fit
 ) -> NamedTuple("TrainResult", [("hmean", float), ("best_epoch", int)]):
     """Train as components/train.py does, on `num_nodes` x `gpus_per_node` GPUs: a TrainJob of
     `training_runtime` (training_backend "trainjob", Kubeflow Trainer v2) or a PyTorchJob
@@ -80,7 +81,7 @@ def train_job(
         upload(folds.path, pulls[1][0], progress=False)
     args = training_args(preset, lr, weight_decay, t_max, eta_min, epochs, thresh, box_thresh, max_candidates, [
         *split_overrides(local["dataset"], local["folds"], fold), f"exp_name={name}", f"output_dir={tj.DATA_DIR}/run",
-        "resume=auto", f"checkpoint_mirror={mirror}", *overrides])
+        "resume=auto", f"checkpoint_mirror={mirror}", *overrides], init_from)
     command = tj.node_command(pulls, args)
     env = pods.env(minio_secret.strip())
     job = tj.job_name(run.rsplit("/", 1)[1], name)

@@ -27,9 +27,11 @@ def train(
     job_id: str,
     model: Output[Model],
     metrics: Output[Metrics],
+    init_from: str = "",  # last, with a default: callers from before it (tests, other pipelines) still fit
 ) -> NamedTuple("TrainResult", [("hmean", float), ("best_epoch", int)]):
     """Train `preset` with the given hyperparameters; fold -1 is the replication (the root's own
-    train/val split), fold i trains on fold i of `folds`.
+    train/val split), fold i trains on fold i of `folds`. `init_from` (a checkpoint URI, "" none):
+    the weights the training starts from (model/train.py; a resumed retry takes its checkpoint).
 
     The run's checkpoints are mirrored to <output_uri>/runs/<run>/checkpoints/<task>/ after every
     epoch: a retried (preempted) pod resumes from there. The Model artifact holds best.pt (weights
@@ -56,7 +58,7 @@ def train(
         "resume=auto",
         f"checkpoint_mirror={mirror}",
         *overrides,
-    ]))
+    ], init_from))
     run_training(cfg)
 
     best = export_model(work, model, metrics, {"task": name, "fold": int(fold), "preset": preset, "lr": lr,

@@ -25,13 +25,14 @@ def validate_run(
     min_vote: int,
     ensemble_iou: float,
     overrides: List[str],
+    init_from: str = "",
 ):
     """Fail in seconds, with the fix in the message, on what would otherwise fail hours in: both
     trainings' configs, the fold and vote counts, the calibration split, a dataset URI with no
-    dataset root (or no labelled calibration split) behind it."""
+    dataset root (or no labelled calibration split) behind it, an init_from checkpoint that is not there."""
     from components.common import check_run_parameters
 
     check_run_parameters(dict(locals()))
     print(f"parameters checked: preset {preset}, {epochs} epochs, {folds} folds, calibration {calibration}, "
           f"min_vote {min_vote}; "
-          f"dataset {dataset_uri}", flush=True)
+          f"dataset {dataset_uri}{f'; every training starts from {init_from}' if init_from.strip() else ''}", flush=True)

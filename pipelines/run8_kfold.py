@@ -149,7 +149,7 @@ def _plan(p: dict, secret, place, unrolled: bool, jobs: bool = False):
         run3_lr=p["run3_lr"], run3_weight_decay=p["run3_weight_decay"], run3_t_max=p["run3_t_max"],
         run3_eta_min=p["run3_eta_min"], folds=p["folds"], calibration=p["calibration"], min_vote=p["min_vote"],
         ensemble_iou=p["ensemble_iou"],
-        overrides=p["overrides"],
+        overrides=p["overrides"], init_from=p["init_from"],
     ), "check parameters"), secret))
     data = _external(_storage(_cpu(prepare_dataset(dataset_uri=p["dataset_uri"], strict=p["strict"]), "prepare dataset"),
                               secret))
@@ -159,7 +159,8 @@ def _plan(p: dict, secret, place, unrolled: bool, jobs: bool = False):
                  "split folds")
     common = dict(dataset=data.outputs["dataset"], folds=split.outputs["folds"], preset=p["preset"], epochs=p["epochs"],
                   thresh=p["thresh"], box_thresh=p["box_thresh"], max_candidates=p["max_candidates"],
-                  overrides=p["overrides"], output_uri=p["output_uri"], run_id=p["run_id"], job_id=job_id)
+                  overrides=p["overrides"], init_from=p["init_from"], output_uri=p["output_uri"], run_id=p["run_id"],
+                  job_id=job_id)
 
     def training(fold, hyper: dict, name: str) -> dsl.PipelineTask:
         if jobs:  # a retry or resumed run attaches to a running or succeeded job of its name, else makes the next attempt
@@ -246,11 +247,14 @@ def run8_kfold(
     ensemble_iou: float = 0.5,
     strict: bool = False,
     overrides: List[str] = [],
+    init_from: str = "",
     minio_secret: str = MINIO_SECRET,
     node_selector: dict = {},
     tolerations: list = [],
 ) -> str:
-    """The seed's plan; `overrides` are extra `key=value` config overrides for every training.
+    """The seed's plan; `overrides` are extra `key=value` config overrides for every training;
+    `init_from` a checkpoint (s3:// URI, e.g. a pretraining run's best.pt; "" none) every training
+    (replication and folds) starts from, checked to exist by the first task.
     `calibration`: the split kept out of the folds on which the ensemble's method is chosen ("val";
     "none": pool it into the folds and vote with `min_vote` / `ensemble_iou`).
     Returns the prefix the results were published under."""
@@ -284,6 +288,7 @@ def run8_kfold_trainjob(
     ensemble_iou: float = 0.5,
     strict: bool = False,
     overrides: List[str] = [],
+    init_from: str = "",
     minio_secret: str = MINIO_SECRET,
     node_selector: dict = {},
     tolerations: list = [],
@@ -336,9 +341,10 @@ def run8_kfold_kfp25(fixed: Fixed = Fixed()):
         ensemble_iou: float = 0.5,
         strict: bool = False,
         overrides: List[str] = [],
+        init_from: str = "",
     ) -> str:
-        """The seed's plan; `overrides` are extra `key=value` config overrides for every training.
-        Returns the prefix the results were published under."""
+        """The seed's plan; `overrides` are extra `key=value` config overrides for every training;
+        `init_from` a checkpoint URI every training starts from ("" none). Returns the prefix the results were published under."""
         return _plan(dict(locals(), folds=DEFAULT_FOLDS), fixed.minio_secret, _placed_at_compile_time(fixed), unrolled=True)
 
     if unrolled_components.FOLDS != DEFAULT_FOLDS:
@@ -378,6 +384,7 @@ def run8_kfold_trainjob_kfp25(fixed: Fixed = Fixed()):
         ensemble_iou: float = 0.5,
         strict: bool = False,
         overrides: List[str] = [],
+        init_from: str = "",
         training_backend: str = "pytorchjob",
         num_nodes: int = JOB_DEFAULTS["num_nodes"],
         gpus_per_node: int = JOB_DEFAULTS["gpus_per_node"],

@@ -176,6 +176,10 @@ def test_kfp25_build_unrolls_the_folds_into_root_tasks_that_retry(kfp25):
                                                                                  "producerTask": "choose-config"}
     splits = tasks["split-folds"]["inputs"]["parameters"]["k"]["runtimeValue"]["constant"]
     assert splits == DEFAULT_FOLDS == tasks["validate-run"]["inputs"]["parameters"]["folds"]["runtimeValue"]["constant"]
+    # the run's init_from reaches every training (replication and each fold) and the first task's check
+    assert spec["root"]["inputDefinitions"]["parameters"]["init_from"]["defaultValue"] == ""
+    for task in [*trainings, tasks["validate-run"]]:
+        assert task["inputs"]["parameters"]["init_from"] == {"componentInputParameter": "init_from"}
 
 
 def test_kfp25_build_fans_in_one_artifact_per_fold_from_separate_tasks(kfp25):

@@ -365,7 +365,7 @@ def test_the_first_task_checks_the_parameters_and_the_dataset_before_any_work(ir
     assert "dependentTasks" not in tasks["validate-run"][0]
     good = {name: SEED_DEFAULTS.get(name) for name in ("preset", "epochs", "thresh", "box_thresh", "max_candidates", "folds", "min_vote")}
     good |= {k: v for k, v in SEED_DEFAULTS.items() if k.startswith(("run8_", "run3_"))}
-    good |= {"ensemble_iou": 0.5, "overrides": [], "dataset_uri": str(tmp_path), "calibration": "none"}
+    good |= {"ensemble_iou": 0.5, "overrides": [], "dataset_uri": str(tmp_path), "calibration": "none", "init_from": ""}
     with pytest.raises(DataError, match=rf"dataset_uri={tmp_path}: no dataset root there \(no jsons/train.json\)"):
         validate_run.python_func(**good)
     (tmp_path / "jsons").mkdir()
@@ -378,6 +378,50 @@ def test_the_first_task_checks_the_parameters_and_the_dataset_before_any_work(ir
                          ({"min_vote": 9}, "min_vote=9: must be between 1 and folds=5")]:
         with pytest.raises(DataError, match=re.escape(message)):
             validate_run.python_func(**(good | bad))
+
+
+def test_init_from_reaches_every_training_and_the_first_tasks_check(ir):
+    """One pretrained checkpoint for the whole run: the replication and the fold loop's training take
+    the run's init_from (the loop through its pipelinechannel), and validate_run checks it first."""
+    spec, _ = ir
+    assert spec["root"]["inputDefinitions"]["parameters"]["init_from"] == {"defaultValue": "", "isOptional": True,
+                                                                            "parameterType": "STRING"}
+    tasks = _tasks(spec)
+    trainings = {n: t for n, (t, _) in tasks.items() if t["componentRef"]["name"].startswith("comp-train")}
+    assert set(trainings) == {"train", "train-2"}
+    for task in [*trainings.values(), tasks["validate-run"][0]]:
+        assert task["inputs"]["parameters"]["init_from"]["componentInputParameter"] in ("init_from", "pipelinechannel--init_from")
+    loop = next(c for c in spec["components"].values() if "train-2" in c.get("dag", {}).get("tasks", {}))
+    assert loop["inputDefinitions"]["parameters"]["pipelinechannel--init_from"]["parameterType"] == "STRING"
+
+
+def test_init_from_is_a_config_override_that_the_runs_overrides_can_still_override():
+    from components.common import training_args
+
+    args = training_args("cpu_tiny", 1e-3, 0.0, 3, 1e-5, 3, 0.3, 0.25, 600, ["init_from=null"], " s3://b/pre/best.pt ")
+    assert args.index("init_from=s3://b/pre/best.pt") < args.index("init_from=null")  # overrides come last and win
+    assert not [a for a in training_args("cpu_tiny", 1e-3, 0.0, 3, 1e-5, 3, 0.3, 0.25, 600, []) if "init_from" in a]
+
+
+def test_the_first_task_refuses_an_init_from_checkpoint_that_is_not_there(tmp_path, s3_server):
+    from components.validate_run import validate_run
+
+    good = {name: SEED_DEFAULTS.get(name) for name in ("preset", "epochs", "thresh", "box_thresh", "max_candidates", "folds", "min_vote")}
+    good |= {k: v for k, v in SEED_DEFAULTS.items() if k.startswith(("run8_", "run3_"))}
+    good |= {"ensemble_iou": 0.5, "overrides": [], "dataset_uri": str(tmp_path), "calibration": "none", "init_from": ""}
+    (tmp_path / "jsons").mkdir()
+    (tmp_path / "jsons" / "train.json").write_text("{}")
+    validate_run.python_func(**good)
+    uri = f"s3://{s3_server.bucket}/runs/pre/checkpoints/replication/best.pt"
+    for missing in (str(tmp_path / "best.pt"), uri):
+        with pytest.raises(DataError, match=re.escape(f"init_from={missing}: no such checkpoint; give the URI of a run's best.pt")):
+            validate_run.python_func(**(good | {"init_from": missing}))
+    (tmp_path / "best.pt").write_bytes(b"weights")
+    s3_server.client().put_object(s3_server.bucket, uri.split("/", 3)[3], io.BytesIO(b"weights"), 7)
+    for there in (str(tmp_path / "best.pt"), uri):
+        validate_run.python_func(**(good | {"init_from": there}))
+    with pytest.raises(DataError, match=re.escape("init_part=all: expected one of model, encoder")):
+        validate_run.python_func(**(good | {"init_from": uri, "overrides": ["init_part=all"]}))
 
 
 # ------------------------------------------------------------------------- kfp.local retries

@@ -50,6 +50,7 @@ def test_every_training_is_a_launcher_task_fed_by_the_runs_job_parameters(ir):
         assert inputs["timeout_minutes"]["componentInputParameter"].endswith("job_timeout_minutes")
         assert inputs["image"]["runtimeValue"]["constant"] == IMAGE  # the job's pods run the pipeline's image
         assert inputs["minio_secret"]["componentInputParameter"].endswith("minio_secret")
+        assert inputs["init_from"]["componentInputParameter"].endswith("init_from")  # every job starts from it
         assert task["retryPolicy"]["maxRetryCount"] == TRAIN_RETRIES  # a retried launcher attaches to its job
         assert not task.get("cachingOptions", {}).get("enableCache")
         container = spec["deploymentSpec"]["executors"][executor]["container"]
@@ -88,5 +89,6 @@ def test_the_kfp25_build_launches_six_jobs_from_root_tasks_with_the_compile_time
         assert task["retryPolicy"]["maxRetryCount"] == TRAIN_RETRIES
         assert task["inputs"]["parameters"]["minio_secret"]["runtimeValue"]["constant"] == "receiptflow-minio"
         assert task["inputs"]["parameters"]["training_backend"]["componentInputParameter"] == "training_backend"
+        assert task["inputs"]["parameters"]["init_from"] == {"componentInputParameter": "init_from"}
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert not [e for e in executors if e.startswith("exec-train-job") and "nodeSelector" in executors[e]]
