@@ -4,7 +4,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.receiptflow-installed
 
-.PHONY: setup test demo bench clean
+PEERS_VENV ?= .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.receiptflow-peers-installed
+
+.PHONY: setup test demo bench bench-quality clean
 
 setup: $(STAMP)
 
@@ -27,6 +30,18 @@ demo: setup
 
 bench: setup
 	$(PY) -m tests.benchmarks
+
+# 5-fold CV on the shared SROIE sample: cpu_receipts trained per fold vs RapidOCR and EasyOCR
+# (hours on 2 cores; resumable per fold: run it again to go on). ARGS: see `python -m tests.benchmarks.quality -h`
+bench-quality: setup $(PEERS_STAMP)
+	$(PY) -m tests.benchmarks.quality $(ARGS)
+
+$(PEERS_STAMP): tests/benchmarks/quality/peers-requirements.txt
+	python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PEERS_VENV)/bin/python -m pip install -q -r tests/benchmarks/quality/peers-requirements.txt
+	touch $@
 
 clean:
 	rm -rf build .pytest_cache

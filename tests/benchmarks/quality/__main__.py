@@ -1,0 +1,298 @@
+"""`make bench-quality`: how good is the detector, next to what one can download?
+
+5-fold cross-validation on the 120 shared SROIE receipts: per fold, receiptflow's CPU recipe is
+trained from scratch on the fold's 96 receipts (`receiptflow train ... dataset.folds=...`) and its
+last checkpoint (no selection on the held-out fold) detects the fold's 24; the peers detect the
+same images with their packages' defaults (tests/benchmarks/quality/peers.py, in `.venv-peers`).
+Everything is scored by `receiptflow score` (CLEval, detection only): H/P/R per fold, mean ± sd
+over folds, and the detection time per image on this machine.
+
+Resumable: each fold's result is kept under WORK/results/<tag>/ and a fold whose training was
+cut short resumes from its last.pt. `--budget-min` stops before a fold that would not fit.
+
+    python -m tests.benchmarks.quality [--preset cpu_receipts] [--folds 0,1] [--budget-min 120]
+        [--init-from CKPT] [--train-size N] [--peers rapidocr,easyocr] [key=value ...]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SROIE = REPO_ROOT.parent / "shared" / "data" / "sroie"
+PEERS = {"rapidocr": "RapidOCR (PP-OCRv4 det, ONNX)", "easyocr": "EasyOCR (CRAFT)"}
+K, SEED = 5, 42
+
+
+def sh(*cmd: str, capture: bool = False) -> str:
+    """Run a receiptflow (or peers') command; its failure stops the benchmark with its own words."""
+    res = subprocess.run(cmd, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE if capture else None)
+    if res.returncode:
+        raise SystemExit(f"bench-quality: `{' '.join(cmd)}` failed (exit {res.returncode})")
+    return res.stdout if capture else ""
+
+
+def receiptflow(*args: str, capture: bool = False) -> str:
+    return sh(sys.executable, "-m", "model.cli", *args, capture=capture)
+
+
+def prepare_data(work: Path) -> Path:
+    """SROIE → WORK/data (all 120 in train+val), then K folds → WORK/folds; kept between runs."""
+    folds = work / "folds"
+    if (folds / "folds.json").is_file():
+        manifest = json.loads((folds / "folds.json").read_text())
+        if (manifest["k"], manifest["seed"], manifest["images"]) == (K, SEED, 120):
+            return folds
+    if not (SROIE / "img").is_dir():
+        raise SystemExit(f"bench-quality: needs the shared SROIE sample at {SROIE}")
+    receiptflow("convert", "sroie", str(SROIE), str(work / "data"), "--split", "0.8,0.2,0", "--overwrite")
+    receiptflow("split", str(work / "data"), "--out", str(folds), "--k", str(K), "--seed", str(SEED))
+    return folds
+
+
+def fold_images(folds: Path, i: int) -> tuple[Path, Path, list[str]]:
+    """(fold i's held-out annotations, a folder with links to its images, their names)."""
+    manifest = json.loads((folds / "folds.json").read_text())
+    gt = folds / f"fold_{i}" / "val.json"
+    names = sorted(json.loads(gt.read_text())["images"])
+    folder = folds / f"fold_{i}" / "images"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        link = folder / name
+        if not link.exists():
+            link.symlink_to(Path(manifest["root"]) / "images" / manifest["sources"][name] / name)
+    return gt, folder, names
+
+
+def score(gt: Path, pred: Path) -> dict:
+    out = json.loads(receiptflow("score", str(gt), str(pred), "--json", capture=True))
+    return {k: out[k] for k in ("hmean", "precision", "recall")}
+
+
+def subset(pred: dict, names: list[str], out: Path) -> Path:
+    out.write_text(json.dumps({"images": {n: pred["images"][n] for n in names}}))
+    return out
+
+
+def run_peer(peer: str, python: Path, folds: Path, work: Path) -> dict:
+    """All 120 images through `peer` once (kept in WORK/peers/), then scored fold by fold."""
+    out = work / "peers" / f"{peer}.json"
+    manifest = json.loads((folds / "folds.json").read_text())
+    if not out.is_file():
+        if not python.is_file():
+            raise SystemExit(f"bench-quality: {python} is missing; `make bench-quality` builds the peers' venv")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        images = work / "peers" / "images"
+        images.mkdir(exist_ok=True)
+        for name, source in manifest["sources"].items():
+            if not (images / name).exists():
+                (images / name).symlink_to(Path(manifest["root"]) / "images" / source / name)
+        names = work / "peers" / "names.txt"
+        names.write_text("\n".join(sorted(manifest["sources"])))
+        print(f"== {PEERS[peer]}: detecting {len(manifest['sources'])} images", flush=True)
+        sh(str(python), str(Path(__file__).with_name("peers.py")), peer, str(images), str(names), str(out))
+    pred = json.loads(out.read_text())
+    folds_out = []
+    for i in range(K):
+        gt, _, names = fold_images(folds, i)
+        s = score(gt, subset(pred, names, work / "peers" / f"{peer}.fold_{i}.json"))
+        folds_out.append({**s, "ms_per_image": 1e3 * statistics.mean(pred["seconds"][n] for n in names)})
+    return {"name": PEERS[peer], "version": pred["version"], "folds": folds_out}
+
+
+def train_subset(folds: Path, n: int | None, work: Path) -> Path:
+    """The folds with each training part cut to `n` receipts (seeded), for learning-curve runs."""
+    if n is None:
+        return folds
+    out = work / f"folds-n{n}"
+    out.mkdir(exist_ok=True)
+    (out / "folds.json").write_text((folds / "folds.json").read_text())
+    for i in range(K):
+        (out / f"fold_{i}").mkdir(exist_ok=True)
+        train = json.loads((folds / f"fold_{i}" / "train.json").read_text())
+        keep = sorted(random.Random(SEED + i).sample(sorted(train["images"]), n))
+        (out / f"fold_{i}" / "train.json").write_text(json.dumps({"images": {k: train["images"][k] for k in keep}}))
+        (out / f"fold_{i}" / "val.json").write_text((folds / f"fold_{i}" / "val.json").read_text())
+    return out
+
+
+def postprocess_settings(preset: str, overrides: list[str]) -> list[str]:
+    """The recipe's post-processing as it is now (preset, then overrides): applied at prediction, so
+    thresholds tuned after the folds were trained take effect without training them again."""
+    from omegaconf import OmegaConf
+
+    from model.config_presets import load_preset
+
+    pp = OmegaConf.to_container(load_preset(preset)).get("models", {}).get("head", {}).get("postprocess", {})
+    return [f"models.head.postprocess.{k}={v}" for k, v in pp.items()] + [o for o in overrides if o.startswith("models.head.postprocess.")]
+
+
+def run_ours(args, folds: Path, work: Path, i: int, settings: list[str], results: Path) -> dict:
+    """Fold i: train (or resume; skipped once trained), then predict its held-out images with last.pt
+    (no selection on them) under the recipe's current post-processing, and score."""
+    run_dir = results / f"run_{i}"
+    spent_file = run_dir / "train_seconds"
+    if not (run_dir / "trained").is_file():
+        spent = float(spent_file.read_text()) if spent_file.is_file() else 0.0
+        start = time.perf_counter()
+        try:
+            receiptflow("train", *settings, f"dataset.root={work / 'data'}", f"dataset.folds={folds}", f"dataset.fold={i}",
+                        f"output_dir={run_dir}", "trainer.eval_workers=0")
+        finally:  # an interrupted fold resumes from last.pt; its time so far counts
+            spent += time.perf_counter() - start
+            spent_file.parent.mkdir(parents=True, exist_ok=True)
+            spent_file.write_text(f"{spent:.1f}")
+        (run_dir / "trained").touch()
+    post = postprocess_settings(args.preset, args.overrides)
+    done = results / f"fold_{i}.json"
+    if done.is_file() and json.loads(done.read_text()).get("postprocess") == post:
+        return json.loads(done.read_text())
+
+    from model.data.ufo import write_ufo
+    from model.predict import to_ufo
+
+    gt, folder, names = fold_images(args.folds_dir, i)
+    dets, ms = detect_timed(run_dir / "last.pt", folder, post)
+    pred = run_dir / "held_out.json"
+    write_ufo(to_ufo(dets), pred)
+    result = {**score(gt, pred), "ms_per_image": ms, "train_s": float(spent_file.read_text()),
+              "epochs": sum(1 for _ in open(run_dir / "metrics.jsonl")), "postprocess": post,
+              "train_images": len(json.loads((folds / f"fold_{i}" / "train.json").read_text())["images"])}
+    done.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def detect_timed(checkpoint: Path, folder: Path, post: list[str]) -> tuple[dict, float]:
+    """Detections of every image in `folder` and the mean ms per image: one image at a time, read,
+    resized, detected and post-processed in this process, after an untimed warm-up pass."""
+    import torch
+
+    from model.predict import detect, eval_loader, image_split, load_model
+
+    model, cfg = load_model(checkpoint, ["dataset.num_workers=0", *post])
+    split = image_split(folder)
+    loader = eval_loader(split, cfg, 1)
+    pp = dict(cfg.models.head.postprocess)
+    device = torch.device("cpu")
+    detect(model, loader, device, postprocess=pp)  # warm-up: allocator, kernels
+    t0 = time.perf_counter()
+    dets = detect(model, loader, device, postprocess=pp, progress=True)
+    return dets, 1e3 * (time.perf_counter() - t0) / len(split.images)
+
+
+def retime(args, work: Path, folds: Path, results: Path, tag: str) -> None:
+    """Every detector on the same 24 receipts (fold 0's held-out), one after another, into
+    WORK/timing.json: the table's ms column then compares like with like. Fold runs time
+    themselves too, but beside whatever else the machine was doing."""
+    _, folder, names = fold_images(folds, 0)
+    print(f"timing: {len(names)} images each; load average now {os.getloadavg()[0]:.1f} "
+          "(anything else running inflates every number)", flush=True)
+    timing_file = work / "timing.json"
+    timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+    names_file = work / "peers" / "timing-names.txt"
+    names_file.parent.mkdir(parents=True, exist_ok=True)
+    names_file.write_text("\n".join(names))
+    for peer in [p for p in args.peers.split(",") if p]:
+        out = work / "peers" / f"{peer}.timing.json"
+        sh(str(args.peers_python), str(Path(__file__).with_name("peers.py")), peer, str(folder), str(names_file), str(out))
+        timing[PEERS[peer]] = 1e3 * statistics.mean(json.loads(out.read_text())["seconds"].values())
+    if (results / "run_0" / "trained").is_file():
+        _, ms = detect_timed(results / "run_0" / "last.pt", folder, postprocess_settings(args.preset, args.overrides))
+        timing[f"receiptflow `{tag}`"] = ms
+    timing_file.write_text(json.dumps(timing, indent=1))
+    print("timing: " + ", ".join(f"{k} {v:.0f} ms" for k, v in timing.items()), flush=True)
+
+
+def mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def table(rows: list[dict], timing: dict | None = None) -> str:
+    """Markdown: mean ± sample sd over folds; ms per image from `timing` (retime) where it has the row."""
+    timing = timing or {}
+    lines = ["| detector | folds | H-Mean | precision | recall | ms / image | training / fold |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        f = r["folds"]
+        train = f"{statistics.mean(x['train_s'] for x in f) / 60:.1f} min" if "train_s" in f[0] else "—"
+        lines.append(f"| {r['name']} | {len(f)} | {mean_sd([x['hmean'] for x in f])} | {mean_sd([x['precision'] for x in f])} "
+                     f"| {mean_sd([x['recall'] for x in f])} | {timing.get(r['name'], statistics.mean(x['ms_per_image'] for x in f)):.0f} | {train} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.benchmarks.quality", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=REPO_ROOT / "build" / "quality", help="data, runs and results (default build/quality)")
+    ap.add_argument("--preset", default="cpu_receipts", help="receiptflow's recipe (default cpu_receipts)")
+    ap.add_argument("--folds", default=",".join(map(str, range(K))), help="folds to train (default all 5)")
+    ap.add_argument("--budget-min", type=float, default=None, help="stop before a fold that would end past this many minutes")
+    ap.add_argument("--init-from", default=None, help="start every fold from this checkpoint (init_from=)")
+    ap.add_argument("--train-size", type=int, default=None, help="train each fold on this many of its 96 receipts")
+    ap.add_argument("--peers", default=",".join(PEERS), help="peers to score, comma-separated ('' for none)")
+    ap.add_argument("--peers-python", type=Path, default=REPO_ROOT / ".venv-peers" / "bin" / "python")
+    ap.add_argument("--retime", action="store_true",
+                    help="time every detector on the same 24 receipts, one after another (run it on an idle machine)")
+    ap.add_argument("--tag", default=None, help="results folder name (default: from the settings)")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="training overrides for the recipe")
+    args = ap.parse_args(argv)
+
+    began = time.perf_counter()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    folds = prepare_data(work)
+    args.folds_dir = folds
+    train_folds = train_subset(folds, args.train_size, work)
+    settings = [f"preset={args.preset}", *args.overrides] + ([f"init_from={args.init_from}"] if args.init_from else [])
+    tag = args.tag or "-".join([args.preset] + ([f"n{args.train_size}"] if args.train_size else [])
+                               + (["init"] if args.init_from else [])
+                               + ([hashlib.sha256("\n".join(settings).encode()).hexdigest()[:8]] if args.overrides or args.init_from else []))
+    results = work / "results" / tag
+    results.mkdir(parents=True, exist_ok=True)
+    recorded = {"settings": settings, "train_size": args.train_size}
+    kept = results / "settings.json"
+    if kept.is_file() and json.loads(kept.read_text()) != recorded:
+        raise SystemExit(f"bench-quality: {results} holds folds trained with {kept.read_text().strip()}; "
+                         "give these settings another --tag, or remove that folder")
+    kept.write_text(json.dumps(recorded, indent=1))
+
+    rows = [run_peer(p, args.peers_python, folds, work) for p in args.peers.split(",") if p]
+    wanted = [int(x) for x in args.folds.split(",") if x]
+    for i in wanted:
+        trained = [j for j in range(K) if (results / f"run_{j}" / "trained").is_file()]
+        if not (results / f"run_{i}" / "trained").is_file():
+            used = (time.perf_counter() - began) / 60
+            per_fold = statistics.mean(float((results / f"run_{j}" / "train_seconds").read_text()) for j in trained) / 60 if trained else None
+            left = [j for j in wanted if j not in trained]
+            print(f"time: {used:.1f} min so far; {len(left)} fold(s) to train"
+                  + (f", ~{per_fold:.1f} min each (mean of the {len(trained)} trained)" if per_fold else ", none trained yet to time")
+                  + (f"; budget {args.budget_min:.0f} min" if args.budget_min is not None else ""), flush=True)
+            if args.budget_min is not None and per_fold and used + per_fold > args.budget_min:
+                print(f"time: fold {i} would end past the budget; stopping here (run again to go on)", flush=True)
+                break
+        print(f"== receiptflow {tag}: fold {i}", flush=True)
+        run_ours(args, train_folds, work, i, settings, results)
+    done = [json.loads((results / f"fold_{j}.json").read_text()) for j in range(K) if (results / f"fold_{j}.json").is_file()]
+    if done:
+        rows.insert(0, {"name": f"receiptflow `{tag}`", "folds": done})
+    if args.retime:
+        retime(args, work, folds, results, tag)
+    timing_file = work / "timing.json"
+    report = table(rows, json.loads(timing_file.read_text()) if timing_file.is_file() else None)
+    (results / "table.md").write_text(report + "\n")
+    print(f"\n5-fold CV on 120 SROIE receipts (24 held out per fold), CLEval; {time.perf_counter() - began:.0f} s this run\n")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
