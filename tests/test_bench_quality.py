@@ -36,9 +36,10 @@ def test_predictions_use_the_recipes_post_processing_as_it_is_now():
 
 def test_table_reports_mean_and_sample_sd_over_folds():
     hmeans = [0.90, 0.94, 0.92]
-    rows = [{"name": "a", "folds": [{"hmean": h, "precision": 1.0, "recall": h, "ms_per_image": 100 + 10 * j, "train_s": 600}
-                                    for j, h in enumerate(hmeans)]}]
+    rows = [{"name": "a", "folds": [{"hmean": h, "precision": 1.0, "recall": h, "ms_per_image": 100 + 10 * j, "train_s": t}
+                                    for j, (h, t) in enumerate(zip(hmeans, (600, 3000, 660)))]}]
     out = table(rows)
     assert f"| a | 3 | 0.9200 ± {statistics.stdev(hmeans):.4f} |" in out
-    assert "| 110 | 10.0 min |" in out
+    assert "| 110 | 11.0 min |" in out, "training time is the median fold's: one slowed fold does not move it"
+    assert "| 12 |" in table(rows, {"a": 12.3}), "a --retime measurement replaces the folds' own timings"
     assert mean_sd([0.5]) == "0.5000 ± 0.0000"

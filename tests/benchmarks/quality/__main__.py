@@ -219,11 +219,12 @@ def mean_sd(values: list[float]) -> str:
 def table(rows: list[dict], timing: dict | None = None) -> str:
     """Markdown: mean ± sample sd over folds; ms per image from `timing` (retime) where it has the row."""
     timing = timing or {}
-    lines = ["| detector | folds | H-Mean | precision | recall | ms / image | training / fold |",
+    lines = ["| detector | folds | H-Mean | precision | recall | ms / image | training / fold (median) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         f = r["folds"]
-        train = f"{statistics.mean(x['train_s'] for x in f) / 60:.1f} min" if "train_s" in f[0] else "—"
+        # the median: a fold trained beside other work takes longer, and one such fold moves a mean
+        train = f"{statistics.median(x['train_s'] for x in f) / 60:.1f} min" if "train_s" in f[0] else "—"
         lines.append(f"| {r['name']} | {len(f)} | {mean_sd([x['hmean'] for x in f])} | {mean_sd([x['precision'] for x in f])} "
                      f"| {mean_sd([x['recall'] for x in f])} | {timing.get(r['name'], statistics.mean(x['ms_per_image'] for x in f)):.0f} | {train} |")
     return "\n".join(lines)
