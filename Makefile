@@ -32,7 +32,7 @@ bench: setup
 	$(PY) -m tests.benchmarks
 
 # 5-fold CV on the shared SROIE sample: cpu_receipts trained per fold vs RapidOCR and EasyOCR
-# (hours on 2 cores; resumable per fold: run it again to go on). ARGS: see `python -m tests.benchmarks.quality -h`
+# (about an hour on 2 idle cores; resumable per fold: run it again to go on). ARGS: see `python -m tests.benchmarks.quality -h`
 bench-quality: setup $(PEERS_STAMP)
 	$(PY) -m tests.benchmarks.quality $(ARGS)
 
