@@ -11,7 +11,7 @@ Resumable: each fold's result is kept under WORK/results/<tag>/ and a fold whose
 cut short resumes from its last.pt. `--budget-min` stops before a fold that would not fit.
 
     python -m tests.benchmarks.quality [--preset cpu_receipts] [--folds 0,1] [--budget-min 120]
-        [--init-from CKPT] [--train-size N] [--peers rapidocr,easyocr] [key=value ...]
+        [--init-from CKPT] [--train-size N] [--peers rapidocr,easyocr] [--retime] [key=value ...]
 """
 from __future__ import annotations
 
@@ -118,6 +118,8 @@ def train_subset(folds: Path, n: int | None, work: Path) -> Path:
     for i in range(K):
         (out / f"fold_{i}").mkdir(exist_ok=True)
         train = json.loads((folds / f"fold_{i}" / "train.json").read_text())
+        if not 0 < n <= len(train["images"]):
+            raise SystemExit(f"bench-quality: --train-size {n}: fold {i} trains on {len(train['images'])} receipts; give 1..{len(train['images'])}")
         keep = sorted(random.Random(SEED + i).sample(sorted(train["images"]), n))
         (out / f"fold_{i}" / "train.json").write_text(json.dumps({"images": {k: train["images"][k] for k in keep}}))
         (out / f"fold_{i}" / "val.json").write_text((folds / f"fold_{i}" / "val.json").read_text())
