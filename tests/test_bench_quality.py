@@ -27,8 +27,9 @@ def test_train_subset_cuts_only_training_receipts_and_is_seeded(synth_root, tmp_
         assert (cut / f"fold_{i}" / "val.json").read_text() == (folds / f"fold_{i}" / "val.json").read_text()
         assert json.loads((again / f"fold_{i}" / "train.json").read_text())["images"].keys() == part.keys()
     assert train_subset(folds, None, tmp_path) == folds
-    with pytest.raises(SystemExit, match="--train-size 99: fold 0 trains on"):
+    with pytest.raises(SystemExit, match="--train-size 99: the folds train on"):
         train_subset(folds, 99, tmp_path)
+    assert not (tmp_path / "folds-n99").exists()
 
 
 def test_predictions_use_the_recipes_post_processing_as_it_is_now():

@@ -112,14 +112,15 @@ def train_subset(folds: Path, n: int | None, work: Path) -> Path:
     """The folds with each training part cut to `n` receipts (seeded), for learning-curve runs."""
     if n is None:
         return folds
+    trains = [json.loads((folds / f"fold_{i}" / "train.json").read_text()) for i in range(K)]
+    fewest = min(len(t["images"]) for t in trains)
+    if not 0 < n <= fewest:
+        raise SystemExit(f"bench-quality: --train-size {n}: the folds train on {fewest}+ receipts; give 1..{fewest}")
     out = work / f"folds-n{n}"
     out.mkdir(exist_ok=True)
     (out / "folds.json").write_text((folds / "folds.json").read_text())
-    for i in range(K):
+    for i, train in enumerate(trains):
         (out / f"fold_{i}").mkdir(exist_ok=True)
-        train = json.loads((folds / f"fold_{i}" / "train.json").read_text())
-        if not 0 < n <= len(train["images"]):
-            raise SystemExit(f"bench-quality: --train-size {n}: fold {i} trains on {len(train['images'])} receipts; give 1..{len(train['images'])}")
         keep = sorted(random.Random(SEED + i).sample(sorted(train["images"]), n))
         (out / f"fold_{i}" / "train.json").write_text(json.dumps({"images": {k: train["images"][k] for k in keep}}))
         (out / f"fold_{i}" / "val.json").write_text((folds / f"fold_{i}" / "val.json").read_text())
