@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 from model.data.folds import make_folds
-from tests.benchmarks.quality.__main__ import K, mean_sd, postprocess_settings, table, train_subset
+from tests.benchmarks.quality.__main__ import K, mean_sd, recipe_postprocess, table, train_subset
 
 
 def test_train_subset_cuts_only_training_receipts_and_is_seeded(synth_root, tmp_path):
@@ -33,7 +33,7 @@ def test_train_subset_cuts_only_training_receipts_and_is_seeded(synth_root, tmp_
 
 
 def test_predictions_use_the_recipes_post_processing_as_it_is_now():
-    post = postprocess_settings("cpu_tiny", ["models.head.postprocess.box_thresh=0.5", "trainer.max_epochs=3"])
+    post = recipe_postprocess("cpu_tiny", ["models.head.postprocess.box_thresh=0.5", "trainer.max_epochs=3"])
     assert "models.head.postprocess.thresh=0.29" in post  # cpu_tiny inherits the seed's
     assert post[-1] == "models.head.postprocess.box_thresh=0.5", "an override wins over the preset"
     assert not any("max_epochs" in p for p in post), "training settings do not reach prediction"

@@ -127,7 +127,7 @@ def train_subset(folds: Path, n: int | None, work: Path) -> Path:
     return out
 
 
-def postprocess_settings(preset: str, overrides: list[str]) -> list[str]:
+def recipe_postprocess(preset: str, overrides: list[str]) -> list[str]:
     """The recipe's post-processing as it is now (preset, then overrides): applied at prediction, so
     thresholds tuned after the folds were trained take effect without training them again."""
     from omegaconf import OmegaConf
@@ -138,9 +138,10 @@ def postprocess_settings(preset: str, overrides: list[str]) -> list[str]:
     return [f"models.head.postprocess.{k}={v}" for k, v in pp.items()] + [o for o in overrides if o.startswith("models.head.postprocess.")]
 
 
-def run_ours(args, folds: Path, work: Path, i: int, settings: list[str], results: Path) -> dict:
-    """Fold i: train (or resume; skipped once trained), then predict its held-out images with last.pt
-    (no selection on them) under the recipe's current post-processing, and score."""
+def run_ours(args, folds: Path, held_out: Path, work: Path, i: int, settings: list[str], results: Path) -> dict:
+    """Fold i: train on `folds` (or resume; skipped once trained), then predict its held-out images
+    (those of `held_out`, the full folds) with last.pt (no selection on them) under the recipe's
+    current post-processing, and score."""
     run_dir = results / f"run_{i}"
     spent_file = run_dir / "train_seconds"
     if not (run_dir / "trained").is_file():
@@ -154,7 +155,7 @@ def run_ours(args, folds: Path, work: Path, i: int, settings: list[str], results
             spent_file.parent.mkdir(parents=True, exist_ok=True)
             spent_file.write_text(f"{spent:.1f}")
         (run_dir / "trained").touch()
-    post = postprocess_settings(args.preset, args.overrides)
+    post = recipe_postprocess(args.preset, args.overrides)
     done = results / f"fold_{i}.json"
     if done.is_file() and json.loads(done.read_text()).get("postprocess") == post:
         return json.loads(done.read_text())
@@ -162,7 +163,7 @@ def run_ours(args, folds: Path, work: Path, i: int, settings: list[str], results
     from model.data.ufo import write_ufo
     from model.predict import to_ufo
 
-    gt, folder, names = fold_images(args.folds_dir, i)
+    gt, folder, _ = fold_images(held_out, i)
     dets, ms = detect_timed(run_dir / "last.pt", folder, post)
     pred = run_dir / "held_out.json"
     write_ufo(to_ufo(dets), pred)
@@ -208,7 +209,7 @@ def retime(args, work: Path, folds: Path, results: Path, tag: str) -> None:
         sh(str(args.peers_python), str(Path(__file__).with_name("peers.py")), peer, str(folder), str(names_file), str(out))
         timing[PEERS[peer]] = 1e3 * statistics.mean(json.loads(out.read_text())["seconds"].values())
     if (results / "run_0" / "trained").is_file():
-        _, ms = detect_timed(results / "run_0" / "last.pt", folder, postprocess_settings(args.preset, args.overrides))
+        _, ms = detect_timed(results / "run_0" / "last.pt", folder, recipe_postprocess(args.preset, args.overrides))
         timing[f"receiptflow `{tag}`"] = ms
     timing_file.write_text(json.dumps(timing, indent=1))
     print("timing: " + ", ".join(f"{k} {v:.0f} ms" for k, v in timing.items()), flush=True)
@@ -254,7 +255,6 @@ def main(argv: list[str]) -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     folds = prepare_data(work)
-    args.folds_dir = folds
     train_folds = train_subset(folds, args.train_size, work)
     settings = [f"preset={args.preset}", *args.overrides] + ([f"init_from={args.init_from}"] if args.init_from else [])
     tag = args.tag or "-".join([args.preset] + ([f"n{args.train_size}"] if args.train_size else [])
@@ -284,7 +284,7 @@ def main(argv: list[str]) -> int:
                 print(f"time: fold {i} would end past the budget; stopping here (run again to go on)", flush=True)
                 break
         print(f"== receiptflow {tag}: fold {i}", flush=True)
-        run_ours(args, train_folds, work, i, settings, results)
+        run_ours(args, train_folds, folds, work, i, settings, results)
     done = [json.loads((results / f"fold_{j}.json").read_text()) for j in range(K) if (results / f"fold_{j}.json").is_file()]
     if done:
         rows.insert(0, {"name": f"receiptflow `{tag}`", "folds": done})
