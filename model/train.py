@@ -46,7 +46,7 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -65,19 +65,11 @@ from model.net import build_model
 from model.net.loss import DBLoss
 from model.data.splits import load_split
 from model.data.ufo import write_text_atomic
+from model.metric_lines import metric_lines, utc_timestamp
 from model.errors import DataError
 from model.s3 import is_remote
 
 
-# The StdOut metrics filter our Katib Experiments use. Katib's default, `([\w|-]+)\s*=\s*...`, does
-# not match the "/" of val/hmean; tests parse real training output with exactly this one. The value
-# must hold a digit: Katib's default value part (`\d*(\.\d+)?...`) also matches the empty string, so
-# `train/loss=nan` would yield "" and, once stop rules are active, the collector's
-# strconv.ParseFloat fails and klog.Fatalf kills it (katib v0.19.0
-# cmd/metricscollector/v1beta1/file-metricscollector/main.go:205-216 parses every match on the line).
-# Group 1 is the name, group 2 the value (the webhook requires two groups: pkg/webhook/v1beta1/
-# experiment/validator/validator.go:557-570); no ";" (the collector splits its -f flag on it, main.go:404).
-KATIB_METRICS_FILTER = r"([\w|/-]+)\s*=\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[Ee][+-]?\d+)?)"
 
 
 CONFIG_FILE = "config.yaml"  # the run's resolved config, beside its checkpoints
@@ -268,31 +260,6 @@ def train(cfg: DictConfig) -> dict:
         state.update(epoch=epoch + 1, samples_done=0, loss_sum=0.0, loss_steps=0, steps=0)
         _barrier(rt)  # the others wait here while rank 0 validates and saves (at most DDP_TIMEOUT_S)
     return {**metrics, "best/hmean": state["best_hmean"]}
-
-
-def utc_timestamp(now: datetime | None = None) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. ``2026-11-29T04:12:36.120Z``."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def metric_lines(metrics: dict) -> list[str]:
-    """The epoch's metric line, and a note when a value is not finite.
-
-    The line starts with ``metrics["time"]`` and a space: Katib's collector takes the first
-    space-separated token as the observation time when time.Parse(RFC3339Nano) accepts it, else
-    stamps 0001-01-01 (katib v0.19.0 pkg/metricscollector/v1beta1/file-metricscollector/
-    file-metricscollector.go:89-99), and the DB orders observations by time alone (pkg/db/v1beta1/
-    mysql/mysql.go:134), so without it median stop's "first start_step values" and "latest" are
-    arbitrary. A nan/inf value is left out of the line (the collector dies on a value that is not a
-    float once stop rules are active) and named on a second line without "=", which no filter matches.
-    """
-    finite = {k: v for k, v in metrics.items() if k != "time" and not (isinstance(v, float) and not math.isfinite(v))}
-    lines = [f"{metrics['time']} " + " ".join(f"{k}={v!r}" for k, v in finite.items())]
-    bad = [f"{k} is {v!r}" for k, v in metrics.items() if k != "time" and k not in finite]
-    if bad:
-        lines.append(f"epoch {metrics.get('epoch')}: not finite, left out of the metric line: {', '.join(bad)}")
-    return lines
 
 
 def _restore_mirror(cfg: DictConfig, out: Path) -> None:

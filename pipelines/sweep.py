@@ -10,7 +10,7 @@ process per GPU through ``torch.distributed.run`` (`pytorchjob_experiment`, Trai
 Kubeflow 1.9-1.11), or a Kubeflow Trainer v2 TrainJob (`trainjob_experiment`, Kubeflow 1.11+, Katib
 0.19+) of the namespaced TrainingRuntime in manifests/trainer/. Training prints one metric line per epoch
 (``2026-11-29T04:12:36.120Z epoch=10 ... val/hmean=0.9660 ...``); Katib's StdOut collector parses
-it with `model.train.KATIB_METRICS_FILTER`, because Katib's default filter does not match the "/".
+it with `model.metric_lines.KATIB_METRICS_FILTER`, because Katib's default filter does not match the "/".
 
 Rendered without metadata.namespace: `kubectl apply -n NS -f`, an overlay's `namespace:` and
 `run_katib_experiment` (which sets it) all place it where they say. Each Experiment carries
@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from components import DEFAULT_IMAGE, IMAGE, pods
-from model.train import KATIB_METRICS_FILTER
+from model.metric_lines import KATIB_METRICS_FILTER
 from pipelines.run8_kfold import GPU_TASK, MINIO_SECRET
 
 MANIFEST_DIR = Path(__file__).resolve().parents[1] / "manifests" / "katib"

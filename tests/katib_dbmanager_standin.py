@@ -21,7 +21,7 @@ import grpc
 
 from earlystop.api import pb2, services
 
-# pkg/metricscollector/v1beta1/common/const.go:47; our Experiments set model.train.KATIB_METRICS_FILTER
+# pkg/metricscollector/v1beta1/common/const.go:47; our Experiments set model.metric_lines.KATIB_METRICS_FILTER
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's time.Time{}.UTC().Format(time.RFC3339)
 UNAVAILABLE = "unavailable"  # pkg/controller.v1beta1/consts/const.go UnavailableMetricValue

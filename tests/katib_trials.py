@@ -1,7 +1,7 @@
 """The Katib Trial fixtures (tests/fixtures/katib_trials_*.json): generated, not recorded from a
 cluster. Each Trial is what Katib v0.19.0's experiment controller makes of our rendered Experiment
 (pipelines/sweep.py, its real name, objective, metric strategies, StdOut filter
-`model.train.KATIB_METRICS_FILTER` and trial template): getTrialInstance,
+`model.metric_lines.KATIB_METRICS_FILTER` and trial template): getTrialInstance,
 pkg/controller.v1beta1/experiment/experiment_controller_util.go:39-95 at v0.19.0, copies the
 objective, metrics collector, primary container, success/failure conditions and `retain`, and
 renders the run spec with the trial's parameter assignments. Built through kubeflow-katib-api's

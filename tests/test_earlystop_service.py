@@ -1,7 +1,7 @@
 """The medianstop-floor gRPC service (earlystop/service.py) on loopback, as Katib v0.19.0 calls it.
 
 Its DB manager is a real gRPC stand-in (tests/katib_dbmanager_standin.py) holding observation logs
-made the way Katib's StdOut collector makes them: training's metric lines (model.train.metric_lines,
+made the way Katib's StdOut collector makes them: training's metric lines (model.metric_lines.metric_lines,
 or a real cpu_tiny run's output) parsed with our filter. The Kubernetes API of SetTrialStatus is a
 real HTTP stand-in (tests/kube_standin.py) reached by the real kubernetes client.
 """
@@ -23,7 +23,7 @@ import pytest
 from earlystop.api import pb2, services
 from earlystop.rule import best_so_far
 from earlystop.service import MedianStopFloor, build_server
-from model.train import KATIB_METRICS_FILTER, metric_lines, utc_timestamp
+from model.metric_lines import KATIB_METRICS_FILTER, metric_lines, utc_timestamp
 from tests import kube_standin
 from tests.katib_dbmanager_standin import collect_observation_log, collector_stops, dbmanager
 

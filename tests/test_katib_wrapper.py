@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from model.train import KATIB_METRICS_FILTER
+from model.metric_lines import KATIB_METRICS_FILTER
 from pipelines import sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,6 +254,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0 or not SETPRIV,
                                 reason="playing two uids needs root and setpriv (CI runs as root)")
 
 
+@pytest.mark.slow
 @needs_root
 @pytest.mark.parametrize("stem", ["receiptflow-run8-sweep", "receiptflow-run8-sweep-ddp"])
 def test_an_early_stopped_trial_ends_as_early_stopped(stem, world):
@@ -265,6 +266,7 @@ def test_an_early_stopped_trial_ends_as_early_stopped(stem, world):
     assert r["exit"] == 0 and r["verdict"] == "ends", r
 
 
+@pytest.mark.slow
 @needs_root
 def test_with_the_uid_on_the_containers_only_the_pod_never_ends(world):
     manifest = container_level_only(yaml.safe_load((sweep.MANIFEST_DIR / f"{sweep.NAME}.yaml").read_text()))

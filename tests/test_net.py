@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import timm
 import torch
 
 from model.config import load_config
@@ -62,6 +61,8 @@ def test_input_must_be_a_multiple_of_the_stride():
 
 @pytest.mark.parametrize("name", [TINY, "test_resnet"])
 def test_channels_and_strides_come_from_feature_info(name):
+    import timm
+
     model = tiny(name)
     info = timm.create_model(name, features_only=True, out_indices=(1, 2, 3, 4)).feature_info
     assert model.encoder.channels == info.channels() and model.encoder.strides == info.reduction()
@@ -105,6 +106,8 @@ def test_channels_last_gives_the_same_maps():
 
 
 def test_weights_file_round_trip(tmp_path):
+    import timm
+
     source = tiny(seed=1).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -137,6 +140,8 @@ def test_weights_file_round_trip(tmp_path):
 
 
 def test_bad_weights_files_are_named(tmp_path):
+    import timm
+
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint at all" * 10)
     with pytest.raises(DataError, match=r"corrupt\.pth: cannot read weights file"):

@@ -219,7 +219,7 @@ def test_search_space_objective_algorithm_and_early_stopping_are_the_seeds(stem)
         {"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "10"},
         {"name": "floor", "value": "0.9653"}]}
     assert (spec["maxTrialCount"], spec["parallelTrialCount"], spec["maxFailedTrialCount"]) == (12, 2, 3)
-    from model.train import KATIB_METRICS_FILTER
+    from model.metric_lines import KATIB_METRICS_FILTER
 
     assert spec["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"},
                                             "source": {"filter": {"metricsFormat": [KATIB_METRICS_FILTER]}}}

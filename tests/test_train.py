@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from model.checkpoint import CheckpointError, load_checkpoint
-from model.train import KATIB_METRICS_FILTER
+from model.metric_lines import KATIB_METRICS_FILTER
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -43,7 +43,7 @@ def test_fixtures_are_what_katib_makes_of_our_experiment():
     import subprocess
     import sys
 
-    from model.train import KATIB_METRICS_FILTER
+    from model.metric_lines import KATIB_METRICS_FILTER
     from pipelines.sweep import NAME
 
     from components import DEFAULT_IMAGE, IMAGE

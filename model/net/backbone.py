@@ -11,7 +11,6 @@ import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
@@ -43,6 +42,9 @@ class Backbone(nn.Module):
 
 
 def create_features_model(model_name: str, *, pretrained: bool, out_indices: Sequence[int]) -> nn.Module:
+    import timm  # here, not at the top: timm imports torchvision and torch._dynamo (~1.5 s), which
+    # what only imports the package (the CLI's other commands, test collection) need not pay
+
     if ":" not in model_name and not timm.is_model(model_name):  # hf-hub:... names are timm's to resolve
         close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
