@@ -3,25 +3,41 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.receiptflow-installed
+LOCK_STAMP := $(VENV)/.receiptflow-lock-installed
 
 PEERS_VENV ?= .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.receiptflow-peers-installed
 
-.PHONY: setup test demo bench bench-quality clean
+.PHONY: setup lock test test-fast demo bench bench-quality clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install-fonts.sh
-	python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	# torch and torchvision first and pinned: pip takes both from this machine's disk (DESIGN.md §7).
-	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e '.[test]'
+# The venv is made anew whenever the lock changes, so that it holds exactly the lock (pip freeze).
+# Every file is checked against the lock's hashes; the package itself is then installed without
+# dependencies and built with the lock's setuptools (no build isolation: nothing unlocked comes in).
+$(LOCK_STAMP): requirements/dev.lock scripts/find-python.sh
+	@PY3=$$(bash scripts/find-python.sh) && echo "python: $$PY3" && $$PY3 -m venv --clear $(VENV)
+	$(PIP) install -q --require-hashes -r requirements/dev.lock
+	touch $@
+
+$(STAMP): $(LOCK_STAMP) pyproject.toml scripts/install-fonts.sh
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 	bash scripts/install-fonts.sh
 	touch $@
 
+# Re-resolve the locks after a change to pyproject.toml's dependencies (versions already pinned
+# stay): `make lock`; to upgrade one package: `make lock UV_ARGS="--upgrade-package numpy"`.
+lock: setup
+	bash scripts/lock.sh
+
+# Everything, on every core (pytest-xdist); the 15 slowest tests at the end.
 test: setup
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -n auto --dist loadgroup --durations=15
+
+# The unit tier: no training, no pipeline run, no wheel build (tests/conftest.py marks the rest
+# `slow` by the fixtures they use); under 3 minutes on 2 cores.
+test-fast: setup
+	$(PY) -m pytest -n auto --dist loadgroup -m "not slow" --durations=10
 
 # synthetic receipts -> the whole run8-kfold pipeline, locally (kfp.local), with cpu_tiny
 demo: setup
@@ -36,11 +52,9 @@ bench: setup
 bench-quality: setup $(PEERS_STAMP)
 	$(PY) -m tests.benchmarks.quality $(ARGS)
 
-$(PEERS_STAMP): tests/benchmarks/quality/peers-requirements.txt
-	python3 -m venv $(PEERS_VENV)
-	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
-	$(PEERS_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PEERS_VENV)/bin/python -m pip install -q -r tests/benchmarks/quality/peers-requirements.txt
+$(PEERS_STAMP): tests/benchmarks/quality/peers.lock scripts/find-python.sh
+	@PY3=$$(bash scripts/find-python.sh) && $$PY3 -m venv --clear $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --require-hashes -r tests/benchmarks/quality/peers.lock
 	touch $@
 
 clean:

