@@ -8,9 +8,21 @@ those tests instead, so they can never pass there by skipping.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
+
+# Before any test module imports torch: kfp builds the pipelines when pipelines.run8_kfold is
+# imported, and each task setting calls inspect.stack() (kfp 2.17.3 dsl/pipeline_task.py
+# `_ensure_container_spec_exists`), whose cost grows with sys.modules: 1 s now, 5 s once torch,
+# timm and albumentations are loaded. Imported once here, every test module finds it built.
+import pipelines.run8_kfold  # noqa: E402,F401
+
+pytest_plugins = ["pytester"]  # tests/test_tiers.py
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -128,3 +140,104 @@ def s3_server(monkeypatch):
         yield handle
     finally:
         handle.stop()
+
+
+# --- tiers -------------------------------------------------------------------------------------
+# `make test-fast` runs `-m "not slow"`: the unit tier. A test is `slow` when it trains a model,
+# runs a pipeline (kfp.local) or builds a wheel, and the rule is kept by the code, not by lists:
+#   - a fixture that does such work is declared with `@slow_fixture`; every test that uses it,
+#     directly or through another fixture, is marked slow at collection;
+#   - a test that does it in its own body carries `@pytest.mark.slow` (or its module `pytestmark`);
+#   - a test that is not marked and still trains, runs a pipeline or builds a wheel fails, naming
+#     what it started (`_unmarked_tests_stay_units`), in `make test` as in `make test-fast`.
+_SLOW = "_receiptflow_slow"
+
+
+def slow_fixture(fn=None, **kwargs):
+    """`pytest.fixture` for a fixture that trains, runs a pipeline or builds a wheel.
+
+    Its tests are marked `slow`; when its scope is wider than one test, the tests sharing it run on
+    one xdist worker (`make test` -n auto --dist loadgroup), so it is made once, not once per worker."""
+    def wrap(f):
+        setattr(f, _SLOW, True)
+        return pytest.fixture(**kwargs)(f)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _slow_fixturedefs(item) -> list:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = [d for ds in (info.name2fixturedefs.values() if info else ()) for d in ds]
+    return [d for d in defs if getattr(d.func, _SLOW, False)]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    parent: dict[str, str] = {}  # union-find over the shared slow fixtures: tests sharing any run together
+
+    def find(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    shared_by_item = {}
+    for item in items:
+        defs = _slow_fixturedefs(item)
+        if defs:
+            item.add_marker(pytest.mark.slow)
+        shared = [f"{d.baseid}::{d.argname}" for d in defs if d.scope != "function"]
+        for key in shared[1:]:
+            parent[find(key)] = find(shared[0])
+        shared_by_item[item] = shared
+    for item, shared in shared_by_item.items():
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(find(shared[0])))
+
+
+# What an unmarked test may not start: found in a subprocess's command line (a `sh -c` script too)
+_SLOW_WORK = [
+    (re.compile(r"(?:model\.cli|\breceiptflow)\s+train\b|torch\.distributed\.run|\btorchrun\b"), "trains a model"),
+    (re.compile(r"(?:model\.cli|\breceiptflow)\s+pipeline\s+run\b|kfp\.dsl\.executor_main"), "runs a pipeline"),
+    (re.compile(r"\bpip\s+(?:wheel|install|download)\b|-m\s+build\b"), "builds or installs a wheel"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _unmarked_tests_stay_units(request, monkeypatch):
+    """Fail a test that is not marked slow and starts slow work (see "tiers" above)."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    started: list[tuple[str, bool]] = []  # (what, raised in the test's own thread)
+
+    def refuse(what: str) -> None:
+        started.append((what, threading.current_thread() is threading.main_thread()))
+        pytest.fail(f"{request.node.nodeid} {what} but is not marked slow: mark it @pytest.mark.slow, or take the "
+                    "work from a @slow_fixture (tests/conftest.py, tiers)", pytrace=False)
+
+    real_init = subprocess.Popen.__init__
+
+    def popen_init(self, args, *a, **kw):
+        line = args if isinstance(args, (str, bytes)) else " ".join(map(str, args))
+        for pattern, what in _SLOW_WORK:
+            if pattern.search(str(line)):
+                refuse(f"{what} ({str(line)[:120]})")
+        real_init(self, args, *a, **kw)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen_init)
+    if "model.train" in sys.modules:  # in process (`main(["train", ...])`, components): where an epoch starts,
+        # so that a test of what train() refuses before any epoch stays a unit
+        monkeypatch.setattr(sys.modules["model.train"], "_progress",
+                            lambda *a, **kw: refuse("trains a model (an epoch of model.train.train)"))
+    yield
+    elsewhere = [what for what, main in started if not main]  # raised in another thread, maybe swallowed there
+    if elsewhere:
+        pytest.fail(f"{request.node.nodeid} {elsewhere[0]} but is not marked slow", pytrace=False)
+
+
+@slow_fixture(scope="session")
+def learned(tmp_path_factory):
+    """The session's detector that has learned (tests/learned.py): trained once, on one worker."""
+    from tests.learned import learned_run
+
+    return learned_run(tmp_path_factory)

@@ -1,5 +1,5 @@
 """One detector that has learned, trained once per test session and shared by tests/test_learning.py
-and tests/test_predict.py (each declares a fixture calling `learned_run`; the run is cached here).
+and tests/test_predict.py (through the `learned` fixture of tests/conftest.py; the run is cached here).
 
 `cpu_tiny` from scratch on 40 synthetic receipts (28 train / 8 val / 4 test, 300-400 x 500-700 px)
 at 320 px, batch 2, 12 epochs, seed 0, in a subprocess like a pod, validating with the CLEval

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from model.checkpoint import load_checkpoint
 from model.data.dataset import EpochSampler
+from tests.conftest import slow_fixture
 from tests.test_train import REPO, jsonl, metric_lines
 
 TRAIN_IMAGES = 5  # odd: 2 ranks x batch 2 -> 3 samples per rank (one repeated), 2 steps each
@@ -108,7 +109,7 @@ def single_node(argv: list[str]) -> subprocess.CompletedProcess:
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def two_ranks(data, tmp_path_factory) -> Path:
     """One uninterrupted 2-rank run on one node: the reference the other runs must match."""
     out = tmp_path_factory.mktemp("ddp") / "run"

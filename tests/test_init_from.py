@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint
+from tests.conftest import slow_fixture
 from tests.test_train import args, run_train
 
 FROZEN = ("models.optimizer.lr=1e-12", "trainer.max_epochs=1")
@@ -26,7 +27,7 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def source(data, tmp_path_factory) -> Path:
     """A trained run's last.pt (seed 3, lr 3e-3: far from any fresh init)."""
     out = tmp_path_factory.mktemp("source")
@@ -35,7 +36,7 @@ def source(data, tmp_path_factory) -> Path:
     return out / "last.pt"
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def whole(data, source, tmp_path_factory) -> tuple[Path, str]:
     """A run initialised from `source` (every weight), one frozen epoch: (output_dir, stdout)."""
     out = tmp_path_factory.mktemp("whole")
@@ -97,6 +98,7 @@ def test_a_checkpoint_of_another_shape_is_one_line_naming_the_keys_and_the_fix(d
     assert not (tmp_path / "o" / "last.pt").exists()
 
 
+@pytest.mark.slow
 def test_a_missing_checkpoint_is_one_line_before_anything_is_written(data, tmp_path):
     proc = run_train(args(data, tmp_path / "o", f"init_from={tmp_path / 'nope.pt'}"))
     assert proc.returncode == 2

@@ -13,14 +13,9 @@ import sys
 
 import pytest
 
-from tests.learned import EPOCHS, LEARNED_HMEAN, REPO, learned_run
+from tests.learned import EPOCHS, LEARNED_HMEAN, REPO
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def learned(tmp_path_factory):
-    return learned_run(tmp_path_factory)
 
 
 def test_cpu_tiny_learns_to_detect_synthetic_receipts(learned):

@@ -439,6 +439,7 @@ def _flaky(counter_dir: str, name: str, failures: int) -> str:
     return f"{name}: attempt {attempt}"
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*non-Python base image")
 def test_kfp_local_retries_a_failed_task_with_the_trainings_policy(tmp_path, capfd):
     """The trainings' policy (run8_kfold.retried, 1 s backoff instead of 60 s) through kfp.local as

@@ -14,6 +14,7 @@ from model.data.ufo import DatasetRoot, read_ufo
 from model.metrics import evaluate
 from model.postprocess import postprocess_batch
 from model.predict import postprocess_options
+from tests.conftest import slow_fixture
 
 
 def test_ground_truth_maps_come_back_as_the_ground_truth_words(synth_root):
@@ -33,7 +34,7 @@ def test_ground_truth_maps_come_back_as_the_ground_truth_words(synth_root):
     assert result.precision > 0.99 and result.hmean > 0.98, (result.precision, result.hmean)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def trained(tmp_path_factory):
     from model.data.synth import write_synthetic_dataset
 
@@ -71,13 +72,6 @@ def test_predict_on_a_plain_image_folder(trained, tmp_path):
     assert main(["predict", str(ckpt), str(root / "images" / "val"), "-o", str(out)]) == 0
     images, _ = read_ufo(out)
     assert sorted(images) == sorted(p.name for p in (root / "images" / "val").iterdir())
-
-
-@pytest.fixture(scope="session")
-def learned(tmp_path_factory):
-    from tests.learned import learned_run
-
-    return learned_run(tmp_path_factory)  # trained once per session, shared with tests/test_learning.py
 
 
 @pytest.mark.slow

@@ -231,6 +231,7 @@ def test_a_template_without_the_secret_placeholder_is_refused(kube, tmp_path):
     assert kube.requests == []
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*non-Python base image")
 def test_the_compiled_component_through_kfp_local_creates_exactly_the_experiment_and_returns_its_name(kube, tmp_path):
     """The component as KFP runs it (kfp.local.SubprocessRunner, as `pipeline run --local`): its source
