@@ -230,12 +230,13 @@ def early_stop(manifest: dict, world: Path, tag: str) -> dict:
     become = [] if t_uid == 0 else [SETPRIV, f"--reuid={t_uid}", f"--regid={t_gid}", "--clear-groups",
                                     "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
     proc = subprocess.Popen([*become, *shell, kubelet_expand(script, env)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.umask(0o022))
+                            stderr=subprocess.PIPE, text=True, umask=0o022)  # not preexec_fn: unsafe beside threads (xdist's)
     try:
         deadline = time.monotonic() + 60
         log = katib / "metrics.log"
         while not (log.exists() and any(m.group(1) == "val/hmean" for m in re.finditer(KATIB_METRICS_FILTER, log.read_text()))):
-            assert proc.poll() is None and time.monotonic() < deadline, (proc.poll(), log.read_text() if log.exists() else "")
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                proc.poll(), log.read_text() if log.exists() else "", proc.stderr.read()[-3000:] if proc.poll() is not None else "")
             time.sleep(0.1)
         kids = _children(proc.pid)
         assert len(kids) == 1, kids  # main.go:287-290: the collector supports exactly one child
