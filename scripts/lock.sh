@@ -6,6 +6,8 @@
 #   requirements/image.lock what images/Dockerfile* install after torch: the runtime extras only,
 #                           at dev.lock's versions, without the torch/CUDA stack that the images take
 #                           from PyTorch's own index (its CUDA builds are not on PyPI)
+#   requirements/dev-without-torch.lock   dev.lock without the torch/CUDA stack, for a venv whose torch
+#                           comes from PyTorch's CPU-only index (docs/development.md)
 #   tests/benchmarks/quality/peers.lock   the peers' venv of `make bench-quality`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +21,6 @@ compile pyproject.toml --extra test --extra dev -o requirements/dev.lock
 cuda=$(grep -oE '^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==' requirements/dev.lock | tr -d '=' | sort -u)
 no_emit=(); for name in $cuda; do no_emit+=(--no-emit-package "$name"); done
 compile pyproject.toml --constraint requirements/dev.lock "${no_emit[@]}" -o requirements/image.lock
+compile pyproject.toml --extra test --extra dev --constraint requirements/dev.lock "${no_emit[@]}" \
+  -o requirements/dev-without-torch.lock
 compile tests/benchmarks/quality/peers-requirements.txt -o tests/benchmarks/quality/peers.lock

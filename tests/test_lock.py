@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 DEV_LOCK = ROOT / "requirements" / "dev.lock"
 IMAGE_LOCK = ROOT / "requirements" / "image.lock"
+NO_TORCH_LOCK = ROOT / "requirements" / "dev-without-torch.lock"
 PEERS = ROOT / "tests" / "benchmarks" / "quality"
 # what the images take from PyTorch's index instead of the lock (scripts/lock.sh)
 CUDA_STACK = re.compile(r"torch|torchvision|triton|nvidia-.+|cuda-.+")
@@ -103,6 +104,13 @@ def test_the_image_lock_is_the_runtime_part_of_the_dev_lock_without_the_torch_st
         f"missing: {sorted(expected - set(here(image)))}, not needed: {sorted(set(here(image)) - expected)}")
     test_only = {canonicalize_name(Requirement(d).name) for d in PROJECT["optional-dependencies"]["test"]}
     assert not test_only & set(here(image))
+
+
+def test_the_lock_without_torch_is_the_dev_lock_less_exactly_the_torch_stack():
+    """For a venv whose torch comes from PyTorch's CPU-only index (docs/development.md)."""
+    key = lambda p: (p.name, p.version, p.marker, p.hashes)  # noqa: E731
+    dev = {key(p) for p in read_lock(DEV_LOCK) if not CUDA_STACK.fullmatch(p.name)}
+    assert {key(p) for p in read_lock(NO_TORCH_LOCK)} == dev
 
 
 def runtime_closure() -> set[str]:
