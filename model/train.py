@@ -70,8 +70,6 @@ from model.errors import DataError
 from model.s3 import is_remote
 
 
-
-
 CONFIG_FILE = "config.yaml"  # the run's resolved config, beside its checkpoints
 PREVIOUS = "last.prev.pt"  # the checkpoint before last.pt, kept for when last.pt turns out unreadable
 

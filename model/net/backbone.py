@@ -42,8 +42,9 @@ class Backbone(nn.Module):
 
 
 def create_features_model(model_name: str, *, pretrained: bool, out_indices: Sequence[int]) -> nn.Module:
-    import timm  # here, not at the top: timm imports torchvision and torch._dynamo (~1.5 s), which
-    # what only imports the package (the CLI's other commands, test collection) need not pay
+    # imported here, not at the top: timm loads torchvision and torch._dynamo (~1.5 s), which the
+    # CLI's other commands and test collection, importing model.net only, need not pay
+    import timm
 
     if ":" not in model_name and not timm.is_model(model_name):  # hf-hub:... names are timm's to resolve
         close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
