@@ -55,6 +55,7 @@ class LossConfig:
 class OptimizerConfig:
     name: str = MISSING
     lr: float = MISSING
+    encoder_lr: Optional[float] = MISSING
     weight_decay: float = MISSING
 
 

@@ -36,6 +36,8 @@ def validate(cfg: DictConfig) -> None:
     for key in ("models.optimizer.weight_decay", "models.scheduler.eta_min", "dataset.num_workers", "trainer.eval_workers"):
         if OmegaConf.select(cfg, key) < 0:
             raise ConfigError(f"{key}={OmegaConf.select(cfg, key)}: must be >= 0")
+    if cfg.models.optimizer.encoder_lr is not None and not cfg.models.optimizer.encoder_lr > 0:
+        raise ConfigError(f"models.optimizer.encoder_lr={cfg.models.optimizer.encoder_lr}: must be > 0, or null for models.optimizer.lr")
     if cfg.trainer.grad_clip is not None and cfg.trainer.grad_clip <= 0:
         raise ConfigError(f"trainer.grad_clip={cfg.trainer.grad_clip}: must be > 0, or null for no clipping")
     for key in ("models.head.postprocess.thresh", "models.head.postprocess.box_thresh", "dataset.shrink_ratio"):

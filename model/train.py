@@ -137,7 +137,7 @@ def train(cfg: DictConfig) -> dict:
     criterion = DBLoss(cfg.models.loss)
     opt_cfg = cfg.models.optimizer
     opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[opt_cfg.name.lower()]
-    optimizer = opt_cls(core.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    optimizer = opt_cls(_param_groups(core, opt_cfg), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.models.scheduler.T_max, eta_min=cfg.models.scheduler.eta_min)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
 
@@ -366,6 +366,16 @@ def _save_last(out: Path, *args) -> None:
     if (out / "last.pt").exists():
         os.replace(out / "last.pt", out / PREVIOUS)
     _save(out / "last.pt", *args)
+
+
+def _param_groups(core: torch.nn.Module, opt_cfg) -> list[dict]:
+    """One group at `lr`, or, with `encoder_lr` set, a second group of the encoder's parameters at
+    their own rate (the cosine schedule scales both alike; group 0, whose rate is logged, stays `lr`)."""
+    if opt_cfg.encoder_lr is None:
+        return [{"params": list(core.parameters())}]
+    encoder = list(core.encoder.parameters())
+    ids = {id(p) for p in encoder}
+    return [{"params": [p for p in core.parameters() if id(p) not in ids]}, {"params": encoder, "lr": opt_cfg.encoder_lr}]
 
 
 def _resume_checkpoint(cfg, out: Path, rt: Runtime, core: torch.nn.Module) -> dict | None:

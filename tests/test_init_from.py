@@ -132,3 +132,16 @@ def test_a_run_that_resumes_takes_last_pt_not_init_from_again(data, whole, sourc
     # another init_from beside a last.pt would be silently ignored: refused, as a changed hyperparameter is
     other = run_train(args(data, out, f"init_from={tmp_path}/x.pt", "seed=11", "models.encoder.pretrained=true", "models.optimizer.lr=1e-12", "trainer.max_epochs=3"))
     assert other.returncode == 2 and "cannot resume" in other.stderr and f"init_from {source} -> {tmp_path}/x.pt" in other.stderr
+
+
+def test_encoder_lr_gives_the_encoder_its_own_rate(data, source, tmp_path):
+    """models.optimizer.encoder_lr: from the source weights, an epoch with the encoder at 1e-12 and the
+    rest at 3e-3 leaves the encoder where it started and moves the decoder; the logged lr is `lr`."""
+    out = tmp_path / "split"
+    proc = run_train(args(data, out, f"init_from={source}", "models.optimizer.encoder_lr=1e-12", "trainer.max_epochs=1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    src, got = load_checkpoint(source)["model"], load_checkpoint(out / "last.pt")
+    assert _close(_params(got["model"], "encoder."), _params(src, "encoder."))
+    assert not _close(_params(got["model"], "decoder."), _params(src, "decoder."))
+    assert [len(g["params"]) for g in got["optimizer"]["param_groups"]][1] == len(list(_params(src, "encoder.")))
+    assert got["history"][0]["lr"] == 0.003

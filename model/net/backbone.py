@@ -3,7 +3,8 @@
 Channels and strides come from timm's `feature_info` (efficientnet_b4, out_indices 1-4: 32/56/160/448
 channels at strides 4/8/16/32), never from a table here, so any timm model with a feature pyramid
 works. Weights: `pretrained=True` downloads timm's ImageNet weights (the cluster has the hub);
-`weights=PATH` loads a local state dict instead (see `load_weights`), which wins over `pretrained`.
+`weights=PATH` loads a local state dict instead (see `load_weights`), and `weights=pkg:NAME` the
+ImageNet weights a pip package ships (`model.net.weight_packages`); either wins over `pretrained`.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from model.errors import DataError
+from model.net.weight_packages import is_package_spec, read_package
 
 # Wrappers a state dict may come in: training checkpoints ({"model": ...}), DataParallel ("module."),
 # a whole DBNet ("encoder.body.").
@@ -35,7 +37,7 @@ class Backbone(nn.Module):
         # every level the model has (not only the chosen ones): what an error can suggest instead
         self.level_strides: list[int] = [int(level["reduction"]) for level in self.body.feature_info.info]
         if weights:
-            load_weights(self.body, weights)
+            load_weights(self.body, weights, model_name=model_name)
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         return list(self.body(image))
@@ -91,18 +93,22 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def load_weights(body: nn.Module, path: str | Path) -> None:
-    """Load a state dict file into the features model `body`, checking that it fits.
+def load_weights(body: nn.Module, weights: str | Path, *, model_name: str | None = None) -> None:
+    """Load a state dict file, or a weights package (`pkg:NAME`), into the features model `body`,
+    checking that it fits.
 
     Accepted: the features model's own state dict, the full timm classification model's (the
-    classifier and other unused keys are ignored) or a DBNet checkpoint's encoder. Every parameter
-    and buffer of `body` must be present with its shape (BatchNorm's `num_batches_tracked` may be
-    absent); otherwise a DataError names the file and the first offending keys.
+    classifier and other unused keys are ignored), a DBNet checkpoint's encoder, or a package of
+    `model.net.weight_packages` (for the encoder `model_name` it names). Every parameter and buffer
+    of `body` must be present with its shape (BatchNorm's `num_batches_tracked` may be absent);
+    otherwise a DataError names the file and the first offending keys.
     """
-    path = Path(path)
-    state = read_state_dict(path)
     expected = body.state_dict()
-    state = _strip_prefixes(state, expected)
+    if is_package_spec(weights):
+        state, path = read_package(str(weights), model_name, expected)
+    else:
+        path = Path(weights)
+        state = _strip_prefixes(read_state_dict(path), expected)
     # Feature wrappers may flatten module names (`stages.0` -> `stages_0`): match on a normal form.
     norm = {_normal(k): k for k in state}
     if len(norm) != len(state):
