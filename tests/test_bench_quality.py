@@ -48,3 +48,54 @@ def test_table_reports_mean_and_sample_sd_over_folds():
     assert "| 110 | 11.0 min |" in out, "training time is the median fold's: one slowed fold does not move it"
     assert "| 12 |" in table(rows, {"a": 12.3}), "a --retime measurement replaces the folds' own timings"
     assert mean_sd([0.5]) == "0.5000 ± 0.0000"
+
+
+def _row(name: str, hmeans: list[float]) -> dict:
+    return {"name": name, "folds": [{"hmean": h, "precision": h, "recall": h, "ms_per_image": 50.0} for h in hmeans]}
+
+
+def test_the_record_keeps_every_row_and_never_loses_folds(tmp_path):
+    from tests.benchmarks.quality import record
+
+    path = tmp_path / "bench.json"
+    record.record([_row("a", [0.9] * 5), _row("peer", [0.8] * 5)], {"a": 40.0}, path)
+    kept = record.record([_row("b", [0.95, 0.96])], {}, path)
+    assert [r["name"] for r in kept["rows"]] == ["a", "peer", "b"] and kept["timing"] == {"a": 40.0}
+    kept = record.record([_row("a", [0.91] * 5)], {"a": 41.0}, path)
+    assert kept["rows"][0]["folds"][0]["hmean"] == 0.91 and kept["timing"] == {"a": 41.0}
+    with pytest.raises(SystemExit, match="a has 2 folds here, 5 in bench.json; finish the folds first"):
+        record.record([_row("a", [0.99, 0.99])], {}, path)
+    assert record.load(path) == kept
+
+
+def test_write_docs_fills_the_fenced_blocks_from_the_record(tmp_path):
+    from tests.benchmarks.quality import record
+
+    kept = {"rows": [_row("ours", [0.9, 0.94]), _row("peer", [0.8])], "timing": {"ours": 12.0}}
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- bench-quality:summary -->\nold numbers\n<!-- /bench-quality:summary -->\n"
+                   "middle\n<!-- bench-quality:per-fold -->\n<!-- /bench-quality:per-fold -->\nend\n")
+    assert record.write_docs(kept, [doc]) == [doc]
+    text = doc.read_text()
+    assert "old numbers" not in text and text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
+    assert "| ours | 2 | 0.9200 ± 0.0283 |" in text and "| 12 |" in text
+    assert "| fold | ours | peer |\n|---|---|---|\n| 0 | 0.9000 | 0.8000 |\n| 1 | 0.9400 | — |\n" in text
+    assert record.write_docs(kept, [doc]) == [], "a second write changes nothing"
+    doc.write_text("<!-- bench-quality:typo -->\n<!-- /bench-quality:typo -->\n")
+    with pytest.raises(SystemExit, match="unknown block"):
+        record.write_docs(kept, [doc])
+
+
+def test_the_docs_tables_are_the_ones_the_benchmark_recorded():
+    """README.md and docs/*.md show bench-quality's tables exactly as docs/bench-quality.json renders
+    them: `python -m tests.benchmarks.quality.record` rewrites them after a change to the record."""
+    from tests.benchmarks.quality import record
+
+    kept = record.load()
+    assert kept["rows"], f"{record.RECORD} holds no rows"
+    rendered = record.render(kept)
+    found = {path.name: record.blocks(path.read_text()) for path in record.DOCS}
+    assert "summary" in found["README.md"] and {"summary", "per-fold"} <= set(found["quality.md"])
+    for name, blocks in found.items():
+        for block, text in blocks.items():
+            assert text == rendered[block], f"{name}: the {block} table is not what {record.RECORD.name} renders"

@@ -249,3 +249,19 @@ def test_train_refuses_a_preset_that_does_not_exist(capsys):
 
     assert main(["train", "preset=run9"]) == 2
     assert "run9" in capsys.readouterr().err
+
+
+def test_a_saved_config_older_than_a_key_loads_with_the_behaviour_it_was_trained_with():
+    """A checkpoint's config from before models.optimizer.encoder_lr existed (a user's older run) still
+    loads for predict/score/resume, with the default preset's value for the new key: null, one rate."""
+    from omegaconf import OmegaConf
+
+    from model.config import apply_overrides
+
+    old = OmegaConf.to_container(load_config(["preset=cpu_tiny", "models.optimizer.lr=0.002"]), resolve=True)
+    del old["models"]["optimizer"]["encoder_lr"]
+    cfg = apply_overrides(OmegaConf.create(old), ["dataset.num_workers=0"])
+    assert cfg.models.optimizer.encoder_lr is None
+    assert cfg.models.optimizer.lr == 0.002 and cfg.models.encoder.model_name == "test_efficientnet", "its own values stay"
+    with pytest.raises(ConfigError, match="models.optimizer.nope"):
+        apply_overrides(OmegaConf.create({**old, "models": {**old["models"], "optimizer": {"nope": 1}}}), [])

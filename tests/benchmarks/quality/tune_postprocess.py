@@ -3,8 +3,9 @@ computed once, then every point of a thresh x box_thresh x unclip_ratio grid sco
 
     python -m tests.benchmarks.quality.tune_postprocess CHECKPOINT ROOT [--split val] [--top 15] [key=value ...]
 
-How cpu_receipts' post-processing was chosen (docs/quality.md): on a development split cut from
-fold 0's training receipts, so no held-out receipt of the benchmark took part.
+How cpu_receipts' post-processing is chosen (docs/quality.md): on the val split of
+../shared/data/sroie-dev (receipts 120-239, which no fold of `make bench-quality` holds out). Never
+on a fold's receipts: a fold's training receipts are the other folds' held-out ones.
 """
 from __future__ import annotations
 
