@@ -48,7 +48,9 @@ bench: setup
 	$(PY) -m tests.benchmarks
 
 # 5-fold CV on the shared SROIE sample: cpu_receipts trained per fold vs RapidOCR and EasyOCR
-# (about an hour on 2 idle cores; resumable per fold: run it again to go on). ARGS: see `python -m tests.benchmarks.quality -h`
+# (about two hours on 2 idle cores; resumable per fold: run it again to go on). ARGS: see
+# `python -m tests.benchmarks.quality -h`; --record and `python -m tests.benchmarks.quality.record`
+# write the docs' tables (docs/quality.md)
 bench-quality: setup $(PEERS_STAMP)
 	$(PY) -m tests.benchmarks.quality $(ARGS)
 

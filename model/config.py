@@ -60,7 +60,7 @@ def load_config(args: Sequence[str] = ()) -> DictConfig:
 
 def apply_overrides(cfg: DictConfig, args: Sequence[str], *, validated: bool = True) -> DictConfig:
     """`key=value` overrides on a config (a run's saved config too): same checks as the command line."""
-    if not OmegaConf.is_struct(cfg) or OmegaConf.get_type(cfg) is not Config:
+    if OmegaConf.get_type(cfg) is not Config:  # a saved config (plain YAML), not one load_config built
         # A key newer than the saved config takes the default preset's value, which keeps the
         # behaviour from before the key existed (e.g. models.optimizer.encoder_lr: null, one rate)
         base = _merge(OmegaConf.structured(Config), load_preset(DEFAULT_PRESET), source=f"preset {DEFAULT_PRESET}")

@@ -50,35 +50,38 @@ def test_table_reports_mean_and_sample_sd_over_folds():
     assert mean_sd([0.5]) == "0.5000 ± 0.0000"
 
 
-def _row(name: str, hmeans: list[float]) -> dict:
-    return {"name": name, "folds": [{"hmean": h, "precision": h, "recall": h, "ms_per_image": 50.0} for h in hmeans]}
+def _row(name: str, hmeans: dict[int, float], settings: list[str] | None = None) -> dict:
+    return {"name": name, "settings": settings or ["preset=x"],
+            "folds": [{"fold": i, "hmean": h, "precision": h, "recall": h, "ms_per_image": 50.0} for i, h in hmeans.items()]}
 
 
-def test_the_record_keeps_every_row_and_never_loses_folds(tmp_path):
+def test_the_record_merges_folds_by_index_and_keeps_every_row(tmp_path):
     from tests.benchmarks.quality import record
 
     path = tmp_path / "bench.json"
-    record.record([_row("a", [0.9] * 5), _row("peer", [0.8] * 5)], {"a": 40.0}, path)
-    kept = record.record([_row("b", [0.95, 0.96])], {}, path)
+    record.record([_row("a", {0: 0.9, 1: 0.9, 2: 0.9}), _row("peer", dict.fromkeys(range(5), 0.8))], {"a": 40.0}, path)
+    kept = record.record([_row("b", {0: 0.95})], {}, path)
     assert [r["name"] for r in kept["rows"]] == ["a", "peer", "b"] and kept["timing"] == {"a": 40.0}
-    kept = record.record([_row("a", [0.91] * 5)], {"a": 41.0}, path)
-    assert kept["rows"][0]["folds"][0]["hmean"] == 0.91 and kept["timing"] == {"a": 41.0}
-    with pytest.raises(SystemExit, match="a has 2 folds here, 5 in bench.json; finish the folds first"):
-        record.record([_row("a", [0.99, 0.99])], {}, path)
+    # a later session trains folds 3-4 (and fold 2 again): the record holds all five, fold 2 the new one
+    kept = record.record([_row("a", {4: 0.94, 2: 0.92, 3: 0.93})], {"a": 41.0}, path)
+    assert [(f["fold"], f["hmean"]) for f in kept["rows"][0]["folds"]] == [(0, 0.9), (1, 0.9), (2, 0.92), (3, 0.93), (4, 0.94)]
+    assert kept["timing"] == {"a": 41.0}
+    with pytest.raises(SystemExit, match="a is recorded with settings .'preset=x'.*, this run has .'preset=y'.*another --label"):
+        record.record([_row("a", {0: 0.99}, ["preset=y"])], {}, path)
     assert record.load(path) == kept
 
 
 def test_write_docs_fills_the_fenced_blocks_from_the_record(tmp_path):
     from tests.benchmarks.quality import record
 
-    kept = {"rows": [_row("ours", [0.9, 0.94]), _row("peer", [0.8])], "timing": {"ours": 12.0}}
+    kept = {"rows": [_row("ours", {0: 0.9, 1: 0.94}), _row("peer", {0: 0.8})], "timing": {"ours": 12.0}}
     doc = tmp_path / "doc.md"
     doc.write_text("intro\n<!-- bench-quality:summary -->\nold numbers\n<!-- /bench-quality:summary -->\n"
                    "middle\n<!-- bench-quality:per-fold -->\n<!-- /bench-quality:per-fold -->\nend\n")
     assert record.write_docs(kept, [doc]) == [doc]
     text = doc.read_text()
     assert "old numbers" not in text and text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
-    assert "| ours | 2 | 0.9200 ± 0.0283 |" in text and "| 12 |" in text
+    assert "| ours | 2 (0, 1) | 0.9200 ± 0.0283 |" in text and "| 12 |" in text
     assert "| fold | ours | peer |\n|---|---|---|\n| 0 | 0.9000 | 0.8000 |\n| 1 | 0.9400 | — |\n" in text
     assert record.write_docs(kept, [doc]) == [], "a second write changes nothing"
     doc.write_text("<!-- bench-quality:typo -->\n<!-- /bench-quality:typo -->\n")
@@ -99,3 +102,44 @@ def test_the_docs_tables_are_the_ones_the_benchmark_recorded():
     for name, blocks in found.items():
         for block, text in blocks.items():
             assert text == rendered[block], f"{name}: the {block} table is not what {record.RECORD.name} renders"
+
+
+def test_extra_training_receipts_join_every_fold_and_the_held_out_stay(synth_root, tmp_path):
+    """--extra-train: another root's labelled receipts are added to each fold's training part and
+    load through the training's own fold reader; the held-out receipts do not move."""
+    from omegaconf import OmegaConf
+
+    from model.data.splits import load_split
+    from model.data.ufo import read_ufo, write_ufo
+    from tests.benchmarks.quality.__main__ import train_plus
+
+    folds = tmp_path / "folds"
+    make_folds(synth_root, folds, k=K)
+    extra = tmp_path / "extra"
+    (extra / "images" / "train").mkdir(parents=True)
+    (extra / "jsons").mkdir()
+    test_labels, _ = read_ufo(synth_root / "jsons" / "test.json")  # receipts no fold has, under new names
+    renamed = {f"x_{name}": words for name, words in test_labels.items()}
+    for name in test_labels:
+        (extra / "images" / "train" / f"x_{name}").symlink_to(synth_root / "images" / "test" / name)
+    write_ufo(renamed, extra / "jsons" / "train.json")
+
+    plus = train_plus(folds, extra, tmp_path)
+    assert train_plus(folds, None, tmp_path) == folds
+    for i in range(K):
+        before = json.loads((folds / f"fold_{i}" / "train.json").read_text())["images"]
+        after = json.loads((plus / f"fold_{i}" / "train.json").read_text())["images"]
+        assert set(after) == set(before) | set(renamed)
+        assert (plus / f"fold_{i}" / "val.json").read_text() == (folds / f"fold_{i}" / "val.json").read_text()
+    root = json.loads((plus / "folds.json").read_text())["root"]
+    ds = OmegaConf.create({"root": root, "folds": str(plus), "fold": 1})
+    train, val = load_split(ds, "train"), load_split(ds, "val")
+    assert set(train.images) == set(json.loads((plus / "fold_1" / "train.json").read_text())["images"])
+    assert set(val.images) == set(json.loads((folds / "fold_1" / "val.json").read_text())["images"])
+    assert all(train.path(n).is_file() for n in train.images)
+
+    clash = tmp_path / "clash"
+    (clash / "jsons").mkdir(parents=True)
+    write_ufo(read_ufo(synth_root / "jsons" / "train.json")[0], clash / "jsons" / "train.json")
+    with pytest.raises(SystemExit, match="receipt.s. of the same name as the benchmark's"):
+        train_plus(folds, clash, tmp_path)

@@ -11,7 +11,7 @@ Resumable: each fold's result is kept under WORK/results/<tag>/ and a fold whose
 cut short resumes from its last.pt. `--budget-min` stops before a fold that would not fit.
 
     python -m tests.benchmarks.quality [--preset cpu_receipts] [--folds 0,1] [--budget-min 120]
-        [--init-from CKPT] [--train-size N] [--peers rapidocr,easyocr] [--retime] [--label NAME]
+        [--init-from CKPT] [--train-size N] [--extra-train ROOT] [--peers rapidocr,easyocr] [--retime] [--label NAME]
         [--record] [--write-docs] [key=value ...]
 
 The tables in README.md and docs/quality.md are written from docs/bench-quality.json by
@@ -109,7 +109,7 @@ def run_peer(peer: str, python: Path, folds: Path, work: Path) -> dict:
     for i in range(K):
         gt, _, names = fold_images(folds, i)
         s = score(gt, subset(pred, names, work / "peers" / f"{peer}.fold_{i}.json"))
-        folds_out.append({**s, "ms_per_image": 1e3 * statistics.mean(pred["seconds"][n] for n in names)})
+        folds_out.append({"fold": i, **s, "ms_per_image": 1e3 * statistics.mean(pred["seconds"][n] for n in names)})
     return {"name": PEERS[peer], "version": pred["version"], "folds": folds_out}
 
 
@@ -129,6 +129,49 @@ def train_subset(folds: Path, n: int | None, work: Path) -> Path:
         keep = sorted(random.Random(SEED + i).sample(sorted(train["images"]), n))
         (out / f"fold_{i}" / "train.json").write_text(json.dumps({"images": {k: train["images"][k] for k in keep}}))
         (out / f"fold_{i}" / "val.json").write_text((folds / f"fold_{i}" / "val.json").read_text())
+    return out
+
+
+def train_plus(folds: Path, extra: Path | None, work: Path) -> Path:
+    """The folds with every labelled receipt (train and val) of the dataset root `extra` added to each
+    fold's training part, for "what do more labels buy" runs; the held-out receipts stay the same.
+    Written as a dataset root of its own (WORK/plus-<name>/data: links to the images, the labels
+    merged) and its folds (WORK/plus-<name>/folds)."""
+    if extra is None:
+        return folds
+    from model.data.ufo import DatasetRoot
+
+    manifest = json.loads((folds / "folds.json").read_text())
+    ours, theirs = DatasetRoot(manifest["root"]), DatasetRoot(extra)
+    labels, images = {}, {}
+    for root in (ours, theirs):
+        for split in [s for s in ("train", "val") if s in root.splits()]:
+            found = json.loads((root.root / "jsons" / f"{split}.json").read_text())["images"]
+            clash = (set(found) & set(labels)) if root is theirs else set()
+            if clash:
+                raise SystemExit(f"bench-quality: --extra-train {extra}: {len(clash)} receipt(s) of the same name as the "
+                                 f"benchmark's, e.g. {sorted(clash)[0]}; it must add other receipts")
+            labels |= found
+            images |= {name: root.root / "images" / split / name for name in found}
+    base = work / f"plus-{Path(extra).name}"
+    data, out = base / "data", base / "folds"
+    (data / "images" / "train").mkdir(parents=True, exist_ok=True)
+    (data / "jsons").mkdir(exist_ok=True)
+    for name, path in images.items():
+        link = data / "images" / "train" / name
+        if not link.is_symlink():
+            link.symlink_to(path.resolve())
+    (data / "jsons" / "train.json").write_text(json.dumps({"images": labels}))
+    added = sorted(set(labels) - set(manifest["sources"]))
+    (out).mkdir(parents=True, exist_ok=True)
+    (out / "folds.json").write_text(json.dumps({**manifest, "root": str(data.resolve()),
+                                                "sources": {n: "train" for n in sorted(labels)}}, indent=1))
+    for i in range(K):
+        (out / f"fold_{i}").mkdir(exist_ok=True)
+        train = json.loads((folds / f"fold_{i}" / "train.json").read_text())["images"]
+        (out / f"fold_{i}" / "train.json").write_text(json.dumps({"images": {**train, **{n: labels[n] for n in added}}}))
+        (out / f"fold_{i}" / "val.json").write_text((folds / f"fold_{i}" / "val.json").read_text())
+    print(f"--extra-train: {len(added)} receipts of {extra} join every fold's training part", flush=True)
     return out
 
 
@@ -153,7 +196,8 @@ def run_ours(args, folds: Path, held_out: Path, work: Path, i: int, settings: li
         spent = float(spent_file.read_text()) if spent_file.is_file() else 0.0
         start = time.perf_counter()
         try:
-            receiptflow("train", *settings, f"dataset.root={work / 'data'}", f"dataset.folds={folds}", f"dataset.fold={i}",
+            root = json.loads((folds / "folds.json").read_text())["root"]
+            receiptflow("train", *settings, f"dataset.root={root}", f"dataset.folds={folds}", f"dataset.fold={i}",
                         f"output_dir={run_dir}", "trainer.eval_workers=0")
         finally:  # an interrupted fold resumes from last.pt; its time so far counts
             spent += time.perf_counter() - start
@@ -172,7 +216,7 @@ def run_ours(args, folds: Path, held_out: Path, work: Path, i: int, settings: li
     dets, ms = detect_timed(run_dir / "last.pt", folder, post)
     pred = run_dir / "held_out.json"
     write_ufo(to_ufo(dets), pred)
-    result = {**score(gt, pred), "ms_per_image": ms, "train_s": float(spent_file.read_text()),
+    result = {"fold": i, **score(gt, pred), "ms_per_image": ms, "train_s": float(spent_file.read_text()),
               "epochs": sum(1 for _ in open(run_dir / "metrics.jsonl")), "postprocess": post,
               "train_images": len(json.loads((folds / f"fold_{i}" / "train.json").read_text())["images"])}
     done.write_text(json.dumps(result, indent=1))
@@ -234,7 +278,8 @@ def table(rows: list[dict], timing: dict | None = None) -> str:
         f = r["folds"]
         # the median: a fold trained beside other work takes longer, and one such fold moves a mean
         train = f"{statistics.median(x['train_s'] for x in f) / 60:.1f} min" if "train_s" in f[0] else "—"
-        lines.append(f"| {r['name']} | {len(f)} | {mean_sd([x['hmean'] for x in f])} | {mean_sd([x['precision'] for x in f])} "
+        which = "" if len(f) == K or "fold" not in f[0] else f" ({', '.join(str(x['fold']) for x in f)})"
+        lines.append(f"| {r['name']} | {len(f)}{which} | {mean_sd([x['hmean'] for x in f])} | {mean_sd([x['precision'] for x in f])} "
                      f"| {mean_sd([x['recall'] for x in f])} | {timing.get(r['name'], statistics.mean(x['ms_per_image'] for x in f)):.0f} | {train} |")
     return "\n".join(lines)
 
@@ -248,6 +293,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--budget-min", type=float, default=None, help="stop before a fold that would end past this many minutes")
     ap.add_argument("--init-from", default=None, help="start every fold from this checkpoint (init_from=)")
     ap.add_argument("--train-size", type=int, default=None, help="train each fold on this many of its 96 receipts")
+    ap.add_argument("--extra-train", type=Path, default=None,
+                    help="a dataset root whose labelled receipts join every fold's training part (e.g. sroie-dev converted)")
     ap.add_argument("--peers", default=",".join(PEERS), help="peers to score, comma-separated ('' for none)")
     ap.add_argument("--peers-python", type=Path, default=REPO_ROOT / ".venv-peers" / "bin" / "python")
     ap.add_argument("--retime", action="store_true",
@@ -265,14 +312,17 @@ def main(argv: list[str]) -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     folds = prepare_data(work)
-    train_folds = train_subset(folds, args.train_size, work)
+    train_folds = train_plus(train_subset(folds, args.train_size, work), args.extra_train, work)
     settings = [f"preset={args.preset}", *args.overrides] + ([f"init_from={args.init_from}"] if args.init_from else [])
     tag = args.tag or "-".join([args.preset] + ([f"n{args.train_size}"] if args.train_size else [])
+                               + ([f"plus-{args.extra_train.name}"] if args.extra_train else [])
                                + (["init"] if args.init_from else [])
                                + ([hashlib.sha256("\n".join(settings).encode()).hexdigest()[:8]] if args.overrides or args.init_from else []))
     results = work / "results" / tag
     results.mkdir(parents=True, exist_ok=True)
     recorded = {"settings": settings, "train_size": args.train_size}
+    if args.extra_train:
+        recorded["extra_train"] = str(args.extra_train.resolve())
     kept = results / "settings.json"
     if kept.is_file() and json.loads(kept.read_text()) != recorded:
         raise SystemExit(f"bench-quality: {results} holds folds trained with {kept.read_text().strip()}; "
@@ -298,7 +348,7 @@ def main(argv: list[str]) -> int:
     done = [json.loads((results / f"fold_{j}.json").read_text()) for j in range(K) if (results / f"fold_{j}.json").is_file()]
     ours = args.label or f"receiptflow `{tag}`"
     if done:
-        rows.insert(0, {"name": ours, "folds": done})
+        rows.insert(0, {"name": ours, "folds": done, "settings": settings})
     if args.retime:
         retime(args, work, folds, results, ours)
     timing_file = work / "timing.json"

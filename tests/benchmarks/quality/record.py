@@ -30,16 +30,19 @@ def load(path: Path = RECORD) -> dict:
 
 
 def record(rows: list[dict], timing: dict, path: Path = RECORD) -> dict:
-    """`rows` replace the record's rows of the same name (the others stay, in their order); a row
-    with fewer folds than the one it replaces is refused, so a partial rerun never loses folds."""
+    """`rows` merged into the record's rows of the same name, fold by fold (a run of folds 3-4 adds
+    to folds 0-2 recorded earlier); other rows stay, in their order. A row trained with other
+    settings than the recorded one is refused: its folds would not be one recipe's."""
     kept = load(path)
     by_name = {r["name"]: r for r in kept["rows"]}
     for row in rows:
-        old = by_name.get(row["name"])
-        if old and len(row["folds"]) < len(old["folds"]):
-            raise SystemExit(f"bench-quality: --record: {row['name']} has {len(row['folds'])} folds here, "
-                             f"{len(old['folds'])} in {path.name}; finish the folds first")
-        by_name[row["name"]] = {k: row[k] for k in ("name", "folds", "version", "about") if k in row}
+        old = by_name.get(row["name"], {"folds": []})
+        if old.get("settings", row.get("settings")) != row.get("settings"):
+            raise SystemExit(f"bench-quality: --record: {row['name']} is recorded with settings {old['settings']}, "
+                             f"this run has {row.get('settings')}; give it another --label")
+        folds = {f["fold"]: f for f in old["folds"]} | {f["fold"]: f for f in row["folds"]}
+        by_name[row["name"]] = {**{k: row[k] for k in ("name", "version", "settings") if k in row},
+                                "folds": [folds[i] for i in sorted(folds)]}
     kept["rows"] = list(by_name.values())
     kept["timing"] = {**kept["timing"], **timing}
     path.write_text(json.dumps(kept, indent=1) + "\n")
@@ -64,11 +67,11 @@ def render(kept: dict) -> dict[str, str]:
     from tests.benchmarks.quality.dev import table as dev_table
 
     rows = kept["rows"]
-    folds = max((len(r["folds"]) for r in rows), default=0)
+    folds = sorted({f["fold"] for r in rows for f in r["folds"]})
     per_fold = ["| fold | " + " | ".join(r["name"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
-    for i in range(folds):
-        per_fold.append(f"| {i} | " + " | ".join(f"{r['folds'][i]['hmean']:.4f}" if i < len(r["folds"]) else "—"
-                                                for r in rows) + " |")
+    for i in folds:
+        cells = [{f["fold"]: f for f in r["folds"]}.get(i) for r in rows]
+        per_fold.append(f"| {i} | " + " | ".join(f"{c['hmean']:.4f}" if c else "—" for c in cells) + " |")
     return {"summary": table(rows, kept["timing"]) + "\n", "per-fold": "\n".join(per_fold) + "\n",
             "dev": dev_table(kept.get("dev", [])) + "\n"}
 
