@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.benchmarks.quality.__main__ import REPO_ROOT, receiptflow
+from tests.benchmarks.quality.__main__ import PEERS, REPO_ROOT, receiptflow, score, sh
 
 DEV = REPO_ROOT.parent / "shared" / "data" / "sroie-dev"
 BASE = "preset=cpu_receipts_scratch"  # the earlier recipe; each variant states what it changes
@@ -66,12 +66,26 @@ def run(work: Path, data: Path, tag: str, what: str, overrides: tuple[str, ...])
             "best_hmean": best["val/hmean"], "best_epoch": best["epoch"], "train_s": float(spent_file.read_text())}
 
 
+def reference(work: Path, data: Path, python: Path) -> dict:
+    """RapidOCR (PP-OCRv4 det) on the same 24 val receipts, with its package's defaults: the bar."""
+    out = work / "peers" / "rapidocr.json"
+    if not out.is_file():
+        names = sorted(p.name for p in (data / "images" / "val").iterdir())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        (work / "peers" / "names.txt").write_text("\n".join(names))
+        sh(str(python), str(Path(__file__).with_name("peers.py")), "rapidocr", str(data / "images" / "val"),
+           str(work / "peers" / "names.txt"), str(out))
+    s = score(data / "jsons" / "val.json", out)
+    return {"tag": "RapidOCR", "what": f"the reference: {PEERS['rapidocr']}, package defaults, no training",
+            "hmean": s["hmean"], "precision": s["precision"], "recall": s["recall"]}
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| variant | what changes | val H-Mean (last epoch) | precision | recall | best epoch (H-Mean) | training |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['tag']} | {r['what']} | {r['hmean']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} "
-                     f"| {r['best_epoch']} of {r['epochs']} ({r['best_hmean']:.4f}) | {r['train_s'] / 60:.1f} min |")
+        trained = f"{r['best_epoch']} of {r['epochs']} ({r['best_hmean']:.4f}) | {r['train_s'] / 60:.1f} min" if "epochs" in r else "— | —"
+        lines.append(f"| {r['tag']} | {r['what']} | {r['hmean']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {trained} |")
     return "\n".join(lines)
 
 
@@ -80,6 +94,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--work", type=Path, default=REPO_ROOT / "build" / "quality-dev")
     ap.add_argument("--only", default=None, help="comma-separated tags (default: every variant)")
     ap.add_argument("--record", action="store_true", help="keep the rows in docs/bench-quality.json")
+    ap.add_argument("--peers-python", type=Path, default=REPO_ROOT / ".venv-peers" / "bin" / "python",
+                    help="the peers' venv, for RapidOCR's row ('' to leave it out)")
     args = ap.parse_args(argv)
     work = args.work.resolve()
     data = prepare(work)
@@ -92,6 +108,8 @@ def main(argv: list[str]) -> int:
         if tag in wanted:
             print(f"== {tag}: {what}", flush=True)
             rows.append(run(work, data, tag, what, overrides))
+    if str(args.peers_python) not in ("", "."):
+        rows.append(reference(work, data, args.peers_python))
     print("\n" + table(rows))
     if args.record:
         from tests.benchmarks.quality import record

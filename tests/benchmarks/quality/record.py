@@ -55,7 +55,7 @@ def record_dev(rows: list[dict], path: Path = RECORD) -> dict:
 
     kept = load(path)
     by_tag = {r["tag"]: r for r in kept.get("dev", [])} | {r["tag"]: r for r in rows}
-    order = [v[0] for v in VARIANTS]
+    order = [v[0] for v in VARIANTS] + ["RapidOCR"]
     kept["dev"] = sorted(by_tag.values(), key=lambda r: order.index(r["tag"]) if r["tag"] in order else len(order))
     path.write_text(json.dumps(kept, indent=1) + "\n")
     return kept
