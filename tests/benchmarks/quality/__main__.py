@@ -163,7 +163,7 @@ def train_plus(folds: Path, extra: Path | None, work: Path) -> Path:
             link.symlink_to(path.resolve())
     (data / "jsons" / "train.json").write_text(json.dumps({"images": labels}))
     added = sorted(set(labels) - set(manifest["sources"]))
-    (out).mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "folds.json").write_text(json.dumps({**manifest, "root": str(data.resolve()),
                                                 "sources": {n: "train" for n in sorted(labels)}}, indent=1))
     for i in range(K):
@@ -186,24 +186,30 @@ def recipe_postprocess(preset: str, overrides: list[str]) -> list[str]:
     return [f"models.head.postprocess.{k}={v}" for k, v in pp.items()] + [o for o in overrides if o.startswith("models.head.postprocess.")]
 
 
+def train_once(run_dir: Path, spent_file: Path, *train_args: str) -> float:
+    """`receiptflow train ... output_dir=run_dir` unless run_dir is marked trained; the training
+    seconds, kept in `spent_file` across interruptions (a cut run resumes from last.pt and its time
+    so far counts)."""
+    if not (run_dir / "trained").is_file():
+        spent = float(spent_file.read_text()) if spent_file.is_file() else 0.0
+        start = time.perf_counter()
+        try:
+            receiptflow("train", *train_args, f"output_dir={run_dir}", "trainer.eval_workers=0")
+        finally:
+            spent_file.parent.mkdir(parents=True, exist_ok=True)
+            spent_file.write_text(f"{spent + time.perf_counter() - start:.1f}")
+        (run_dir / "trained").touch()
+    return float(spent_file.read_text())
+
+
 def run_ours(args, folds: Path, held_out: Path, work: Path, i: int, settings: list[str], results: Path) -> dict:
     """Fold i: train on `folds` (or resume; skipped once trained), then predict its held-out images
     (those of `held_out`, the full folds) with last.pt (no selection on them) under the recipe's
     current post-processing, and score."""
     run_dir = results / f"run_{i}"
     spent_file = run_dir / "train_seconds"
-    if not (run_dir / "trained").is_file():
-        spent = float(spent_file.read_text()) if spent_file.is_file() else 0.0
-        start = time.perf_counter()
-        try:
-            root = json.loads((folds / "folds.json").read_text())["root"]
-            receiptflow("train", *settings, f"dataset.root={root}", f"dataset.folds={folds}", f"dataset.fold={i}",
-                        f"output_dir={run_dir}", "trainer.eval_workers=0")
-        finally:  # an interrupted fold resumes from last.pt; its time so far counts
-            spent += time.perf_counter() - start
-            spent_file.parent.mkdir(parents=True, exist_ok=True)
-            spent_file.write_text(f"{spent:.1f}")
-        (run_dir / "trained").touch()
+    root = json.loads((folds / "folds.json").read_text())["root"]
+    train_once(run_dir, spent_file, *settings, f"dataset.root={root}", f"dataset.folds={folds}", f"dataset.fold={i}")
     post = recipe_postprocess(args.preset, args.overrides)
     done = results / f"fold_{i}.json"
     if done.is_file() and json.loads(done.read_text()).get("postprocess") == post:

@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-from tests.benchmarks.quality.__main__ import PEERS, REPO_ROOT, receiptflow, score, sh
+from tests.benchmarks.quality.__main__ import PEERS, REPO_ROOT, receiptflow, score, sh, train_once
 
 DEV = REPO_ROOT.parent / "shared" / "data" / "sroie-dev"
 BASE = "preset=cpu_receipts_scratch"  # the earlier recipe; each variant states what it changes
@@ -48,22 +47,13 @@ def prepare(work: Path) -> Path:
 
 def run(work: Path, data: Path, tag: str, what: str, overrides: tuple[str, ...]) -> dict:
     out = work / "runs" / tag
-    spent_file = work / "runs" / f"{tag}.seconds"
+    spent = train_once(out, work / "runs" / f"{tag}.seconds", BASE, *overrides, f"dataset.root={data}")
     history = out / "metrics.jsonl"
-    if not (out / "trained").is_file():
-        spent = float(spent_file.read_text()) if spent_file.is_file() else 0.0
-        start = time.perf_counter()
-        try:
-            receiptflow("train", BASE, *overrides, f"dataset.root={data}", f"output_dir={out}", "trainer.eval_workers=0")
-        finally:
-            spent_file.parent.mkdir(parents=True, exist_ok=True)
-            spent_file.write_text(f"{spent + time.perf_counter() - start:.1f}")
-        (out / "trained").touch()
     epochs = [json.loads(line) for line in history.read_text().splitlines()]
     last, best = epochs[-1], max(epochs, key=lambda e: e["val/hmean"])
     return {"tag": tag, "what": what, "overrides": list(overrides), "epochs": len(epochs),
             "hmean": last["val/hmean"], "precision": last["val/precision"], "recall": last["val/recall"],
-            "best_hmean": best["val/hmean"], "best_epoch": best["epoch"], "train_s": float(spent_file.read_text())}
+            "best_hmean": best["val/hmean"], "best_epoch": best["epoch"], "train_s": spent}
 
 
 def reference(work: Path, data: Path, python: Path) -> dict:
