@@ -1,7 +1,7 @@
 """`receiptflow pipeline compile|submit|run`: the run8-kfold pipeline from the command line.
 
     receiptflow pipeline compile [--target kfp-2.14|kfp-2.5] [--format ir|k8s]   # -> pipelines/compiled/
-    receiptflow pipeline submit --host URL [--target kfp-2.14|kfp-2.5] [--trainings task|job] [--param k=v ...] [--resume RUN_ID]
+    receiptflow pipeline submit [--host URL] [--target kfp-2.14|kfp-2.5] [--trainings task|job] [--param k=v ...] [--resume RUN_ID]
     receiptflow pipeline run --local [--data DIR] [--output DIR] [--param k=v ...] [--resume RUN_ID]   # --trainings task only
 """
 from __future__ import annotations
@@ -40,10 +40,15 @@ def register(sub) -> None:
                          description="Submit run8_kfold through kfp.Client: the build of --target, each training one "
                          "pod with one GPU (--trainings task) or one multi-node TrainJob / PyTorchJob (--trainings "
                          "job). --param and --params-file are checked and typed against that build's parameters "
-                         "before anything is sent. Authentication: KFP_TOKEN (a bearer token, e.g. `kubectl create "
-                         "token`), else whatever kfp.Client finds in the cluster. Prints the run's URL and the id "
+                         "before anything is sent. Authentication, the first found: KFP_COOKIE (the dashboard login's "
+                         "session cookie, oauth2_proxy_kubeflow=...: a default Kubeflow install from a laptop), "
+                         "KFP_TOKEN (a bearer token: ingresses that accept Kubernetes tokens, or the API server "
+                         "through a port-forward with a token of audience pipelines.kubeflow.org), the "
+                         "KF_PIPELINES_SA_TOKEN_PATH file (a notebook in the profile; docs/cluster.md, step 5). "
+                         "Prints the run's URL and the id "
                          "that --resume takes if the run fails.")
-    s.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
+    s.add_argument("--host", default=None, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline "
+                   "(default inside a pod: http://ml-pipeline.kubeflow.svc.cluster.local:8888)")
     s.add_argument("--experiment", default="receiptflow", help="KFP experiment (default receiptflow)")
     s.add_argument("--namespace", default=None,
                    help="Kubeflow profile namespace the run goes to (multi-user installs); the job build's "

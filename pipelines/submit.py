@@ -11,7 +11,21 @@ from model.errors import DataError
 
 from pipelines.compile import DEFAULT_TARGET
 
+# How `submit` authenticates, first found wins (credentials()). What a default Kubeflow install accepts, per
+# kubeflow/manifests v1.11.0 and v1.10.2 (docs/cluster.md, step 5, cites each):
+# - KFP_COOKIE: the Dex login's session cookie `oauth2_proxy_kubeflow=...` (common/oauth2-proxy/base/
+#   oauth2_proxy.cfg:67), sent as a Cookie header: the ingress's way for a person on a laptop;
+# - KFP_TOKEN: a bearer token. The default `m2m-dex-only` ingress auth trusts only Dex-issued tokens
+#   (README.md:266-269 at v1.11.0), so a `kubectl create token` is refused there; it works through the
+#   `m2m-dex-and-kind`/`-eks` overlays, or straight to the API server (port-forward) when created with
+#   `--audience pipelines.kubeflow.org` (pipelines 2.15.0 backend/src/apiserver/auth/auth.go:35-44);
+# - the projected service-account token a pod in the profile mounts for KFP (a notebook with the
+#   access-ml-pipeline PodDefault), where kfp's own in-cluster login looks for it (kfp/client/__init__.py:25-26).
+COOKIE_ENV = "KFP_COOKIE"
 TOKEN_ENV = "KFP_TOKEN"
+SA_TOKEN_ENV, SA_TOKEN_PATH = "KF_PIPELINES_SA_TOKEN_PATH", "/var/run/secrets/kubeflow/pipelines/token"
+# kfp.Client's in-cluster default (kfp/client/client.py _IN_CLUSTER_DNS_NAME): the host inside a pod
+IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 TRAININGS = ("task", "job")  # --trainings: one KFP task (pod, GPU) per training, or a multi-node job per training
 # the compiled file of each build, named in messages (pipelines/compile.py writes them)
 BUILD_FILES = {("kfp-2.14", "task"): "run8_kfold.yaml", ("kfp-2.14", "job"): "run8_kfold_trainjob.yaml",
@@ -64,7 +78,77 @@ def resume_jobs_note(params: dict) -> str:
             "leaves the failed job for its logs")
 
 
-def submit(host: str, params: dict, *, experiment: str = "receiptflow", namespace: str | None = None,
+def credentials() -> tuple[dict, str]:
+    """kfp.Client keyword arguments for the first credential this environment holds, and what it is (for
+    messages)."""
+    from pathlib import Path
+
+    cookie = os.environ.get(COOKIE_ENV, "").strip()
+    if cookie:
+        if "=" not in cookie:
+            raise DataError(f"{COOKIE_ENV}: expected NAME=VALUE, e.g. oauth2_proxy_kubeflow=... (the session cookie "
+                            "your browser holds after logging in to the Kubeflow dashboard)")
+        return {"cookies": cookie}, f"the session cookie in {COOKIE_ENV}"
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return {"existing_token": token}, f"the bearer token in {TOKEN_ENV}"
+    path = Path(os.environ.get(SA_TOKEN_ENV) or SA_TOKEN_PATH)
+    if path.is_file():
+        return {"existing_token": path.read_text().strip()}, f"the service-account token at {path}"
+    return {}, "no credentials"
+
+
+def resolve_host(host: str | None) -> str:
+    """--host, or inside a pod (a Kubeflow notebook) the KFP API's in-cluster address."""
+    if host:
+        if not host.startswith(("http://", "https://")):
+            raise DataError(f"--host {host!r}: expected the KFP API URL, e.g. https://kubeflow.example.com/pipeline")
+        return host
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return IN_CLUSTER_HOST
+    raise DataError("--host: needed outside a Kubernetes pod, e.g. --host https://kubeflow.example.com/pipeline")
+
+
+def auth_hint(used: str) -> str:
+    """What to do when the endpoint did not take `used` (credentials()'s description): what a default install
+    accepts."""
+    if used.startswith("the session cookie"):
+        hint = (f"log in to the dashboard again and copy a fresh oauth2_proxy_kubeflow cookie into {COOKIE_ENV} "
+                "(it lasts 24 h), and check that --namespace is a profile you may use")
+    elif used == "no credentials":
+        hint = (f"set {COOKIE_ENV}=oauth2_proxy_kubeflow=<cookie> after logging in to the dashboard, or run from a "
+                "notebook in your profile (docs/cluster.md, step 5)")
+    else:
+        hint = ("a default Kubeflow install refuses Kubernetes service-account tokens at its ingress (oauth2-proxy "
+                f"m2m-dex-only): use {COOKIE_ENV}=oauth2_proxy_kubeflow=<cookie> from a dashboard login, or, straight "
+                "to the API server, a token from `kubectl create token ... --audience pipelines.kubeflow.org` "
+                "(docs/cluster.md, step 5)")
+    return hint
+
+
+def probe(host: str, auth: dict, used: str) -> None:
+    """One GET of the KFP API's healthz with the credentials, before kfp.Client: the client would retry a 401 for
+    20 s and report a timeout, and it takes a login page (oauth2-proxy sends a request without a session to Dex)
+    for an answer, creating a "run" with no id."""
+    import urllib3
+
+    headers = {"Cookie": auth["cookies"]} if "cookies" in auth else {}
+    if "existing_token" in auth:
+        headers["Authorization"] = f"Bearer {auth['existing_token']}"
+    try:
+        resp = urllib3.PoolManager(timeout=urllib3.Timeout(total=30), retries=urllib3.Retry(3, redirect=False)).request(
+            "GET", f"{host.rstrip('/')}/apis/v2beta1/healthz", headers=headers, redirect=False)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise DataError(f"{host}: cannot reach the KFP API ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if resp.status in (401, 403):
+        raise DataError(f"{host}: the KFP API answered {resp.status} with {used}: {auth_hint(used)}")
+    if 300 <= resp.status < 400 or "json" not in resp.headers.get("Content-Type", ""):
+        where = f" (redirected to {resp.headers['Location'][:80]})" if resp.headers.get("Location") else ""
+        raise DataError(f"{host}: answered {resp.status} {resp.headers.get('Content-Type', '')}{where}, not the KFP "
+                        f"API: a login page? {auth_hint(used)}")
+
+
+def submit(host: str | None, params: dict, *, experiment: str = "receiptflow", namespace: str | None = None,
            run_name: str | None = None, resume: bool = False, target: str = DEFAULT_TARGET,
            fixed=None, trainings: str = "task") -> tuple[str, str]:
     """Create the run; returns its URL in the Kubeflow UI and its run id (the `run_id` parameter, else
@@ -86,20 +170,23 @@ def submit(host: str, params: dict, *, experiment: str = "receiptflow", namespac
         check_resumable(full, warn=lambda msg: print(msg, file=sys.stderr, flush=True))
         if trainings == "job":
             print(resume_jobs_note(full), file=sys.stderr, flush=True)
-    if not host.startswith(("http://", "https://")):
-        raise DataError(f"--host {host!r}: expected the KFP API URL, e.g. https://kubeflow.example.com/pipeline")
+    host = resolve_host(host)
+    auth, used = credentials()
+    print(f"submitting to {host} with {used}", file=sys.stderr, flush=True)
+    probe(host, auth, used)
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     try:
         with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later": so does this pipeline
             warnings.simplefilter("ignore", FutureWarning)
-            client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV) or None)
+            client = kfp.Client(host=host, namespace=namespace, **auth)
         result = client.create_run_from_pipeline_func(pipeline, arguments=params, experiment_name=experiment,
                                                       run_name=run_name, namespace=namespace)
     except ApiException as exc:
-        raise DataError(f"{host}: the KFP API answered {exc.status} {exc.reason}"
-                        + (f" (set {TOKEN_ENV} to a valid token)" if exc.status in (401, 403) else "")) from None
+        if exc.status in (401, 403):
+            raise DataError(f"{host}: the KFP API answered {exc.status} with {used}: {auth_hint(used)}") from None
+        raise DataError(f"{host}: the KFP API answered {exc.status} {exc.reason}") from None
     except (HTTPError, OSError) as exc:
         raise DataError(f"{host}: cannot reach the KFP API ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     return f"{host.rstrip('/')}/#/runs/details/{result.run_id}", params.get("run_id") or result.run_id

@@ -27,7 +27,25 @@ class _KfpApi(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _refused(self) -> bool:
+        """Record the credentials sent; answer as the server's `gate` says: None (the API), 401, or a login page
+        (oauth2-proxy's redirect of a request without a session to Dex)."""
+        self.server.credentials.append((self.headers.get("Authorization"), self.headers.get("Cookie")))
+        gate = self.server.gate
+        if gate == 401:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif gate == "login":
+            self.send_response(302)
+            self.send_header("Location", "/oauth2/start?rd=%2Fpipeline")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        return gate is not None
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self._refused():
+            return
         self.server.requests.append(("GET", self.path, None))
         if self.path.startswith("/apis/v2beta1/experiments"):
             return self._answer({"experiments": [{"experiment_id": "e-1", "display_name": "receiptflow"}], "total_size": 1})
@@ -35,6 +53,8 @@ class _KfpApi(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if self._refused():
+            return
         self.server.requests.append(("POST", self.path, body))
         self._answer({"run_id": "r-42", "experiment_id": "e-1", "display_name": body.get("display_name", "")})
 
@@ -45,7 +65,7 @@ class _KfpApi(BaseHTTPRequestHandler):
 @pytest.fixture
 def kfp_api():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KfpApi)
-    server.requests = []
+    server.requests, server.credentials, server.gate = [], [], None
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -59,6 +79,77 @@ def _submitted(server) -> tuple[str, dict]:
     assert len(runs) == 1, server.requests
     spec = runs[0]["pipeline_spec"]
     return yaml.safe_dump_all([spec["pipeline_spec"], spec["platform_spec"]]), runs[0]["runtime_config"]["parameters"]
+
+
+@pytest.fixture(autouse=True)
+def _no_credentials(monkeypatch, tmp_path):
+    """This machine's own KFP credentials never reach a test: each test sets the ones it means."""
+    for name in ("KFP_COOKIE", "KFP_TOKEN", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
+
+
+SUBMIT = ["pipeline", "submit", "--param", "dataset_uri=s3://b/d", "--param", "output_uri=s3://b/o"]
+
+
+def _host(server) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}/pipeline"
+
+
+@pytest.mark.parametrize("how", ["cookie", "token", "token file"])
+def test_each_way_to_authenticate_sends_its_credential_on_every_request(kfp_api, capsys, monkeypatch, tmp_path, how):
+    """The Dex session cookie (a default install from a laptop), a bearer token, and the projected token a notebook
+    in the profile mounts (kfp's KF_PIPELINES_SA_TOKEN_PATH), which kfp itself would not send once --host is given."""
+    monkeypatch.setenv("KFP_TOKEN" if how == "token" else "KFP_COOKIE", "")
+    if how == "cookie":
+        monkeypatch.setenv("KFP_COOKIE", "oauth2_proxy_kubeflow=c2Vzc2lvbg")
+        expected = (None, "oauth2_proxy_kubeflow=c2Vzc2lvbg")
+    elif how == "token":
+        monkeypatch.setenv("KFP_TOKEN", "tok-123")
+        expected = ("Bearer tok-123", None)
+    else:
+        (tmp_path / "token").write_text("projected-456\n")
+        monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "token"))
+        expected = ("Bearer projected-456", None)
+    assert main([*SUBMIT, "--host", _host(kfp_api)]) == 0
+    assert kfp_api.credentials and set(kfp_api.credentials) == {expected}
+    assert {"cookie": "session cookie in KFP_COOKIE", "token": "bearer token in KFP_TOKEN",
+            "token file": "service-account token at"}[how] in capsys.readouterr().err
+
+
+def test_a_refused_token_says_what_a_default_install_accepts(kfp_api, capsys, monkeypatch):
+    monkeypatch.setenv("KFP_TOKEN", "sa-token")
+    kfp_api.gate = 401
+    assert main([*SUBMIT, "--host", _host(kfp_api)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "answered 401 with the bearer token in KFP_TOKEN" in err and "m2m-dex-only" in err
+    assert len(kfp_api.credentials) == 1, "one request, not kfp's 5 retries of healthz"
+    assert "KFP_COOKIE=oauth2_proxy_kubeflow" in err and "--audience pipelines.kubeflow.org" in err
+
+
+def test_a_login_page_is_an_error_not_a_run_with_no_id(kfp_api, capsys):
+    """oauth2-proxy redirects a request without a session to Dex's login page; kfp would take that for a run."""
+    kfp_api.gate = "login"
+    assert main([*SUBMIT, "--host", _host(kfp_api)]) == 2
+    out, err = capsys.readouterr()
+    assert "not the KFP API: a login page?" in err and "/oauth2/start" in err and "KFP_COOKIE" in err
+    assert "run id" not in out and not kfp_api.requests
+
+
+def test_host_defaults_to_the_in_cluster_api_in_a_pod_and_is_needed_elsewhere(capsys, monkeypatch):
+    from pipelines.submit import IN_CLUSTER_HOST, resolve_host
+
+    assert main(SUBMIT) == 2
+    assert "--host: needed outside a Kubernetes pod" in capsys.readouterr().err
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    assert resolve_host(None) == IN_CLUSTER_HOST == "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+    assert resolve_host("https://kf.example.com/pipeline") == "https://kf.example.com/pipeline"
+
+
+def test_a_cookie_without_a_name_is_refused_before_any_request(kfp_api, capsys, monkeypatch):
+    monkeypatch.setenv("KFP_COOKIE", "c2Vzc2lvbg")
+    assert main([*SUBMIT, "--host", _host(kfp_api)]) == 2
+    assert "KFP_COOKIE: expected NAME=VALUE" in capsys.readouterr().err and not kfp_api.credentials
 
 
 def test_default_submit_sends_the_kfp_2_14_build_with_the_run_parameters(kfp_api, capsys):
