@@ -18,7 +18,8 @@ its first call): every GetEarlyStoppingRules reads its settings from the request
 observation log from the DB manager, so a restarted service answers the same. Note that Katib's
 file/StdOut collector reports a trial's observation log to the DB only when the trial ends
 (main.go:297-299,427-431), so a running trial counts here only if something reports its metrics
-while it runs (Katib's push collector); trials that ended early (stopped, failed) do count.
+while it runs (Katib's push collector). Early-stopped trials count; failed ones report nothing: the
+collector exits before reporting when the training process fails (main.go:424-426 at v0.19.0).
 """
 from __future__ import annotations
 

@@ -66,37 +66,49 @@ FEATURES = {
         required=False, lost="parallelism limit"),
 }
 
-# Kubeflow release -> what its manifests ship (kubeflow/manifests README.md at each tag)
+# Kubeflow release -> what its manifests ship (kubeflow/manifests README.md at each tag) and receiptflow's overlay
+# for it. `jobs`: the training-job kinds its example/kustomization.yaml installs, which decide the overlay's sweeps
+# and the job builds' `training_backend`: the Training Operator (PyTorchJob) up to 1.10; 1.11 installs Trainer v2
+# and leaves the Training Operator out (v1.11.0 example/kustomization.yaml:94 is commented out, :96 adds
+# applications/trainer).
 KUBEFLOW = {
-    "1.9.0": {"kfp": "2.2.0", "katib": "0.17.0", "training": "Training Operator v1.8.0", "store": "MinIO"},
-    "1.9.1": {"kfp": "2.3.0", "katib": "0.17.0", "training": "Training Operator v1.8.1", "store": "MinIO"},
-    "1.10.0": {"kfp": "2.4.1", "katib": "0.18.0", "training": "Training Operator v1.9.1", "store": "MinIO"},
-    "1.10.1": {"kfp": "2.5.0", "katib": "0.18.0", "training": "Training Operator v1.9.2", "store": "MinIO"},
-    "1.10.2": {"kfp": "2.5.0", "katib": "0.18.0", "training": "Training Operator v1.9.2", "store": "MinIO"},
-    "1.11.0": {"kfp": "2.15.0", "katib": "0.19.0", "training": "Trainer v2.1.0 + Training Operator v1.9.2",
-               "store": "SeaweedFS (S3 API at `minio-service`)"},
+    "1.9.0": {"kfp": "2.2.0", "katib": "0.17.0", "training": "Training Operator v1.8.0", "store": "MinIO",
+              "jobs": ("pytorchjob",), "overlay": None},
+    "1.9.1": {"kfp": "2.3.0", "katib": "0.17.0", "training": "Training Operator v1.8.1", "store": "MinIO",
+              "jobs": ("pytorchjob",), "overlay": None},
+    "1.10.0": {"kfp": "2.4.1", "katib": "0.18.0", "training": "Training Operator v1.9.1", "store": "MinIO",
+               "jobs": ("pytorchjob",), "overlay": None},
+    "1.10.1": {"kfp": "2.5.0", "katib": "0.18.0", "training": "Training Operator v1.9.2", "store": "MinIO",
+               "jobs": ("pytorchjob",), "overlay": "kubeflow-1.10"},
+    "1.10.2": {"kfp": "2.5.0", "katib": "0.18.0", "training": "Training Operator v1.9.2", "store": "MinIO",
+               "jobs": ("pytorchjob",), "overlay": "kubeflow-1.10"},
+    "1.11.0": {"kfp": "2.15.0", "katib": "0.19.0", "training": "Trainer v2.1.0 (no Training Operator)",
+               "store": "SeaweedFS (S3 API at `minio-service`)", "jobs": ("trainjob",), "overlay": "kubeflow-1.11"},
 }
+# the sweeps (manifests/katib/) each job kind adds to the one-GPU Job sweep
+SWEEPS = {"pytorchjob": "PyTorchJob", "trainjob": "TrainJob"}
 
 
 @dataclass(frozen=True)
 class Promise:
     target: str  # pipelines/compile.py target that writes the file
     backend: str  # oldest KFP backend it is promised to run on
+    job: str | None = None  # the training_backend it defaults to (a job build): listed only where that kind is installed
 
 
 COMPILED_FILES = {  # file under pipelines/compiled/ -> promise (README's supported-versions table)
     "run8_kfold.yaml": Promise("kfp-2.14", "2.14.0"),
     # run8_kfold with the trainings as TrainJobs/PyTorchJobs: the launcher is a plain container task (no new IR
     # feature); what it needs of the cluster (Trainer v2 or Training Operator v1) is in docs/distributed.md
-    "run8_kfold_trainjob.yaml": Promise("kfp-2.14", "2.14.0"),
+    "run8_kfold_trainjob.yaml": Promise("kfp-2.14", "2.14.0", "trainjob"),
     "sweep_then_train.yaml": Promise("kfp-2.14", "2.14.0"),  # embeds the kfp-2.14 run8_kfold (dsl.Collected)
     # kfp-kubernetes 2.17 writes fields 2.5.0's proto lacks (SecretAsEnv.optional): the 2.5.0 driver reads the
     # executor config with AllowUnknownFields (backend/src/v2/cmd/driver/main.go:235-244, common/util/json.go:70-75)
     "run8_kfold-kfp2.5.yaml": Promise("kfp-2.5", "2.5.0"),
-    "run8_kfold_trainjob-kfp2.5.yaml": Promise("kfp-2.5", "2.5.0"),  # Kubeflow 1.10: PyTorchJob trainings
+    "run8_kfold_trainjob-kfp2.5.yaml": Promise("kfp-2.5", "2.5.0", "pytorchjob"),  # Kubeflow 1.10: PyTorchJob trainings
     "k8s/run8_kfold.yaml": Promise("kfp-2.14", "2.14.0"),
     "k8s/sweep_then_train.yaml": Promise("kfp-2.14", "2.14.0"),
-    "k8s/run8_kfold_trainjob.yaml": Promise("kfp-2.14", "2.14.0"),
+    "k8s/run8_kfold_trainjob.yaml": Promise("kfp-2.14", "2.14.0", "trainjob"),
 }
 
 
@@ -198,26 +210,34 @@ def degraded(source: str | Path, backend: str) -> list[str]:
             if not FEATURES[k].required and version(backend) < version(FEATURES[k].first)]
 
 
-def supported_files(backend: str) -> list[str]:
-    return [name for name, promise in COMPILED_FILES.items() if version(promise.backend) <= version(backend)]
+def supported_files(backend: str, jobs: tuple[str, ...] | None = None) -> list[str]:
+    """The compiled files that run on KFP `backend`; with `jobs` (the job kinds a release installs), only job
+    builds whose default training_backend is one of them."""
+    return [name for name, promise in COMPILED_FILES.items() if version(promise.backend) <= version(backend)
+            and (jobs is None or promise.job is None or promise.job in jobs)]
 
 
 def supported_versions_table() -> str:
     """The Markdown table of README.md and docs/cluster.md (a test keeps them equal to this)."""
-    rows = ["| Kubeflow | KFP backend | Katib | Trainer / Training Operator | artifact store | pipeline file (`pipelines/compiled/`) |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| Kubeflow | KFP backend | Katib | Trainer / Training Operator | artifact store | pipeline file (`pipelines/compiled/`) "
+            "| overlay (`manifests/overlays/`): sweeps |",
+            "|---|---|---|---|---|---|---|"]
     for release, ships in KUBEFLOW.items():
-        files = [f for f in supported_files(ships["kfp"]) if not f.startswith("k8s/")]
+        runs = supported_files(ships["kfp"], ships["jobs"])
+        files = [f for f in runs if not f.startswith("k8s/")]
         if not files:
             oldest = min((p.backend for p in COMPILED_FILES.values()), key=version)
             works = f"**unsupported** (needs KFP ≥ {oldest})"
         else:
             works = ", ".join(f"`{f}`" for f in files)
-            if any(f.startswith("k8s/") for f in supported_files(ships["kfp"])):
+            if any(f.startswith("k8s/") for f in runs):
                 works += "; `k8s/` with the Kubernetes pipeline store"
             losses = sorted({lost for f in files if (COMPILED_DIR / f).is_file()
                              for lost in degraded(COMPILED_DIR / f, ships["kfp"])})
             if losses:
                 works += f" (no {', no '.join(losses)})"
-        rows.append(f"| {release} | {ships['kfp']} | {ships['katib']} | {ships['training']} | {ships['store']} | {works} |")
+        overlay = (f"`{ships['overlay']}`: Job, {', '.join(SWEEPS[j] for j in ships['jobs'])} trials"
+                   if ships["overlay"] else "—")
+        rows.append(f"| {release} | {ships['kfp']} | {ships['katib']} | {ships['training']} | {ships['store']} | {works} "
+                    f"| {overlay} |")
     return "\n".join(rows)

@@ -1,13 +1,13 @@
-"""The seed's W&B sweep as Katib v1beta1 Experiments: the one source of `manifests/katib/*.yaml`.
+"""The seed's W&B sweep as Katib v1beta1 Experiments: the one source of `manifests/katib/**/*.yaml`.
 
-    receiptflow sweep render              # -> manifests/katib/<stem>.yaml (checked in; a test checks drift)
+    receiptflow sweep render              # -> manifests/katib/[<trial kind>/]<stem>.yaml (checked in; drift-tested)
     kubectl apply -n NS -f manifests/katib/receiptflow-run8-sweep.yaml   # no namespace is rendered
 
 Bayesian optimization (Katib's skopt service) over the seed's search space (DESIGN.md §1),
 objective ``val/hmean`` (maximize), early stopping by our `medianstop-floor` service (or Katib's
 `medianstop`; see early_stopping()), 12 trials. A trial is a batch/v1 Job on one GPU (`experiment`), a PyTorchJob whose Master runs one
 process per GPU through ``torch.distributed.run`` (`pytorchjob_experiment`, Training Operator v1:
-Kubeflow 1.9-1.11), or a Kubeflow Trainer v2 TrainJob (`trainjob_experiment`, Kubeflow 1.11+, Katib
+Kubeflow 1.9-1.10), or a Kubeflow Trainer v2 TrainJob (`trainjob_experiment`, Kubeflow 1.11+, Katib
 0.19+) of the namespaced TrainingRuntime in manifests/trainer/. Training prints one metric line per epoch
 (``2026-11-29T04:12:36.120Z epoch=10 ... val/hmean=0.9660 ...``); Katib's StdOut collector parses
 it with `model.metric_lines.KATIB_METRICS_FILTER`, because Katib's default filter does not match the "/".
@@ -321,9 +321,19 @@ def trainjob_experiment(name: str = TRAINJOB_NAME, *, namespace: str | None = No
     return manifest
 
 
-# Not in manifests/katib/kustomization.yaml (so not in manifests/base): Katib rejects an Experiment whose trial
-# kind the cluster lacks, and Kubeflow 1.9/1.10 have no Trainer v2. Applied alone on 1.11+ (docs/distributed.md).
-TRAINER_V2_EXPERIMENTS = (TRAINJOB_NAME,)
+# Each trial kind has its own kustomize folder under manifests/katib/, and an overlay takes only the
+# folders its release can run: Job trials (every release), PyTorchJob trials (Training Operator v1:
+# Kubeflow 1.9-1.10, and standalone installs that add it), TrainJob trials (Trainer v2: Kubeflow 1.11+).
+# Applying an Experiment whose trial kind the cluster lacks is not refused, it hangs: Katib v0.19.0's
+# webhook checks only batch Job trials (pkg/webhook/v1beta1/experiment/validator/validator.go:434-447),
+# the trial controller skips the watch of a CRD it does not find (pkg/controller.v1beta1/trial/
+# trial_controller.go:109-117) and requeues such a trial's job forever (:286-308): no trial starts or fails.
+SUBDIRS = {NAME: "", PYTORCHJOB_NAME: "pytorchjob", TRAINJOB_NAME: "trainjob"}
+
+
+def manifest_path(stem: str, out_dir: Path | str = MANIFEST_DIR) -> Path:
+    """Where `render` writes the Experiment `stem`: its trial kind's folder under `out_dir`."""
+    return Path(out_dir) / SUBDIRS[stem] / f"{stem}.yaml"
 
 
 def experiments(early_stop: dict | None = None) -> dict[str, dict]:
@@ -344,12 +354,11 @@ def dump(manifest: dict) -> str:
 
 
 def render(out_dir: Path | str = MANIFEST_DIR, early_stop: dict | None = None) -> list[Path]:
-    """Write manifests/katib/<stem>.yaml for every experiment; returns the paths written."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write every experiment to `manifest_path` under `out_dir`; returns the paths written."""
     paths = []
     for stem, manifest in experiments(early_stop).items():
-        path = out / f"{stem}.yaml"
+        path = manifest_path(stem, out_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump(manifest))
         paths.append(path)
     return paths

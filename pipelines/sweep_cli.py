@@ -1,6 +1,6 @@
 """`receiptflow sweep render|report`: the Katib Experiments and the sweep report.
 
-    receiptflow sweep render [--early-stopping medianstop|medianstop-floor] [--floor F]   # -> manifests/katib/*.yaml
+    receiptflow sweep render [--early-stopping medianstop|medianstop-floor] [--floor F]   # -> manifests/katib/[KIND/]*.yaml
     receiptflow sweep report --experiment NAME [--namespace NS] [--out DIR]
     receiptflow sweep report --from trials.json|trials.csv [--out DIR]
     receiptflow sweep replay CURVES [--parallel N] [--floor X] [--start-step S] [--min-trials M] [--json]
@@ -14,7 +14,7 @@ def register(sub) -> None:
                        "and its analysis as a report.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    r = verbs.add_parser("render", help="write manifests/katib/*.yaml from pipelines/sweep.py (checked in)",
+    r = verbs.add_parser("render", help="write manifests/katib/*.yaml and its pytorchjob/, trainjob/ folders from pipelines/sweep.py (checked in)",
                          description="Render the Katib Experiments. Image: RECEIPTFLOW_IMAGE, else the pinned default. "
                          "No namespace is written: `kubectl apply -n NS -f FILE` or an overlay's `namespace:` sets it.")
     r.add_argument("--out-dir", default=None, help="folder to write to (default manifests/katib/)")

@@ -15,7 +15,7 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Artifact, Input, Output
 
 from pipelines.backends import COMPILED_DIR, COMPILED_FILES, FEATURES, KUBEFLOW, features, min_backend, problems, \
-    supported_versions_table, version
+    supported_files, supported_versions_table, version
 from pipelines.compile import K8S_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,6 +138,20 @@ def test_the_kfp25_build_runs_on_kubeflow_1_10_and_the_others_need_2_14():
     for name in ("run8_kfold.yaml", "sweep_then_train.yaml", "k8s/run8_kfold.yaml"):
         assert min_backend(COMPILED_DIR / name) == "2.14.0", name
     assert KUBEFLOW["1.10.1"]["kfp"] == "2.5.0" and KUBEFLOW["1.10.0"]["kfp"] == "2.4.1"
+
+
+@pytest.mark.parametrize("name", sorted(COMPILED_FILES))
+def test_each_job_build_is_promised_only_where_its_default_job_kind_is_installed(name):
+    """A job build defaults `training_backend` to one kind; a release without it (PyTorchJob on Kubeflow 1.11) would
+    launch jobs that never start, so the table lists the file only where that kind is installed."""
+    spec = next(yaml.safe_load_all((COMPILED_DIR / name).read_text())) if not name.startswith("k8s/") else None
+    if spec is not None:
+        default = spec["root"]["inputDefinitions"]["parameters"].get("training_backend", {}).get("defaultValue")
+        assert default == COMPILED_FILES[name].job, name
+    for release, ships in KUBEFLOW.items():
+        if name in supported_files(ships["kfp"], ships["jobs"]):
+            assert COMPILED_FILES[name].job in (None, *ships["jobs"]), (release, name)
+    assert "run8_kfold_trainjob-kfp2.5.yaml" not in supported_files(KUBEFLOW["1.11.0"]["kfp"], KUBEFLOW["1.11.0"]["jobs"])
 
 
 @pytest.mark.parametrize("doc, heading", [("README.md", "## Supported versions"), ("docs/cluster.md", "## Supported versions")])

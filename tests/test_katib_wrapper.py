@@ -134,7 +134,7 @@ def container_level_only(manifest: dict) -> dict:
 
 
 def test_the_sidecar_runs_as_the_training_uid_only_with_a_pod_level_security_context():
-    for manifest in yaml.safe_load_all("\n---\n".join(p.read_text() for p in sorted(sweep.MANIFEST_DIR.glob("receiptflow-*.yaml")))):
+    for manifest in yaml.safe_load_all("\n---\n".join(p.read_text() for p in sorted(sweep.MANIFEST_DIR.rglob("receiptflow-*.yaml")))):
         training, collector = identities(manifest)
         assert training == collector == (1000, 1000), manifest["metadata"]["name"]
         pod = trial_pod(manifest)
@@ -259,7 +259,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0 or not SETPRIV,
 @needs_root
 @pytest.mark.parametrize("stem", ["receiptflow-run8-sweep", "receiptflow-run8-sweep-ddp"])
 def test_an_early_stopped_trial_ends_as_early_stopped(stem, world):
-    manifest = yaml.safe_load((sweep.MANIFEST_DIR / f"{stem}.yaml").read_text())
+    manifest = yaml.safe_load(sweep.manifest_path(stem).read_text())
     r = early_stop(manifest, world, stem)
     assert r["killed"] == 0
     assert "SIGTERM: saved" in r["log"]  # training saved its checkpoint and exited non-zero
@@ -270,7 +270,7 @@ def test_an_early_stopped_trial_ends_as_early_stopped(stem, world):
 @pytest.mark.slow
 @needs_root
 def test_with_the_uid_on_the_containers_only_the_pod_never_ends(world):
-    manifest = container_level_only(yaml.safe_load((sweep.MANIFEST_DIR / f"{sweep.NAME}.yaml").read_text()))
+    manifest = container_level_only(yaml.safe_load(sweep.manifest_path(sweep.NAME).read_text()))
     r = early_stop(manifest, world, "container-level")
     assert r["killed"] == 0 and "Training Container was Early Stopped" in r["stdout"]
     assert "Permission denied" in r["stderr"] and r["exit"] != 0  # `echo completed > <root's file>` fails

