@@ -54,6 +54,9 @@ def register(sub) -> None:
                    help="Kubeflow profile namespace the run goes to (multi-user installs); the job build's "
                    "--param namespace is where its training jobs are created (default: the run's)")
     s.add_argument("--run-name", default=None, help="display name of the run (default: pipeline name and time)")
+    s.add_argument("--no-check", action="store_true",
+                   help="skip `receiptflow cluster check` of the namespace, which runs first where this machine has "
+                   "Kubernetes credentials (kubeconfig or in-cluster)")
     s.add_argument("--target", choices=("kfp-2.14", "kfp-2.5"), default="kfp-2.14",
                    help="the build to run: kfp-2.14 (KFP backend >= 2.14, Kubeflow 1.11+; default) or kfp-2.5 (KFP "
                    "2.5.0, Kubeflow 1.10.1+: 5 folds, no folds/minio_secret/node_selector/tolerations parameters; "
@@ -162,7 +165,7 @@ def _submit(args) -> int:
 
     url, run_id = submit(args.host, _params(args), experiment=args.experiment, namespace=args.namespace,
                          run_name=args.run_name, resume=args.resume is not None, target=args.target,
-                         fixed=_fixed(args, (args.target,)), trainings=args.trainings)
+                         fixed=_fixed(args, (args.target,)), trainings=args.trainings, preflight=not args.no_check)
     print(url)
     print(f"run id {run_id}: if the run fails, submit it again with --resume {run_id} (its trainings continue from "
           "their checkpoints)", flush=True)

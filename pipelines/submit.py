@@ -3,6 +3,7 @@
 PyTorchJob (`trainings="job"`, docs/distributed.md)."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -126,10 +127,10 @@ def auth_hint(used: str) -> str:
     return hint
 
 
-def probe(host: str, auth: dict, used: str) -> None:
-    """One GET of the KFP API's healthz with the credentials, before kfp.Client: the client would retry a 401 for
-    20 s and report a timeout, and it takes a login page (oauth2-proxy sends a request without a session to Dex)
-    for an answer, creating a "run" with no id."""
+def healthz(host: str, auth: dict, used: str) -> dict:
+    """The KFP API's healthz answer (its `tag_name` is the backend's version), by one GET with the credentials,
+    before kfp.Client: the client would retry a 401 for 20 s and report a timeout, and it takes a login page
+    (oauth2-proxy sends a request without a session to Dex) for an answer, creating a "run" with no id."""
     import urllib3
 
     headers = {"Cookie": auth["cookies"]} if "cookies" in auth else {}
@@ -146,16 +147,44 @@ def probe(host: str, auth: dict, used: str) -> None:
         where = f" (redirected to {resp.headers['Location'][:80]})" if resp.headers.get("Location") else ""
         raise DataError(f"{host}: answered {resp.status} {resp.headers.get('Content-Type', '')}{where}, not the KFP "
                         f"API: a login page? {auth_hint(used)}")
+    try:
+        answer = json.loads(resp.data or b"{}")
+    except ValueError:
+        raise DataError(f"{host}: its healthz answer is not JSON, not the KFP API") from None
+    return answer if isinstance(answer, dict) else {}
+
+
+def cluster_preflight(*, namespace: str | None, trainings: str, training_backend: str | None,
+                      training_runtime: str | None, minio_secret: str | None, output_uri: str | None, host: str,
+                      target: str) -> None:
+    """`receiptflow cluster check` for this run, where this machine has Kubernetes credentials (a note otherwise):
+    its problems stop the submit, in one line each."""
+    from pipelines.cluster_check import check, connect
+
+    try:
+        kube, namespace = connect(namespace)
+    except DataError as exc:
+        print(f"note: cluster check skipped: {exc}", file=sys.stderr, flush=True)
+        return
+    report = check(kube, namespace, trainings=trainings, training_backend=training_backend if trainings == "job" else None,
+                   training_runtime=training_runtime or "TrainingRuntime/receiptflow-torch",
+                   minio_secret=minio_secret or "receiptflow-minio", output_uri=output_uri, host=host, target=target)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    if report.problems:
+        raise DataError(f"cluster check of namespace {namespace}: {len(report.problems)} problem(s), nothing submitted "
+                        "(--no-check submits anyway):\n  " + "\n  ".join(report.problems))
 
 
 def submit(host: str | None, params: dict, *, experiment: str = "receiptflow", namespace: str | None = None,
            run_name: str | None = None, resume: bool = False, target: str = DEFAULT_TARGET,
-           fixed=None, trainings: str = "task") -> tuple[str, str]:
+           fixed=None, trainings: str = "task", preflight: bool = True) -> tuple[str, str]:
     """Create the run; returns its URL in the Kubeflow UI and its run id (the `run_id` parameter, else
     the KFP run's id: what `--resume` takes). `resume`: params["run_id"] names a failed run whose
     checkpoints must exist where this machine can see the store (pipelines/resume.py). `target` and
     `trainings`: the build (`build`); `fixed` (run8_kfold.Fixed) sets the kfp-2.5 build's Secret and
-    placement. Every parameter is checked against that build's signature before any request."""
+    placement. Every parameter is checked against that build's signature before any request; `preflight`
+    runs `receiptflow cluster check` for the run first (cluster_preflight)."""
     import kfp
 
     from pipelines.params import check_params, check_run, complete
@@ -173,7 +202,13 @@ def submit(host: str | None, params: dict, *, experiment: str = "receiptflow", n
     host = resolve_host(host)
     auth, used = credentials()
     print(f"submitting to {host} with {used}", file=sys.stderr, flush=True)
-    probe(host, auth, used)
+    healthz(host, auth, used)
+    if preflight:
+        full = complete(params, pipeline)
+        secret = fixed.minio_secret if target == "kfp-2.5" and fixed is not None else full.get("minio_secret")
+        cluster_preflight(namespace=full.get("namespace") or namespace, trainings=trainings,
+                          training_backend=full.get("training_backend"), training_runtime=full.get("training_runtime"),
+                          minio_secret=secret, output_uri=full.get("output_uri"), host=host, target=target)
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 

@@ -154,7 +154,7 @@ def trial_from_katib(obj: dict, *, objective: str | None = None, maximize: bool 
                  status=status_from_conditions(status.get("conditions")), metrics=metrics)
 
 
-def _load_kube_config() -> None:
+def load_kube_config() -> None:
     import os
 
     from kubernetes import config
@@ -171,7 +171,7 @@ def katib_api():
     """A CustomObjectsApi for Katib resources (in-cluster service account, else the kubeconfig)."""
     from kubernetes import client
 
-    _load_kube_config()
+    load_kube_config()
     return client.CustomObjectsApi()
 
 
@@ -218,7 +218,7 @@ def list_trials(experiment: str, namespace: str = "kubeflow") -> list[Trial]:
     except ImportError as e:  # pragma: no cover - kubernetes is a dependency
         raise RuntimeError(f"listing trials of Experiment {namespace}/{experiment} needs the kubernetes client: {e}") from e
     try:
-        _load_kube_config()
+        load_kube_config()
         api = client.CustomObjectsApi()
         resp = api.list_namespaced_custom_object(
             KATIB_GROUP, KATIB_VERSION, namespace, KATIB_TRIALS,
