@@ -22,9 +22,9 @@ def publish(
     job_id: str,
     summary: Output[Markdown],
 ) -> str:
-    """Copy submission.csv, ensemble.json, the models (best.pt, metrics.jsonl, summary.json of the
-    replication and every fold), decision.md and summary.md under the run's prefix (s3:// or a
-    folder); returns that prefix. The summary holds the decision, the trainings, the ensemble's
+    """Copy submission.csv, ensemble.json, the models (best.pt, model.onnx: `receiptflow export` of it, for
+    onnxruntime, metrics.jsonl, summary.json of the replication and every fold), decision.md and summary.md
+    under the run's prefix (s3:// or a folder); returns that prefix. The summary holds the decision, the trainings, the ensemble's
     report (method, candidates, test gain) and every item the dataset's validation skipped."""
     import json
     import shutil
@@ -32,6 +32,7 @@ def publish(
     from pathlib import Path
 
     from components.common import run_prefix
+    from model.onnx_model import export
     from model.report import table
     from model.storage import upload
 
@@ -44,6 +45,7 @@ def publish(
         trained = [json.loads((Path(m.path) / "summary.json").read_text()) for m in [replication, *models]]
         for m, info in zip([replication, *models], trained):
             shutil.copytree(m.path, stage / "models" / info["task"])
+            export(stage / "models" / info["task"] / "best.pt", stage / "models" / info["task"] / "model.onnx")
 
         scores = dict(ensemble_metrics.metadata)
         rows = []
@@ -60,7 +62,8 @@ def publish(
                       *skipped, ""]
         else:
             lines += ["# Data", "", "Every image and word passed validation.", ""]
-        lines += [f"Published to `{prefix}/`: submission.csv, ensemble.json, models/, decision.md, summary.md.", ""]
+        lines += [f"Published to `{prefix}/`: submission.csv, ensemble.json, models/ (best.pt and model.onnx per "
+                  "training), decision.md, summary.md.", ""]
         text = "\n".join(lines)
         (stage / "summary.md").write_text(text, encoding="utf-8")
         with open(summary.path, "w", encoding="utf-8") as f:

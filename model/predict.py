@@ -1,6 +1,7 @@
 """Prediction: images → UFO JSON of word polygons in original pixels.
 
     receiptflow predict runs/run8/best.pt DATA_OR_IMAGES -o predictions.json [--tta] [--scores] [--maps DIR]
+    receiptflow predict model.onnx DATA_OR_IMAGES -o predictions.json     # `receiptflow export`'s file, onnxruntime
 
 Batches go through the network once (or twice with horizontal-flip test-time augmentation, the
 two probability maps averaged), then `model.postprocess` turns each probability map into
@@ -84,9 +85,15 @@ def on_image(detections: list[Detection], width: int, height: int) -> list[Detec
 
 
 def load_model(checkpoint: str | Path, overrides: list[str] = ()) -> tuple[torch.nn.Module, DictConfig]:
-    """The network of a checkpoint, and its config with `overrides` (dotted key=value) applied."""
+    """The network of a checkpoint, and its config with `overrides` (dotted key=value) applied; for a `.onnx`
+    file (`receiptflow export`), an onnxruntime session standing in for the network (model.onnx_model)."""
     from model.config import apply_overrides
 
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        from model.onnx_model import OnnxDetector
+
+        detector = OnnxDetector(checkpoint)
+        return detector, apply_overrides(detector.cfg, list(overrides))
     saved = load_checkpoint(checkpoint)
     cfg = apply_overrides(OmegaConf.create(saved["config"]), list(overrides))
     cfg.models.encoder.pretrained = False  # the checkpoint holds the weights
@@ -135,7 +142,8 @@ def predict(checkpoint, source, *, split: str = "test", overrides=(), tta_flip: 
     `Images`; with `maps_dir`, each image's probability map is also stored there (`model.probmaps`:
     `<image>.png` + `<image>.json`, maps of the same names replaced)."""
     model, cfg = load_model(checkpoint, overrides)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    onnx = Path(checkpoint).suffix.lower() == ".onnx"  # onnxruntime's CPU provider
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"))
     model.to(dev)
     data = image_split(source, split)
     for problem in data.report.problems:

@@ -296,6 +296,16 @@ def test_unrolled_publish_and_choose_config_give_what_the_real_ones_give(tmp_pat
         plan[0][k] for k in ("config", "lr", "weight_decay", "t_max", "eta_min"))
     assert Path(decisions[0].path).read_text() == Path(decisions[1].path).read_text()
 
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from model.checkpoint import save_checkpoint
+    from model.config import load_config
+    from model.net import build_model
+
+    cfg = load_config(["preset=cpu_tiny"])  # publish exports each best.pt to ONNX: a real (untrained) checkpoint
+    save_checkpoint(tmp_path / "best.pt", {"model": build_model(cfg.models).state_dict(), "config": OmegaConf.to_container(cfg)})
     models = []
     for fold in range(-1, 5):
         folder = tmp_path / "models" / str(fold)
@@ -303,7 +313,7 @@ def test_unrolled_publish_and_choose_config_give_what_the_real_ones_give(tmp_pat
         task = "replication" if fold < 0 else f"fold_{fold}"
         best = {"epoch": 1, "val/hmean": 0.5 + fold / 100, "val/precision": 0.6, "val/recall": 0.4}
         (folder / "summary.json").write_text(json.dumps({"task": task, "fold": fold, "best": best, "history": [best]}))
-        (folder / "best.pt").write_bytes(b"weights")
+        shutil.copy(tmp_path / "best.pt", folder / "best.pt")
         models.append(_artifact(Model, folder))
     inputs = {}
     for name, text in (("submission", "img,poly\n"), ("fused", "{}"), ("data_report", "- a.jpg: skipped\n"),
@@ -321,7 +331,7 @@ def test_unrolled_publish_and_choose_config_give_what_the_real_ones_give(tmp_pat
 
     real = run(publish.python_func, "real", models=models[1:])
     wrapped = run(unrolled.publish.python_func, "wrapped", **{f"models_{i}": m for i, m in enumerate(models[1:])})
-    assert wrapped == real and "models/fold_4/best.pt" in real[0] and "| fold_4 |" in real[1]
+    assert wrapped == real and {"models/fold_4/best.pt", "models/fold_4/model.onnx"} <= set(real[0]) and "| fold_4 |" in real[1]
     assert "# Ensemble\n\nMethod: **map fusion, thresh 0.29, box_thresh 0.25**\n" in real[1]  # the ensemble's report
 
 

@@ -288,7 +288,8 @@ def test_local_run_end_to_end_publishes_to_s3(tiny_data, tmp_path, s3_server):
 
     keys = {o.object_name for o in s3_server.client().list_objects(s3_server.bucket, prefix="runs/e2e/", recursive=True)}
     expected = {"submission.csv", "ensemble.json", "decision.md", "summary.md"} | {
-        f"models/{t}/{f}" for t in ("replication", "fold_0", "fold_1") for f in ("best.pt", "metrics.jsonl", "summary.json")} | {
+        f"models/{t}/{f}" for t in ("replication", "fold_0", "fold_1")
+        for f in ("best.pt", "model.onnx", "metrics.jsonl", "summary.json")} | {
         f"checkpoints/{t}/last.pt" for t in ("replication", "fold_0", "fold_1")}
     assert expected <= {k.removeprefix("runs/e2e/") for k in keys}
     assert not [k for k in keys if ".receiptflow-tmp" in k]
@@ -304,6 +305,10 @@ def test_local_run_end_to_end_publishes_to_s3(tiny_data, tmp_path, s3_server):
     assert hmean > 0.3  # measured 0.67
     assert set(json.loads((got / "ensemble.json").read_text())["images"]) == set(tests)
     assert "Replication (Run 8) val/hmean" in (got / "decision.md").read_text()
+    # each published model also runs without its checkpoint: the .onnx predicts the test images through onnxruntime
+    from model.predict import predict
+
+    assert set(predict(got / "models" / "fold_1" / "model.onnx", tiny_data, split="test")) == set(tests)
     summary = json.loads((got / "models" / "fold_1" / "summary.json").read_text())
     assert summary["fold"] == 1 and summary["preset"] == "cpu_tiny" and len(summary["history"]) == 8
 

@@ -279,6 +279,20 @@ def test_missing_bucket_is_one_error_before_any_transfer_and_no_retry(s3_server,
 # ---------------------------------------------------------------------------------- 4. publish
 
 
+def tiny_checkpoint(path: Path, seed: int) -> None:
+    """A real (untrained) cpu_tiny checkpoint: publish exports every best.pt to ONNX."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from model.checkpoint import save_checkpoint
+    from model.config import load_config
+    from model.net import build_model
+
+    cfg = load_config(["preset=cpu_tiny"])
+    torch.manual_seed(seed)
+    save_checkpoint(path, {"model": build_model(cfg.models).state_dict(), "config": OmegaConf.to_container(cfg)})
+
+
 def publish_inputs(root: Path) -> dict:
     from kfp.dsl import Artifact, Markdown, Metrics, Model
 
@@ -298,7 +312,7 @@ def publish_inputs(root: Path) -> dict:
     for i, (task, fold) in enumerate([("replication", -1), ("fold_0", 0), ("fold_1", 1)]):
         d = root / task
         d.mkdir()
-        (d / "best.pt").write_bytes(blob(1024 * 1024 + i, seed=10 + i))
+        tiny_checkpoint(d / "best.pt", seed=10 + i)  # ~0.65 MB; publish adds its ~0.6 MB model.onnx
         (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "val/hmean": 0.9 + e / 100}) + "\n" for e in (1, 2)))
         (d / "summary.json").write_text(json.dumps({
             "task": task, "fold": fold, "history": [{"epoch": 1}, {"epoch": 2}],
@@ -321,9 +335,13 @@ def publish_inputs(root: Path) -> dict:
 def expected_publication(root: Path, summary_md: Path) -> dict[str, bytes]:
     out = {name: (root / name).read_bytes() for name in ("submission.csv", "ensemble.json", "decision.md")}
     out["summary.md"] = summary_md.read_bytes()
+    from model.onnx_model import export
+
     for task in ("replication", "fold_0", "fold_1"):
         for name in ("best.pt", "metrics.jsonl", "summary.json"):
             out[f"models/{task}/{name}"] = (root / task / name).read_bytes()
+        export(root / task / "best.pt", summary_md.parent / f"{task}.onnx")  # the export is deterministic
+        out[f"models/{task}/model.onnx"] = (summary_md.parent / f"{task}.onnx").read_bytes()
     return out
 
 

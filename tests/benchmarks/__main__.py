@@ -21,6 +21,7 @@ BENCHMARKS = {
     "DDP scaling (1 vs 2 gloo ranks)": "bench_ddp",
     "validation (CLEval pool vs in-process)": "bench_validation",
     "CLI start-up": "bench_cli",
+    "ONNX (torch eager vs onnxruntime, 2 threads)": "bench_onnx",
 }
 
 NO_SROIE = {"bench_metrics", "bench_postprocess"}  # reference vectors in tests/fixtures

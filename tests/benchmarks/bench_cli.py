@@ -31,7 +31,8 @@ HELP = (
     [], ["synth"], ["convert"], ["check"], ["split"], ["config"], ["config", "show"], ["train"], ["eval"],
     ["predict"], ["score"], ["submit"], ["ensemble"], ["data"], ["data", "pull"],
     ["pipeline"], ["pipeline", "compile"], ["pipeline", "submit"], ["pipeline", "run"],
-    ["sweep"], ["sweep", "render"], ["sweep", "report"], ["sweep", "replay"], ["earlystop", "serve"],
+    ["sweep"], ["sweep", "render"], ["sweep", "report"], ["sweep", "replay"], ["earlystop", "serve"], ["export"],
+    ["cluster", "check"],
 )
 # the console script's work, and which heavy packages it left loaded (stderr, last line)
 PROGRAM = (
