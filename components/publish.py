@@ -23,8 +23,9 @@ def publish(
     summary: Output[Markdown],
 ) -> str:
     """Copy submission.csv, ensemble.json, the models (best.pt, model.onnx: `receiptflow export` of it, for
-    onnxruntime, metrics.jsonl, summary.json of the replication and every fold), decision.md and summary.md
-    under the run's prefix (s3:// or a folder); returns that prefix. The summary holds the decision, the trainings, the ensemble's
+    onnxruntime, metrics.jsonl, summary.json of the replication and every fold; models/ensemble.json: how the
+    chosen ensemble fuses which of them), decision.md and summary.md under the run's prefix (s3:// or a folder);
+    returns that prefix. The summary holds the decision, the trainings, the ensemble's
     report (method, candidates, test gain) and every item the dataset's validation skipped."""
     import json
     import shutil
@@ -32,6 +33,7 @@ def publish(
     from pathlib import Path
 
     from components.common import run_prefix
+    from model.calibrate import deployment
     from model.onnx_model import export
     from model.report import table
     from model.storage import upload
@@ -46,6 +48,9 @@ def publish(
         for m, info in zip([replication, *models], trained):
             shutil.copytree(m.path, stage / "models" / info["task"])
             export(stage / "models" / info["task"] / "best.pt", stage / "models" / info["task"] / "model.onnx")
+        # how to fuse the fold models as this run did (method, members, settings), for serving them (docs/deploy.md)
+        plan = deployment(fused.metadata, [info["task"] for info in trained[1:]])
+        (stage / "models" / "ensemble.json").write_text(json.dumps(plan, indent=1) + "\n", encoding="utf-8")
 
         scores = dict(ensemble_metrics.metadata)
         rows = []
@@ -63,7 +68,7 @@ def publish(
         else:
             lines += ["# Data", "", "Every image and word passed validation.", ""]
         lines += [f"Published to `{prefix}/`: submission.csv, ensemble.json, models/ (best.pt and model.onnx per "
-                  "training), decision.md, summary.md.", ""]
+                  "training; models/ensemble.json: how to fuse them), decision.md, summary.md.", ""]
         text = "\n".join(lines)
         (stage / "summary.md").write_text(text, encoding="utf-8")
         with open(summary.path, "w", encoding="utf-8") as f:

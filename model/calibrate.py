@@ -118,6 +118,31 @@ def candidates(k: int, thresh: float, box_thresh: float, *, ranking: Sequence[in
     return out
 
 
+def deployment(chosen: Mapping, members: Sequence[str]) -> dict:
+    """How to fuse the published models as the run did, for models/ensemble.json: `chosen` is the ensemble
+    artifact's metadata (the chosen candidate's method and options, folds by position), `members` the fold models'
+    folders in position order."""
+    o = dict(chosen)
+    method = o.get("method")
+    if method == "maps":
+        picked, settings = [members[int(i)] for i in o["folds"]], {"thresh": o["thresh"], "box_thresh": o["box_thresh"]}
+        how = (f"map fusion: each member's probability map on the same canvas (`receiptflow predict MEMBER IMAGES -o "
+               f"P.json --maps DIR`), averaged with equal weights and post-processed once: `receiptflow ensemble --mode "
+               f"maps --thresh {o['thresh']:g} --box-thresh {o['box_thresh']:g} -o OUT.json DIR...`")
+    elif method == "boxes":
+        picked, settings = list(members), {"min_vote": o["min_vote"], "iou": o["iou"]}
+        how = (f"box voting: every member's words (`receiptflow predict MEMBER IMAGES -o P.json`), kept where "
+               f"{o['min_vote']} agree at IoU {o['iou']:g}: `receiptflow ensemble --min-vote {o['min_vote']} "
+               f"--iou {o['iou']:g} -o OUT.json P...`")
+    elif method == "fold":
+        picked, settings = [members[int(o["fold"])]], {}
+        how = "one model alone: `receiptflow predict MEMBER IMAGES -o OUT.json`"
+    else:
+        raise DataError(f"the ensemble's metadata names no method this receiptflow knows: {o}")
+    return {"method": method, "members": [f"{m}/model.onnx" for m in picked], "settings": settings,
+            "chosen_on": o.get("calibration"), "how": how}
+
+
 def rank_folds(scored: Sequence["Scored"]) -> list[int]:
     """Fold positions by calibration hmean, best first (ties: lower position first)."""
     singles = [(s.candidate.options["fold"], s.hmean) for s in scored if s.candidate.method == "fold"]

@@ -319,7 +319,8 @@ def test_unrolled_publish_and_choose_config_give_what_the_real_ones_give(tmp_pat
     for name, text in (("submission", "img,poly\n"), ("fused", "{}"), ("data_report", "- a.jpg: skipped\n"),
                        ("ensemble_report", "# Ensemble\n\nMethod: **map fusion, thresh 0.29, box_thresh 0.25**\n")):
         (tmp_path / name).write_text(text)
-        inputs[name] = _artifact(Markdown if name.endswith("report") else Artifact, tmp_path / name)
+        inputs[name] = _artifact(Markdown if name.endswith("report") else Artifact, tmp_path / name,
+                                 {"method": "fold", "fold": 2, "calibration": "val"} if name == "fused" else None)
     common = dict(**inputs, replication=models[0], decision=decisions[0], output_uri=str(tmp_path / "out"), job_id="",
                   ensemble_metrics=_artifact(Metrics, tmp_path / "m", metadata={"test/hmean_fold_0": 0.7}))
 
@@ -331,7 +332,7 @@ def test_unrolled_publish_and_choose_config_give_what_the_real_ones_give(tmp_pat
 
     real = run(publish.python_func, "real", models=models[1:])
     wrapped = run(unrolled.publish.python_func, "wrapped", **{f"models_{i}": m for i, m in enumerate(models[1:])})
-    assert wrapped == real and {"models/fold_4/best.pt", "models/fold_4/model.onnx"} <= set(real[0]) and "| fold_4 |" in real[1]
+    assert wrapped == real and {"models/fold_4/best.pt", "models/fold_4/model.onnx", "models/ensemble.json"} <= set(real[0]) and "| fold_4 |" in real[1]
     assert "# Ensemble\n\nMethod: **map fusion, thresh 0.29, box_thresh 0.25**\n" in real[1]  # the ensemble's report
 
 

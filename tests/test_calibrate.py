@@ -229,3 +229,19 @@ def test_unrolled_ensemble_gives_what_the_real_one_gives(tmp_path):
     # fold 3 holds half of fold 1's words and nothing else: the two folds' mean finds every word, and
     # ties go to map fusion before a single fold
     assert seen(wrapped) == seen(real) and real[0] == "map fusion of folds 1, 3 (thresh 0.29, box_thresh 0.25)"
+
+
+def test_the_deployment_plan_names_the_chosen_members_and_how_to_fuse_them():
+    """models/ensemble.json (published by the pipeline): folds by position become the members' model files."""
+    from model.calibrate import deployment
+
+    tasks = ["fold_0", "fold_1", "fold_2"]
+    plan = deployment({"method": "maps", "folds": [2, 0], "thresh": 0.26, "box_thresh": 0.3, "calibration": "val"}, tasks)
+    assert plan["members"] == ["fold_2/model.onnx", "fold_0/model.onnx"]
+    assert plan["settings"] == {"thresh": 0.26, "box_thresh": 0.3} and plan["chosen_on"] == "val"
+    assert "--mode maps --thresh 0.26 --box-thresh 0.3" in plan["how"]
+    plan = deployment({"method": "boxes", "min_vote": 2, "iou": 0.5, "calibration": "none"}, tasks)
+    assert plan["members"] == [f"{t}/model.onnx" for t in tasks] and "--min-vote 2 --iou 0.5" in plan["how"]
+    assert deployment({"method": "fold", "fold": 1}, tasks)["members"] == ["fold_1/model.onnx"]
+    with pytest.raises(DataError, match="names no method"):
+        deployment({}, tasks)

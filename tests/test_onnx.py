@@ -50,9 +50,9 @@ def maps(model_path, root, size: int) -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("preset", ["cpu_tiny", "cpu_receipts"])
+@pytest.mark.parametrize("preset", ["cpu_tiny", "cpu_receipts", "lite2_960"])
 def test_onnx_maps_equal_the_torch_models_on_real_receipts_at_several_sizes(tmp_path, sroie_root, preset):
-    """cpu_tiny's encoder and the ImageNet Lite0 of cpu_receipts (TensorFlow 'same' padding, timm's Conv2dSame,
+    """cpu_tiny's encoder and the ImageNet Lite0/Lite2 of cpu_receipts/lite2_960 (TensorFlow 'same' padding, timm's Conv2dSame,
     whose pads the tracer fixes: the same for every multiple of 32)."""
     ckpt = preset_checkpoint(tmp_path, preset)
     assert main(["export", str(ckpt), "-o", str(tmp_path / "m.onnx")]) == 0

@@ -289,7 +289,7 @@ def test_local_run_end_to_end_publishes_to_s3(tiny_data, tmp_path, s3_server):
     keys = {o.object_name for o in s3_server.client().list_objects(s3_server.bucket, prefix="runs/e2e/", recursive=True)}
     expected = {"submission.csv", "ensemble.json", "decision.md", "summary.md"} | {
         f"models/{t}/{f}" for t in ("replication", "fold_0", "fold_1")
-        for f in ("best.pt", "model.onnx", "metrics.jsonl", "summary.json")} | {
+        for f in ("best.pt", "model.onnx", "metrics.jsonl", "summary.json")} | {"models/ensemble.json"} | {
         f"checkpoints/{t}/last.pt" for t in ("replication", "fold_0", "fold_1")}
     assert expected <= {k.removeprefix("runs/e2e/") for k in keys}
     assert not [k for k in keys if ".receiptflow-tmp" in k]
@@ -309,6 +309,9 @@ def test_local_run_end_to_end_publishes_to_s3(tiny_data, tmp_path, s3_server):
     from model.predict import predict
 
     assert set(predict(got / "models" / "fold_1" / "model.onnx", tiny_data, split="test")) == set(tests)
+    plan = json.loads((got / "models" / "ensemble.json").read_text())  # how to fuse them: the run's own choice
+    assert plan["chosen_on"] == "val" and plan["members"] and all((got / "models" / m).is_file() for m in plan["members"])
+    assert plan["method"] in ("maps", "boxes", "fold")
     summary = json.loads((got / "models" / "fold_1" / "summary.json").read_text())
     assert summary["fold"] == 1 and summary["preset"] == "cpu_tiny" and len(summary["history"]) == 8
 

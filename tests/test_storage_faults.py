@@ -293,6 +293,9 @@ def tiny_checkpoint(path: Path, seed: int) -> None:
     save_checkpoint(path, {"model": build_model(cfg.models).state_dict(), "config": OmegaConf.to_container(cfg)})
 
 
+FUSED = {"method": "maps", "folds": [1, 0], "thresh": 0.29, "box_thresh": 0.25, "calibration": "val"}  # the ensemble's choice
+
+
 def publish_inputs(root: Path) -> dict:
     from kfp.dsl import Artifact, Markdown, Metrics, Model
 
@@ -320,7 +323,7 @@ def publish_inputs(root: Path) -> dict:
         models[task] = art(Model, task, d)
     return dict(
         submission=art(Artifact, "submission", root / "submission.csv"),
-        fused=art(Artifact, "fused", root / "ensemble.json"),
+        fused=art(Artifact, "fused", root / "ensemble.json", metadata=FUSED),
         replication=models["replication"],
         models=[models["fold_0"], models["fold_1"]],
         decision=art(Markdown, "decision", root / "decision.md"),
@@ -335,6 +338,7 @@ def publish_inputs(root: Path) -> dict:
 def expected_publication(root: Path, summary_md: Path) -> dict[str, bytes]:
     out = {name: (root / name).read_bytes() for name in ("submission.csv", "ensemble.json", "decision.md")}
     out["summary.md"] = summary_md.read_bytes()
+    from model.calibrate import deployment
     from model.onnx_model import export
 
     for task in ("replication", "fold_0", "fold_1"):
@@ -342,6 +346,7 @@ def expected_publication(root: Path, summary_md: Path) -> dict[str, bytes]:
             out[f"models/{task}/{name}"] = (root / task / name).read_bytes()
         export(root / task / "best.pt", summary_md.parent / f"{task}.onnx")  # the export is deterministic
         out[f"models/{task}/model.onnx"] = (summary_md.parent / f"{task}.onnx").read_bytes()
+    out["models/ensemble.json"] = (json.dumps(deployment(FUSED, ["fold_0", "fold_1"]), indent=1) + "\n").encode()
     return out
 
 

@@ -1,4 +1,4 @@
-"""`receiptflow predict CHECKPOINT SOURCE -o OUT.json`: images → UFO JSON in original pixels."""
+"""`receiptflow predict CHECKPOINT|MODEL.onnx SOURCE -o OUT.json`: images → UFO JSON in original pixels."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,12 +7,13 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser(
         "predict",
-        help="detect words in images with a trained checkpoint; writes UFO JSON",
-        description="Detect words with a checkpoint (best.pt/last.pt). SOURCE is a dataset root (its --split, "
+        help="detect words in images with a trained checkpoint or its .onnx; writes UFO JSON",
+        description="Detect words with a checkpoint (best.pt/last.pt), or with the .onnx `receiptflow export` wrote "
+        "(onnxruntime on the CPU, the same pre- and post-processing). SOURCE is a dataset root (its --split, "
         "default test) or a folder of images. Extra key=value arguments override the checkpoint's config, e.g. "
         "models.head.postprocess.box_thresh=0.3.",
     )
-    p.add_argument("checkpoint", help="checkpoint written by `receiptflow train`")
+    p.add_argument("checkpoint", help="checkpoint written by `receiptflow train`, or MODEL.onnx (`receiptflow export`)")
     p.add_argument("source", help="dataset root or folder of images")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (post-processing, batch size, ...)")
     p.add_argument("-o", "--output", required=True, help="UFO JSON to write")
