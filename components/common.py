@@ -74,10 +74,10 @@ def check_run_parameters(p: dict, *, check_dataset: bool = True) -> None:
     `check_dataset=False` where the store is out of reach, e.g. a laptop submitting to a cluster).
     One DataError with the fix. Whether the checkpoint's weights fit the model is checked when each
     training starts (model.checkpoint.init_weights): that needs the model, and its weights read."""
-    from model.config import ConfigError, load_config
-    from model.errors import DataError
     from pathlib import Path
 
+    from model.config import ConfigError, load_config
+    from model.errors import DataError
     from model.s3 import is_remote
     from model.storage import exists
 

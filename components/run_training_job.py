@@ -57,12 +57,11 @@ def train_job(
 
     from kubernetes import client
 
-    from components import pods
-    from components import training_job as tj
+    from components import pods, training_job as tj
     from components.common import run_prefix, split_overrides, task_name, training_args
     from components.katib.experiments import default_namespace
-    from components.trained import export_model
     from components.katib.trials import katib_api
+    from components.trained import export_model
     from model.storage import download, upload
 
     # bad values fail here, before anything is uploaded or created (`pipeline submit` checks the same)

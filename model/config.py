@@ -27,9 +27,21 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from model.config_presets import DEFAULT_PRESET, PRESET_DIR, RESERVED, either, list_presets, load_preset, preset_name
-from model.config_schema import (AugmentSettings, Config, DatasetConfig, DecoderConfig, EncoderConfig, HeadConfig,
-                                 LossConfig, ModelsConfig, OptimizerConfig, PostprocessConfig, SchedulerConfig,
-                                 TrainerConfig, leaf_keys)
+from model.config_schema import (
+    AugmentSettings,
+    Config,
+    DatasetConfig,
+    DecoderConfig,
+    EncoderConfig,
+    HeadConfig,
+    LossConfig,
+    ModelsConfig,
+    OptimizerConfig,
+    PostprocessConfig,
+    SchedulerConfig,
+    TrainerConfig,
+    leaf_keys,
+)
 from model.config_validate import CHOICES, check_complete, validate
 from model.errors import ConfigError
 

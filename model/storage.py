@@ -51,14 +51,44 @@ from pathlib import Path, PurePosixPath
 from minio.commonconfig import ComposeSource, CopySource
 
 from model.errors import DataError
+
 # the URIs, the client and the transfer machinery live in model/s3.py and model/transfer.py; the
 # public names stay importable from here. Retry and timeout knobs (ATTEMPTS, BACKOFF_S,
 # READ_TIMEOUT_S) are read in model/s3.py: patch them there.
-from model.s3 import (DEFAULT_WORKERS, ENV_ACCESS_KEY, ENV_ENDPOINT, ENV_REGION, ENV_SECRET_KEY, ENV_SECURE,  # noqa: F401
-                      SCHEME, Remote, _join, check_key, is_remote, parse_uri)
-from model.transfer import (CHUNK, LOCAL_TMP_SUFFIX, SHA256_META, TMP_PREFIX, TransferReport, _atomic_file,  # noqa: F401
-                            _Bar, _check_no_clash, _FileProgress, _hashes, _hidden, _inside, _Item, _local_files,
-                            _meta_sha256, _run, _same, _single_target)
+from model.s3 import (  # noqa: F401
+    DEFAULT_WORKERS,
+    ENV_ACCESS_KEY,
+    ENV_ENDPOINT,
+    ENV_REGION,
+    ENV_SECRET_KEY,
+    ENV_SECURE,
+    SCHEME,
+    Remote,
+    _join,
+    check_key,
+    is_remote,
+    parse_uri,
+)
+from model.transfer import (  # noqa: F401
+    CHUNK,
+    LOCAL_TMP_SUFFIX,
+    SHA256_META,
+    TMP_PREFIX,
+    TransferReport,
+    _atomic_file,
+    _Bar,
+    _check_no_clash,
+    _FileProgress,
+    _hashes,
+    _hidden,
+    _inside,
+    _Item,
+    _local_files,
+    _meta_sha256,
+    _run,
+    _same,
+    _single_target,
+)
 
 MAX_COPY_SIZE = 5 * 1024**3  # copy_object limit; above it compose_object does the server-side copy
 

@@ -55,20 +55,19 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.checkpoint import CheckpointError, check_resume_config, init_weights, load_checkpoint, save_checkpoint
-from model.data.dataset import DetectionDataset, EpochSampler, collate, seed_worker
-from model.config import augment_config, target_options, to_yaml
-from model.data.transforms import eval_transform, train_transform
 from model import metrics_pool
+from model.checkpoint import CheckpointError, check_resume_config, init_weights, load_checkpoint, save_checkpoint
+from model.config import augment_config, target_options, to_yaml
+from model.data.dataset import DetectionDataset, EpochSampler, collate, seed_worker
+from model.data.splits import load_split
+from model.data.transforms import eval_transform, train_transform
+from model.data.ufo import write_text_atomic
+from model.errors import DataError
 from model.evaluate import validate
+from model.metric_lines import metric_lines, utc_timestamp
 from model.net import build_model
 from model.net.loss import DBLoss
-from model.data.splits import load_split
-from model.data.ufo import write_text_atomic
-from model.metric_lines import metric_lines, utc_timestamp
-from model.errors import DataError
 from model.s3 import is_remote
-
 
 CONFIG_FILE = "config.yaml"  # the run's resolved config, beside its checkpoints
 PREVIOUS = "last.prev.pt"  # the checkpoint before last.pt, kept for when last.pt turns out unreadable

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 
 from model.errors import DataError
-
 from pipelines import LOCAL_ROOT
 from pipelines.submit import TRAININGS  # a light import: kfp is imported where a pipeline is built
 

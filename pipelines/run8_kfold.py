@@ -24,7 +24,6 @@ from typing import List
 from kfp import dsl, kubernetes
 
 from components import IMAGE, pods
-
 from components.choose_config import choose_config
 from components.ensemble import ensemble
 from components.evaluate import evaluate

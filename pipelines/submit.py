@@ -9,7 +9,6 @@ import sys
 import warnings
 
 from model.errors import DataError
-
 from pipelines.compile import DEFAULT_TARGET
 
 # How `submit` authenticates, first found wins (credentials()). What a default Kubeflow install accepts, per

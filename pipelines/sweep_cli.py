@@ -96,7 +96,7 @@ def _replay(args) -> int:
     import json
     import sys
 
-    from earlystop.replay import load_curves, markdown_table, replay_all, as_json
+    from earlystop.replay import as_json, load_curves, markdown_table, replay_all
 
     try:
         curves = load_curves(args.curves)

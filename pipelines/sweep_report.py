@@ -22,10 +22,23 @@ from pathlib import Path
 
 from components.katib.trials import Trial
 from model.report import table
+
 # the statistics and the plots live in pipelines/sweep_analysis.py and pipelines/sweep_plots.py;
 # their public names stay importable from here
-from pipelines.sweep_analysis import (OUTLIER_RULE, SEED_CLAIMS, Analysis, Bucket, Stats, _fmt_num, _short,  # noqa: F401
-                                      analyze, bucketize, compare_claims, compute_stats, find_outliers)
+from pipelines.sweep_analysis import (  # noqa: F401
+    OUTLIER_RULE,
+    SEED_CLAIMS,
+    Analysis,
+    Bucket,
+    Stats,
+    _fmt_num,
+    _short,
+    analyze,
+    bucketize,
+    compare_claims,
+    compute_stats,
+    find_outliers,
+)
 from pipelines.sweep_plots import draw_plots, slug
 
 # Katib/seed parameter name (last dotted part, lower case) → training override key / pipeline parameter.

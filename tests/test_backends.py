@@ -14,8 +14,18 @@ import yaml
 from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Artifact, Input, Output
 
-from pipelines.backends import COMPILED_DIR, COMPILED_FILES, FEATURES, KUBEFLOW, features, min_backend, problems, \
-    supported_files, supported_versions_table, version
+from pipelines.backends import (
+    COMPILED_DIR,
+    COMPILED_FILES,
+    FEATURES,
+    KUBEFLOW,
+    features,
+    min_backend,
+    problems,
+    supported_files,
+    supported_versions_table,
+    version,
+)
 from pipelines.compile import K8S_DIR
 
 REPO = Path(__file__).resolve().parents[1]

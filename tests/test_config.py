@@ -7,8 +7,16 @@ import pytest
 import yaml
 
 from model.cli import main
-from model.config import (DEFAULT_PRESET, ConfigError, augment_config, leaf_keys, list_presets, load_config,
-                          target_options, to_yaml)
+from model.config import (
+    DEFAULT_PRESET,
+    ConfigError,
+    augment_config,
+    leaf_keys,
+    list_presets,
+    load_config,
+    target_options,
+    to_yaml,
+)
 from model.data.transforms import AugmentConfig
 from model.errors import DataError
 

@@ -312,11 +312,10 @@ def test_every_yaml_names_the_default_image():
 def test_the_wheel_the_images_install_carries_presets_params_compiled_pipelines_and_commands(tmp_path):
     """The images `pip install .` (not editable): data files must be package data, the pipeline
     and sweep commands entry points, or `--params-file demo` and `receiptflow sweep` break in pods."""
+    import shutil
     import subprocess
     import sys
     import zipfile
-
-    import shutil
 
     repo = Path(__file__).resolve().parents[1]
     # a clean copy of the sources, like the image's build context: a stale *.egg-info/SOURCES.txt

@@ -14,8 +14,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from model.cli import main
 from model.checkpoint import save_checkpoint
+from model.cli import main
 from model.config import load_config
 from model.net import build_model
 

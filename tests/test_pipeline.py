@@ -6,8 +6,8 @@ No `from __future__ import annotations`: kfp reads the test pipelines' annotatio
 import csv
 import io
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path

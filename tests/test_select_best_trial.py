@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from components.katib.trials import summarize, trial_from_katib, trial_parameters
-from tests.katib_trials import NAMESPACE
 from model.errors import DataError
+from tests.katib_trials import NAMESPACE
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-from model import s3, storage
+from model import s3
 from model.errors import DataError
 from model.storage import TMP_PREFIX, download, exists, upload
 from tests.test_storage import make_root, read_tree

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from earlystop import katib_medianstop as km
-from earlystop import rule
+from earlystop import katib_medianstop as km, rule
 from earlystop.replay import Curve, CurveSet, load_curves, markdown_table, replay, replay_all
 from model.cli import main
 

@@ -131,7 +131,7 @@ def test_markdown_report(seed_report):
     assert "plots/parallel_coordinates.png" in links
     for link in links:
         assert (seed_report["markdown"].parent / link).is_file(), link
-    assert sorted(seed_report["plots"]) == sorted(seed_report["markdown"].parent / l for l in links)
+    assert sorted(seed_report["plots"]) == sorted(seed_report["markdown"].parent / link for link in links)
 
 
 def test_html_is_standalone_with_embedded_pngs(seed_report):

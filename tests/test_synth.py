@@ -7,11 +7,19 @@ import shutil
 
 import cv2
 import numpy as np
-import shapely
 import pytest
+import shapely
 
 from model.cli import main
-from model.data.fonts import DEBIAN_NANUM_DIR, FONT_DIR_ENV, NO_FONT_MESSAGE, bold_variant, find_hangul_fonts, has_hangul, is_bold
+from model.data.fonts import (
+    DEBIAN_NANUM_DIR,
+    FONT_DIR_ENV,
+    NO_FONT_MESSAGE,
+    bold_variant,
+    find_hangul_fonts,
+    has_hangul,
+    is_bold,
+)
 from model.data.synth import UNLABELLED_INK, generate_receipt, split_counts, write_synthetic_dataset
 from model.data.ufo import SPLITS, DatasetRoot, read_ufo
 from model.errors import DataError

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from components.katib.trials import Trial, best_trial, list_trials, load_trials, rank_trials, status_from_conditions, trial_from_katib
+from components.katib.trials import (
+    Trial,
+    best_trial,
+    list_trials,
+    load_trials,
+    rank_trials,
+    status_from_conditions,
+    trial_from_katib,
+)
 from model.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -43,10 +51,9 @@ def test_fixtures_are_what_katib_makes_of_our_experiment():
     import subprocess
     import sys
 
+    from components import DEFAULT_IMAGE, IMAGE
     from model.metric_lines import KATIB_METRICS_FILTER
     from pipelines.sweep import NAME
-
-    from components import DEFAULT_IMAGE, IMAGE
     from tests.katib_trials import build
 
     if IMAGE == DEFAULT_IMAGE:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+
 def placement(rng: np.random.Generator, pw: int, ph: int, out_w: int, out_h: int) -> np.ndarray:
     """Homography paper -> image: rotation, a little scale and perspective, random position."""
     angle = float(np.clip(rng.normal(0, 2.5), -8, 8)) if rng.random() < 0.85 else float(rng.uniform(-1, 1))

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from model.errors import ConfigError
 from model.net.backbone import Backbone, load_weights, read_state_dict
 from model.net.decoder import UNetDecoder
 from model.net.head import DBHead
 from model.net.loss import DBLoss
-from model.errors import ConfigError
 
 __all__ = ["DBNet", "DBLoss", "Backbone", "UNetDecoder", "DBHead", "build_model", "load_weights", "read_state_dict"]
 

@@ -60,7 +60,7 @@ def _worker(root: str) -> None:
     from model.data.transforms import train_transform
     from model.net import build_model
     from model.net.loss import DBLoss
-    from model.train import _loader, _runtime, _stop_agreed, _Stop
+    from model.train import _loader, _runtime, _Stop, _stop_agreed
 
     torch.set_num_threads(1)
     cfg = load_config(["preset=cpu_tiny", f"dataset.root={root}", "dataset.num_workers=0"])

@@ -25,14 +25,13 @@ THREADS = 2
 
 
 def run(root: Path) -> dict:
+    import torch
     from omegaconf import OmegaConf
 
     from model.checkpoint import save_checkpoint
     from model.config import load_config
     from model.net import build_model
     from model.onnx_model import export
-
-    import torch
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
