@@ -1,4 +1,4 @@
-"""choose_config: the seed's rule (DESIGN.md §1) — keep Run 8 when its replication scores well
+"""choose_config: the seed's rule (docs/design.md §1) — keep Run 8 when its replication scores well
 enough, else fall back to Run 3 — with the decision written as Markdown."""
 
 from typing import List

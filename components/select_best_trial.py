@@ -1,5 +1,5 @@
 """select_best_trial: a finished Katib Experiment's best trial by absolute metric, early-stopped
-trials included (the seed's lesson, DESIGN.md §1), as the replication's hyperparameters."""
+trials included (the seed's lesson, docs/design.md §1), as the replication's hyperparameters."""
 
 from typing import NamedTuple
 

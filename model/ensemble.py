@@ -1,4 +1,4 @@
-"""Voting ensemble of K prediction sets of the same images (the seed's 5-fold plan, DESIGN.md §1).
+"""Voting ensemble of K prediction sets of the same images (the seed's 5-fold plan, docs/design.md §1).
 
     fused = ensemble([fold0, fold1, fold2, fold3, fold4], min_vote=3, iou=0.5)
 

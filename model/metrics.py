@@ -1,4 +1,4 @@
-"""CLEval detection H-Mean, the competition metric behind `val/hmean` (DESIGN.md §1), exactly.
+"""CLEval detection H-Mean, the competition metric behind `val/hmean` (docs/design.md §1), exactly.
 
 CLEval (Baek et al., 2020, arXiv:2006.06244) scores detection per character instead of per box. As
 the competition's baseline runs it (every box a general polygon, no transcriptions), for one image:

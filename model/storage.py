@@ -1,4 +1,4 @@
-"""`s3://bucket/key` URIs and local paths, moved through the `minio` client (DESIGN.md §6).
+"""`s3://bucket/key` URIs and local paths, moved through the `minio` client (docs/design.md §6).
 
 `upload(src, dst)` and `download(src, dst)` copy one file or a whole folder / key prefix, in
 parallel, with a byte progress bar. Objects that already match (same size and sha256) are

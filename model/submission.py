@@ -1,4 +1,4 @@
-"""The leaderboard submission CSV (DESIGN.md §3): UFO predictions -> CSV, CSV -> UFO, and its check.
+"""The leaderboard submission CSV (docs/design.md §3): UFO predictions -> CSV, CSV -> UFO, and its check.
 
 Format: header ``filename,polygons``; one row per test image; ``polygons`` is the image's polygons
 joined by ``|``, each ``x1 y1 x2 y2 ...`` in integers; an image without words has an empty field.

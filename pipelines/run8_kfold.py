@@ -1,4 +1,4 @@
-"""The seed's plan as one Kubeflow pipeline (DESIGN.md §1, §4): `run8-kfold`.
+"""The seed's plan as one Kubeflow pipeline (docs/design.md §1, §4): `run8-kfold`.
 
     validate_run → prepare_dataset → split_folds (val held out) → train replication (Run 8) → evaluate
       → choose_config → ParallelFor folds: train + predict test and val → ensemble (Collected: method

@@ -3,7 +3,7 @@
     receiptflow sweep render              # -> manifests/katib/[<trial kind>/]<stem>.yaml (checked in; drift-tested)
     kubectl apply -n NS -f manifests/katib/receiptflow-run8-sweep.yaml   # no namespace is rendered
 
-Bayesian optimization (Katib's skopt service) over the seed's search space (DESIGN.md §1),
+Bayesian optimization (Katib's skopt service) over the seed's search space (docs/design.md §1),
 objective ``val/hmean`` (maximize), early stopping by our `medianstop-floor` service (or Katib's
 `medianstop`; see early_stopping()), 12 trials. A trial is a batch/v1 Job on one GPU (`experiment`), a PyTorchJob whose Master runs one
 process per GPU through ``torch.distributed.run`` (`pytorchjob_experiment`, Training Operator v1:
@@ -89,7 +89,7 @@ BAYES_SETTINGS = {"base_estimator": "GP", "n_initial_points": "4", "acq_func": "
 # The settings (both algorithms take them; `receiptflow sweep render --start-step/--min-trials-required`):
 # - start_step 10 (of 22 epochs; the seed's Hyperband min_iter): the best of 10 epochs against an
 #   average that includes the weak first epochs is lenient, so only clearly lagging trials stop
-#   (DESIGN.md §1: the seed's relative rule killed its best run, Run 8, 96.60 % at epoch 10) and a
+#   (docs/design.md §1: the seed's relative rule killed its best run, Run 8, 96.60 % at epoch 10) and a
 #   stopped trial still saves 12 of 22 epochs.
 # - min_trials_required 3: with 2 trials in parallel, trial 4 is created when 2 have finished, trial 5
 #   when 3 have; so trials 1-4 (the 4 random initial points of BAYES_SETTINGS) always run in full
@@ -101,7 +101,7 @@ MEDIANSTOP_SETTINGS = {"min_trials_required": "3", "start_step": "10"}
 # median of the best val/hmean at start_step over every trial that got there (early-stopped ones
 # too, not only Succeeded ones), capped by an absolute `floor`: a trial whose best val/hmean at
 # start_step is at or above the floor is never stopped. Floor 0.9653:
-# the seed's baseline (DESIGN.md §1; Run 8 stood at 0.9660 at epoch 10). Katib's webhook only checks
+# the seed's baseline (docs/design.md §1; Run 8 stood at 0.9660 at epoch 10). Katib's webhook only checks
 # that the name is registered in katib-config (validator.go:223-238 at v0.19.0); the settings are
 # checked by the service's ValidateEarlyStoppingSettings when the suggestion starts
 # (suggestion_controller.go:270-288), which gets only this earlyStopping block (suggestionclient.go:266-268),

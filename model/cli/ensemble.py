@@ -1,4 +1,4 @@
-"""`receiptflow ensemble`: fuse K models' predictions of the same images (the 5-fold plan, DESIGN.md §1).
+"""`receiptflow ensemble`: fuse K models' predictions of the same images (the 5-fold plan, docs/design.md §1).
 
     receiptflow ensemble --min-vote 3 -o ensemble.json fold0.json fold1.json fold2.json fold3.json fold4.json
     receiptflow ensemble --mode maps -o ensemble.json maps0/ maps1/ maps2/ maps3/ maps4/   # from predict --maps

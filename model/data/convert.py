@@ -1,4 +1,4 @@
-"""Importing public receipt datasets into a dataset root (DESIGN.md §3).
+"""Importing public receipt datasets into a dataset root (docs/design.md §3).
 
 A converter turns one public dataset's own layout into ``images/{train,val,test}/`` and
 ``jsons/{train,val,test}.json``. Each lives in its own module and registers itself under a name::

@@ -1,4 +1,4 @@
-"""UFO JSON annotations and the dataset root layout (DESIGN.md §3), read, written and validated.
+"""UFO JSON annotations and the dataset root layout (docs/design.md §3), read, written and validated.
 
 A dataset root holds ``images/{train,val,test}/*.jpg|png`` and ``jsons/{train,val,test}.json``;
 the UFO JSON is ``{"images": {"<file>": {"words": {"<id>": {"points": [[x, y], ...],

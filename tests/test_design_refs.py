@@ -1,0 +1,24 @@
+"""The design is in the repository (docs/design.md), and every "docs/design.md §N" in code and docs names a section
+it has: a user's clone has no ../shared/DESIGN.md to follow."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = [p for pattern in ("*.py", "*.md", "*.toml", "*.yaml", "Makefile") for p in REPO.rglob(pattern)
+           if not {".venv", ".venv-peers", "build", ".git"} & set(p.relative_to(REPO).parts)]
+
+
+def test_every_design_reference_names_a_section_of_docs_design():
+    sections = {int(n) for n in re.findall(r"^## (\d+)\. ", (REPO / "docs" / "design.md").read_text(), re.M)}
+    assert sections == set(range(1, 9))
+    refs = [(p, int(n)) for p in SOURCES for n in re.findall(r"docs/design\.md §(\d+)", p.read_text(errors="replace"))]
+    assert len(refs) >= 15
+    assert not [f"{p.relative_to(REPO)}: §{n}" for p, n in refs if n not in sections]
+
+
+def test_nothing_points_at_the_teams_design_file_outside_the_repository():
+    stale = [str(p.relative_to(REPO)) for p in SOURCES if p.name != "test_design_refs.py"
+             and re.search(r"\bDESIGN\.md", p.read_text(errors="replace"))]
+    assert not stale
