@@ -18,7 +18,7 @@ The candidates (`candidates`), in this order:
 Why subsets: folds differ (the demo's range 0.86-0.90 on test), and averaging in the weakest ones
 can cost more than the averaging gains; leaving out the folds that score worst on calibration is
 ensemble selection (Caruana et al., ICML 2004), measured on the demo and on SROIE before it was
-added (README, "Ensemble"). Only the k best *by calibration hmean* are tried (K - 1 subsets, not
+added (docs/performance.md, "Ensemble: chosen on held-out labels"). Only the k best *by calibration hmean* are tried (K - 1 subsets, not
 2^K), which keeps the candidates few enough for an 18-image calibration set not to pick noise.
 The box_thresh grid starts at the run's own and goes up: below `thresh` it changes nothing (a
 contour of pixels above `thresh` has a mean above it), as the demo's table showed.

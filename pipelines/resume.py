@@ -5,7 +5,7 @@ components/common.py `run_prefix`, model/train.py `_restore_mirror`) and loses a
 This is the recovery that works on every backend. Retry policies do not cover it: KFP backends up
 to 2.3 ignore them, 2.4-2.5 retry only root-DAG tasks (not the folds in the ParallelFor), and Argo's
 default policy never retries a pod that was deleted (preemption, eviction, node drain) — see
-README "Fault tolerance". A run without an explicit `run_id` publishes under the KFP run's id, so
+docs/fault-tolerance.md. A run without an explicit `run_id` publishes under the KFP run's id, so
 `--resume <KFP run id>` finds its checkpoints."""
 from __future__ import annotations
 

@@ -18,8 +18,9 @@ a KFP 2.14+ backend (`dsl.Collected`, Secret name and placement as parameters);
 root-DAG tasks, the fan-in through pipelines/unrolled.py, Secret and placement fixed at compile time.
 """
 
+import inspect
 from dataclasses import dataclass, field
-from typing import List
+from typing import Callable, List
 
 from kfp import dsl, kubernetes
 
@@ -219,181 +220,102 @@ def _plan(p: dict, secret, place, unrolled: bool, jobs: bool = False):
     return published.outputs["Output"]
 
 
-@dsl.pipeline(name=NAME, description=DESCRIPTION)
-def run8_kfold(
-    dataset_uri: str = "s3://receiptflow/datasets/receipts",
-    output_uri: str = "s3://receiptflow",
-    run_id: str = "",
-    preset: str = "efficientnet_b4_lr_optimized",
-    epochs: int = 22,
-    thresh: float = 0.29,
-    box_thresh: float = 0.25,
-    max_candidates: int = 600,
-    run8_lr: float = RUN8["lr"],
-    run8_weight_decay: float = RUN8["weight_decay"],
-    run8_t_max: int = RUN8["t_max"],
-    run8_eta_min: float = RUN8["eta_min"],
-    run3_lr: float = RUN3["lr"],
-    run3_weight_decay: float = RUN3["weight_decay"],
-    run3_t_max: int = RUN3["t_max"],
-    run3_eta_min: float = RUN3["eta_min"],
-    success_hmean: float = 0.966,
-    acceptable_hmean: float = 0.965,
-    folds: int = DEFAULT_FOLDS,
-    fold_seed: int = 42,
-    calibration: str = "val",
-    min_vote: int = 3,
-    ensemble_iou: float = 0.5,
-    strict: bool = False,
-    overrides: List[str] = [],
-    init_from: str = "",
-    minio_secret: str = MINIO_SECRET,
-    node_selector: dict = {},
-    tolerations: list = [],
-) -> str:
+# The builds' parameters, listed once: (name, type, default) in signature order. Every build takes PLAN; the
+# kfp-2.14 builds add FOLDS (the kfp-2.5 builds fix K at compile time) and PLACEMENT (the kfp-2.5 builds write
+# the Secret and placement into the YAML); the job builds add JOBS.
+PLAN_HEAD = [
+    ("dataset_uri", str, "s3://receiptflow/datasets/receipts"),
+    ("output_uri", str, "s3://receiptflow"),
+    ("run_id", str, ""),
+    ("preset", str, "efficientnet_b4_lr_optimized"),
+    ("epochs", int, 22),
+    ("thresh", float, 0.29),
+    ("box_thresh", float, 0.25),
+    ("max_candidates", int, 600),
+    *[(f"run8_{k}", type(v), v) for k, v in RUN8.items()],
+    *[(f"run3_{k}", type(v), v) for k, v in RUN3.items()],
+    ("success_hmean", float, 0.966),
+    ("acceptable_hmean", float, 0.965),
+]
+FOLDS = [("folds", int, DEFAULT_FOLDS)]
+PLAN_TAIL = [
+    ("fold_seed", int, 42),
+    ("calibration", str, "val"),
+    ("min_vote", int, 3),
+    ("ensemble_iou", float, 0.5),
+    ("strict", bool, False),
+    ("overrides", List[str], []),
+    ("init_from", str, ""),
+]
+PLACEMENT = [("minio_secret", str, MINIO_SECRET), ("node_selector", dict, {}), ("tolerations", list, [])]
+JOBS = [(k, type(v), v) for k, v in JOB_DEFAULTS.items()]
+
+
+def _pipeline_function(name: str, params: list[tuple], doc: str, plan: Callable[[dict], object]) -> Callable:
+    """A function with the signature `params` (what @dsl.pipeline reads, through inspect.signature) whose call
+    hands its arguments, defaults filled, to `plan` as one dict."""
+    sig = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=t)
+                             for n, t, d in params], return_annotation=str)
+
+    def pipeline(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return plan(dict(bound.arguments))
+
+    pipeline.__signature__, pipeline.__name__, pipeline.__qualname__, pipeline.__doc__ = sig, name, name, doc
+    return pipeline
+
+
+run8_kfold = dsl.pipeline(name=NAME, description=DESCRIPTION)(_pipeline_function(
+    "run8_kfold", PLAN_HEAD + FOLDS + PLAN_TAIL + PLACEMENT,
     """The seed's plan; `overrides` are extra `key=value` config overrides for every training;
     `init_from` a checkpoint (s3:// URI, e.g. a pretraining run's best.pt; "" none) every training
     (replication and folds) starts from, checked to exist by the first task.
     `calibration`: the split kept out of the folds on which the ensemble's method is chosen ("val";
     "none": pool it into the folds and vote with `min_vote` / `ensemble_iou`).
-    Returns the prefix the results were published under."""
-    return _plan(dict(locals()), minio_secret, _placed_by_parameters(node_selector, tolerations), unrolled=False)
+    Returns the prefix the results were published under.""",
+    lambda p: _plan(p, p["minio_secret"], _placed_by_parameters(p["node_selector"], p["tolerations"]), unrolled=False)))
 
-
-@dsl.pipeline(name=f"{NAME}-trainjob", description=DESCRIPTION + " [trainings as multi-node TrainJobs / PyTorchJobs]")
-def run8_kfold_trainjob(
-    dataset_uri: str = "s3://receiptflow/datasets/receipts",
-    output_uri: str = "s3://receiptflow",
-    run_id: str = "",
-    preset: str = "efficientnet_b4_lr_optimized",
-    epochs: int = 22,
-    thresh: float = 0.29,
-    box_thresh: float = 0.25,
-    max_candidates: int = 600,
-    run8_lr: float = RUN8["lr"],
-    run8_weight_decay: float = RUN8["weight_decay"],
-    run8_t_max: int = RUN8["t_max"],
-    run8_eta_min: float = RUN8["eta_min"],
-    run3_lr: float = RUN3["lr"],
-    run3_weight_decay: float = RUN3["weight_decay"],
-    run3_t_max: int = RUN3["t_max"],
-    run3_eta_min: float = RUN3["eta_min"],
-    success_hmean: float = 0.966,
-    acceptable_hmean: float = 0.965,
-    folds: int = DEFAULT_FOLDS,
-    fold_seed: int = 42,
-    calibration: str = "val",
-    min_vote: int = 3,
-    ensemble_iou: float = 0.5,
-    strict: bool = False,
-    overrides: List[str] = [],
-    init_from: str = "",
-    minio_secret: str = MINIO_SECRET,
-    node_selector: dict = {},
-    tolerations: list = [],
-    training_backend: str = JOB_DEFAULTS["training_backend"],
-    num_nodes: int = JOB_DEFAULTS["num_nodes"],
-    gpus_per_node: int = JOB_DEFAULTS["gpus_per_node"],
-    training_runtime: str = JOB_DEFAULTS["training_runtime"],
-    namespace: str = JOB_DEFAULTS["namespace"],
-    job_timeout_minutes: int = JOB_DEFAULTS["job_timeout_minutes"],
-) -> str:
-    """run8_kfold with every training (the replication and each fold) run as a multi-node job:
+run8_kfold_trainjob = dsl.pipeline(
+    name=f"{NAME}-trainjob", description=DESCRIPTION + " [trainings as multi-node TrainJobs / PyTorchJobs]")(
+    _pipeline_function(
+        "run8_kfold_trainjob", PLAN_HEAD + FOLDS + PLAN_TAIL + PLACEMENT + JOBS,
+        """run8_kfold with every training (the replication and each fold) run as a multi-node job:
     `training_backend` "trainjob" (Kubeflow Trainer v2 TrainJob of `training_runtime`: NAME of a
     ClusterTrainingRuntime such as torch-distributed, or TrainingRuntime/NAME) or "pytorchjob"
     (Training Operator v1), `num_nodes` x `gpus_per_node` GPUs, in `namespace` (empty: the run's).
     `node_selector` / `tolerations` place the prediction and evaluation pods; the training pods are
     placed by the runtime (TrainJob) or run where the scheduler puts them (PyTorchJob).
-    Returns the prefix the results were published under."""
-    return _plan(dict(locals()), minio_secret, _placed_by_parameters(node_selector, tolerations), unrolled=False,
-                 jobs=True)
+    Returns the prefix the results were published under.""",
+        lambda p: _plan(p, p["minio_secret"], _placed_by_parameters(p["node_selector"], p["tolerations"]),
+                        unrolled=False, jobs=True)))
 
 
 def run8_kfold_kfp25(fixed: Fixed = Fixed()):
     """The kfp-2.5 build of run8_kfold (Kubeflow 1.10.1+): the same tasks with the DEFAULT_FOLDS folds
     unrolled, no `folds` parameter (K is fixed at compile time), and the MinIO Secret and the
     placement of `fixed` written into the YAML instead of offered as parameters."""
-
-    @dsl.pipeline(name=NAME, description=DESCRIPTION + f" [KFP 2.5 build: {DEFAULT_FOLDS} folds unrolled]")
-    def run8_kfold(
-        dataset_uri: str = "s3://receiptflow/datasets/receipts",
-        output_uri: str = "s3://receiptflow",
-        run_id: str = "",
-        preset: str = "efficientnet_b4_lr_optimized",
-        epochs: int = 22,
-        thresh: float = 0.29,
-        box_thresh: float = 0.25,
-        max_candidates: int = 600,
-        run8_lr: float = RUN8["lr"],
-        run8_weight_decay: float = RUN8["weight_decay"],
-        run8_t_max: int = RUN8["t_max"],
-        run8_eta_min: float = RUN8["eta_min"],
-        run3_lr: float = RUN3["lr"],
-        run3_weight_decay: float = RUN3["weight_decay"],
-        run3_t_max: int = RUN3["t_max"],
-        run3_eta_min: float = RUN3["eta_min"],
-        success_hmean: float = 0.966,
-        acceptable_hmean: float = 0.965,
-        fold_seed: int = 42,
-        calibration: str = "val",
-        min_vote: int = 3,
-        ensemble_iou: float = 0.5,
-        strict: bool = False,
-        overrides: List[str] = [],
-        init_from: str = "",
-    ) -> str:
-        """The seed's plan; `overrides` are extra `key=value` config overrides for every training;
-        `init_from` a checkpoint URI every training starts from ("" none). Returns the prefix the results were published under."""
-        return _plan(dict(locals(), folds=DEFAULT_FOLDS), fixed.minio_secret, _placed_at_compile_time(fixed), unrolled=True)
-
     if unrolled_components.FOLDS != DEFAULT_FOLDS:
         raise ValueError(f"pipelines/unrolled.py takes {unrolled_components.FOLDS} folds, DEFAULT_FOLDS is {DEFAULT_FOLDS}")
-    return run8_kfold
+    return dsl.pipeline(name=NAME, description=DESCRIPTION + f" [KFP 2.5 build: {DEFAULT_FOLDS} folds unrolled]")(
+        _pipeline_function(
+            "run8_kfold", PLAN_HEAD + PLAN_TAIL,
+            """The seed's plan; `overrides` are extra `key=value` config overrides for every training;
+        `init_from` a checkpoint URI every training starts from ("" none). Returns the prefix the results were published under.""",
+            lambda p: _plan(dict(p, folds=DEFAULT_FOLDS), fixed.minio_secret, _placed_at_compile_time(fixed),
+                            unrolled=True)))
 
 
 def run8_kfold_trainjob_kfp25(fixed: Fixed = Fixed()):
     """The kfp-2.5 build of run8_kfold_trainjob (Kubeflow 1.10.1+): run8_kfold_kfp25's unrolled plan
     with every training a multi-node job. Its default backend is "pytorchjob": Kubeflow 1.10 ships
     the Training Operator v1 and no Trainer v2 (the job launcher needs no newer KFP feature)."""
-
-    @dsl.pipeline(name=f"{NAME}-trainjob", description=DESCRIPTION + f" [KFP 2.5 build: {DEFAULT_FOLDS} folds unrolled; "
-                  "trainings as multi-node PyTorchJobs / TrainJobs]")
-    def run8_kfold_trainjob(
-        dataset_uri: str = "s3://receiptflow/datasets/receipts",
-        output_uri: str = "s3://receiptflow",
-        run_id: str = "",
-        preset: str = "efficientnet_b4_lr_optimized",
-        epochs: int = 22,
-        thresh: float = 0.29,
-        box_thresh: float = 0.25,
-        max_candidates: int = 600,
-        run8_lr: float = RUN8["lr"],
-        run8_weight_decay: float = RUN8["weight_decay"],
-        run8_t_max: int = RUN8["t_max"],
-        run8_eta_min: float = RUN8["eta_min"],
-        run3_lr: float = RUN3["lr"],
-        run3_weight_decay: float = RUN3["weight_decay"],
-        run3_t_max: int = RUN3["t_max"],
-        run3_eta_min: float = RUN3["eta_min"],
-        success_hmean: float = 0.966,
-        acceptable_hmean: float = 0.965,
-        fold_seed: int = 42,
-        calibration: str = "val",
-        min_vote: int = 3,
-        ensemble_iou: float = 0.5,
-        strict: bool = False,
-        overrides: List[str] = [],
-        init_from: str = "",
-        training_backend: str = "pytorchjob",
-        num_nodes: int = JOB_DEFAULTS["num_nodes"],
-        gpus_per_node: int = JOB_DEFAULTS["gpus_per_node"],
-        training_runtime: str = JOB_DEFAULTS["training_runtime"],
-        namespace: str = JOB_DEFAULTS["namespace"],
-        job_timeout_minutes: int = JOB_DEFAULTS["job_timeout_minutes"],
-    ) -> str:
-        """run8_kfold (KFP 2.5 build) with every training a PyTorchJob (Training Operator v1, default) or
-        TrainJob of `num_nodes` x `gpus_per_node` GPUs. Returns the prefix the results were published under."""
-        return _plan(dict(locals(), folds=DEFAULT_FOLDS), fixed.minio_secret, _placed_at_compile_time(fixed),
-                     unrolled=True, jobs=True)
-
-    return run8_kfold_trainjob
+    jobs = [(n, t, "pytorchjob" if n == "training_backend" else d) for n, t, d in JOBS]
+    return dsl.pipeline(name=f"{NAME}-trainjob", description=DESCRIPTION + f" [KFP 2.5 build: {DEFAULT_FOLDS} folds "
+                        "unrolled; trainings as multi-node PyTorchJobs / TrainJobs]")(
+        _pipeline_function(
+            "run8_kfold_trainjob", PLAN_HEAD + PLAN_TAIL + jobs,
+            """run8_kfold (KFP 2.5 build) with every training a PyTorchJob (Training Operator v1, default) or
+        TrainJob of `num_nodes` x `gpus_per_node` GPUs. Returns the prefix the results were published under.""",
+            lambda p: _plan(dict(p, folds=DEFAULT_FOLDS), fixed.minio_secret, _placed_at_compile_time(fixed),
+                            unrolled=True, jobs=True)))

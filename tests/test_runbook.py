@@ -66,16 +66,25 @@ def _receiptflow_argvs() -> list[list[str]]:
     return argvs
 
 
-def test_every_receiptflow_command_parses():
-    argvs = _receiptflow_argvs()
-    assert {a[0] for a in argvs} >= {"pipeline", "sweep", "data", "check", "submit"}
-    parser = build_parser()
+def unparsed(argvs: list[list[str]]) -> list[str]:
+    """The `receiptflow` command lines (argv after `receiptflow`) that today's CLI does not parse; extra
+    arguments pass only as a command's key=value overrides."""
+    parser, bad = build_parser(), []
     for argv in argvs:
         try:
             args, extra = parser.parse_known_args(argv)
         except SystemExit:
-            pytest.fail(f"docs/cluster.md: `receiptflow {' '.join(argv)}` does not parse")
-        assert not extra or (hasattr(args, "overrides") and all("=" in e for e in extra)), (argv, extra)
+            bad.append(" ".join(argv))
+            continue
+        if extra and not (hasattr(args, "overrides") and all("=" in e for e in extra)):
+            bad.append(" ".join(argv))
+    return bad
+
+
+def test_every_receiptflow_command_parses():
+    argvs = _receiptflow_argvs()
+    assert {a[0] for a in argvs} >= {"pipeline", "sweep", "data", "check", "submit"}
+    assert not unparsed(argvs), "docs/cluster.md: these do not parse"
 
 
 def test_pipeline_parameters_it_passes_exist_and_type_check():
