@@ -434,3 +434,18 @@ def test_k8s_format_validates_against_the_upstream_crds():
         for obj, kind in zip(_k8s(name), ("pipelines", "pipelineversions")):
             (schema,) = [v["schema"]["openAPIV3Schema"] for v in yaml.safe_load(crds[kind].read_text())["spec"]["versions"]]
             jsonschema.validate(obj, schema)
+
+
+def test_the_unrolled_components_are_generated_from_k():
+    """pipelines/unrolled.py is `python -m pipelines.unrolled_source`'s output for DEFAULT_FOLDS, and the template
+    makes any K's per-fold inputs (the fan-in lists included)."""
+    from pipelines import unrolled
+    from pipelines.run8_kfold import DEFAULT_FOLDS
+    from pipelines.unrolled_source import source
+
+    assert Path(unrolled.__file__).read_text() == source(DEFAULT_FOLDS), "run `python -m pipelines.unrolled_source`"
+    three = source(3)
+    for name in ("predictions", "maps", "calibration_predictions", "calibration_maps", "models"):
+        assert [f"{name}_{i}: Input" in three for i in range(4)] == [True, True, True, False], name
+    assert "models=[models_0, models_1, models_2]" in three
+    compile(three, "unrolled.py", "exec")
