@@ -271,8 +271,10 @@ def retime(args, work: Path, folds: Path, results: Path, ours: str) -> None:
 
 
 def mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+    """mean ± sample sd; one value has no sd (not ± 0)."""
+    if len(values) < 2:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def table(rows: list[dict], timing: dict | None = None) -> str:
