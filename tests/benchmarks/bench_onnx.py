@@ -5,7 +5,8 @@ forward pass does not depend on the weights) is exported with `receiptflow expor
 the same N_IMAGES SROIE receipts at the preset's canvas in a fresh process (batch 1, 2 threads: what a laptop
 or a 2-core pod has), through model.predict's one path (read, resize, network, post-process), so the peak RSS
 is that runtime's alone. Reported: ms per receipt (the first receipt, warm-up, excluded), the ratio, peak RSS,
-and whether both gave the same words.
+whether both gave the same words, and the network alone on one canvas (what the runtimes differ in; decode,
+resize and post-processing are the same code for both).
 
     python -m tests.benchmarks bench_onnx
 """
@@ -44,15 +45,40 @@ def run(root: Path) -> dict:
             export(ckpt, Path(tmp) / f"{preset}.onnx")
             export_s = time.perf_counter() - started
             runs = {kind: _measure(Path(tmp) / f"{preset}.{kind}", root) for kind in ("pt", "onnx")}
+            network = _network_ms(Path(tmp) / f"{preset}.pt", Path(tmp) / f"{preset}.onnx", int(cfg.dataset.image_size))
             words = {k: json.loads(Path(r.pop("words")).read_text()) for k, r in runs.items()}
             out[preset] = {
                 "canvas px": int(cfg.dataset.image_size),
                 "torch ms/receipt": runs["pt"]["ms"], "onnxruntime ms/receipt": runs["onnx"]["ms"],
                 "speed-up": round(runs["pt"]["ms"] / runs["onnx"]["ms"], 2),
+                "network alone, torch / onnxruntime ms": network,
+                "network speed-up": round(network[0] / network[1], 2),
                 "torch peak RSS MB": runs["pt"]["rss_mb"], "onnxruntime peak RSS MB": runs["onnx"]["rss_mb"],
                 "same words": words["pt"] == words["onnx"], "export s": round(export_s, 1),
             }
     return out
+
+
+def _network_ms(checkpoint: Path, onnx_model: Path, size: int, repeat: int = 10) -> tuple[float, float]:
+    """One canvas through the network alone (no decode, resize or post-processing), THREADS threads each."""
+    import torch
+
+    from model.onnx_model import OnnxDetector
+    from model.predict import load_model
+
+    torch.set_num_threads(THREADS)
+    net, _ = load_model(checkpoint)
+    det, x = OnnxDetector(onnx_model, threads=THREADS), torch.randn(1, 3, size, size)
+    out = []
+    with torch.no_grad():
+        for run in (lambda: net.eval()(x, all_maps=False), lambda: det(x)):
+            for _ in range(3):
+                run()
+            start = time.perf_counter()
+            for _ in range(repeat):
+                run()
+            out.append(round((time.perf_counter() - start) / repeat * 1e3, 1))
+    return out[0], out[1]
 
 
 def _measure(model: Path, root: Path) -> dict:
