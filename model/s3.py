@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import certifi
@@ -88,12 +88,14 @@ def _join(prefix: str, rel: str) -> str:
 
 
 class Remote:
-    """A client from the environment plus what error messages need (secrets only for masking)."""
+    """A client from the environment (or from `source`, the same MINIO_* names, e.g. a Secret's data) plus what
+    error messages need (secrets only for masking)."""
 
-    def __init__(self, workers: int = DEFAULT_WORKERS):
+    def __init__(self, workers: int = DEFAULT_WORKERS, source: Mapping[str, str] | None = None):
+        source = os.environ if source is None else source
         env = {}
         for name in (ENV_ENDPOINT, ENV_ACCESS_KEY, ENV_SECRET_KEY):
-            env[name] = os.environ.get(name, "").strip()
+            env[name] = source.get(name, "").strip()
             if not env[name]:
                 raise DataError(f"environment variable {name} is not set; s3:// transfers need "
                                 f"{ENV_ENDPOINT} (host:port), {ENV_ACCESS_KEY} and {ENV_SECRET_KEY}")
@@ -101,10 +103,10 @@ class Remote:
         if "://" in self.endpoint or "/" in self.endpoint:
             raise DataError(f"{ENV_ENDPOINT}={self.endpoint!r}: expected host:port without scheme or path "
                             f"(set {ENV_SECURE}=false for plain HTTP)")
-        self.secure = _env_bool(ENV_SECURE, DEFAULT_SECURE)
+        self.secure = _env_bool(source, ENV_SECURE, DEFAULT_SECURE)
         # a region of our own: without one minio-py sends GetBucketLocation first, which SeaweedFS
         # 4.00 refuses a prefix-scoped key (bucket-level Read, weed/s3api/s3api_server.go:351)
-        self.region = os.environ.get(ENV_REGION, "").strip() or DEFAULT_REGION
+        self.region = source.get(ENV_REGION, "").strip() or DEFAULT_REGION
         self._secrets = [s for s in (env[ENV_ACCESS_KEY], env[ENV_SECRET_KEY]) if len(s) >= 3]
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
@@ -218,8 +220,8 @@ class Remote:
         return self.call(f"s3://{bucket}/{key}", go)
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
+def _env_bool(source: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = source.get(name, "").strip().lower()
     if not raw:
         return default
     if raw in ("1", "true", "yes", "on"):

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from model.errors import DataError
@@ -272,20 +270,6 @@ def _check_kfp(host: str, target: str, trainings: str, report: Report) -> None:
         report.passed.append(f"KFP {tag} runs {name} (needs >= {needed})")
 
 
-@contextmanager
-def _storage_env(secret: dict):
-    saved = {k: os.environ.get(k) for k in STORAGE_KEYS}
-    os.environ.update({k: secret[k] for k in STORAGE_KEYS})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _check_store(secret: dict, output_uri: str, report: Report) -> None:
     from model.s3 import Remote, is_remote, parse_uri
 
@@ -299,10 +283,9 @@ def _check_store(secret: dict, output_uri: str, report: Report) -> None:
         report.notes.append(f"the store {endpoint} is not reachable from here: {output_uri} is checked by the run "
                             "(its validate step) where it runs")
         return
-    with _storage_env(secret):
-        try:
-            Remote(workers=1).check_bucket(parse_uri(output_uri)[0], output_uri)
-        except DataError as exc:
-            report.problems.append(f"the Secret's key cannot use {output_uri}: {exc}")
-            return
+    try:
+        Remote(workers=1, source=secret).check_bucket(parse_uri(output_uri)[0], output_uri)
+    except DataError as exc:
+        report.problems.append(f"the Secret's key cannot use {output_uri}: {exc}")
+        return
     report.passed.append(f"the Secret's key lists {output_uri}")
