@@ -56,6 +56,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from model.data.ufo import DONT_CARE
 from model.errors import DataError
 from model.metrics_kernels import (
     EMPTY_RINGS,
@@ -73,7 +74,6 @@ from model.submission import round_half_away
 
 AREA_PRECISION = 0.3  # AREA_PRECISION_CONSTRAINT: "enough" of a detection lies on a box
 GRANULARITY_PENALTY = 1.0  # per extra partner, for recall (splits) and precision (merges)
-DONT_CARE = "###"
 MIN_POINTS = 4  # the baseline skips polygons with fewer points
 
 _AP32 = np.float32(AREA_PRECISION)
@@ -189,7 +189,7 @@ def _polygons_and_marks(entry) -> tuple[list[np.ndarray], list[str | None] | Non
     """An image's polygons and, for words, the don't-care marks (every other text is dropped)."""
     if isinstance(entry, Mapping):
         words = list(entry.values())
-        marks = [DONT_CARE if getattr(w, "transcription", None) == DONT_CARE else None for w in words]
+        marks = [DONT_CARE if getattr(w, "dont_care", False) else None for w in words]
         return [w.points for w in words], (marks if DONT_CARE in marks else None)
     return list(entry), None
 

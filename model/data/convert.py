@@ -37,7 +37,14 @@ DEFAULT_SEED = 42
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 
 # name -> module that registers it on import (imported on first use, so the CLI stays fast)
-_BUILTIN = {"sroie": "model.data.sroie"}
+_BUILTIN = {
+    "sroie": "model.data.sroie",
+    "icdar2015": "model.data.icdar2015",
+    "paddleocr": "model.data.paddleocr",
+    "labelstudio": "model.data.labelstudio",
+    "cvat": "model.data.cvat",
+    "coco": "model.data.coco_text",
+}
 _REGISTRY: dict[str, type[Converter]] = {}
 
 
@@ -248,6 +255,40 @@ def assign_splits(names: Iterable[str], seed: int, fractions: Sequence[float] = 
             out[name] = split_name
         start += count
     return out
+
+
+@dataclass(frozen=True)
+class LabelFrame:
+    """How a labelling tool's pixel coordinates map to the image as it displays (UFO's frame)."""
+
+    display: tuple[int, int]  # (width, height) with EXIF applied
+    stored: tuple[int, int]
+    orientation: int  # EXIF 1-8
+    turned: bool  # the labels were drawn on the stored pixels: `points` applies the orientation
+
+    def points(self, pts):
+        from model.data.images import stored_to_display
+
+        return stored_to_display(pts, self.stored, self.orientation) if self.turned else pts
+
+
+def label_frame(image: Path, declared: tuple[int, int] | None = None) -> LabelFrame:
+    """The frame of an image's labels, from the size the label file declares for it (if any).
+
+    No declared size, or the size as the image displays: the labels are in UFO's frame already. The
+    stored size of an EXIF-rotated image: the tool labelled the stored pixels, and `points` turns
+    them. Any other size is a DataError naming both, never a guess (a resized copy was labelled).
+    """
+    from model.data.images import stored_size
+
+    stored, orientation = stored_size(image)
+    display = (stored[1], stored[0]) if orientation in (5, 6, 7, 8) else stored
+    if declared is None or tuple(declared) == display:
+        return LabelFrame(display, stored, orientation, False)
+    if tuple(declared) == stored and orientation != 1:
+        return LabelFrame(display, stored, orientation, True)
+    raise DataError(f"{image}: labelled as {declared[0]}x{declared[1]} px, but the image is {display[0]}x{display[1]} "
+                    "as it displays; were the labels drawn on a resized copy?")
 
 
 def read_text_lenient(path: Path) -> tuple[str, str]:

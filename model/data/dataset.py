@@ -59,7 +59,8 @@ class DetectionDataset(Dataset):
         }
         if self.with_targets:
             size = self.transform.size
-            t = make_targets(size, size, sample.polygons, **self.target_options)
+            dont_care = [w.dont_care for w in words.values()]
+            t = make_targets(size, size, sample.polygons, [dont_care[i] for i in sample.source], **self.target_options)
             item.update({k: torch.from_numpy(v) for k, v in t._asdict().items()})
         return item
 

@@ -41,16 +41,36 @@ def read_image(path: str | Path, *, max_side: int | None = None) -> tuple[np.nda
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) as the image displays, from the header only (no decode)."""
+    (w, h), orientation = stored_size(path)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def stored_size(path: str | Path) -> tuple[tuple[int, int], int]:
+    """((width, height) as the pixels are stored, EXIF orientation 1-8), from the header only."""
     path = Path(path)
     try:
         with Image.open(path) as im:
-            w, h = im.size
             orientation = im.getexif().get(0x0112, 1)
+            return im.size, orientation if orientation in range(1, 9) else 1
     except FileNotFoundError:
         raise DataError(f"{path}: image file is missing") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot read image header ({exc})") from None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def stored_to_display(points: np.ndarray, size: tuple[int, int], orientation: int) -> np.ndarray:
+    """Points in the stored pixels of a (width, height) image -> the pixels as it displays.
+
+    What `ImageOps.exif_transpose` does to the pixels (orientation 6 is its ROTATE_270, i.e. 90°
+    clockwise), done to continuous coordinates: for tools that label the stored pixels.
+    """
+    w, h = size
+    x, y = points[:, 0], points[:, 1]
+    moved = {
+        1: (x, y), 2: (w - x, y), 3: (w - x, h - y), 4: (x, h - y),
+        5: (y, x), 6: (h - y, x), 7: (h - y, w - x), 8: (y, w - x),
+    }[orientation]
+    return np.stack(moved, axis=1).astype(np.float64)
 
 
 def _draft_request(full: tuple[int, int], max_side: int) -> tuple[int, int]:

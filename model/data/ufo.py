@@ -25,6 +25,9 @@ from model.data.images import IMAGE_SUFFIXES, read_image
 from model.errors import DataError
 
 SPLITS = ("train", "val", "test")
+# A "don't care" word (ICDAR's "###"): text too blurred or cut to read. Training leaves it out of the
+# targets' loss, CLEval ignores detections on it and never counts it missed, as the competitions do.
+DONT_CARE = "###"
 MIN_POINTS = 4
 # A point may lie a little outside its image (annotators click on the border); beyond this
 # fraction of the image side it is an annotation for some other image or a unit error.
@@ -36,11 +39,18 @@ class Word:
     points: np.ndarray  # (N, 2) float64, N >= 4
     transcription: str | None = None
     score: float | None = None  # detector confidence, on predictions only
+    illegible: bool = False  # don't care, with its text kept when the source had one (UFO "illegibility")
+
+    @property
+    def dont_care(self) -> bool:
+        return self.illegible or self.transcription == DONT_CARE
 
     def to_json(self) -> dict:
         out: dict = {"points": [[_num(x), _num(y)] for x, y in self.points.tolist()]}
         if self.transcription is not None:
             out["transcription"] = self.transcription
+        if self.illegible:
+            out["illegibility"] = True
         if self.score is not None:
             out["score"] = round(float(self.score), 6)
         return out
@@ -317,7 +327,10 @@ def _parse_word(raw) -> tuple[Word | None, str | None]:
     score = raw.get("score")
     if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score)):
         return None, "\"score\" is not a finite number"
-    return Word(np.asarray(pts, dtype=np.float64), text, None if score is None else float(score)), None
+    illegible = raw.get("illegibility", False)
+    if not isinstance(illegible, bool):
+        return None, "\"illegibility\" is not true or false"
+    return Word(np.asarray(pts, dtype=np.float64), text, None if score is None else float(score), illegible), None
 
 
 def _num(v: float) -> int | float:
