@@ -216,7 +216,8 @@ def score_candidates(cands: Sequence[Candidate], labels: Images, found: Sequence
 
 
 def choose(scored: Sequence[Scored]) -> Scored:
-    """The candidate with the highest hmean; the earliest of equals (see the module docstring)."""
+    """The candidate with the highest hmean; the earliest of equals (see the module docstring). Anything
+    with an `hmean` will do: `model.tune` chooses one model's grid point with it."""
     if not scored:
         raise DataError("calibration: no candidates scored")
     best = scored[0]

@@ -65,6 +65,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 # - trainer.accelerator, dataset.num_workers, trainer.eval_workers: hardware and worker processes
 #   (a rescheduled pod may land on another node; the metric is identical with any eval_workers)
 # - trainer.log_every_n_steps, wandb: progress output
+# - trainer.tune_postprocess: what happens to best.pt after the last epoch (model.tune)
 # Not init_from/init_part: they only choose the weights at step 0, which a resume replaces with last.pt's,
 # so a changed value would be silently ignored too: whoever changes it beside a last.pt means to start
 # from the new weights, and is told to use a new output_dir or resume=never. The same value resumes
@@ -72,7 +73,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 RESUMABLE_CHANGES = (
     "preset", "exp_name", "output_dir", "checkpoint_mirror", "resume", "dataset.root", "dataset.folds",
     "trainer.max_epochs", "trainer.accelerator", "dataset.num_workers", "trainer.eval_workers",
-    "trainer.log_every_n_steps", "wandb",
+    "trainer.log_every_n_steps", "wandb", "trainer.tune_postprocess",
 )
 
 

@@ -84,6 +84,7 @@ class TrainerConfig:
     log_every_n_steps: int = MISSING
     deterministic: bool = MISSING
     eval_workers: int = MISSING
+    tune_postprocess: bool = MISSING
 
 
 @dataclass

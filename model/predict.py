@@ -84,10 +84,13 @@ def on_image(detections: list[Detection], width: int, height: int) -> list[Detec
             if len(p) >= 3 and shapely.Polygon(p).area > 0]
 
 
-def load_model(checkpoint: str | Path, overrides: list[str] = ()) -> tuple[torch.nn.Module, DictConfig]:
+def load_model(checkpoint: str | Path, overrides: list[str] = (), *, tuned: bool = True) -> tuple[torch.nn.Module, DictConfig]:
     """The network of a checkpoint, and its config with `overrides` (dotted key=value) applied; for a `.onnx`
-    file (`receiptflow export`), an onnxruntime session standing in for the network (model.onnx_model)."""
+    file (`receiptflow export`), an onnxruntime session standing in for the network (model.onnx_model).
+    `tuned`: the post-processing `receiptflow tune` stored in the checkpoint replaces the config's, under
+    the overrides (model.tune); False: the config's as trained."""
     from model.config import apply_overrides
+    from model.tune import apply_tuned
 
     if Path(checkpoint).suffix.lower() == ".onnx":
         from model.onnx_model import OnnxDetector
@@ -95,7 +98,10 @@ def load_model(checkpoint: str | Path, overrides: list[str] = ()) -> tuple[torch
         detector = OnnxDetector(checkpoint)
         return detector, apply_overrides(detector.cfg, list(overrides))
     saved = load_checkpoint(checkpoint)
-    cfg = apply_overrides(OmegaConf.create(saved["config"]), list(overrides))
+    cfg = OmegaConf.create(saved["config"])
+    if tuned:
+        apply_tuned(cfg, saved)
+    cfg = apply_overrides(cfg, list(overrides))
     cfg.models.encoder.pretrained = False  # the checkpoint holds the weights
     cfg.models.encoder.weights = None
     model = build_model(cfg.models)

@@ -256,7 +256,27 @@ def train(cfg: DictConfig) -> dict:
                 on_checkpoint(out)
         state.update(epoch=epoch + 1, samples_done=0, loss_sum=0.0, loss_steps=0, steps=0)
         _barrier(rt)  # the others wait here while rank 0 validates and saves (at most DDP_TIMEOUT_S)
+    if rt.main and cfg.trainer.tune_postprocess and (out / "best.pt").is_file():
+        _tune_best(out / "best.pt", val_split, rt, cfg.trainer.eval_workers)
+        if on_checkpoint:
+            on_checkpoint(out)
     return {**metrics, "best/hmean": state["best_hmean"]}
+
+
+def _tune_best(path: Path, val_split, rt, workers: int) -> None:
+    """best.pt's own post-processing, chosen on the val split (model.tune); a failure to tune is said,
+    never fatal: the checkpoint keeps the preset's settings."""
+    from model.predict import load_model
+    from model.tune import store, tune
+
+    net, cfg = load_model(path, tuned=False)
+    try:
+        result = tune(net.to(rt.device), cfg, val_split, device=rt.device, workers=workers)
+    except DataError as exc:
+        _say(rt, f"post-processing not tuned: {exc}")
+        return
+    store(path, result)
+    _say(rt, f"{path}: {result.summary()}")
 
 
 def _restore_mirror(cfg: DictConfig, out: Path) -> None:

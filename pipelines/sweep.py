@@ -64,6 +64,7 @@ FIXED = {  # the seed's fixed overrides (report §3.1)
     "models.head.postprocess.box_thresh": "0.25",
     "models.head.postprocess.max_candidates": "600",
     "trainer.max_epochs": str(EPOCHS),
+    "trainer.tune_postprocess": "false",  # ours: a trial's best.pt goes nowhere (the sweep picks a config, not weights)
 }
 
 # (Katib parameter name, config key, trial parameter name, Katib feasible space)

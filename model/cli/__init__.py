@@ -30,7 +30,7 @@ from model.errors import DataError
 
 # Every module in model/cli/ with a `register(subparsers)` is a command; these come first in
 # `--help`, the rest alphabetically.
-ORDER = ("synth", "convert", "check", "split", "config", "train", "eval", "predict", "export", "score", "submit", "pipeline", "sweep", "cluster", "earlystop")
+ORDER = ("synth", "convert", "check", "split", "config", "train", "tune", "eval", "predict", "export", "score", "submit", "pipeline", "sweep", "cluster", "earlystop")
 PLUGINS = "receiptflow.commands"
 DEBUG_ENV = "RECEIPTFLOW_DEBUG"
 # What a user's input or environment raises (bad values, missing files, no GPU, unreachable

@@ -1,58 +1,65 @@
-"""Post-processing thresholds by measurement: one checkpoint's probability maps on a labelled split,
-computed once, then every point of a thresh x box_thresh x unclip_ratio grid scored with CLEval.
+"""What per-model post-processing (`receiptflow tune`, model/tune.py) gains on receipts it did not choose on.
 
-    python -m tests.benchmarks.quality.tune_postprocess CHECKPOINT ROOT [--split val] [--top 15] [key=value ...]
+    python -m tests.benchmarks.quality.tune_postprocess --choose ROOT:SPLIT --score ROOT:SPLIT CHECKPOINT... [key=value ...]
 
-How cpu_receipts' post-processing is chosen (docs/quality.md): on the val split of
-../shared/data/sroie-dev (receipts 120-239, which no fold of `make bench-quality` holds out). Never
-on a fold's receipts: a fold's training receipts are the other folds' held-out ones.
+Each checkpoint's thresh / box_thresh / unclip_ratio are chosen on `--choose` (model.tune's grid, as
+`receiptflow tune` does; the checkpoint file is not changed), then the checkpoint's own settings and
+the chosen ones are scored on `--score` with CLEval. Prints one Markdown row per checkpoint and the
+mean gain. For `make bench-quality`'s fold models (which validate on their held-out fold), choose
+on ../shared/data/sroie-dev's val split and score on the fold: neither choice nor score sees the
+other's receipts.
 """
 from __future__ import annotations
 
 import argparse
-import itertools
+import statistics
 import sys
 
 import torch
+from omegaconf import OmegaConf
 
 from model.data.ufo import DatasetRoot
-from model.metrics import evaluate
-from model.predict import detect, eval_loader, image_detections, load_model, postprocess_options, to_ufo
+from model.evaluate import validate
+from model.predict import eval_loader, load_model
+from model.tune import TUNED, tune
 
-THRESH = (0.2, 0.25, 0.3, 0.35)
-BOX_THRESH = (0.3, 0.45, 0.6)
-UNCLIP = (1.5, 1.75, 2.0, 2.25)
+
+def _root_split(text: str) -> tuple[str, str]:
+    root, sep, split = text.rpartition(":")
+    if not sep or not root:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ROOT:SPLIT, e.g. build/dev:val")
+    return root, split
 
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.benchmarks.quality.tune_postprocess", description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoint")
-    ap.add_argument("root", help="dataset root with labels")
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--top", type=int, default=15)
-    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. dataset.image_size=768")
-    args = ap.parse_intermixed_args(argv)
+    ap.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
+    ap.add_argument("--choose", type=_root_split, required=True, metavar="ROOT:SPLIT", help="labelled images to choose on")
+    ap.add_argument("--score", type=_root_split, required=True, metavar="ROOT:SPLIT", help="labelled images to score on")
+    ap.add_argument("--overrides", nargs="*", default=[], metavar="key=value", help="config overrides, e.g. dataset.num_workers=0")
+    args = ap.parse_args(argv)
 
-    model, cfg = load_model(args.checkpoint, ["dataset.num_workers=0", *args.overrides])
-    split = DatasetRoot(args.root).load(args.split)
-    own = postprocess_options(dict(cfg.models.head.postprocess))
-    maps = {}
-    detect(model, eval_loader(split, cfg, 1), torch.device("cpu"), postprocess=dict(cfg.models.head.postprocess),
-           on_map=lambda name, prob, m, size: maps.__setitem__(name, (prob, m, size)), progress=True)
-    rows = []
-    grid = [(own["thresh"], own["box_thresh"], own["unclip_ratio"])] + list(itertools.product(THRESH, BOX_THRESH, UNCLIP))
-    for thresh, box_thresh, unclip in grid:
-        options = {**own, "thresh": thresh, "box_thresh": box_thresh, "unclip_ratio": unclip}
-        found = to_ufo({name: image_detections(p, m, size, options) for name, (p, m, size) in maps.items()})
-        r = evaluate(split.images, found)
-        rows.append((r.hmean, r.precision, r.recall, thresh, box_thresh, unclip))
-    mine = rows[0]
-    rows.sort(key=lambda r: -r[0])
-    print(f"{len(maps)} images of {args.root} ({args.split}); the checkpoint's own: thresh {own['thresh']}, "
-          f"box_thresh {own['box_thresh']}, unclip_ratio {own['unclip_ratio']} -> hmean {mine[0]:.4f}")
-    print(f"{'hmean':>7} {'prec':>7} {'recall':>7} {'thresh':>6} {'box':>5} {'unclip':>6}")
-    for r in rows[:args.top]:
-        print(f"{r[0]:7.4f} {r[1]:7.4f} {r[2]:7.4f} {r[3]:6.2f} {r[4]:5.2f} {r[5]:6.2f}")
+    device = torch.device("cpu")
+    choose_on = DatasetRoot(args.choose[0]).load(args.choose[1])
+    score_on = DatasetRoot(args.score[0]).load(args.score[1])
+    print(f"choose on {args.choose[0]}:{args.choose[1]} ({len(choose_on.images)} images), "
+          f"score on {args.score[0]}:{args.score[1]} ({len(score_on.images)} images)\n")
+    print("| checkpoint | own (thresh / box / unclip) | chosen | choose-set H-Mean own → chosen | score-set H-Mean own → chosen | gain |")
+    print("|---|---|---|---|---|---|")
+    gains = []
+    for ckpt in args.checkpoints:
+        model, cfg = load_model(ckpt, ["dataset.num_workers=0", *args.overrides], tuned=False)
+        result = tune(model, cfg, choose_on, device=device)
+        pp = OmegaConf.to_container(cfg.models.head.postprocess)
+        scored = {}
+        for key, settings in (("own", result.own), ("chosen", result.chosen)):
+            r = validate(model, eval_loader(score_on, cfg), score_on, device, postprocess_options={**pp, **settings})
+            scored[key] = r.hmean
+        gains.append(scored["chosen"] - scored["own"])
+        show = lambda s: " / ".join(f"{s[k]:g}" for k in TUNED)  # noqa: E731
+        print(f"| {ckpt} | {show(result.own)} | {show(result.chosen)} | {result.own_hmean:.4f} → {result.hmean:.4f} "
+              f"| {scored['own']:.4f} → {scored['chosen']:.4f} | {gains[-1]:+.4f} |", flush=True)
+    print(f"\nmean gain on the score set: {statistics.fmean(gains):+.4f} over {len(gains)} checkpoint(s)")
     return 0
 
 
