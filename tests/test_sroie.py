@@ -219,7 +219,7 @@ def test_destination_must_be_new_unless_overwrite(tmp_path):
 
 
 def test_unknown_dataset_and_layout_errors(tmp_path):
-    with pytest.raises(DataError, match="unknown dataset 'cord'; known: sroie"):
+    with pytest.raises(DataError, match="unknown dataset 'cord'; known: coco, cvat, icdar2015, labelstudio, paddleocr, sroie"):
         get_converter("cord")
     (tmp_path / "src" / "img").mkdir(parents=True)
     with pytest.raises(DataError, match="has img/ but no box/"):

@@ -8,16 +8,29 @@ import json
 from model.data.convert import DEFAULT_FRACTIONS, DEFAULT_SEED, convert, converter_names, parse_fractions
 from model.errors import DataError
 
+SOURCES = {
+    "sroie": "img/ and box/ (NNN.jpg + NNN.csv), or .jpg and .csv/.txt side by side",
+    "icdar2015": "img_N.jpg and gt_img_N.txt side by side, or one image folder and one gt folder",
+    "paddleocr": "a PPOCRLabel folder with Label.txt (or folders of them), or det label .txt files (path<TAB>JSON)",
+    "labelstudio": "the JSON export (one .json) and the task images anywhere under SRC",
+    "cvat": "the unpacked \"CVAT for images 1.1\" export: annotations.xml and images/",
+    "coco": "one .json (COCO-Text v2, TextOCR or COCO polygons) and its images, in SRC or SRC/images/",
+}
+
 
 def register(sub) -> None:
     p = sub.add_parser(
         "convert",
-        help="import a public dataset (SROIE, ...) as a dataset root with train/val/test splits",
-        description="Import a public receipt dataset into images/{train,val,test}/ and jsons/{train,val,test}.json. "
-        "The split depends only on the seed and the file names.",
+        help="import labels (SROIE, ICDAR 2015, PaddleOCR, Label Studio, CVAT, COCO) as a dataset root with train/val/test splits",
+        description="Import labelled receipts into images/{train,val,test}/ and jsons/{train,val,test}.json (UFO): "
+        "transcriptions kept, don't-care words kept as \"illegibility\": true, points in the image as it displays "
+        "(EXIF applied). The split depends only on the seed and the file names. docs/data.md, \"Importing labels\", "
+        "gives each format's layout and rules.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="SRC per format:\n" + "\n".join(f"  {name:<12} {SOURCES[name]}" for name in converter_names()),
     )
-    p.add_argument("dataset", choices=converter_names(), help="source dataset format")
-    p.add_argument("src", help="source folder (sroie: img/ and box/, or .jpg and .csv/.txt side by side)")
+    p.add_argument("dataset", choices=converter_names(), metavar="FORMAT", help=f"label format: {', '.join(converter_names())}")
+    p.add_argument("src", help="source folder (its layout per format: below)")
     p.add_argument("dst", help="dataset root to create")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"split seed (default {DEFAULT_SEED})")
     p.add_argument(

@@ -291,6 +291,25 @@ def label_frame(image: Path, declared: tuple[int, int] | None = None) -> LabelFr
                     "as it displays; were the labels drawn on a resized copy?")
 
 
+def check_image(image: Path, declared: tuple[int, int] | None = None) -> LabelFrame:
+    """`label_frame(image, declared)` after decoding every byte of `image` (JPEGs at 1/8 scale, cheap).
+
+    DataError naming the file for anything unreadable (truncated included) or a declared size that
+    fits neither the stored nor the displayed image. Shared by the importers that copy images as they
+    are: what they accept, ``receiptflow check --strict`` accepts.
+    """
+    frame = label_frame(image, declared)
+    from model.data.images import read_image
+
+    read_image(image, max_side=64)
+    return frame
+
+
+def image_problem(image: Path, exc: DataError) -> str:
+    """A DataError about `image` without the leading path (the Problem names it already)."""
+    return str(exc).removeprefix(f"{image}: ")
+
+
 def read_text_lenient(path: Path) -> tuple[str, str]:
     """Text of `path` and the encoding used: UTF-8 (BOM dropped), else latin-1 (never fails)."""
     data = path.read_bytes()

@@ -62,9 +62,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from tqdm import tqdm
 
-from model.data.convert import Converter, LabelFrame, Sample, label_frame, register
-from model.data.images import image_size
-from model.data.ufo import MIN_POINTS, Problem, Report, Word, _far_outside
+from model.data.convert import Converter, LabelFrame, Sample, check_image, register
+from model.data.ufo import MIN_POINTS, Problem, Report, Word, far_outside
 from model.errors import DataError
 
 ANNOTATIONS = "annotations.xml"
@@ -134,8 +133,7 @@ class CvatConverter(Converter):
                 continue
             by_name[image.name] = where
             try:
-                image_size(image)
-                frame = label_frame(image, declared_size(element))
+                frame = check_image(image, declared_size(element))
             except (DataError, _ShapeError) as exc:
                 report.add(Problem(source, f"{where}: {exc}"))
                 continue
@@ -248,7 +246,7 @@ def shape_word(shape: ET.Element, frame: LabelFrame, image: Path) -> Word:
         coords = [_number(shape, key) for key in ("xtl", "ytl", "xbr", "ybr")]
         points = rotated_box(*coords, _number(shape, "rotation", "0"))
     points = frame.points(points)
-    if _far_outside(points, frame.display):
+    if far_outside(points, frame.display):
         raise _ShapeError(f"points lie far outside the {frame.display[0]}x{frame.display[1]} image {image.name}")
     attributes: dict[str, str] = {}
     for attribute in shape.findall("attribute"):

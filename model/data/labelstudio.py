@@ -76,9 +76,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 from tqdm import tqdm
 
-from model.data.convert import Converter, LabelFrame, Sample, label_frame, read_text_lenient, register
-from model.data.images import IMAGE_SUFFIXES, image_size
-from model.data.ufo import MIN_POINTS, Problem, Report, Word, _far_outside
+from model.data.convert import Converter, LabelFrame, Sample, check_image, label_frame, read_text_lenient, register
+from model.data.images import IMAGE_SUFFIXES
+from model.data.ufo import MIN_POINTS, Problem, Report, Word, far_outside
 from model.errors import DataError
 
 RECT_TYPES = ("rectangle", "rectanglelabels")
@@ -170,7 +170,7 @@ class LabelStudioConverter(Converter):
                 continue
             used[image] = tid
             try:
-                image_size(image)
+                check_image(image)
             except DataError as exc:
                 report.add(Problem(source, f"{tid}: {exc}"))
                 continue
@@ -369,7 +369,7 @@ def region_word(group: list[dict], rid: str, image: Path, frames: dict, ignored:
     else:
         points = _rectangle(value, w, h)
     points = frame.points(points)
-    if _far_outside(points, frame.display):
+    if far_outside(points, frame.display):
         raise _RegionError(f"points lie far outside the {frame.display[0]}x{frame.display[1]} image {image.name}")
     texts = [
         r.get("value", {}).get("text")

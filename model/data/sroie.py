@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model.data.convert import Converter, Sample, read_text_lenient, register
-from model.data.images import IMAGE_SUFFIXES, image_size
-from model.data.ufo import Problem, Report, Word, _far_outside
+from model.data.convert import Converter, Sample, check_image, image_problem, read_text_lenient, register
+from model.data.images import IMAGE_SUFFIXES
+from model.data.ufo import Problem, Report, Word, far_outside
 from model.errors import DataError
 
 BOX_SUFFIXES = (".csv", ".txt")
@@ -90,16 +90,16 @@ class SroieConverter(Converter):
                 report.add(Problem(str(box), f"box file has no image (expected {stem}.jpg in {img_dir})"))
                 continue
             try:
-                size = image_size(image)
+                size = check_image(image).display
             except DataError as exc:
-                report.add(Problem(str(image), str(exc).removeprefix(f"{image}: ")))
+                report.add(Problem(str(image), image_problem(image, exc)))
                 continue
             numbered, encoding = read_box_file(box, report)
             if encoding != "utf-8":
                 latin1.append(box.name)
             words = []
             for number, word in numbered:
-                if _far_outside(word.points, size):
+                if far_outside(word.points, size):
                     report.add(Problem(str(box), f"line {number}: points lie far outside the {size[0]}x{size[1]} image {image.name}"))
                 else:
                     words.append(word)

@@ -246,7 +246,7 @@ class DatasetRoot:
                 del images[name]
                 continue
             sizes[name] = size
-            for wid in [w for w, word in images[name].items() if _far_outside(word.points, size)]:
+            for wid in [w for w, word in images[name].items() if far_outside(word.points, size)]:
                 report.add(Problem(str(json_path), f"points lie far outside the {size[0]}x{size[1]} image", image=name, word=wid))
                 del images[name][wid]
         return Split(split, image_dir, images, sizes, report)
@@ -302,7 +302,7 @@ def probe_images(image_dir: Path, names: list[str], decode: bool, workers: int =
         yield from pool.map(probe, names)
 
 
-def _far_outside(points: np.ndarray, size: tuple[int, int]) -> bool:
+def far_outside(points: np.ndarray, size: tuple[int, int]) -> bool:
     w, h = size
     tol = OUTSIDE_TOLERANCE * max(w, h)
     x, y = points[:, 0], points[:, 1]
