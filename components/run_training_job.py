@@ -55,18 +55,14 @@ def train_job(
     from collections import namedtuple
     from pathlib import Path
 
-    from kubernetes import client
-
-    from components import pods, training_job as tj
+    from components import kube, pods, training_job as tj
     from components.common import run_prefix, split_overrides, task_name, training_args
-    from components.katib.experiments import default_namespace
-    from components.katib.trials import katib_api
     from components.trained import export_model
     from model.storage import download, upload
 
     # bad values fail here, before anything is uploaded or created (`pipeline submit` checks the same)
     tj.check_job(training_backend, num_nodes, gpus_per_node, timeout_minutes, training_runtime)
-    namespace = default_namespace(namespace)
+    namespace = kube.default_namespace(namespace)
     name = task_name(fold)
     run = run_prefix(output_uri, run_id, job_id)
     mirror = f"{run}/checkpoints/{name}"
@@ -95,10 +91,9 @@ def train_job(
                                                            env_vars=env, gpus=gpus_per_node, cpu=cpu, memory=memory))
     print(f"{name}: {body['kind']} {namespace}/{job}, {num_nodes} node(s) x {gpus_per_node} GPU(s); checkpoints {mirror}",
           flush=True)
-    custom = katib_api()  # loads the in-cluster (or kubeconfig) configuration
     # job_id (the KFP run) stamps the job: a new KFP run of this run id meets it again (--resume)
-    job = tj.run_job(custom, client.CoreV1Api(), body, kfp_run=job_id.strip(), timeout_minutes=timeout_minutes,
-                     poll_seconds=poll_seconds, log=lambda text: print(text, flush=True))
+    job = tj.run_job(kube.custom_objects_api(), kube.core_v1_api(), body, kfp_run=job_id.strip(),
+                     timeout_minutes=timeout_minutes, poll_seconds=poll_seconds, log=lambda text: print(text, flush=True))
 
     work = Path(tempfile.mkdtemp(prefix=f"receiptflow-{name}-"))
     for file in ("best.pt", "metrics.jsonl"):

@@ -16,8 +16,8 @@ def select_best_trial(experiment_name: str, namespace: str, objective: str, sele
     and ones without metrics excluded (none left: a clear error)."""
     from collections import namedtuple
 
-    from components.katib.experiments import default_namespace
     from components.katib.trials import best_trial, list_trials, trial_parameters
+    from components.kube import default_namespace
     from model.report import table
 
     namespace = default_namespace(namespace)

@@ -1,7 +1,8 @@
 """One training as a multi-node job, run by the cluster's engine: a Kubeflow Trainer v2 TrainJob
 (Kubeflow 1.11+) or a Training Operator v1 PyTorchJob (Kubeflow 1.9+). The bodies, their names,
 their state, the reason a job failed, and the create-or-attach wait of
-components/run_training_job.py (the Katib launcher's pattern and helpers: components/katib/experiments.py).
+components/run_training_job.py (the Katib launcher's pattern: components/katib/experiments.py; the client,
+the retry rule and its constants: components/kube.py).
 
 Every node runs the same command: pull the inputs from the object store, then
 ``python -m torch.distributed.run -m model.cli train ...``. torchrun takes its node count, rank,
@@ -21,12 +22,11 @@ import shlex
 import time
 from typing import Callable
 
-from components.katib.experiments import MAX_API_FAILURES, REQUEST_TIMEOUT, _describe, _transient
+from components.kube import MAX_API_FAILURES, RBAC, REQUEST_TIMEOUT, describe, transient
 
 BACKENDS = ("trainjob", "pytorchjob")  # the launcher's; "task" (one pod, one GPU) is components/train.py
 TRAINER_GROUP, TRAINER_VERSION, TRAINJOBS = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 KUBEFLOW_GROUP, KUBEFLOW_VERSION, PYTORCHJOBS = "kubeflow.org", "v1", "pytorchjobs"
-RBAC = "manifests/base/rbac.yaml"
 # The trainer container of the `torch-distributed` runtime and of every runtime built from it
 # (tests/fixtures/kubeflow-crds/torch_distributed-runtime.yaml; Trainer constants.go `Node`): the
 # TrainJob's trainer.command/env/resources go to that container.
@@ -253,12 +253,12 @@ class _Watch:
             events = self.core.list_namespaced_event(self.namespace, _request_timeout=REQUEST_TIMEOUT).items
             parts += warning_events(events, {self.name, *(p.metadata.name for p in pods)})[-8:]
         except Exception as e:  # noqa: BLE001 - the job's own reason is the error; details are best effort
-            parts.append(f"(pods and events unreadable: {_describe(e)})")
+            parts.append(f"(pods and events unreadable: {describe(e)})")
         return "; ".join(parts)
 
 
 def _refused(exc, verb: str, kind: str, namespace: str, name: str) -> Exception:
-    what = f"{verb} {kind} {namespace}/{name}: {_describe(exc)}"
+    what = f"{verb} {kind} {namespace}/{name}: {describe(exc)}"
     status = getattr(exc, "status", None)
     plural = TRAINJOBS if kind == "TrainJob" else PYTORCHJOBS
     group = TRAINER_GROUP if kind == "TrainJob" else KUBEFLOW_GROUP
@@ -291,7 +291,7 @@ def run_job(custom, core, body: dict, *, kfp_run: str, timeout_minutes: float, p
     `poll_seconds`: one log line per change (phase, pods by phase, rank 0's last metric line).
     Returns the name of the job that succeeded (`body`'s, or `<name>-rN`); raises JobFailed with
     the job's reason, its pods' failures and Warning events, TimeoutError after `timeout_minutes`
-    (the job keeps running). Transient API errors are retried at the next poll (components/katib/experiments.py's
+    (the job keeps running). Transient API errors are retried at the next poll (components/kube.py's
     rule); 401/403/404 are not. Deletes nothing: a failed job's pods and logs stay for `kubectl logs`.
 
     An existing job that runs or succeeded is attached to (a running one is still writing the
@@ -301,7 +301,7 @@ def run_job(custom, core, body: dict, *, kfp_run: str, timeout_minutes: float, p
     (`--resume`) wants the training done, and attaching would only replay the old failure. So the
     next attempt `<name>-r2`, `-r3`... is created (found with `get`/`create` on each candidate name:
     no `list` in manifests/base/rbac.yaml) and resumes from the checkpoint mirror."""
-    from kubernetes.client.rest import ApiException
+    from components.kube import ApiException
 
     base = body["metadata"]["name"]
     body = {**body, "metadata": {**body["metadata"], "annotations": {
@@ -348,15 +348,15 @@ def run_job(custom, core, body: dict, *, kfp_run: str, timeout_minutes: float, p
             verb = "list pods of"
             pods = w.pods()
         except Exception as e:
-            if not _transient(e):
+            if not transient(e):
                 if isinstance(e, ApiException):
                     raise _refused(e, verb.split()[0], kind, w.namespace, w.name) from None
                 raise
             failures += 1
             if failures >= MAX_API_FAILURES:
                 raise RuntimeError(f"{failures} Kubernetes API calls in a row failed ({verb} {ref}), the last with "
-                                   f"{_describe(e)}; the job may still be running: {kubectl}") from None
-            log(f"{verb} {ref} failed ({_describe(e)}); try {failures} of {MAX_API_FAILURES}, again in {poll_seconds}s")
+                                   f"{describe(e)}; the job may still be running: {kubectl}") from None
+            log(f"{verb} {ref} failed ({describe(e)}); try {failures} of {MAX_API_FAILURES}, again in {poll_seconds}s")
         else:
             failures = 0
             result, reason = state(w.backend, obj)

@@ -147,14 +147,13 @@ class MedianStopFloor(services.EarlyStoppingServicer):
         PATCH is awaited, so a refused one is an error to the collector, and the time is UTC.
         Katib grants the suggestion pod's service account every verb on trials and trials/status
         when early stopping is set (pkg/controller.v1beta1/suggestion/composer/composer.go:350-368)."""
-        from kubernetes.client.exceptions import ApiException
-
-        from components.katib.trials import KATIB_GROUP, KATIB_VERSION, katib_api
+        from components.katib.trials import KATIB_GROUP, KATIB_VERSION
+        from components.kube import ApiException, custom_objects_api
 
         name = request.trial_name
         namespace = self.namespace()
         try:
-            api = katib_api()
+            api = custom_objects_api()
             trial = api.get_namespaced_custom_object(KATIB_GROUP, KATIB_VERSION, namespace, TRIAL_PLURAL, name)
             now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             trial.setdefault("status", {}).setdefault("conditions", []).append(
@@ -175,7 +174,7 @@ class MedianStopFloor(services.EarlyStoppingServicer):
     def namespace(self) -> str:
         if self._namespace:
             return self._namespace
-        from components.katib.experiments import default_namespace
+        from components.kube import default_namespace
 
         try:
             return default_namespace()

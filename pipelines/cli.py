@@ -135,7 +135,7 @@ def _build(args):
     return build(target, args.trainings, fixed), absent(target, args.trainings, local=local)
 
 
-def _params(args) -> dict:
+def params_of(args) -> dict:
     """--params-file, then --param, typed and checked against the parameters of the build that runs."""
     from pipelines.params import load_params_file, parse_params
 
@@ -162,7 +162,7 @@ def _compile(args) -> int:
 def _submit(args) -> int:
     from pipelines.submit import submit
 
-    url, run_id = submit(args.host, _params(args), experiment=args.experiment, namespace=args.namespace,
+    url, run_id = submit(args.host, params_of(args), experiment=args.experiment, namespace=args.namespace,
                          run_name=args.run_name, resume=args.resume is not None, target=args.target,
                          fixed=_fixed(args, (args.target,)), trainings=args.trainings, preflight=not args.no_check)
     print(url)
@@ -174,7 +174,7 @@ def _submit(args) -> int:
 def _run_local(args) -> int:
     from pipelines.local import run_local
 
-    params = _params(args)
+    params = params_of(args)
     if args.data:
         params["dataset_uri"] = args.data
     if args.output:

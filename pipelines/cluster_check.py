@@ -54,7 +54,7 @@ class Kube:
         self.api = api_client
 
     def call(self, method: str, path: str, body: dict | None = None, query: list | None = None) -> tuple[int, dict]:
-        from kubernetes.client.rest import ApiException
+        from components.kube import ApiException
 
         try:
             data, status, _ = self.api.call_api(
@@ -73,25 +73,18 @@ class Kube:
 def connect(namespace: str | None) -> tuple[Kube, str]:
     """A Kube for this machine's Kubernetes credentials and the namespace to check: `namespace`, else the
     kubeconfig context's, else the pod's own. DataError when there are no credentials."""
-    from kubernetes import client, config
-
-    from components.katib.experiments import default_namespace
-    from components.katib.trials import load_kube_config
+    from components.kube import ConfigException, api_client, default_namespace, kubeconfig_namespace
 
     try:
-        load_kube_config()
-    except (config.ConfigException, OSError) as exc:
+        api = api_client()
+    except (ConfigException, OSError) as exc:
         raise DataError(f"no Kubernetes credentials here (in-cluster or kubeconfig): {str(exc).splitlines()[0]}") from None
     if not namespace:
         try:
-            namespace = config.list_kube_config_contexts()[1]["context"].get("namespace", "")
-        except (config.ConfigException, OSError, KeyError, TypeError):
-            namespace = ""
-        try:
-            namespace = namespace or default_namespace("")
+            namespace = kubeconfig_namespace() or default_namespace("")
         except ValueError:
             raise DataError("no namespace: pass --namespace (your Kubeflow profile)") from None
-    return Kube(client.ApiClient()), namespace
+    return Kube(api), namespace
 
 
 def _served(kube: Kube, group_version: str) -> set[str] | None:

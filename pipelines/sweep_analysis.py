@@ -99,17 +99,18 @@ def _kind(values: list) -> str:
     return "log" if min(values) > 0 else "linear"
 
 
-def _fmt_num(v: float | str) -> str:
+def fmt_num(v: float | str) -> str:
     """Full precision, shortest round-trip form; integral floats without '.0' (T_max=24)."""
     if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
         return str(int(v))
     return repr(v) if isinstance(v, float) else str(v)
 
 
-def _short(v: float | str) -> str:
+def fmt_short(v: float | str) -> str:
+    """Three significant digits for a non-integral float (a table cell); else as fmt_num."""
     if isinstance(v, float) and not v.is_integer():
         return f"{v:.3g}"
-    return _fmt_num(v)
+    return fmt_num(v)
 
 
 def bucketize(trials: list[Trial], param: str) -> tuple[str, list[Bucket]]:
@@ -122,12 +123,12 @@ def bucketize(trials: list[Trial], param: str) -> tuple[str, list[Bucket]]:
     groups: dict[str, list[Trial]] = {}
     if kind == "category":
         for v in sorted(set(values), key=lambda x: (isinstance(x, str), x)):
-            groups[f"{param}={_fmt_num(v)}"] = [t for w, t in pts if w == v]
+            groups[f"{param}={fmt_num(v)}"] = [t for w, t in pts if w == v]
     else:
         lo, hi = min(values), max(values)
         k = max(2, min(4, round(math.sqrt(len(values)))))
         if lo == hi:
-            groups[f"{param}={_short(lo)}"] = [t for _, t in pts]
+            groups[f"{param}={fmt_short(lo)}"] = [t for _, t in pts]
         else:
             f = math.log if kind == "log" else (lambda x: x)
             span = f(hi) - f(lo)

@@ -31,13 +31,13 @@ from pipelines.sweep_analysis import (  # noqa: F401
     Analysis,
     Bucket,
     Stats,
-    _fmt_num,
-    _short,
     analyze,
     bucketize,
     compare_claims,
     compute_stats,
     find_outliers,
+    fmt_num,
+    fmt_short,
 )
 from pipelines.sweep_plots import draw_plots, slug
 
@@ -59,7 +59,7 @@ def _commands(t: Trial, fallback: Trial | None) -> list[str]:
 
     train = [f"receiptflow train preset=efficientnet_b4_lr_optimized exp_name={slug(t.name)}_replication"]
     for p, v in t.parameters.items():
-        train.append(f"{_OVERRIDE.get(key(p), p)}={_fmt_num(v)}")
+        train.append(f"{_OVERRIDE.get(key(p), p)}={fmt_num(v)}")
     train.append("trainer.max_epochs=22")
     pipe = ["receiptflow pipeline submit --host \"$KFP_HOST\""]
     for prefix, trial in (("run8", t), ("run3", fallback)):
@@ -67,7 +67,7 @@ def _commands(t: Trial, fallback: Trial | None) -> list[str]:
             continue
         for p, v in trial.parameters.items():
             if key(p) in _PIPELINE:
-                pipe.append(f"--param {prefix}_{_PIPELINE[key(p)]}={_fmt_num(v)}")
+                pipe.append(f"--param {prefix}_{_PIPELINE[key(p)]}={fmt_num(v)}")
     return [" \\\n  ".join(train), " \\\n  ".join(pipe)]
 
 
@@ -88,7 +88,7 @@ def _document(analysis: Analysis, plots: list[tuple[str, Path]], *, title: str, 
                      f"({a.recommended.status}, {a.recommended.metric:.4f}). Early-stopped trials are ranked with the rest."))
 
     doc.append(("h2", "Ranking (absolute metric, early-stopped trials included)"))
-    rows = [[str(i + 1), t.name] + [_short(t.parameters.get(p, "")) for p in params] + [f"{t.metric:.4f}", t.status]
+    rows = [[str(i + 1), t.name] + [fmt_short(t.parameters.get(p, "")) for p in params] + [f"{t.metric:.4f}", t.status]
             for i, t in enumerate(a.ranking)]
     doc.append(("table", ["rank", "trial"] + params + [a.objective, "status"], rows))
     if a.excluded:
@@ -138,10 +138,10 @@ def _document(analysis: Analysis, plots: list[tuple[str, Path]], *, title: str, 
     doc.append(("h2", "Recommended replication config"))
     r = a.recommended
     doc.append(("p", f"Best by absolute metric: **{r.name}** ({r.status}, {r.metric:.4f}). Full-precision parameters:"))
-    doc.append(("table", ["parameter", "value"], [[p, _fmt_num(v)] for p, v in r.parameters.items()]))
+    doc.append(("table", ["parameter", "value"], [[p, fmt_num(v)] for p, v in r.parameters.items()]))
     if a.fallback is not None:
         doc.append(("p", f"Fallback (best completed trial): **{a.fallback.name}** ({a.fallback.metric:.4f}):"))
-        doc.append(("table", ["parameter", "value"], [[p, _fmt_num(v)] for p, v in a.fallback.parameters.items()]))
+        doc.append(("table", ["parameter", "value"], [[p, fmt_num(v)] for p, v in a.fallback.parameters.items()]))
     else:
         doc.append(("p", "Fallback: no other completed (Succeeded) trial."))
     cmd_train, cmd_pipe = _commands(r, a.fallback)

@@ -32,9 +32,11 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serving(server: ThreadingHTTPServer, tmp_path, monkeypatch, namespace_module, namespace: str = "team-a"):
+def serving(server: ThreadingHTTPServer, tmp_path, monkeypatch, namespace: str = "team-a"):
     """Serve `server` in a thread; KUBECONFIG points at it (not in a pod: no in-cluster config), and
-    the pod's service-account namespace file (`namespace_module.SERVICE_ACCOUNT_NAMESPACE`) says `namespace`."""
+    the pod's service-account namespace file (`components.kube.SERVICE_ACCOUNT_NAMESPACE`) says `namespace`."""
+    from components import kube
+
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     config = {"apiVersion": "v1", "kind": "Config", "current-context": "stand-in",
@@ -45,7 +47,7 @@ def serving(server: ThreadingHTTPServer, tmp_path, monkeypatch, namespace_module
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     (tmp_path / "namespace").write_text(namespace)
-    monkeypatch.setattr(namespace_module, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "namespace"))
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "namespace"))
     try:
         yield server
     finally:

@@ -106,9 +106,7 @@ class _ClusterHandler(Handler):
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
-    from components.katib import experiments
-
-    with serving(ClusterApi(), tmp_path, monkeypatch, experiments, namespace=NS) as server:
+    with serving(ClusterApi(), tmp_path, monkeypatch, namespace=NS) as server:
         yield server
 
 

@@ -274,13 +274,11 @@ class _TrialHandler(kube_standin.Handler):
 
 
 def test_set_trial_status_marks_the_trial_early_stopped_as_katib_does(stub, tmp_path, monkeypatch):
-    from components.katib import experiments
-
     trials = json.loads((FIXTURES / "katib_trials_failed_running.json").read_text())
     running = next(t for t in trials if t["metadata"]["name"].endswith("d4running"))
     namespace, name = running["metadata"]["namespace"], running["metadata"]["name"]
     before = [c["type"] for c in running["status"]["conditions"]]
-    with kube_standin.serving(TrialApi(trials), tmp_path, monkeypatch, experiments, namespace=namespace) as api:
+    with kube_standin.serving(TrialApi(trials), tmp_path, monkeypatch, namespace=namespace) as api:
         stub.SetTrialStatus(pb2.SetTrialStatusRequest(trial_name=name))
         [(path, content_type, body)] = api.patches
         assert path == f"/apis/kubeflow.org/v1beta1/namespaces/{namespace}/trials/{name}/status"

@@ -15,7 +15,7 @@ from model.errors import DataError
 
 
 def _params(*argv: str) -> dict:
-    from pipelines.cli import _params as params_of
+    from pipelines.cli import params_of
 
     return params_of(build_parser().parse_args(["pipeline", "submit", "--host", "http://h", *argv]))
 

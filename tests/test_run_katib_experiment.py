@@ -92,9 +92,7 @@ class _Handler(Handler):
 def kube(tmp_path, monkeypatch):
     """The stand-in on a free loopback port; KUBECONFIG names a kubeconfig file pointing at it and
     the pod's service-account namespace file says "team-a"."""
-    import components.katib.experiments
-
-    with serving(KubeApi(), tmp_path, monkeypatch, components.katib.experiments) as server:
+    with serving(KubeApi(), tmp_path, monkeypatch) as server:
         yield server
 
 
@@ -174,7 +172,7 @@ def test_an_api_server_that_does_not_answer_in_time_is_a_failed_call_not_a_hung_
 
 
 def test_an_api_that_stays_down_fails_after_a_bounded_number_of_tries(kube, tmp_path):
-    from components.katib.experiments import MAX_API_FAILURES
+    from components.kube import MAX_API_FAILURES
 
     kube.polls = [RUNNING, 503]
     with pytest.raises(RuntimeError, match=rf"{MAX_API_FAILURES} Kubernetes API calls in a row failed.*HTTP 503.*"
@@ -209,9 +207,7 @@ def test_forbidden_is_an_rbac_error_at_once(kube, tmp_path, where):
 
 
 def test_no_namespace_and_no_service_account_file_is_a_clear_error(kube, tmp_path, monkeypatch):
-    import components.katib.experiments
-
-    monkeypatch.setattr(components.katib.experiments, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "absent"))
+    monkeypatch.setattr("components.kube.SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "absent"))
     with pytest.raises(ValueError, match=r"no namespace given and .*absent.*namespace="):
         _run(tmp_path)
     assert kube.requests == []

@@ -25,10 +25,9 @@ def _items(name: str) -> list[dict]:
 def cluster(tmp_path, monkeypatch):
     """Katib's Trial list over real HTTP on loopback (tests/kube_standin.py), reached by the real
     kubernetes client through a kubeconfig; set `cluster.items` to the Trials it holds."""
-    import components.katib.experiments
     from tests.kube_standin import TrialsApi, serving
 
-    with serving(TrialsApi(), tmp_path, monkeypatch, components.katib.experiments) as server:
+    with serving(TrialsApi(), tmp_path, monkeypatch) as server:
         yield server
 
 

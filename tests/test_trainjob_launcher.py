@@ -105,9 +105,7 @@ class _Handler(Handler):
 
 @pytest.fixture
 def kube(tmp_path, monkeypatch):
-    import components.katib.experiments
-
-    with serving(KubeApi(), tmp_path, monkeypatch, components.katib.experiments) as server:
+    with serving(KubeApi(), tmp_path, monkeypatch) as server:
         yield server
 
 

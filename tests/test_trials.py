@@ -179,10 +179,9 @@ def test_flat_json_records(tmp_path):
 @pytest.fixture
 def trials_api(tmp_path, monkeypatch):
     """Katib's Trial list over real HTTP on loopback; KUBECONFIG points the real kubernetes client at it."""
-    import components.katib.experiments
     from tests.kube_standin import TrialsApi, serving
 
-    with serving(TrialsApi(), tmp_path, monkeypatch, components.katib.experiments) as server:
+    with serving(TrialsApi(), tmp_path, monkeypatch) as server:
         yield server
 
 
@@ -218,7 +217,7 @@ def test_the_katib_helpers_import_inside_a_running_task():
     import subprocess
     import sys
 
-    code = ("import sys, components.katib.trials, components.katib.experiments; "
+    code = ("import sys, components.kube, components.katib.trials, components.katib.experiments; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'pipelines'); print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
                           env={**os.environ, "_KFP_RUNTIME": "true"})

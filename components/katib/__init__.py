@@ -1,7 +1,8 @@
 """Katib helpers, not components: what the Katib components and the sweep tools share.
 
-- `experiments`: create-or-attach a Katib Experiment and wait for it (run_katib_experiment, and
-  the API-error handling the job launcher reuses);
+- `experiments`: create-or-attach a Katib Experiment and wait for it (run_katib_experiment; the
+  client, the namespace default and the API-error handling, shared with the job launcher and the
+  early-stopping service: components/kube.py);
 - `trials`: the normalized Trial record, its loaders (cluster, JSON, CSV) and the best-trial rule
   (select_best_trial, `receiptflow sweep report`, pipelines/sweep_report.py).
 

@@ -1,6 +1,6 @@
 """Running a Katib Experiment from a pipeline task (components/run_katib_experiment.py): the
-namespace default, the per-run Experiment body, create-or-attach, and a wait that rides out
-Kubernetes API blips.
+per-run Experiment body, create-or-attach, and a wait that rides out Kubernetes API blips (the
+client, the namespace default and the retry rule: components/kube.py).
 
 Imported inside component bodies (they run where the receiptflow package is installed); the
 kubernetes client is imported only where it is used.
@@ -9,38 +9,16 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from components.katib.trials import KATIB_GROUP, KATIB_VERSION, summarize
+from components.kube import MAX_API_FAILURES, RBAC, REQUEST_TIMEOUT, describe, transient
 
 KATIB_EXPERIMENTS = "experiments"
-# Every pod's service-account volume has its namespace here; Katib's SDK defaults the same way
-# (kubeflow/katib sdk/python/v1beta1/kubeflow/katib/utils/utils.py:42 at v0.19.0).
-SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-RBAC = "manifests/base/rbac.yaml"
 # Where the run's values go in the template (pipelines.sweep.experiment(...) called with these).
 PLACEHOLDERS = ("@DATASET_URI@", "@OUTPUT_URI@", "@MINIO_SECRET@")
-# API answers worth another try: the API server (or a proxy in front of it) restarting or throttling.
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_API_FAILURES = 15  # API calls in a row that may fail (one per poll) before the task gives up
-REQUEST_TIMEOUT = (10, 60)  # seconds to connect, to read one answer: a hung API server is a failed call
 # Katib's terminal Experiment conditions (pkg/apis/controller/experiments/v1beta1/experiment_types.go:185-186 at v0.19.0)
 DONE = ("Succeeded", "Failed")
-
-
-def default_namespace(namespace: str = "") -> str:
-    """`namespace`, else the pod's own (its service account's namespace file)."""
-    if namespace.strip():
-        return namespace.strip()
-    try:
-        found = Path(SERVICE_ACCOUNT_NAMESPACE).read_text(encoding="utf-8").strip()
-    except OSError as e:
-        raise ValueError(f"no namespace given and {SERVICE_ACCOUNT_NAMESPACE} cannot be read ({e.strerror}; not in a "
-                         "pod?): pass namespace=NAMESPACE") from None
-    if not found:
-        raise ValueError(f"no namespace given and {SERVICE_ACCOUNT_NAMESPACE} is empty: pass namespace=NAMESPACE")
-    return found
 
 
 def experiment_body(template: dict, *, name_suffix: str, namespace: str, values: dict[str, str]) -> dict:
@@ -80,33 +58,9 @@ def experiment_body(template: dict, *, name_suffix: str, namespace: str, values:
     return body
 
 
-def _transient(exc: Exception) -> bool:
-    import urllib3
-    from kubernetes.client.rest import ApiException
-
-    if isinstance(exc, ApiException):
-        return exc.status in TRANSIENT_STATUSES
-    # refused/reset/dropped connections and timeouts, after urllib3's own retries (MaxRetryError etc.)
-    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError))
-
-
-def _describe(exc: Exception) -> str:
-    """One line: `HTTP 503 Service Unavailable: <the API's message>` or the exception's first line."""
-    from kubernetes.client.rest import ApiException
-
-    if isinstance(exc, ApiException):
-        try:
-            message = json.loads(exc.body or "{}").get("message", "")
-        except (ValueError, AttributeError):
-            message = str(exc.body or "")[:200]
-        return f"HTTP {exc.status} {exc.reason}" + (f": {message}" if message else "")
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def _refused(exc: Exception, verb: str, namespace: str, name: str) -> Exception:
     """The error for an API answer no retry changes (401/403/404/4xx)."""
-    what = f"{verb} Experiment {namespace}/{name}: {_describe(exc)}"
+    what = f"{verb} Experiment {namespace}/{name}: {describe(exc)}"
     status = getattr(exc, "status", None)
     if status in (401, 403):
         return PermissionError(
@@ -130,7 +84,7 @@ def run_experiment(api, body: dict, *, timeout_minutes: float, poll_seconds: flo
     `timeout_minutes` (the Experiment keeps running). Transient API errors (TRANSIENT_STATUSES,
     dropped connections, timeouts) are retried at the next poll, up to MAX_API_FAILURES in a row;
     401/403/404 are not retried."""
-    from kubernetes.client.rest import ApiException
+    from components.kube import ApiException
 
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     kubectl = f"`kubectl -n {namespace} get experiment {name}`"
@@ -154,15 +108,15 @@ def run_experiment(api, body: dict, *, timeout_minutes: float, poll_seconds: flo
                 verb = "get"
             obj = api.get_namespaced_custom_object(*args, name, _request_timeout=REQUEST_TIMEOUT)
         except Exception as e:
-            if not _transient(e):
+            if not transient(e):
                 if isinstance(e, ApiException):
                     raise _refused(e, verb, namespace, name) from None
                 raise
             failures += 1
             if failures >= MAX_API_FAILURES:
                 raise RuntimeError(f"{failures} Kubernetes API calls in a row failed ({verb} Experiment {namespace}/{name}), "
-                                   f"the last with {_describe(e)}; the Experiment may still be running: {kubectl}") from None
-            log(f"{verb} Experiment {namespace}/{name} failed ({_describe(e)}); try {failures} of {MAX_API_FAILURES}, "
+                                   f"the last with {describe(e)}; the Experiment may still be running: {kubectl}") from None
+            log(f"{verb} Experiment {namespace}/{name} failed ({describe(e)}); try {failures} of {MAX_API_FAILURES}, "
                 f"again in {poll_seconds}s")
         else:
             failures = 0

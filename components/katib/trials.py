@@ -16,7 +16,7 @@ assignment as a string, so T_max "24" becomes 24.0); anything else stays a `str`
 JSON records are normalized the same way, so a trial reads the same from every source.
 
 A plain module (see components/katib/__init__.py for why it lives here); the kubernetes
-client is imported only inside `katib_api` and `list_trials`.
+client (components/kube.py) is imported only inside `list_trials`.
 """
 from __future__ import annotations
 
@@ -154,27 +154,6 @@ def trial_from_katib(obj: dict, *, objective: str | None = None, maximize: bool 
                  status=status_from_conditions(status.get("conditions")), metrics=metrics)
 
 
-def load_kube_config() -> None:
-    import os
-
-    from kubernetes import config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        # KUBECONFIG read now: the client's own default was read once, when it was imported
-        path = os.environ.get("KUBECONFIG")
-        config.load_kube_config(**({"config_file": path} if path else {}))
-
-
-def katib_api():
-    """A CustomObjectsApi for Katib resources (in-cluster service account, else the kubeconfig)."""
-    from kubernetes import client
-
-    load_kube_config()
-    return client.CustomObjectsApi()
-
-
 def summarize(status: dict) -> str:
     """One line of an Experiment's status: trial counts and the current best."""
     counts = ", ".join(f"{status[k]} {k.removeprefix('trials').lower() or 'trials'}" for k in
@@ -213,13 +192,11 @@ def list_trials(experiment: str, namespace: str = "kubeflow") -> list[Trial]:
     """Every Trial of Katib Experiment `namespace/experiment`, from the cluster (kube config
     in-cluster, else the local kubeconfig), sorted by name."""
     try:
-        from kubernetes import client
-        from kubernetes.client.rest import ApiException
+        from components.kube import ApiException, custom_objects_api
     except ImportError as e:  # pragma: no cover - kubernetes is a dependency
         raise RuntimeError(f"listing trials of Experiment {namespace}/{experiment} needs the kubernetes client: {e}") from e
     try:
-        load_kube_config()
-        api = client.CustomObjectsApi()
+        api = custom_objects_api()
         resp = api.list_namespaced_custom_object(
             KATIB_GROUP, KATIB_VERSION, namespace, KATIB_TRIALS,
             label_selector=f"{EXPERIMENT_LABEL}={experiment}")
