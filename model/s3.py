@@ -80,7 +80,7 @@ def check_key(key: str, source: str, *, allow_trailing_slash: bool = False) -> s
 
 
 
-def _join(prefix: str, rel: str) -> str:
+def join_key(prefix: str, rel: str) -> str:
     prefix = prefix.rstrip("/")
     return f"{prefix}/{rel}" if prefix else rel
 

@@ -64,9 +64,9 @@ from model.s3 import (  # noqa: F401
     ENV_SECURE,
     SCHEME,
     Remote,
-    _join,
     check_key,
     is_remote,
+    join_key,
     parse_uri,
 )
 from model.transfer import (  # noqa: F401
@@ -74,20 +74,20 @@ from model.transfer import (  # noqa: F401
     LOCAL_TMP_SUFFIX,
     SHA256_META,
     TMP_PREFIX,
+    ByteBar,
+    FileProgress,
+    TransferItem,
     TransferReport,
-    _atomic_file,
-    _Bar,
-    _check_no_clash,
-    _FileProgress,
-    _hashes,
-    _hidden,
-    _inside,
-    _Item,
-    _local_files,
-    _meta_sha256,
-    _run,
-    _same,
-    _single_target,
+    atomic_file,
+    check_no_clash,
+    file_hashes,
+    inside_root,
+    is_hidden_key,
+    local_files,
+    meta_sha256,
+    run_transfers,
+    same_bytes,
+    single_target,
 )
 
 MAX_COPY_SIZE = 5 * 1024**3  # copy_object limit; above it compose_object does the server-side copy
@@ -119,35 +119,35 @@ def upload(src: str | os.PathLike, dst_uri: str, *, workers: int = DEFAULT_WORKE
         return copy_local(src, dst_uri, workers=workers, progress=progress)
     src_path = Path(src)
     bucket, prefix = parse_uri(dst_uri)
-    files = _local_files(src_path)
+    files = local_files(src_path)
     items = []
     for rel, path in files:
         if src_path.is_file() and prefix and not prefix.endswith("/"):
             key = prefix
         else:
-            key = _join(prefix, check_key(rel, str(path)))
-        items.append(_Item(rel, str(path), key, path.stat().st_size))
+            key = join_key(prefix, check_key(rel, str(path)))
+        items.append(TransferItem(rel, str(path), key, path.stat().st_size))
     # temporaries live under the transfer's prefix (a folder) or next to the final key (a file)
-    tmp_root = _join(prefix if src_path.is_dir() else items[0].dst.rpartition("/")[0], TMP_PREFIX)
+    tmp_root = join_key(prefix if src_path.is_dir() else items[0].dst.rpartition("/")[0], TMP_PREFIX)
     remote = Remote(workers)
     remote.check_bucket(bucket, dst_uri)
 
-    def job(item: _Item, bar: _Bar) -> bool:
+    def job(item: TransferItem, bar: ByteBar) -> bool:
         path = Path(item.src)
-        sha256, md5 = _hashes(path)
-        if _same(remote.stat(bucket, item.dst), item.size, sha256, md5):
+        sha256, md5 = file_hashes(path)
+        if same_bytes(remote.stat(bucket, item.dst), item.size, sha256, md5):
             return False
         _put_atomic(remote, bucket, item, path, sha256, f"{tmp_root}/{uuid.uuid4().hex}", bar)
         return True
 
-    return _run(items, job, TransferReport("uploaded"), workers, progress, f"push s3://{bucket}/{prefix}")
+    return run_transfers(items, job, TransferReport("uploaded"), workers, progress, f"push s3://{bucket}/{prefix}")
 
 
-def _put_atomic(remote: Remote, bucket: str, item: _Item, path: Path, sha256: str, tmp_key: str,
-                bar: _Bar) -> None:
+def _put_atomic(remote: Remote, bucket: str, item: TransferItem, path: Path, sha256: str, tmp_key: str,
+                bar: ByteBar) -> None:
     meta = {SHA256_META: sha256}
     ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    fp = _FileProgress(bar)
+    fp = FileProgress(bar)
     client = remote.client
 
     def drop_tmp() -> None:
@@ -187,49 +187,49 @@ def download(src_uri: str, dst: str | os.PathLike, *, workers: int = DEFAULT_WOR
     remote = Remote(workers)
     remote.check_bucket(bucket, src_uri)
     dst_path = Path(dst)
-    items: list[_Item] = []
+    items: list[TransferItem] = []
     single = remote.stat(bucket, key) if key and not key.endswith("/") else None
     if single is not None:
         name = PurePosixPath(key).name
-        items.append(_Item(name, key, str(_single_target(dst_path, name, str(dst))), single.size))
+        items.append(TransferItem(name, key, str(single_target(dst_path, name, str(dst))), single.size))
     else:
         prefix = key.rstrip("/") + "/" if key else ""
         root = dst_path.resolve()
         listing = remote.call(src_uri, lambda: list(remote.client.list_objects(bucket, prefix=prefix, recursive=True)))
         for obj in listing:
             name = obj.object_name
-            if name.endswith("/") or _hidden(name[len(prefix):]):
+            if name.endswith("/") or is_hidden_key(name[len(prefix):]):
                 continue
             rel = name[len(prefix):]
-            target = _inside(root, rel, f"s3://{bucket}/{name}")
-            items.append(_Item(rel, name, str(target), obj.size or 0))
+            target = inside_root(root, rel, f"s3://{bucket}/{name}")
+            items.append(TransferItem(rel, name, str(target), obj.size or 0))
         if not items:
             raise DataError(f"{src_uri}: no objects under this prefix on {remote.endpoint}")
-    _check_no_clash(items, str(dst))
+    check_no_clash(items, str(dst))
 
-    def job(item: _Item, bar: _Bar) -> bool:
+    def job(item: TransferItem, bar: ByteBar) -> bool:
         target = Path(item.dst)
         if target.is_file() and target.stat().st_size == item.size:
-            sha256, md5 = _hashes(target)
-            if _same(remote.stat(bucket, item.src), item.size, sha256, md5):
+            sha256, md5 = file_hashes(target)
+            if same_bytes(remote.stat(bucket, item.src), item.size, sha256, md5):
                 return False
         _get_atomic(remote, bucket, item, target, bar)
         return True
 
-    return _run(items, job, TransferReport("downloaded"), workers, progress, f"pull {src_uri}")
+    return run_transfers(items, job, TransferReport("downloaded"), workers, progress, f"pull {src_uri}")
 
 
-def _get_atomic(remote: Remote, bucket: str, item: _Item, target: Path, bar: _Bar) -> None:
-    fp = _FileProgress(bar)
+def _get_atomic(remote: Remote, bucket: str, item: TransferItem, target: Path, bar: ByteBar) -> None:
+    fp = FileProgress(bar)
     target.parent.mkdir(parents=True, exist_ok=True)
 
     def attempt() -> None:
         fp.settle(0)
         response = remote.client.get_object(bucket, item.src)
         try:
-            want = _meta_sha256(response.headers)
+            want = meta_sha256(response.headers)
             sha, size = hashlib.sha256(), 0
-            with _atomic_file(target) as f:
+            with atomic_file(target) as f:
                 for chunk in response.stream(CHUNK):
                     f.write(chunk)
                     sha.update(chunk)
@@ -252,30 +252,30 @@ def copy_local(src: str | os.PathLike, dst: str | os.PathLike, *, workers: int =
                progress: bool = True) -> TransferReport:
     """The same as upload/download between two local paths (a laptop run without MinIO)."""
     src_path, dst_path = Path(src), Path(dst)
-    files = _local_files(src_path)
+    files = local_files(src_path)
     items = []
     if src_path.is_file():
         rel, path = files[0]
-        items.append(_Item(rel, str(path), str(_single_target(dst_path, rel, str(dst))), path.stat().st_size))
+        items.append(TransferItem(rel, str(path), str(single_target(dst_path, rel, str(dst))), path.stat().st_size))
     else:
         root = dst_path.resolve()
         if root == src_path.resolve() or root.is_relative_to(src_path.resolve()):
             raise DataError(f"{dst}: destination is inside the source folder {src}")
         for rel, path in files:
-            items.append(_Item(rel, str(path), str(_inside(root, rel, str(path))), path.stat().st_size))
-    _check_no_clash(items, str(dst))
+            items.append(TransferItem(rel, str(path), str(inside_root(root, rel, str(path))), path.stat().st_size))
+    check_no_clash(items, str(dst))
 
-    def job(item: _Item, bar: _Bar) -> bool:
+    def job(item: TransferItem, bar: ByteBar) -> bool:
         target, source = Path(item.dst), Path(item.src)
-        if target.is_file() and target.stat().st_size == item.size and _hashes(target)[0] == _hashes(source)[0]:
+        if target.is_file() and target.stat().st_size == item.size and file_hashes(target)[0] == file_hashes(source)[0]:
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(source, "rb") as fin, _atomic_file(target) as fout:
+            with open(source, "rb") as fin, atomic_file(target) as fout:
                 shutil.copyfileobj(fin, fout, CHUNK)
         except OSError as exc:
             raise DataError(f"{source} -> {target}: {exc.strerror or exc}") from None
         bar.add(item.size)
         return True
 
-    return _run(items, job, TransferReport("copied"), workers, progress, f"copy {src}")
+    return run_transfers(items, job, TransferReport("copied"), workers, progress, f"copy {src}")

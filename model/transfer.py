@@ -41,7 +41,7 @@ class TransferReport:
                 f"skipped {len(self.skipped)} unchanged ({_size(self.bytes_skipped)}) in {self.seconds:.1f} s")
 
 
-def _inside(root: Path, rel: str, source: str) -> Path:
+def inside_root(root: Path, rel: str, source: str) -> Path:
     """root/rel, resolved, and checked to stay inside the resolved `root`."""
     check_key(rel, source)
     target = (root / rel).resolve()
@@ -52,7 +52,7 @@ def _inside(root: Path, rel: str, source: str) -> Path:
 # ---------------------------------------------------------------------------------- hashing
 
 
-def _hashes(path: Path) -> tuple[str, str]:
+def file_hashes(path: Path) -> tuple[str, str]:
     """(sha256, md5) of a local file, in one read."""
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
@@ -62,18 +62,18 @@ def _hashes(path: Path) -> tuple[str, str]:
     return sha.hexdigest(), md5.hexdigest()
 
 
-def _meta_sha256(headers) -> str | None:
+def meta_sha256(headers) -> str | None:
     if headers is None:
         return None
     value = headers.get(f"x-amz-meta-{SHA256_META}") or headers.get(f"X-Amz-Meta-{SHA256_META.capitalize()}")
     return value.strip().lower() if value else None
 
 
-def _same(stat, size: int, sha256: str, md5: str) -> bool:
+def same_bytes(stat, size: int, sha256: str, md5: str) -> bool:
     """Does the object `stat` hold these bytes? sha256 metadata, else a single-part ETag (md5)."""
     if stat is None or stat.size != size:
         return False
-    remote_sha = _meta_sha256(stat.metadata)
+    remote_sha = meta_sha256(stat.metadata)
     if remote_sha:
         return remote_sha == sha256
     etag = (stat.etag or "").strip('"').lower()
@@ -83,7 +83,7 @@ def _same(stat, size: int, sha256: str, md5: str) -> bool:
 # ---------------------------------------------------------------------------------- progress
 
 
-class _Bar:
+class ByteBar:
     """A thread-safe byte bar; also the `progress` object minio's put/get calls accept."""
 
     def __init__(self, total: int, desc: str, enabled: bool):
@@ -100,10 +100,10 @@ class _Bar:
         self._bar.close()
 
 
-class _FileProgress:
+class FileProgress:
     """minio's progress protocol (set_meta/update) for one file; `settle` fixes the count afterwards."""
 
-    def __init__(self, bar: _Bar):
+    def __init__(self, bar: ByteBar):
         self.bar, self.counted = bar, 0
 
     def set_meta(self, object_name=None, total_length=None) -> None:  # noqa: ARG002 - minio's protocol
@@ -123,14 +123,14 @@ class _FileProgress:
 
 
 @dataclass(frozen=True)
-class _Item:
+class TransferItem:
     rel: str  # name relative to the source root, '/'-separated
     src: str  # local path or object key
     dst: str  # local path or object key
     size: int
 
 
-def _local_files(src: Path) -> list[tuple[str, Path]]:
+def local_files(src: Path) -> list[tuple[str, Path]]:
     """(relative name, path) of a file or of every file under a folder (symlinked folders not followed)."""
     if src.is_file():
         return [(src.name, src)]
@@ -150,29 +150,29 @@ def _local_files(src: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def _single_target(dst: Path, name: str, dst_text: str) -> Path:
+def single_target(dst: Path, name: str, dst_text: str) -> Path:
     """Where one file lands: into `dst` when it is a folder (or named with a trailing '/'), else `dst` itself."""
     if dst.is_dir() or dst_text.endswith(("/", os.sep)):
-        return _inside(dst.resolve(), name, dst_text)
+        return inside_root(dst.resolve(), name, dst_text)
     return dst.resolve()
 
 
-def _hidden(key: str) -> bool:
+def is_hidden_key(key: str) -> bool:
     return TMP_PREFIX in key.split("/")
 
 
 # ------------------------------------------------------------------------------------ running
 
 
-def _run(items: list[_Item], job: Callable[[_Item, _Bar], bool], report: TransferReport,
+def run_transfers(items: list[TransferItem], job: Callable[[TransferItem, ByteBar], bool], report: TransferReport,
          workers: int, progress: bool, desc: str) -> TransferReport:
     """job(item, bar) -> transferred? for every item, in parallel; the first DataError stops the rest."""
     start = time.monotonic()
-    bar = _Bar(sum(i.size for i in items), desc, progress)
+    bar = ByteBar(sum(i.size for i in items), desc, progress)
     lock = threading.Lock()
     failed = threading.Event()
 
-    def one(item: _Item) -> None:
+    def one(item: TransferItem) -> None:
         if failed.is_set():
             return  # a worker may dequeue its next item before cancel_futures runs: start nothing after a failure
         try:
@@ -206,7 +206,7 @@ def _run(items: list[_Item], job: Callable[[_Item, _Bar], bool], report: Transfe
     return report
 
 
-class _atomic_file:
+class atomic_file:
     """Open a hidden temporary next to `target`; on clean exit os.replace it into place, else delete it."""
 
     def __init__(self, target: Path):
@@ -227,7 +227,7 @@ class _atomic_file:
         return False
 
 
-def _check_no_clash(items: Iterable[_Item], dst: str) -> None:
+def check_no_clash(items: Iterable[TransferItem], dst: str) -> None:
     """Two sources may not land on one path, nor one below another (file 'a' and 'a/b')."""
     seen = {Path(i.dst) for i in items}
     for p in seen:

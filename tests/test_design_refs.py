@@ -22,3 +22,18 @@ def test_nothing_points_at_the_teams_design_file_outside_the_repository():
     stale = [str(p.relative_to(REPO)) for p in SOURCES if p.name != "test_design_refs.py"
              and re.search(r"\bDESIGN\.md", p.read_text(errors="replace"))]
     assert not stale
+
+
+def test_no_module_imports_another_modules_private_names():
+    """docs/design.md §2: one home per concern, reached through public names (tests may look inside)."""
+    import ast
+
+    repo = Path(__file__).resolve().parents[1]
+    found = []
+    for top in ("model", "components", "pipelines", "earlystop", "receiptflow"):
+        for path in sorted((repo / top).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    found += [f"{path.relative_to(repo)}: from {node.module} import {a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not found, "\n".join(found)
