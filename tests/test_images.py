@@ -312,6 +312,7 @@ def test_every_yaml_names_the_default_image():
 def test_the_wheel_the_images_install_carries_presets_params_compiled_pipelines_and_commands(tmp_path):
     """The images `pip install .` (not editable): data files must be package data, the pipeline
     and sweep commands entry points, or `--params-file demo` and `receiptflow sweep` break in pods."""
+    import os
     import shutil
     import subprocess
     import sys
@@ -338,3 +339,40 @@ def test_the_wheel_the_images_install_carries_presets_params_compiled_pipelines_
     assert len(expected) >= 7 and expected <= names
     entry_points = next(zipfile.ZipFile(wheel).read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "pipeline = pipelines.cli" in entry_points and "sweep = pipelines.sweep_cli" in entry_points
+
+    # Installed next to other code (docs/design.md §2, "Import names"): the wheel in a fresh venv (its
+    # dependencies from this environment), run from a directory holding a stray model.py, pipelines/ and
+    # components/ -- they must not shadow ours -- and with that directory on PYTHONPATH, where they would:
+    # one line per shadowed name, exit 2.
+    import sysconfig
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # a plain path: its .pth files stay unread
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stray = tmp_path / "stray"
+    for rel in ("model.py", "pipelines/__init__.py", "components/__init__.py"):
+        (stray / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stray / rel).write_text("raise ImportError('the stray one was imported')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    cli = str(venv / "bin" / "receiptflow")
+
+    def run(*args, **extra):
+        return subprocess.run([cli, *args], cwd=stray, env={**env, **extra}, capture_output=True, text=True, timeout=300)
+
+    assert run("--help").returncode == 0
+    shown = run("config", "show", "preset=cpu_tiny")
+    assert shown.returncode == 0 and "test_efficientnet" in shown.stdout, shown.stderr
+    replay = run("sweep", "replay", str(repo / "tests" / "fixtures" / "curves" / "seed_sweep.json"))  # a pipelines/ command
+    assert replay.returncode == 0 and "| medianstop-floor |" in replay.stdout, replay.stderr
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import model, pipelines; print(model.__file__, pipelines.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True).stdout
+    assert str(site) in where and str(repo) not in where  # the wheel's copy, not this checkout's
+    shadowed = run("config", "show", PYTHONPATH=str(stray))
+    assert shadowed.returncode == 2 and shadowed.stdout == ""
+    lines = shadowed.stderr.strip().splitlines()
+    assert [line.split("'")[1] for line in lines] == ["model", "components", "pipelines"]
+    assert all(line.startswith("receiptflow: error: ") and str(stray) in line and "shadows it" in line for line in lines)
