@@ -15,7 +15,7 @@ from model.data.ufo import DatasetRoot
 from model.errors import DataError
 from model.evaluate import validate
 from model.predict import eval_loader, load_model, predict
-from model.tune import TUNED, apply_tuned, grid, tune
+from model.tune import TUNED, GridPoint, apply_tuned, decide, grid, tune
 
 
 def test_grid_starts_with_the_models_own_and_steps_around_it_inside_the_valid_range():
@@ -28,6 +28,21 @@ def test_grid_starts_with_the_models_own_and_steps_around_it_inside_the_valid_ra
     edge = grid({"thresh": 0.03, "box_thresh": 0.95, "unclip_ratio": 0.2})  # steps outside (0, 1) / <= 0 dropped
     assert all(0 < p["thresh"] < 1 and p["box_thresh"] < 1 and p["unclip_ratio"] > 0 for p in edge)
     assert edge[0] == {"thresh": 0.03, "box_thresh": 0.95, "unclip_ratio": 0.2} and len(edge) < len(points)
+
+
+def test_the_best_point_is_taken_only_when_its_gain_is_twice_its_standard_error():
+    def point(values):
+        return GridPoint({}, sum(values) / len(values), 0, 0, 0, tuple(values))
+
+    mine = point([0.95, 0.97, 0.99, 0.96] * 6)
+    steady = point([v + 0.002 for v in mine.per_image])  # +0.002 on every image: no noise at all
+    assert decide(steady, mine) == (steady, pytest.approx(0.0, abs=1e-12))
+    noisy = point([v + d for v, d in zip(mine.per_image, [0.03, -0.025] * 12)])  # +0.0025 on average, sd 0.028
+    taken, se = decide(noisy, mine)
+    assert taken is mine and 0.005 < se < 0.007
+    clear = point([v + d for v, d in zip(mine.per_image, [0.012, 0.004] * 12)])  # +0.008, se 0.0008
+    assert decide(clear, mine)[0] is clear
+    assert decide(mine, mine)[0] is mine  # no gain: the model's own
 
 
 def test_apply_tuned_sets_the_three_settings_and_nothing_else():
@@ -57,7 +72,9 @@ def test_the_stored_choice_is_the_grids_best_and_eval_reproduces_its_hmean(learn
     result = tune(model, cfg, val)
     assert result.rows[0].settings == result.own and result.rows[0].hmean == result.own_hmean
     best = max(r.hmean for r in result.rows)
-    assert result.hmean == best and next(r for r in result.rows if r.hmean == best).settings == result.chosen
+    assert result.best_hmean == best and next(r for r in result.rows if r.hmean == best).settings == result.best
+    assert result.chosen in (result.best, result.own) and result.hmean in (result.best_hmean, result.own_hmean)
+    assert all(r.hmean == pytest.approx(sum(r.per_image) / len(r.per_image)) for r in result.rows)  # val/hmean: a mean over images
     stored = load_checkpoint(learned.out / "best.pt")["tuned"]
     assert stored["postprocess"] == result.chosen and stored["hmean"] == round(result.hmean, 6)  # deterministic
     # load_model applies it: eval with the tuned checkpoint scores what tune said
