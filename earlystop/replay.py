@@ -182,6 +182,26 @@ def markdown_table(results: Sequence[Result], *, floor: float | None) -> str:
     return "\n".join(lines)
 
 
+def start_step_table(curves: CurveSet, start_steps: Sequence[int], **settings) -> str:
+    """Per start_step, for Katib's medianstop and medianstop-floor: the best trial the sweep keeps (and
+    whether it is the sweep's best), trials stopped, false negatives and trial-epochs saved; the
+    question a user asks of early stopping: "do I keep the winner, and what do I save?"."""
+    best = max if curves.goal == "maximize" else min
+    overall = best(_final(t.values, curves.goal) for t in curves.trials)
+    lines = ["| start_step | policy | best trial kept | trials stopped | false negatives | trial-epochs saved |",
+             "|---|---|---|---|---|---|"]
+    for step in start_steps:
+        for r in replay_all(curves, **{**settings, "start_step": step}):
+            if r.policy == "none":
+                continue
+            total = r.epochs_run + r.epochs_saved
+            kept = f"{r.best_found:.4f}" + ("" if r.best_found == overall else f" (**lost {overall:.4f}**)")
+            fn = f"{len(r.false_negatives)}" + (f" ({', '.join(r.false_negatives)})" if r.false_negatives else "")
+            lines.append(f"| {step} | {r.policy} | {kept} | {len(r.stopped)} | {fn} | "
+                         f"{r.epochs_saved} of {total} ({100.0 * r.epochs_saved / total:.0f} %) |")
+    return "\n".join(lines)
+
+
 def as_json(results: Sequence[Result]) -> list[dict]:
     out = []
     for r in results:

@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import argparse
+
 
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="render the Katib Experiments; report on a finished sweep",
@@ -58,8 +60,17 @@ def register(sub) -> None:
     rp.add_argument("--running-visible", action="store_true",
                     help="medianstop-floor also sees running trials (a collector that reports while training, Katib's push "
                     "collector); default: only ended ones, as with the StdOut collector the checked-in sweep uses")
+    rp.add_argument("--start-steps", metavar="N,N,...", default=None, type=_start_steps,
+                    help="instead: one table over these start_steps (best trial kept, stopped, false negatives, epochs saved)")
     rp.add_argument("--json", action="store_true", help="print the full result (every trial's outcome) as JSON")
     rp.set_defaults(func=_replay)
+
+
+def _start_steps(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected start_steps like 2,4,6") from None
 
 
 def _render(args) -> int:
@@ -96,7 +107,7 @@ def _replay(args) -> int:
     import json
     import sys
 
-    from earlystop.replay import as_json, load_curves, markdown_table, replay_all
+    from earlystop.replay import as_json, load_curves, markdown_table, replay_all, start_step_table
 
     try:
         curves = load_curves(args.curves)
@@ -109,6 +120,9 @@ def _replay(args) -> int:
                 "min_trials_required": pick(args.min_trials, "min_trials_required", 3), "floor": pick(args.floor, "floor", None),
                 "running_visible": bool(args.running_visible or d.get("running_visible", False))}
     try:
+        if args.start_steps:
+            print(start_step_table(curves, args.start_steps, **{k: v for k, v in settings.items() if k != "start_step"}))
+            return 0
         results = replay_all(curves, **settings)
     except ValueError as e:
         print(f"error: {e} (--parallel, --start-step and --min-trials must be >= 1)", file=sys.stderr)
