@@ -36,12 +36,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
-
-from model.data.convert import Converter, Sample, check_image, image_problem, register
+from model.data.convert import Converter, Sample, register
 from model.data.images import IMAGE_SUFFIXES
-from model.data.sroie import read_box_file
-from model.data.ufo import DONT_CARE, Problem, Report, Word, far_outside
+from model.data.sroie import read_pairs
+from model.data.ufo import DONT_CARE, Problem, Report, Word
 from model.errors import DataError
 
 GT_PREFIX = "gt_"
@@ -56,39 +54,10 @@ class Icdar2015Converter(Converter):
         img_dir, gt_dir = find_layout(src)
         images = _images_by_stem(img_dir, report)
         gts = _gts_by_stem(gt_dir, report)
-        samples: list[Sample] = []
-        latin1: list[str] = []
-        empty: list[str] = []
-        for stem in tqdm(sorted(set(images) | set(gts)), desc="icdar2015: read", unit="img", disable=not progress):
-            image, gt = images.get(stem), gts.get(stem)
-            if gt is None:
-                report.add(Problem(str(image), f"image has no ground truth file (expected {GT_PREFIX}{stem}{GT_SUFFIX} in {gt_dir})"))
-                continue
-            if image is None:
-                report.add(Problem(str(gt), f"ground truth file has no image (expected {stem}.jpg in {img_dir})"))
-                continue
-            try:
-                size = check_image(image).display
-            except DataError as exc:
-                report.add(Problem(str(image), image_problem(image, exc)))
-                continue
-            numbered, encoding = read_box_file(gt, report)
-            if encoding != "utf-8":
-                latin1.append(gt.name)
-            words = []
-            for number, word in numbered:
-                if far_outside(word.points, size):
-                    report.add(Problem(str(gt), f"line {number}: points lie far outside the {size[0]}x{size[1]} image {image.name}"))
-                    continue
-                words.append(Word(word.points, word.transcription, illegible=word.transcription == DONT_CARE))
-            if not words:
-                empty.append(image.name)
-            samples.append(Sample(image.name, image, words))
-        if latin1:
-            self.notes.append(f"{len(latin1)} ground truth file(s) not valid UTF-8, read as latin-1: {', '.join(latin1)}")
-        if empty:
-            self.notes.append(f"{len(empty)} image(s) without any word: {', '.join(empty)}")
-        return samples
+        return read_pairs(self, images, gts, report, progress=progress, missing_box=lambda stem: (
+            f"image has no ground truth file (expected {GT_PREFIX}{stem}{GT_SUFFIX} in {gt_dir})"),
+            image_dir=img_dir, what="ground truth file",
+            word=lambda w: Word(w.points, w.transcription, illegible=w.transcription == DONT_CARE))
 
 
 def find_layout(src: Path) -> tuple[Path, Path]:

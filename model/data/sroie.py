@@ -16,6 +16,7 @@ word's points and the transcript its transcription (verbatim, only the line endi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,39 +79,49 @@ class SroieConverter(Converter):
         img_dir, box_dir = find_layout(src)
         images = _by_stem(img_dir, IMAGE_SUFFIXES, "image", report)
         boxes = _by_stem(box_dir, BOX_SUFFIXES, "box file", report)
-        samples: list[Sample] = []
-        latin1: list[str] = []
-        empty: list[str] = []
-        for stem in tqdm(sorted(set(images) | set(boxes)), desc="sroie: read", unit="img", disable=not progress):
-            image, box = images.get(stem), boxes.get(stem)
-            if box is None:
-                report.add(Problem(str(image), f"image has no box file (expected {stem}.csv or {stem}.txt in {box_dir})"))
-                continue
-            if image is None:
-                report.add(Problem(str(box), f"box file has no image (expected {stem}.jpg in {img_dir})"))
-                continue
-            try:
-                size = check_image(image).display
-            except DataError as exc:
-                report.add(Problem(str(image), image_problem(image, exc)))
-                continue
-            numbered, encoding = read_box_file(box, report)
-            if encoding != "utf-8":
-                latin1.append(box.name)
-            words = []
-            for number, word in numbered:
-                if far_outside(word.points, size):
-                    report.add(Problem(str(box), f"line {number}: points lie far outside the {size[0]}x{size[1]} image {image.name}"))
-                else:
-                    words.append(word)
-            if not words:
-                empty.append(image.name)
-            samples.append(Sample(image.name, image, words))
-        if latin1:
-            self.notes.append(f"{len(latin1)} box file(s) not valid UTF-8, read as latin-1: {', '.join(latin1)}")
-        if empty:
-            self.notes.append(f"{len(empty)} image(s) without any box: {', '.join(empty)}")
-        return samples
+        return read_pairs(self, images, boxes, report, progress=progress, missing_box=lambda stem: (
+            f"image has no box file (expected {stem}.csv or {stem}.txt in {box_dir})"), image_dir=img_dir, what="box file")
+
+
+def read_pairs(converter: Converter, images: dict[str, Path], boxes: dict[str, Path], report: Report, *,
+               progress: bool, missing_box: Callable[[str], str], image_dir: Path, what: str,
+               word: Callable[[Word], Word] = lambda w: w) -> list[Sample]:
+    """Samples of images paired by stem with box files of `x1,y1,...,x4,y4,text` lines (SROIE, ICDAR
+    2015): unpaired files, unreadable images, bad lines and far-outside points are problems; latin-1
+    files and images without a word go to the converter's notes. `word` maps each good line's word."""
+    samples: list[Sample] = []
+    latin1: list[str] = []
+    empty: list[str] = []
+    for stem in tqdm(sorted(set(images) | set(boxes)), desc=f"{converter.name}: read", unit="img", disable=not progress):
+        image, box = images.get(stem), boxes.get(stem)
+        if box is None:
+            report.add(Problem(str(image), missing_box(stem)))
+            continue
+        if image is None:
+            report.add(Problem(str(box), f"{what} has no image (expected {stem}.jpg in {image_dir})"))
+            continue
+        try:
+            size = check_image(image).display
+        except DataError as exc:
+            report.add(Problem(str(image), image_problem(image, exc)))
+            continue
+        numbered, encoding = read_box_file(box, report)
+        if encoding != "utf-8":
+            latin1.append(box.name)
+        words = []
+        for number, w in numbered:
+            if far_outside(w.points, size):
+                report.add(Problem(str(box), f"line {number}: points lie far outside the {size[0]}x{size[1]} image {image.name}"))
+            else:
+                words.append(word(w))
+        if not words:
+            empty.append(image.name)
+        samples.append(Sample(image.name, image, words))
+    if latin1:
+        converter.notes.append(f"{len(latin1)} {what}(s) not valid UTF-8, read as latin-1: {', '.join(latin1)}")
+    if empty:
+        converter.notes.append(f"{len(empty)} image(s) without any word: {', '.join(empty)}")
+    return samples
 
 
 def find_layout(src: Path) -> tuple[Path, Path]:
