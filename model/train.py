@@ -43,11 +43,12 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -58,10 +59,10 @@ from tqdm import tqdm
 from model import metrics_pool
 from model.checkpoint import CheckpointError, check_resume_config, init_weights, load_checkpoint, save_checkpoint
 from model.config import augment_config, target_options, to_yaml
-from model.data.dataset import DetectionDataset, EpochSampler, collate, seed_worker
+from model.data.dataset import Batch, DetectionDataset, EpochSampler, collate, seed_worker
 from model.data.splits import load_split
 from model.data.transforms import eval_transform, train_transform
-from model.data.ufo import write_text_atomic
+from model.data.ufo import Split, write_text_atomic
 from model.errors import DataError
 from model.evaluate import validate
 from model.metric_lines import metric_lines, utc_timestamp
@@ -98,6 +99,113 @@ class Runtime:
         return self.rank == 0
 
 
+@dataclass
+class RunState:
+    """Where the run stands: what every checkpoint holds beside the weights, so that a resumed run
+    continues exactly. The checkpoint format is a contract: `to_payload` gives these keys, in this
+    order, with these values, and `from_payload` reads them back, from older checkpoints too.
+    Rank 0 validates, so only its best_hmean and history grow; other ranks keep the checkpoint's."""
+
+    epoch: int = 0
+    """Epochs finished; the one in progress is epoch + 1 (as printed)."""
+    samples_done: int = 0
+    """Samples of the epoch in progress trained so far, over all ranks (the sampler starts there)."""
+    loss_sum: float = 0.0
+    """The epoch in progress's train-loss sum over all ranks' steps, as saved: up to date only in a
+    checkpoint written mid-epoch (SIGTERM); while an epoch trains, its running sum is a tensor of
+    `_train_epoch`, which rank 0 starts from this one."""
+    loss_steps: int = 0
+    """The steps of all ranks that `loss_sum` adds up, as saved (see loss_sum)."""
+    steps: int = 0
+    """Steps of the epoch in progress done by each rank (every rank does as many)."""
+    best_hmean: float = -1.0
+    """The best val/hmean so far (best.pt's); -1 before the first validation."""
+    history: list[dict] = field(default_factory=list)
+    """Every finished epoch's metrics, as metrics.jsonl has them (the checkpoint's is the truth)."""
+    init: dict | None = None
+    """Which checkpoint's weights started the run (init_from): {"from", "part", "epoch"}; None when
+    it started from models.encoder's weights."""
+
+    @classmethod
+    def from_payload(cls, payload: Mapping) -> RunState:
+        """The state a checkpoint holds. Checkpoints of single-process runs from before loss_steps was
+        kept count it as steps; those from before init have none."""
+        return cls(epoch=payload["epoch"], samples_done=payload["samples_done"], loss_sum=payload["loss_sum"],
+                   loss_steps=payload.get("loss_steps", payload["steps"]), steps=payload["steps"],
+                   best_hmean=payload["best_hmean"], history=payload["history"], init=payload.get("init"))
+
+    def to_payload(self) -> dict:
+        """The checkpoint's keys for this state (`_save` writes them beside the weights)."""
+        return {"epoch": self.epoch, "samples_done": self.samples_done, "loss_sum": self.loss_sum,
+                "loss_steps": self.loss_steps, "steps": self.steps, "best_hmean": self.best_hmean,
+                "history": self.history, "init": self.init}
+
+    def record(self, metrics: dict) -> bool:
+        """Adds a validated epoch's metrics; whether its val/hmean is a new best."""
+        self.history.append(metrics)
+        is_best = metrics["val/hmean"] > self.best_hmean
+        self.best_hmean = max(self.best_hmean, metrics["val/hmean"])
+        return is_best
+
+    def next_epoch(self) -> None:
+        """The epoch in progress is finished: the next one starts with nothing of it done."""
+        self.epoch += 1
+        self.samples_done, self.loss_sum, self.loss_steps, self.steps = 0, 0.0, 0, 0
+
+    def result(self) -> dict:
+        """What `train` returns: the last epoch's metrics (none before any), and the best val/hmean.
+        Only rank 0 validates: another rank's are those of the checkpoint it started from."""
+        return {**(self.history[-1] if self.history else {}), "best/hmean": self.best_hmean}
+
+
+@dataclass
+class _Data:
+    """The run's splits as it reads them: the training set, sampler and loader, the val split (its
+    labels are what validation scores against) with its set and loader."""
+
+    train_set: DetectionDataset
+    sampler: EpochSampler
+    train_loader: DataLoader
+    val_split: Split
+    val_set: DetectionDataset
+    val_loader: DataLoader
+
+
+@dataclass
+class _Nets:
+    """What trains: `model` runs the steps (wrapped in DDP with several processes), `core` is the bare
+    network that is saved, validated and resumed; loss, optimizer, schedule and AMP scaler."""
+
+    model: torch.nn.Module
+    core: torch.nn.Module
+    criterion: DBLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+
+@dataclass
+class _Run:
+    """What a run works with, fixed once built; `RunState` is what changes."""
+
+    cfg: DictConfig
+    out: Path
+    rt: Runtime
+    on_checkpoint: Callable[[Path], None]
+    """Called on rank 0 with `out` after each checkpoint write (the mirror's upload, or nothing)."""
+    data: _Data
+    nets: _Nets
+
+
+@dataclass
+class _Trained:
+    """An epoch's training, for its metric line: the mean train loss over all ranks' steps (nan if
+    there were none) and the learning rate it trained at (group 0's)."""
+
+    loss: float
+    lr: float
+
+
 def train(cfg: DictConfig) -> dict:
     """Train as `cfg` says; returns the last epoch's metrics (and the best val/hmean).
 
@@ -106,27 +214,64 @@ def train(cfg: DictConfig) -> dict:
     a pipeline's retried pod resumes where the preempted one stopped.
     """
     out = Path(cfg.output_dir)
+    rt = _start(cfg, out)
+    on_checkpoint = _checkpoint_hook(cfg)
+    _seed(cfg, rt)
+    data = _data(cfg, rt)
+    nets = _nets(cfg, rt)
+    run = _Run(cfg, out, rt, on_checkpoint, data, nets)
+    state = _resume_or_init(run)
+    _open_run(run, state)
+    stop = _install_sigterm()
+    _warm_up_eval(run)
+    while state.epoch < cfg.trainer.max_epochs:
+        trained = _train_epoch(run, state, stop)  # on SIGTERM: saved, TrainingInterrupted
+        _end_epoch(run, state, trained)
+    _tune(run)
+    return state.result()
+
+
+# ---- the phases of train(), in order -----------------------------------------------------------------
+
+def _start(cfg: DictConfig, out: Path) -> Runtime:
+    """Bad resume=/init_from= values refused (rank 0, before anything is written), the processes and
+    device set up, output_dir made."""
     if int(os.environ.get("RANK", "0")) == 0:
         _check_resume_value(cfg, out)
         _check_init_value(cfg)
     rt = _runtime(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    on_checkpoint = _mirror_sync(cfg.checkpoint_mirror) if cfg.checkpoint_mirror else None
+    return rt
+
+
+def _checkpoint_hook(cfg: DictConfig) -> Callable[[Path], None]:
+    """What runs after each checkpoint write: the upload to checkpoint_mirror, or nothing."""
+    return _mirror_sync(cfg.checkpoint_mirror) if cfg.checkpoint_mirror else _no_mirror
+
+
+def _no_mirror(out: Path) -> None:
+    """No checkpoint_mirror: nothing to copy."""
+
+
+def _seed(cfg: DictConfig, rt: Runtime) -> None:
     torch.manual_seed(cfg.seed)
     if rt.device.type == "cpu" and cfg.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-    # data
+
+def _data(cfg: DictConfig, rt: Runtime) -> _Data:
     train_split = load_split(cfg.dataset, "train")
     val_split = load_split(cfg.dataset, "val")
-    size = cfg.dataset.image_size
     train_set = DetectionDataset(train_split, train_transform(augment_config(cfg)), seed=cfg.seed, **target_options(cfg))
     sampler = EpochSampler(len(train_set), seed=cfg.seed, shuffle=True, rank=rt.rank, world_size=rt.world_size)
     train_loader = _loader(cfg, train_set, sampler, rt)
-    val_set = DetectionDataset(val_split, eval_transform(size), with_targets=False)
+    val_set = DetectionDataset(val_split, eval_transform(cfg.dataset.image_size), with_targets=False)
     val_loader = _loader(cfg, val_set, None, rt)
+    return _Data(train_set, sampler, train_loader, val_split, val_set, val_loader)
 
-    # model, loss, optimizer, schedule
+
+def _nets(cfg: DictConfig, rt: Runtime) -> _Nets:
+    """The network (freshly initialised from the seed), loss, optimizer, schedule and scaler."""
     model = build_model(_models_settings(cfg, rt)).to(rt.device)
     if rt.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -139,128 +284,179 @@ def train(cfg: DictConfig) -> dict:
     optimizer = opt_cls(_param_groups(core, opt_cfg), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.models.scheduler.T_max, eta_min=cfg.models.scheduler.eta_min)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
+    return _Nets(model, core, criterion, optimizer, scheduler, scaler)
 
-    # resume: where the run stands is saved in every checkpoint, so a resumed run continues exactly
-    # loss_sum and loss_steps: the epoch's train-loss sum and step count so far over all ranks
-    # init: which checkpoint's weights the run started from (init_from), kept in every checkpoint
-    state = {"epoch": 0, "samples_done": 0, "loss_sum": 0.0, "loss_steps": 0, "steps": 0, "best_hmean": -1.0,
-             "history": [], "init": None}
-    saved = _resume_checkpoint(cfg, out, rt, core)
-    if saved is not None and "init_weights" in saved:
-        core.load_state_dict(saved["init_weights"], strict=cfg.init_part == "model")  # init_weights checked the part's keys
-        state["init"] = {"from": saved["path"], "part": cfg.init_part, "epoch": saved.get("epoch")}
-        _say(rt, f"initialised from {saved['path']} ({_init_what(cfg.init_part)}, {len(saved['init_weights'])} tensors, "
+
+def _resume_or_init(run: _Run) -> RunState:
+    """Where the run starts: fresh, from init_from's weights (a fresh run that records them) or, when
+    it resumes, from the checkpoint's weights, optimizer, schedule, scaler, random state and state."""
+    saved = _resume_checkpoint(run.cfg, run.out, run.rt, run.nets.core)
+    if saved is None:
+        return RunState()
+    if "init_weights" in saved:
+        return _init_from(run, saved)
+    return _resume_from(run, saved)
+
+
+def _init_from(run: _Run, saved: dict) -> RunState:
+    """init_from's weights loaded into the fresh network: `saved` is `_load_init`'s."""
+    part = run.cfg.init_part
+    run.nets.core.load_state_dict(saved["init_weights"], strict=part == "model")  # init_weights checked the part's keys
+    state = RunState(init={"from": saved["path"], "part": part, "epoch": saved.get("epoch")})
+    _say(run.rt, f"initialised from {saved['path']} ({_init_what(part)}, {len(saved['init_weights'])} tensors, "
                  f"its epoch {saved.get('epoch')}): a fresh run, epoch 1 with a new optimizer and schedule")
-    elif saved is not None:
-        core.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        _set_rng(saved["rng"], rt)
-        saved.setdefault("loss_steps", saved["steps"])  # checkpoints of single-process runs before it was kept
-        state = {k: saved[k] for k in state if k != "init"} | {"init": saved.get("init")}  # "init": older ones lack it
-        _say(rt, f"resuming from {saved['path']}: epoch {state['epoch'] + 1}, {state['samples_done']} samples into it")
+    return state
+
+
+def _resume_from(run: _Run, saved: dict) -> RunState:
+    """Everything of the checkpoint `saved` restored: this process continues where it stopped."""
+    nets = run.nets
+    nets.core.load_state_dict(saved["model"])
+    nets.optimizer.load_state_dict(saved["optimizer"])
+    nets.scheduler.load_state_dict(saved["scheduler"])
+    nets.scaler.load_state_dict(saved["scaler"])
+    _set_rng(saved["rng"], run.rt)
+    state = RunState.from_payload(saved)
+    _say(run.rt, f"resuming from {saved['path']}: epoch {state.epoch + 1}, {state.samples_done} samples into it")
+    return state
+
+
+def _open_run(run: _Run, state: RunState) -> None:
+    """Rank 0 writes metrics.jsonl and config.yaml; the run's first line says what it trains."""
+    cfg, out, rt = run.cfg, run.out, run.rt
     if rt.main:
         # the checkpoint's history is the truth (an older checkpoint may have been resumed); a fresh start
         # (resume=never in place) begins an empty one instead of appending to the old run's
-        write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in state["history"]))
+        write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in state.history))
         # this run's settings (a resume may have changed the allowed ones), mirrored with the checkpoints
         write_text_atomic(out / CONFIG_FILE, to_yaml(cfg, resolve=True))
-
-    params = sum(p.numel() for p in core.parameters())
-    _say(rt, f"training {cfg.exp_name}: {len(train_set)} train / {len(val_set)} val images at {size} px, "
-             f"{cfg.models.encoder.model_name} ({params / 1e6:.2f}M parameters), {rt.device}"
+    params = sum(p.numel() for p in run.nets.core.parameters())
+    _say(rt, f"training {cfg.exp_name}: {len(run.data.train_set)} train / {len(run.data.val_set)} val images at "
+             f"{cfg.dataset.image_size} px, {cfg.models.encoder.model_name} ({params / 1e6:.2f}M parameters), {rt.device}"
              f"{'' if rt.amp_dtype is None else ' ' + str(rt.amp_dtype).removeprefix('torch.')}, world size {rt.world_size}, "
-             f"epochs {state['epoch'] + 1}-{cfg.trainer.max_epochs}, output {out}")
-    stop = _install_sigterm()
-    if rt.main and cfg.trainer.eval_workers > 1:
-        # CLEval's worker processes (forkserver: safe beside CUDA and DataLoader threads) start while epoch 1 trains
-        metrics_pool.warm_up(cfg.trainer.eval_workers)
-    pp = OmegaConf.to_container(cfg.models.head.postprocess)
-    metrics: dict = state["history"][-1] if state["history"] else {}
-    for epoch in range(state["epoch"], cfg.trainer.max_epochs):
-        sampler.set_epoch(epoch)
-        sampler.start_at(state["samples_done"])
-        model.train()
-        lr = optimizer.param_groups[0]["lr"]
-        # this rank's [loss sum, steps]; rank 0 carries what the checkpoint holds of all ranks' earlier steps
-        carried = [state["loss_sum"], state["loss_steps"]] if rt.main else [0.0, 0]
-        loss_sum = torch.tensor(carried, device=rt.device, dtype=torch.float64)
-        steps = state["steps"]
-        total = steps + len(train_loader)  # a resumed epoch's loader holds only the batches left
-        bar = _progress(rt, train_loader, epoch, cfg.trainer.max_epochs)
-        for batch in bar:
-            batch = batch.to(rt.device, non_blocking=True)
-            image = batch.image.contiguous(memory_format=torch.channels_last) if rt.device.type == "cuda" else batch.image
-            with _autocast(rt):
-                pred = model(image)
-            loss, parts = criterion(pred, batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.trainer.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(core.parameters(), cfg.trainer.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum[0] += loss.detach().double()
-            loss_sum[1] += 1
-            steps += 1
-            state["samples_done"] += len(batch.names) * rt.world_size  # the same on every rank: equal batches
-            _log_step(rt, bar, cfg, epoch, steps, total, loss, parts)
-            if _stop_agreed(stop, rt):  # every rank leaves here at the same step
-                totals = _sum_over_ranks(loss_sum, rt)
-                rng = _gather_rng(rt)
-                if rt.main:
-                    partial = {"epoch": epoch, "loss_sum": float(totals[0]), "loss_steps": int(totals[1]),
-                               "steps": steps}
-                    _save_last(out, core, optimizer, scheduler, scaler, state | partial, cfg, rng)
-                    if on_checkpoint:
-                        on_checkpoint(out)
-                _barrier(rt)  # nobody exits before last.pt is written: torchrun stops the rest when one rank ends
-                if rt.world_size > 1:
-                    # Already stopping with 143: a second SIGTERM (torchrun's, sent to the others once one rank
-                    # has exited) must not kill a rank whose interpreter is finalizing, where CPython has put
-                    # the default action back (_PySignal_Fini resets handlers, not SIG_IGN): seen as exit -15.
-                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                _say(rt, f"SIGTERM: saved {out / 'last.pt'} at epoch {epoch + 1}, sample {state['samples_done']}; resume with resume=auto")
-                raise TrainingInterrupted(str(out / "last.pt"))
-        totals = _sum_over_ranks(loss_sum, rt)
-        train_loss = float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
-        scheduler.step()
-        rng = _gather_rng(rt)  # before rank 0 validates: the others wait at the barrier below
+             f"epochs {state.epoch + 1}-{cfg.trainer.max_epochs}, output {out}")
 
-        if rt.main:
-            result = validate(core, val_loader, val_split, rt.device, amp_dtype=rt.amp_dtype, postprocess_options=pp,
-                              workers=cfg.trainer.eval_workers)
-            metrics = {
-                "time": utc_timestamp(),
-                "epoch": epoch + 1,
-                "train/loss": train_loss,
-                "val/precision": result.precision,
-                "val/recall": result.recall,
-                "val/hmean": result.hmean,
-                "lr": lr,
-            }
-            for line in metric_lines(metrics):
-                print(line, flush=True)
-            with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(metrics) + "\n")
-            state["history"].append(metrics)
-            is_best = result.hmean > state["best_hmean"]
-            state["best_hmean"] = max(state["best_hmean"], result.hmean)
-            done = state | {"epoch": epoch + 1, "samples_done": 0, "loss_sum": 0.0, "loss_steps": 0, "steps": 0}
-            _save_last(out, core, optimizer, scheduler, scaler, done, cfg, rng)
-            if is_best:
-                _save(out / "best.pt", core, optimizer, scheduler, scaler, done, cfg, rng)
-            if on_checkpoint:
-                on_checkpoint(out)
-        state.update(epoch=epoch + 1, samples_done=0, loss_sum=0.0, loss_steps=0, steps=0)
-        _barrier(rt)  # the others wait here while rank 0 validates and saves (at most DDP_TIMEOUT_S)
-    if rt.main and cfg.trainer.tune_postprocess and (out / "best.pt").is_file():
-        _tune_best(out / "best.pt", val_split, rt, cfg.trainer.eval_workers)
-        if on_checkpoint:
-            on_checkpoint(out)
-    return {**metrics, "best/hmean": state["best_hmean"]}
+
+def _warm_up_eval(run: _Run) -> None:
+    if run.rt.main and run.cfg.trainer.eval_workers > 1:
+        # CLEval's worker processes (forkserver: safe beside CUDA and DataLoader threads) start while epoch 1 trains
+        metrics_pool.warm_up(run.cfg.trainer.eval_workers)
+
+
+def _train_epoch(run: _Run, state: RunState, stop: _Stop) -> _Trained:
+    """The epoch in progress trained from where `state` stands (all of it, or what a resumed one has
+    left), `state` kept up to date step by step; the schedule steps at its end. A SIGTERM on any rank
+    saves last.pt and raises TrainingInterrupted on every rank (`_interrupt`)."""
+    cfg, rt, nets = run.cfg, run.rt, run.nets
+    run.data.sampler.set_epoch(state.epoch)
+    run.data.sampler.start_at(state.samples_done)
+    nets.model.train()
+    lr = nets.optimizer.param_groups[0]["lr"]
+    # this rank's [loss sum, steps]; rank 0 carries what the checkpoint holds of all ranks' earlier steps
+    carried = [state.loss_sum, state.loss_steps] if rt.main else [0.0, 0]
+    loss_sum = torch.tensor(carried, device=rt.device, dtype=torch.float64)
+    total = state.steps + len(run.data.train_loader)  # a resumed epoch's loader holds only the batches left
+    bar = _progress(rt, run.data.train_loader, state.epoch, cfg.trainer.max_epochs)
+    for batch in bar:
+        loss, parts = _step(run, batch)
+        loss_sum[0] += loss.detach().double()
+        loss_sum[1] += 1
+        state.steps += 1
+        state.samples_done += len(batch.names) * rt.world_size  # the same on every rank: equal batches
+        _log_step(rt, bar, cfg, state.epoch, state.steps, total, loss, parts)
+        if _stop_agreed(stop, rt):  # every rank leaves here at the same step
+            _interrupt(run, state, loss_sum)
+    totals = _sum_over_ranks(loss_sum, rt)
+    train_loss = float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
+    nets.scheduler.step()
+    return _Trained(loss=train_loss, lr=lr)
+
+
+def _step(run: _Run, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimizer step on `batch`: its loss and the loss's named parts."""
+    rt, nets = run.rt, run.nets
+    batch = batch.to(rt.device, non_blocking=True)
+    image = batch.image.contiguous(memory_format=torch.channels_last) if rt.device.type == "cuda" else batch.image
+    with _autocast(rt):
+        pred = nets.model(image)
+    loss, parts = nets.criterion(pred, batch)
+    nets.optimizer.zero_grad(set_to_none=True)
+    nets.scaler.scale(loss).backward()
+    if run.cfg.trainer.grad_clip:
+        nets.scaler.unscale_(nets.optimizer)
+        torch.nn.utils.clip_grad_norm_(nets.core.parameters(), run.cfg.trainer.grad_clip)
+    nets.scaler.step(nets.optimizer)
+    nets.scaler.update()
+    return loss, parts
+
+
+def _interrupt(run: _Run, state: RunState, loss_sum: torch.Tensor) -> NoReturn:
+    """SIGTERM mid-epoch: rank 0 saves last.pt where the run stands (with all ranks' loss so far), every
+    rank waits for it and raises TrainingInterrupted."""
+    rt, out = run.rt, run.out
+    totals = _sum_over_ranks(loss_sum, rt)
+    rng = _gather_rng(rt)
+    if rt.main:
+        _save_last(run, replace(state, loss_sum=float(totals[0]), loss_steps=int(totals[1])), rng)
+        run.on_checkpoint(out)
+    _barrier(rt)  # nobody exits before last.pt is written: torchrun stops the rest when one rank ends
+    if rt.world_size > 1:
+        # Already stopping with 143: a second SIGTERM (torchrun's, sent to the others once one rank
+        # has exited) must not kill a rank whose interpreter is finalizing, where CPython has put
+        # the default action back (_PySignal_Fini resets handlers, not SIG_IGN): seen as exit -15.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _say(rt, f"SIGTERM: saved {out / 'last.pt'} at epoch {state.epoch + 1}, sample {state.samples_done}; resume with resume=auto")
+    raise TrainingInterrupted(str(out / "last.pt"))
+
+
+def _end_epoch(run: _Run, state: RunState, trained: _Trained) -> None:
+    """Rank 0 validates the epoch, reports it and saves last.pt (best.pt on a new best); every rank
+    moves `state` on to the next epoch and waits for rank 0 at the barrier."""
+    rt = run.rt
+    rng = _gather_rng(rt)  # before rank 0 validates: the others wait at the barrier below
+    is_best = False
+    if rt.main:
+        is_best = state.record(_validate(run, state, trained))
+    state.next_epoch()  # what the checkpoints hold: the epoch done, nothing of the next one yet
+    if rt.main:
+        _save_last(run, state, rng)
+        if is_best:
+            _save(run.out / "best.pt", run, state, rng)
+        run.on_checkpoint(run.out)
+    _barrier(rt)  # the others wait here while rank 0 validates and saves (at most DDP_TIMEOUT_S)
+
+
+def _validate(run: _Run, state: RunState, trained: _Trained) -> dict:
+    """The epoch in progress's metrics (val/* on the val split), printed as its metric line and
+    appended to metrics.jsonl."""
+    cfg, rt, data = run.cfg, run.rt, run.data
+    result = validate(run.nets.core, data.val_loader, data.val_split, rt.device, amp_dtype=rt.amp_dtype,
+                      postprocess_options=OmegaConf.to_container(cfg.models.head.postprocess),
+                      workers=cfg.trainer.eval_workers)
+    metrics = {
+        "time": utc_timestamp(),
+        "epoch": state.epoch + 1,
+        "train/loss": trained.loss,
+        "val/precision": result.precision,
+        "val/recall": result.recall,
+        "val/hmean": result.hmean,
+        "lr": trained.lr,
+    }
+    for line in metric_lines(metrics):
+        print(line, flush=True)
+    with open(run.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(metrics) + "\n")
+    return metrics
+
+
+def _tune(run: _Run) -> None:
+    """The end: rank 0 tunes best.pt's post-processing (trainer.tune_postprocess) and mirrors it."""
+    if run.rt.main and run.cfg.trainer.tune_postprocess and (run.out / "best.pt").is_file():
+        _tune_best(run.out / "best.pt", run.data.val_split, run.rt, run.cfg.trainer.eval_workers)
+        run.on_checkpoint(run.out)
+
+
+# ---- helpers ------------------------------------------------------------------------------------------
 
 
 def _tune_best(path: Path, val_split, rt, workers: int) -> None:
@@ -344,7 +540,7 @@ def _loader(cfg, dataset, sampler, rt: Runtime) -> DataLoader:
     )
 
 
-def _autocast(rt: Runtime):
+def _autocast(rt: Runtime) -> AbstractContextManager:
     return torch.autocast(rt.device.type, dtype=rt.amp_dtype) if rt.amp_dtype is not None else nullcontext()
 
 
@@ -366,6 +562,8 @@ def _check_resume_value(cfg, out: Path) -> None:
 
 
 def _resume_path(cfg, out: Path, rt: Runtime) -> Path | None:
+    """The checkpoint resume= names (resume=auto: last.pt, or last.prev.pt when a save died between the
+    two); None: there is none to resume from (resume=never, or resume=auto with neither there)."""
     resume = str(cfg.resume)
     _check_resume_value(cfg, out)
     if resume.strip().lower() in FRESH:
@@ -379,12 +577,12 @@ def _resume_path(cfg, out: Path, rt: Runtime) -> Path | None:
     return Path(resume)
 
 
-def _save_last(out: Path, *args) -> None:
+def _save_last(run: _Run, state: RunState, ranks_rng: list[dict]) -> None:
     """last.pt, keeping the one before it as last.prev.pt: if the new one is ever unreadable
     (a copy cut short, a full disk), resuming falls back to the previous epoch instead of to nothing."""
-    if (out / "last.pt").exists():
-        os.replace(out / "last.pt", out / PREVIOUS)
-    _save(out / "last.pt", *args)
+    if (run.out / "last.pt").exists():
+        os.replace(run.out / "last.pt", run.out / PREVIOUS)
+    _save(run.out / "last.pt", run, state, ranks_rng)
 
 
 def _param_groups(core: torch.nn.Module, opt_cfg) -> list[dict]:
@@ -398,8 +596,9 @@ def _param_groups(core: torch.nn.Module, opt_cfg) -> list[dict]:
 
 
 def _resume_checkpoint(cfg, out: Path, rt: Runtime, core: torch.nn.Module) -> dict | None:
-    """The checkpoint to resume from (with its "path"), the same on every rank, or None; with
-    init_from and nothing to resume, {"init_weights": the tensors that initialise `core`, "path", "epoch"}.
+    """The checkpoint to resume from (its payload, with its "path"), the same on every rank; with
+    init_from and nothing to resume, {"init_weights": the tensors that initialise `core`, "path", "epoch"};
+    None: neither, the run starts fresh.
 
     Rank 0 alone restores the mirror, looks for it and sends its bytes to the others, who wait in
     the broadcast (a barrier) until rank 0 is done: with one disk per node only rank 0's holds
@@ -517,19 +716,22 @@ def _load_resumable(ckpt: Path, rt: Runtime) -> tuple[dict, Path]:
         return load_checkpoint(previous), previous
 
 
-def _save(path, model, optimizer, scheduler, scaler, state, cfg, ranks_rng: list[dict] | None = None) -> None:
-    """`ranks_rng`: every rank's random state (`_gather_rng`) in a DDP run; rank 0's is taken now."""
+def _save(path: Path, run: _Run, state: RunState, ranks_rng: list[dict]) -> None:
+    """The checkpoint: weights, optimizer, schedule, scaler, random state, config and `state`'s keys.
+    `ranks_rng`: every rank's random state (`_gather_rng`) in a DDP run, none in a single process;
+    rank 0's is taken now."""
+    nets = run.nets
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
     if ranks_rng:
         rng["ranks"] = [_own_rng(bool(ranks_rng[0]["cuda"].numel()))] + list(ranks_rng[1:])
     save_checkpoint(path, {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
+        "model": nets.core.state_dict(),
+        "optimizer": nets.optimizer.state_dict(),
+        "scheduler": nets.scheduler.state_dict(),
+        "scaler": nets.scaler.state_dict(),
         "rng": rng,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        **state,
+        "config": OmegaConf.to_container(run.cfg, resolve=True),
+        **state.to_payload(),
     })
 
 
@@ -538,11 +740,12 @@ def _own_rng(cuda: bool) -> dict:
     return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if cuda else torch.empty(0, dtype=torch.uint8)}
 
 
-def _gather_rng(rt: Runtime) -> list[dict] | None:
+def _gather_rng(rt: Runtime) -> list[dict]:
     """Every rank's random state (collective), so that each rank resumes its own stream: rank 0's
-    differs from the others' once it has validated (a val DataLoader with workers draws a seed)."""
+    differs from the others' once it has validated (a val DataLoader with workers draws a seed).
+    Empty in a single process: its checkpoint holds rank 0's alone."""
     if rt.world_size == 1:
-        return None
+        return []
     own = _own_rng(rt.device.type == "cuda")
     states = []
     for key in ("torch", "cuda"):
@@ -596,7 +799,8 @@ def _install_sigterm() -> _Stop:
     return stop
 
 
-def _progress(rt: Runtime, loader, epoch: int, epochs: int):
+def _progress(rt: Runtime, loader, epoch: int, epochs: int) -> Iterable:
+    """The loader's batches, through a tqdm bar on rank 0 when stderr is a terminal."""
     if rt.main and sys.stderr.isatty():
         return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True)
     return loader
