@@ -34,12 +34,14 @@ lock: setup
 # the 15 slowest tests at the end.
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -n auto --dist loadgroup --durations=15
 
 # The unit tier: no training, no pipeline run, no wheel build (tests/conftest.py marks the rest
 # `slow` by the fixtures they use); under 3 minutes on 2 cores.
 test-fast: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -n auto --dist loadgroup -m "not slow" --durations=10
 
 # synthetic receipts -> the whole run8-kfold pipeline, locally (kfp.local), with cpu_tiny

@@ -38,22 +38,33 @@ def choose_config(
         "acceptable": f"in [{acceptable_hmean}, {success_hmean}): acceptable, Run 8 kept",
         "fallback": f"< {acceptable_hmean}: fall back to Run 3",
     }[outcome]
-    text = "\n".join([
-        "# Configuration decision",
-        "",
-        f"Replication (Run 8) val/hmean = **{hmean:.4f}** ({hmean!r}) — {why}.",
-        "",
-        f"Folds train with **{'Run 3' if config == 'run3' else 'Run 8'}**:",
-        "",
-        table(("config", "lr", "weight_decay", "T_max", "eta_min"),
-              [(name + (" (chosen)" if name.lower().replace(" ", "") == config else ""), *(repr(v) for v in values))
-               for name, values in (("Run 8", run8), ("Run 3", run3))]),
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# Configuration decision",
+            "",
+            f"Replication (Run 8) val/hmean = **{hmean:.4f}** ({hmean!r}) — {why}.",
+            "",
+            f"Folds train with **{'Run 3' if config == 'run3' else 'Run 8'}**:",
+            "",
+            table(
+                ("config", "lr", "weight_decay", "T_max", "eta_min"),
+                [
+                    (
+                        name + (" (chosen)" if name.lower().replace(" ", "") == config else ""),
+                        *(repr(v) for v in values),
+                    )
+                    for name, values in (("Run 8", run8), ("Run 3", run3))
+                ],
+            ),
+            "",
+        ]
+    )
     with open(decision.path, "w", encoding="utf-8") as f:
         f.write(text)
     print(f"decision: replication val/hmean={hmean:.4f} -> {outcome}; folds use {config}", flush=True)
     decision.metadata.update({"outcome": outcome, "config": config, "replication_hmean": hmean})
     lr, weight_decay, t_max, eta_min = chosen
-    return [{"fold": i, "config": config, "lr": lr, "weight_decay": weight_decay, "t_max": t_max, "eta_min": eta_min}
-            for i in range(folds)]
+    return [
+        {"fold": i, "config": config, "lr": lr, "weight_decay": weight_decay, "t_max": t_max, "eta_min": eta_min}
+        for i in range(folds)
+    ]

@@ -20,8 +20,19 @@ def task_name(fold: int) -> str:
     return "replication" if int(fold) == REPLICATION else f"fold_{int(fold)}"
 
 
-def training_args(preset: str, lr: float, weight_decay: float, t_max: int, eta_min: float, epochs: int,
-                  thresh: float, box_thresh: float, max_candidates: int, overrides=(), init_from: str = "") -> list[str]:
+def training_args(
+    preset: str,
+    lr: float,
+    weight_decay: float,
+    t_max: int,
+    eta_min: float,
+    epochs: int,
+    thresh: float,
+    box_thresh: float,
+    max_candidates: int,
+    overrides=(),
+    init_from: str = "",
+) -> list[str]:
     """`receiptflow train` arguments for the pipeline's hyperparameters (floats at full precision);
     `init_from` (a checkpoint URI, "" none) as the config's init_from; `overrides` come last and win."""
     return [
@@ -82,9 +93,19 @@ def check_run_parameters(p: dict, *, check_dataset: bool = True) -> None:
     from model.storage import exists
 
     for run in ("run8", "run3"):
-        args = training_args(p["preset"], p[f"{run}_lr"], p[f"{run}_weight_decay"], p[f"{run}_t_max"], p[f"{run}_eta_min"],
-                             p["epochs"], p["thresh"], p["box_thresh"], p["max_candidates"], p["overrides"],
-                             p.get("init_from", ""))
+        args = training_args(
+            p["preset"],
+            p[f"{run}_lr"],
+            p[f"{run}_weight_decay"],
+            p[f"{run}_t_max"],
+            p[f"{run}_eta_min"],
+            p["epochs"],
+            p["thresh"],
+            p["box_thresh"],
+            p["max_candidates"],
+            p["overrides"],
+            p.get("init_from", ""),
+        )
         try:
             load_config(args)
         except ConfigError as exc:
@@ -92,20 +113,30 @@ def check_run_parameters(p: dict, *, check_dataset: bool = True) -> None:
     if p["folds"] < 2:
         raise DataError(f"folds={p['folds']}: K-fold training needs at least 2 folds")
     if not 1 <= p["min_vote"] <= p["folds"]:
-        raise DataError(f"min_vote={p['min_vote']}: must be between 1 and folds={p['folds']} (a word needs that many fold models)")
+        raise DataError(
+            f"min_vote={p['min_vote']}: must be between 1 and folds={p['folds']} (a word needs that many fold models)"
+        )
     if not 0 < p["ensemble_iou"] <= 1:
         raise DataError(f"ensemble_iou={p['ensemble_iou']}: must lie in (0, 1]")
     if p["calibration"] not in CALIBRATION_SPLITS:
-        raise DataError(f"calibration={p['calibration']!r}: must be one of {', '.join(CALIBRATION_SPLITS)} (the split the "
-                        "ensemble's method is chosen on, kept out of the folds; none: pool it and vote with min_vote)")
+        raise DataError(
+            f"calibration={p['calibration']!r}: must be one of {', '.join(CALIBRATION_SPLITS)} (the split the "
+            "ensemble's method is chosen on, kept out of the folds; none: pool it and vote with min_vote)"
+        )
     uri = p["dataset_uri"].rstrip("/")
     if check_dataset and not exists(f"{uri}/jsons/train.json"):
-        raise DataError(f"dataset_uri={uri}: no dataset root there (no jsons/train.json); make one with "
-                        "`receiptflow synth --out DIR` or `receiptflow convert`, push it with `receiptflow data push`")
+        raise DataError(
+            f"dataset_uri={uri}: no dataset root there (no jsons/train.json); make one with "
+            "`receiptflow synth --out DIR` or `receiptflow convert`, push it with `receiptflow data push`"
+        )
     if check_dataset and p["calibration"] != "none" and not exists(f"{uri}/jsons/{p['calibration']}.json"):
-        raise DataError(f"dataset_uri={uri}: no labelled {p['calibration']} split to calibrate the ensemble on "
-                        f"(no jsons/{p['calibration']}.json); add one, or run with calibration=none")
+        raise DataError(
+            f"dataset_uri={uri}: no labelled {p['calibration']} split to calibrate the ensemble on "
+            f"(no jsons/{p['calibration']}.json); add one, or run with calibration=none"
+        )
     init = p.get("init_from", "").strip()
     if check_dataset and init and not (exists(init) if is_remote(init) else Path(init).is_file()):
-        raise DataError(f"init_from={init}: no such checkpoint; give the URI of a run's best.pt (e.g. a pretraining "
-                        "run's s3://BUCKET/runs/RUN/checkpoints/replication/best.pt), or init_from= (empty) for none")
+        raise DataError(
+            f"init_from={init}: no such checkpoint; give the URI of a run's best.pt (e.g. a pretraining "
+            "run's s3://BUCKET/runs/RUN/checkpoints/replication/best.pt), or init_from= (empty) for none"
+        )

@@ -67,24 +67,35 @@ def ensemble(
             metrics.log_metric(f"calibration/hmean/{s.candidate.label}", s.hmean)
         metrics.log_metric("calibration/hmean_chosen", best.hmean)
         metrics.log_metric("calibration/hmean_best_fold", max(s.hmean for s in scored if s.candidate.method == "fold"))
-        print(f"calibration on {len(labels)} {calibration} images, {len(cands)} candidates: chose {chosen.describe(folds)} "
-              f"(hmean {best.hmean:.4f})", flush=True)
+        print(
+            f"calibration on {len(labels)} {calibration} images, {len(cands)} candidates: chose {chosen.describe(folds)} "
+            f"(hmean {best.hmean:.4f})",
+            flush=True,
+        )
 
-    result, = calibrate.candidate_predictions([chosen], sets, map_dirs)
+    (result,) = calibrate.candidate_predictions([chosen], sets, map_dirs)
     write_ufo(result, fused.path)
     words = sum(len(w) for w in result.values())
     fused.metadata.update({"method": chosen.method, **chosen.options, "calibration": calibration})
     metrics.log_metric("folds", len(sets))
     metrics.log_metric("words", words)
-    print(f"ensemble of {len(sets)} fold(s), {chosen.describe(folds)}: {words} words on {len(result)} images", flush=True)
+    print(
+        f"ensemble of {len(sets)} fold(s), {chosen.describe(folds)}: {words} words on {len(result)} images", flush=True
+    )
 
     lines = ["# Ensemble", ""]
-    lines.append(f"Method: **{chosen.describe(folds)}**, " + (
-        f"chosen on the {calibration} split (images no fold model trained on) among {len(scored)} candidates."
-        if scored else "fixed (no calibration set: `calibration=none`)."))
+    lines.append(
+        f"Method: **{chosen.describe(folds)}**, "
+        + (
+            f"chosen on the {calibration} split (images no fold model trained on) among {len(scored)} candidates."
+            if scored
+            else "fixed (no calibration set: `calibration=none`)."
+        )
+    )
     test = root.load("test", strict=False)
     test_of = None
     if root.json_path("test").is_file() and test.images:
+
         def score(images) -> float:
             return evaluate(test.images, images, workers=workers).hmean
 
@@ -101,21 +112,36 @@ def ensemble(
             test_of = dict(zip(cands, (score(i) for i in calibrate.candidate_predictions(cands, sets, map_dirs))))
             for c, value in test_of.items():
                 metrics.log_metric(f"test/hmean/{c.label}", value)
-        lines += ["", f"test/hmean: ensemble **{together:.4f}** vs best single fold {best_fold:.4f} ({together - best_fold:+.4f}), "
-                  f"fold mean {mean_fold:.4f}."]
-        print(f"test/hmean: ensemble {together:.4f} vs best single fold {best_fold:.4f} ({together - best_fold:+.4f}), "
-              f"fold mean {mean_fold:.4f}", flush=True)
+        lines += [
+            "",
+            f"test/hmean: ensemble **{together:.4f}** vs best single fold {best_fold:.4f} ({together - best_fold:+.4f}), "
+            f"fold mean {mean_fold:.4f}.",
+        ]
+        print(
+            f"test/hmean: ensemble {together:.4f} vs best single fold {best_fold:.4f} ({together - best_fold:+.4f}), "
+            f"fold mean {mean_fold:.4f}",
+            flush=True,
+        )
     else:
         lines += ["", "The test split has no annotations: the ensemble's gain is not measured."]
         print("test split has no annotations (jsons/test.json): ensemble gain not measured", flush=True)
     if scored:
         header, rows = calibrate.candidate_rows(scored, chosen, test_of, folds, top=top_rows)
         shown = f"the {top_rows} best, every single fold and the best box voting" if len(rows) < len(scored) else "all"
-        lines += ["", f"Candidates on the {calibration} split, best first: {shown} of {len(scored)} (every one's "
-                  "calibration/hmean is in the Metrics artifact)" + (
-                      "; test hmean shown for comparison, never used to choose:" if test_of else ":"), "", table(header, rows)]
+        lines += [
+            "",
+            f"Candidates on the {calibration} split, best first: {shown} of {len(scored)} (every one's "
+            "calibration/hmean is in the Metrics artifact)"
+            + ("; test hmean shown for comparison, never used to choose:" if test_of else ":"),
+            "",
+            table(header, rows),
+        ]
     with open(report.path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     with open(view.path, "w", encoding="utf-8") as f:
-        f.write(predictions_html(f"Ensemble ({chosen.describe(folds)}) on test images", {n: test.path(n) for n in test.sizes}, result))
+        f.write(
+            predictions_html(
+                f"Ensemble ({chosen.describe(folds)}) on test images", {n: test.path(n) for n in test.sizes}, result
+            )
+        )
     return chosen.describe(folds)

@@ -31,11 +31,20 @@ def evaluate(
     net, cfg = load_model(f"{model.path}/best.pt", split_overrides(dataset.path, folds.path, fold))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = load_split(cfg.dataset, split)
-    result = validate(net.to(device), eval_loader(data, cfg), data, device,
-                      postprocess_options=OmegaConf.to_container(cfg.models.head.postprocess), workers=cfg.trainer.eval_workers)
+    result = validate(
+        net.to(device),
+        eval_loader(data, cfg),
+        data,
+        device,
+        postprocess_options=OmegaConf.to_container(cfg.models.head.postprocess),
+        workers=cfg.trainer.eval_workers,
+    )
     for key in ("hmean", "precision", "recall"):
         metrics.log_metric(f"{split}/{key}", getattr(result, key))
     metrics.log_metric("images", len(data.images))
-    print(f"{split}/hmean={result.hmean!r} {split}/precision={result.precision!r} {split}/recall={result.recall!r} "
-          f"({len(data.images)} images)", flush=True)
+    print(
+        f"{split}/hmean={result.hmean!r} {split}/precision={result.precision!r} {split}/recall={result.recall!r} "
+        f"({len(data.images)} images)",
+        flush=True,
+    )
     return namedtuple("Scores", ["hmean", "precision", "recall"])(result.hmean, result.precision, result.recall)

@@ -14,6 +14,7 @@ Here, not in pipelines/: component bodies import it at run time, inside a task, 
 image, as the earlystop image (built on it) does. It imports neither kfp nor pipelines/* itself,
 and the kubernetes client (and urllib3) only inside the functions that use it.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,8 +89,10 @@ def default_namespace(namespace: str = "") -> str:
     try:
         found = Path(SERVICE_ACCOUNT_NAMESPACE).read_text(encoding="utf-8").strip()
     except OSError as e:
-        raise ValueError(f"no namespace given and {SERVICE_ACCOUNT_NAMESPACE} cannot be read ({e.strerror}; not in a "
-                         "pod?): pass namespace=NAMESPACE") from None
+        raise ValueError(
+            f"no namespace given and {SERVICE_ACCOUNT_NAMESPACE} cannot be read ({e.strerror}; not in a "
+            "pod?): pass namespace=NAMESPACE"
+        ) from None
     if not found:
         raise ValueError(f"no namespace given and {SERVICE_ACCOUNT_NAMESPACE} is empty: pass namespace=NAMESPACE")
     return found

@@ -32,8 +32,10 @@ def prepare_dataset(
     summary, problems = {}, []
     for split in ("train", "val", "test"):
         if not root.image_dir(split).is_dir():
-            raise DataError(f"{dataset_uri}: no images/{split}/ folder; a dataset root has images/{{train,val,test}}/ "
-                            "and jsons/{train,val}.json (test annotations optional)")
+            raise DataError(
+                f"{dataset_uri}: no images/{split}/ folder; a dataset root has images/{{train,val,test}}/ "
+                "and jsons/{train,val}.json (test annotations optional)"
+            )
         if split != "test" and not root.json_path(split).is_file():
             raise DataError(f"{dataset_uri}: jsons/{split}.json is missing")
         loaded = root.load(split, strict=False)
@@ -51,7 +53,11 @@ def prepare_dataset(
     if strict and problems:
         raise DataError(f"{dataset_uri}: strict mode and {len(problems)} problem(s): " + "; ".join(problems))
     dataset.metadata.update({"uri": dataset_uri, **{f"{s}_images": v["images"] for s, v in summary.items()}})
-    print(f"dataset {dataset_uri}: " + ", ".join(f"{s} {v['images']} images / {v['words']} words" for s, v in summary.items())
-          + f"; {len(problems)} problem(s)", flush=True)
+    print(
+        f"dataset {dataset_uri}: "
+        + ", ".join(f"{s} {v['images']} images / {v['words']} words" for s, v in summary.items())
+        + f"; {len(problems)} problem(s)",
+        flush=True,
+    )
     counts = namedtuple("DatasetCounts", ["train_images", "val_images", "test_images"])
     return counts(summary["train"]["images"], summary["val"]["images"], summary["test"]["images"])

@@ -57,18 +57,45 @@ def publish(
         for info in trained:
             b = info["best"]
             test = scores.get(f"test/hmean_fold_{info['fold']}", "")
-            rows.append((info["task"], b["epoch"], len(info["history"]), b["val/hmean"], b["val/precision"], b["val/recall"], test))
-        lines = [Path(decision.path).read_text(encoding="utf-8").strip(), "", "# Trainings", "",
-                 table(("task", "best epoch", "epochs", "val/hmean", "val/precision", "val/recall", "test/hmean"), rows), ""]
+            rows.append(
+                (
+                    info["task"],
+                    b["epoch"],
+                    len(info["history"]),
+                    b["val/hmean"],
+                    b["val/precision"],
+                    b["val/recall"],
+                    test,
+                )
+            )
+        lines = [
+            Path(decision.path).read_text(encoding="utf-8").strip(),
+            "",
+            "# Trainings",
+            "",
+            table(("task", "best epoch", "epochs", "val/hmean", "val/precision", "val/recall", "test/hmean"), rows),
+            "",
+        ]
         lines += [Path(ensemble_report.path).read_text(encoding="utf-8").strip(), ""]  # method, test gain, candidates
-        skipped = [line for line in Path(data_report.path).read_text(encoding="utf-8").splitlines() if line.startswith("- ")]
+        skipped = [
+            line for line in Path(data_report.path).read_text(encoding="utf-8").splitlines() if line.startswith("- ")
+        ]
         if skipped:
-            lines += ["# Data", "", f"{len(skipped)} item(s) skipped by validation (lenient mode trains on the rest):", "",
-                      *skipped, ""]
+            lines += [
+                "# Data",
+                "",
+                f"{len(skipped)} item(s) skipped by validation (lenient mode trains on the rest):",
+                "",
+                *skipped,
+                "",
+            ]
         else:
             lines += ["# Data", "", "Every image and word passed validation.", ""]
-        lines += [f"Published to `{prefix}/`: submission.csv, ensemble.json, models/ (best.pt and model.onnx per "
-                  "training; models/ensemble.json: how to fuse them), decision.md, summary.md.", ""]
+        lines += [
+            f"Published to `{prefix}/`: submission.csv, ensemble.json, models/ (best.pt and model.onnx per "
+            "training; models/ensemble.json: how to fuse them), decision.md, summary.md.",
+            "",
+        ]
         text = "\n".join(lines)
         (stage / "summary.md").write_text(text, encoding="utf-8")
         with open(summary.path, "w", encoding="utf-8") as f:

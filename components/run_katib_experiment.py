@@ -10,9 +10,17 @@ from components import component
 
 
 @component
-def run_katib_experiment(experiment: dict, namespace: str, dataset_uri: str, output_uri: str, minio_secret: str,
-                         name_suffix: str, timeout_minutes: int, poll_seconds: int, progress: Output[Markdown]) -> NamedTuple(
-        "Sweep", [("name", str), ("namespace", str)]):
+def run_katib_experiment(
+    experiment: dict,
+    namespace: str,
+    dataset_uri: str,
+    output_uri: str,
+    minio_secret: str,
+    name_suffix: str,
+    timeout_minutes: int,
+    poll_seconds: int,
+    progress: Output[Markdown],
+) -> NamedTuple("Sweep", [("name", str), ("namespace", str)]):
     """Create `experiment` (a kubeflow.org/v1beta1 Experiment manifest whose trial template says
     @DATASET_URI@, @OUTPUT_URI@ and @MINIO_SECRET@ where this run's URIs and MinIO Secret go) as
     `<metadata.name>-<name_suffix's first 8 letters/digits>` in `namespace` (empty: the pod's own,
@@ -29,11 +37,24 @@ def run_katib_experiment(experiment: dict, namespace: str, dataset_uri: str, out
     from components.kube import custom_objects_api, default_namespace
 
     namespace = default_namespace(namespace)
-    body = experiment_body(experiment, name_suffix=name_suffix, namespace=namespace, values={
-        "@DATASET_URI@": dataset_uri.rstrip("/"), "@OUTPUT_URI@": output_uri.rstrip("/"), "@MINIO_SECRET@": minio_secret.strip()})
+    body = experiment_body(
+        experiment,
+        name_suffix=name_suffix,
+        namespace=namespace,
+        values={
+            "@DATASET_URI@": dataset_uri.rstrip("/"),
+            "@OUTPUT_URI@": output_uri.rstrip("/"),
+            "@MINIO_SECRET@": minio_secret.strip(),
+        },
+    )
     name = body["metadata"]["name"]
-    line = run_experiment(custom_objects_api(), body, timeout_minutes=timeout_minutes, poll_seconds=poll_seconds,
-                          log=lambda text: print(text, flush=True))
+    line = run_experiment(
+        custom_objects_api(),
+        body,
+        timeout_minutes=timeout_minutes,
+        poll_seconds=poll_seconds,
+        log=lambda text: print(text, flush=True),
+    )
     with open(progress.path, "w", encoding="utf-8") as f:
         f.write(f"# Katib Experiment `{namespace}/{name}`\n\n{line}\n")
     return namedtuple("Sweep", ["name", "namespace"])(name, namespace)

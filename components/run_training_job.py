@@ -74,32 +74,97 @@ def train_job(
     if int(fold) >= 0:
         pulls.append((f"{run}/inputs/folds", local["folds"]))
         upload(folds.path, pulls[1][0], progress=False)
-    args = training_args(preset, lr, weight_decay, t_max, eta_min, epochs, thresh, box_thresh, max_candidates, [
-        *split_overrides(local["dataset"], local["folds"], fold), f"exp_name={name}", f"output_dir={tj.DATA_DIR}/run",
-        "resume=auto", f"checkpoint_mirror={mirror}", *overrides], init_from)
+    args = training_args(
+        preset,
+        lr,
+        weight_decay,
+        t_max,
+        eta_min,
+        epochs,
+        thresh,
+        box_thresh,
+        max_candidates,
+        [
+            *split_overrides(local["dataset"], local["folds"], fold),
+            f"exp_name={name}",
+            f"output_dir={tj.DATA_DIR}/run",
+            "resume=auto",
+            f"checkpoint_mirror={mirror}",
+            *overrides,
+        ],
+        init_from,
+    )
     command = tj.node_command(pulls, args)
     env = pods.env(minio_secret.strip())
     job = tj.job_name(run.rsplit("/", 1)[1], name)
     labels = {"app.kubernetes.io/part-of": "receiptflow", "app.kubernetes.io/component": "training"}
     cpu, memory = str(int(cpu_per_gpu) * gpus_per_node), f"{memory_per_gpu_gi * gpus_per_node}Gi"
     if training_backend == "trainjob":
-        body = tj.trainjob(job, namespace=namespace, image=image, command=command, env=env, num_nodes=num_nodes,
-                           gpus_per_node=gpus_per_node, runtime=training_runtime, cpu=cpu, memory=memory, labels=labels)
+        body = tj.trainjob(
+            job,
+            namespace=namespace,
+            image=image,
+            command=command,
+            env=env,
+            num_nodes=num_nodes,
+            gpus_per_node=gpus_per_node,
+            runtime=training_runtime,
+            cpu=cpu,
+            memory=memory,
+            labels=labels,
+        )
     else:
-        body = tj.pytorchjob(job, namespace=namespace, num_nodes=num_nodes, gpus_per_node=gpus_per_node, labels=labels,
-                             pod=lambda: pods.pod_template(container_name=tj.PYTORCH_CONTAINER, image=image, command=command,
-                                                           env_vars=env, gpus=gpus_per_node, cpu=cpu, memory=memory))
-    print(f"{name}: {body['kind']} {namespace}/{job}, {num_nodes} node(s) x {gpus_per_node} GPU(s); checkpoints {mirror}",
-          flush=True)
+        body = tj.pytorchjob(
+            job,
+            namespace=namespace,
+            num_nodes=num_nodes,
+            gpus_per_node=gpus_per_node,
+            labels=labels,
+            pod=lambda: pods.pod_template(
+                container_name=tj.PYTORCH_CONTAINER,
+                image=image,
+                command=command,
+                env_vars=env,
+                gpus=gpus_per_node,
+                cpu=cpu,
+                memory=memory,
+            ),
+        )
+    print(
+        f"{name}: {body['kind']} {namespace}/{job}, {num_nodes} node(s) x {gpus_per_node} GPU(s); checkpoints {mirror}",
+        flush=True,
+    )
     # job_id (the KFP run) stamps the job: a new KFP run of this run id meets it again (--resume)
-    job = tj.run_job(kube.custom_objects_api(), kube.core_v1_api(), body, kfp_run=job_id.strip(),
-                     timeout_minutes=timeout_minutes, poll_seconds=poll_seconds, log=lambda text: print(text, flush=True))
+    job = tj.run_job(
+        kube.custom_objects_api(),
+        kube.core_v1_api(),
+        body,
+        kfp_run=job_id.strip(),
+        timeout_minutes=timeout_minutes,
+        poll_seconds=poll_seconds,
+        log=lambda text: print(text, flush=True),
+    )
 
     work = Path(tempfile.mkdtemp(prefix=f"receiptflow-{name}-"))
     for file in ("best.pt", "metrics.jsonl"):
         download(f"{mirror}/{file}", work / file, progress=False)
-    best = export_model(work, model, metrics, {"task": name, "fold": int(fold), "preset": preset, "lr": lr,
-                                               "weight_decay": weight_decay, "T_max": t_max, "eta_min": eta_min,
-                                               "epochs": epochs, "backend": training_backend, "job": f"{namespace}/{job}",
-                                               "nodes": num_nodes, "gpus_per_node": gpus_per_node})
+    best = export_model(
+        work,
+        model,
+        metrics,
+        {
+            "task": name,
+            "fold": int(fold),
+            "preset": preset,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "T_max": t_max,
+            "eta_min": eta_min,
+            "epochs": epochs,
+            "backend": training_backend,
+            "job": f"{namespace}/{job}",
+            "nodes": num_nodes,
+            "gpus_per_node": gpus_per_node,
+        },
+    )
     return namedtuple("TrainResult", ["hmean", "best_epoch"])(best["val/hmean"], best["epoch"])

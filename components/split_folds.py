@@ -12,8 +12,9 @@ def split_folds(dataset: Input[Dataset], k: int, seed: int, hold_out: str, folds
     "none" pools train and val."""
     from model.data.folds import format_manifest, make_folds
 
-    manifest = make_folds(dataset.path, folds.path, k=k, seed=seed, strict=False,
-                          hold_out=None if hold_out == "none" else hold_out)
+    manifest = make_folds(
+        dataset.path, folds.path, k=k, seed=seed, strict=False, hold_out=None if hold_out == "none" else hold_out
+    )
     print(format_manifest(manifest), flush=True)
     folds.metadata.update({"k": k, "seed": seed, "held_out": hold_out})
     return manifest["images"]

@@ -51,18 +51,44 @@ def train(
     name = task_name(fold)
     work = Path(tempfile.mkdtemp(prefix=f"receiptflow-{name}-"))
     mirror = f"{run_prefix(output_uri, run_id, job_id)}/checkpoints/{name}"
-    cfg = load_config(training_args(preset, lr, weight_decay, t_max, eta_min, epochs, thresh, box_thresh, max_candidates, [
-        *split_overrides(dataset.path, folds.path, fold),
-        f"exp_name={name}",
-        f"output_dir={work}",
-        "resume=auto",
-        f"checkpoint_mirror={mirror}",
-        *overrides,
-    ], init_from))
+    cfg = load_config(
+        training_args(
+            preset,
+            lr,
+            weight_decay,
+            t_max,
+            eta_min,
+            epochs,
+            thresh,
+            box_thresh,
+            max_candidates,
+            [
+                *split_overrides(dataset.path, folds.path, fold),
+                f"exp_name={name}",
+                f"output_dir={work}",
+                "resume=auto",
+                f"checkpoint_mirror={mirror}",
+                *overrides,
+            ],
+            init_from,
+        )
+    )
     run_training(cfg)
 
-    best = export_model(work, model, metrics, {"task": name, "fold": int(fold), "preset": preset, "lr": lr,
-                                               "weight_decay": weight_decay, "T_max": t_max, "eta_min": eta_min,
-                                               "epochs": epochs})
+    best = export_model(
+        work,
+        model,
+        metrics,
+        {
+            "task": name,
+            "fold": int(fold),
+            "preset": preset,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "T_max": t_max,
+            "eta_min": eta_min,
+            "epochs": epochs,
+        },
+    )
     shutil.rmtree(work, ignore_errors=True)
     return namedtuple("TrainResult", ["hmean", "best_epoch"])(best["val/hmean"], best["epoch"])

@@ -6,6 +6,7 @@ and components/run_training_job.py (from the checkpoint mirror of a TrainJob or 
     <model>/summary.json   task, fold, hyperparameters, the best epoch and the history
 
 Imported inside component bodies (they run where the receiptflow package is installed)."""
+
 from __future__ import annotations
 
 import json
@@ -32,13 +33,17 @@ def export_model(work: Path, model, metrics, summary: dict) -> dict:
     shutil.copy(work / "metrics.jsonl", out / "metrics.jsonl")
     (out / "summary.json").write_text(json.dumps({**summary, "best": best, "history": history}, indent=1))
 
-    model.metadata.update({"task": summary["task"], "fold": int(summary["fold"]), "val/hmean": best["val/hmean"],
-                           "epoch": best["epoch"]})
+    model.metadata.update(
+        {"task": summary["task"], "fold": int(summary["fold"]), "val/hmean": best["val/hmean"], "epoch": best["epoch"]}
+    )
     for key in ("val/hmean", "val/precision", "val/recall"):
         metrics.log_metric(key, best[key])
     metrics.log_metric("best_epoch", best["epoch"])
     for m in history:  # the learning curve, one entry per epoch
         metrics.log_metric(f"curve/epoch_{m['epoch']:02d}/val_hmean", m["val/hmean"])
         metrics.log_metric(f"curve/epoch_{m['epoch']:02d}/train_loss", m["train/loss"])
-    print(f"{summary['task']}: best val/hmean={best['val/hmean']!r} at epoch {best['epoch']} of {len(history)}", flush=True)
+    print(
+        f"{summary['task']}: best val/hmean={best['val/hmean']!r} at epoch {best['epoch']} of {len(history)}",
+        flush=True,
+    )
     return best

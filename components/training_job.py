@@ -14,6 +14,7 @@ no address and no rank.
 Imported inside component bodies (they run where the receiptflow package is installed); the
 kubernetes client is imported only where it is used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,9 +35,13 @@ TRAINER_CONTAINER = "node"
 PYTORCH_CONTAINER = "pytorch"  # the container the Training Operator configures (PyTorchJob default)
 # Pod labels: rank 0's pod and all of a job's pods (JobSet labels for TrainJob, which runs a JobSet
 # of the same name; Katib v0.19.0 constants.go:50 picks rank 0 the same way)
-RANK0_LABELS = {"trainjob": {"jobset.sigs.k8s.io/replicatedjob-name": TRAINER_CONTAINER,
-                             "batch.kubernetes.io/job-completion-index": "0"},
-                "pytorchjob": {"training.kubeflow.org/job-role": "master"}}
+RANK0_LABELS = {
+    "trainjob": {
+        "jobset.sigs.k8s.io/replicatedjob-name": TRAINER_CONTAINER,
+        "batch.kubernetes.io/job-completion-index": "0",
+    },
+    "pytorchjob": {"training.kubeflow.org/job-role": "master"},
+}
 JOB_LABEL = {"trainjob": "jobset.sigs.k8s.io/jobset-name", "pytorchjob": "training.kubeflow.org/job-name"}
 # Terminal conditions: TrainJob Complete/Failed (Trainer v2.1.0 pkg/apis/trainer/v1alpha1/trainjob_types.go:58-65),
 # PyTorchJob Succeeded/Failed (Training Operator v1.9.0 pkg/apis/kubeflow.org/v1/common_types.go:135-159)
@@ -58,15 +63,21 @@ MAX_NAME = 47
 _NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 
-def check_job(training_backend: str, num_nodes: int, gpus_per_node: int, job_timeout_minutes: int,
-              training_runtime: str) -> None:
+def check_job(
+    training_backend: str, num_nodes: int, gpus_per_node: int, job_timeout_minutes: int, training_runtime: str
+) -> None:
     """The job parameters, one ValueError naming the first bad one: the launcher checks them before
     it uploads or creates anything, `pipeline submit`/`run` before any request (pipelines/params.py)."""
     if training_backend not in BACKENDS:
-        raise ValueError(f"training_backend={training_backend!r}: expected {' or '.join(BACKENDS)} (a Kubeflow Trainer "
-                         "v2 TrainJob or a Training Operator v1 PyTorchJob per training)")
-    for name, value in (("num_nodes", num_nodes), ("gpus_per_node", gpus_per_node),
-                        ("job_timeout_minutes", job_timeout_minutes)):
+        raise ValueError(
+            f"training_backend={training_backend!r}: expected {' or '.join(BACKENDS)} (a Kubeflow Trainer "
+            "v2 TrainJob or a Training Operator v1 PyTorchJob per training)"
+        )
+    for name, value in (
+        ("num_nodes", num_nodes),
+        ("gpus_per_node", gpus_per_node),
+        ("job_timeout_minutes", job_timeout_minutes),
+    ):
         if value < 1:
             raise ValueError(f"{name}={value}: must be at least 1")
     if training_backend == "trainjob":
@@ -96,9 +107,13 @@ def runtime_ref(runtime: str) -> dict:
     job's namespace, e.g. manifests/trainer's receiptflow-torch)."""
     kind, _, name = runtime.strip().rpartition("/")
     kind = kind or "ClusterTrainingRuntime"
-    if kind not in ("ClusterTrainingRuntime", "TrainingRuntime") or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name):
-        raise ValueError(f"training_runtime={runtime!r}: expected NAME (a ClusterTrainingRuntime, e.g. torch-distributed) "
-                         "or TrainingRuntime/NAME (e.g. TrainingRuntime/receiptflow-torch from manifests/trainer)")
+    if kind not in ("ClusterTrainingRuntime", "TrainingRuntime") or not re.fullmatch(
+        r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name
+    ):
+        raise ValueError(
+            f"training_runtime={runtime!r}: expected NAME (a ClusterTrainingRuntime, e.g. torch-distributed) "
+            "or TrainingRuntime/NAME (e.g. TrainingRuntime/receiptflow-torch from manifests/trainer)"
+        )
     return {"apiGroup": TRAINER_GROUP, "kind": kind, "name": name}
 
 
@@ -115,40 +130,89 @@ def node_command(pulls: list[tuple[str, str]], train_args: list[str], *, katib: 
 
 
 def resources(gpus: int, cpu: str, memory: str) -> dict:
-    return {"requests": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus},
-            "limits": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus}}
+    return {
+        "requests": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus},
+        "limits": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus},
+    }
 
 
-def trainjob(name: str, *, namespace: str | None, image: str, command: list[str], env: list[dict], num_nodes: int,
-             gpus_per_node: int, runtime: str, cpu: str, memory: str, labels: dict | None = None) -> dict:
+def trainjob(
+    name: str,
+    *,
+    namespace: str | None,
+    image: str,
+    command: list[str],
+    env: list[dict],
+    num_nodes: int,
+    gpus_per_node: int,
+    runtime: str,
+    cpu: str,
+    memory: str,
+    labels: dict | None = None,
+) -> dict:
     """A trainer.kubeflow.org/v1alpha1 TrainJob of `runtime`: only fields Trainer v2.1.0 (Kubeflow
     1.11) and v2.2.0 both have (runtimeRef, trainer); pod-level settings (/dev/shm, securityContext,
     placement) belong to the runtime, since v2.1.0's podTemplateOverrides became runtimePatches in v2.2.0."""
-    metadata = {"name": name, **({"namespace": namespace} if namespace else {}), **({"labels": labels} if labels else {})}
-    return {"apiVersion": f"{TRAINER_GROUP}/{TRAINER_VERSION}", "kind": "TrainJob", "metadata": metadata,
-            "spec": {"runtimeRef": runtime_ref(runtime),
-                     "trainer": {"image": image, "command": command, "env": env, "numNodes": int(num_nodes),
-                                 "numProcPerNode": int(gpus_per_node),
-                                 "resourcesPerNode": resources(gpus_per_node, cpu, memory)}}}
+    metadata = {
+        "name": name,
+        **({"namespace": namespace} if namespace else {}),
+        **({"labels": labels} if labels else {}),
+    }
+    return {
+        "apiVersion": f"{TRAINER_GROUP}/{TRAINER_VERSION}",
+        "kind": "TrainJob",
+        "metadata": metadata,
+        "spec": {
+            "runtimeRef": runtime_ref(runtime),
+            "trainer": {
+                "image": image,
+                "command": command,
+                "env": env,
+                "numNodes": int(num_nodes),
+                "numProcPerNode": int(gpus_per_node),
+                "resourcesPerNode": resources(gpus_per_node, cpu, memory),
+            },
+        },
+    }
 
 
-def pytorchjob(name: str, *, namespace: str | None, pod: Callable[[], dict], num_nodes: int, gpus_per_node: int,
-               labels: dict | None = None) -> dict:
+def pytorchjob(
+    name: str,
+    *,
+    namespace: str | None,
+    pod: Callable[[], dict],
+    num_nodes: int,
+    gpus_per_node: int,
+    labels: dict | None = None,
+) -> dict:
     """A kubeflow.org/v1 PyTorchJob: a Master and num_nodes-1 Workers, each pod from `pod()` (a pod
     template whose container "pytorch" runs the node command), nprocPerNode processes per pod."""
-    metadata = {"name": name, **({"namespace": namespace} if namespace else {}), **({"labels": labels} if labels else {})}
+    metadata = {
+        "name": name,
+        **({"namespace": namespace} if namespace else {}),
+        **({"labels": labels} if labels else {}),
+    }
     replicas = {"Master": {"replicas": 1, "restartPolicy": "Never", "template": pod()}}
     if num_nodes > 1:
         replicas["Worker"] = {"replicas": int(num_nodes) - 1, "restartPolicy": "Never", "template": pod()}
-    return {"apiVersion": f"{KUBEFLOW_GROUP}/{KUBEFLOW_VERSION}", "kind": "PyTorchJob", "metadata": metadata,
-            "spec": {"nprocPerNode": str(int(gpus_per_node)),
-                     "runPolicy": {"backoffLimit": 0, "cleanPodPolicy": "None"},  # pods (and logs) stay
-                     "pytorchReplicaSpecs": replicas}}
+    return {
+        "apiVersion": f"{KUBEFLOW_GROUP}/{KUBEFLOW_VERSION}",
+        "kind": "PyTorchJob",
+        "metadata": metadata,
+        "spec": {
+            "nprocPerNode": str(int(gpus_per_node)),
+            "runPolicy": {"backoffLimit": 0, "cleanPodPolicy": "None"},  # pods (and logs) stay
+            "pytorchReplicaSpecs": replicas,
+        },
+    }
 
 
 def _api_path(body: dict) -> tuple[str, str, str]:
-    return ((TRAINER_GROUP, TRAINER_VERSION, TRAINJOBS) if body["kind"] == "TrainJob"
-            else (KUBEFLOW_GROUP, KUBEFLOW_VERSION, PYTORCHJOBS))
+    return (
+        (TRAINER_GROUP, TRAINER_VERSION, TRAINJOBS)
+        if body["kind"] == "TrainJob"
+        else (KUBEFLOW_GROUP, KUBEFLOW_VERSION, PYTORCHJOBS)
+    )
 
 
 def backend_of(body: dict) -> str:
@@ -184,8 +248,10 @@ def pod_problems(pods: list) -> list[str]:
         for cs in [*(status.init_container_statuses or []), *(status.container_statuses or [])]:
             term, wait = cs.state.terminated if cs.state else None, cs.state.waiting if cs.state else None
             if term and term.exit_code:
-                found.append(f"{name}/{cs.name}: {term.reason or 'Error'} (exit {term.exit_code})"
-                             + (f": {term.message.strip()}" if term.message else ""))
+                found.append(
+                    f"{name}/{cs.name}: {term.reason or 'Error'} (exit {term.exit_code})"
+                    + (f": {term.message.strip()}" if term.message else "")
+                )
             elif wait and wait.reason not in (None, "ContainerCreating", "PodInitializing"):
                 found.append(f"{name}/{cs.name}: {wait.reason}" + (f": {wait.message}" if wait.message else ""))
     return found
@@ -225,19 +291,29 @@ class _Watch:
 
     def pods(self) -> list:
         selector = f"{JOB_LABEL[self.backend]}={self.name}"
-        return self.core.list_namespaced_pod(self.namespace, label_selector=selector,
-                                             _request_timeout=REQUEST_TIMEOUT).items
+        return self.core.list_namespaced_pod(
+            self.namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+        ).items
 
     def rank0_line(self, pods: list) -> str:
         """The last metric line rank 0 printed ("" when none or unreadable: its log is a bonus)."""
         want = RANK0_LABELS[self.backend]
         for pod in pods:
             labels = pod.metadata.labels or {}
-            if all(labels.get(k) == v for k, v in want.items()) and pod.status.phase in ("Running", "Succeeded", "Failed"):
+            if all(labels.get(k) == v for k, v in want.items()) and pod.status.phase in (
+                "Running",
+                "Succeeded",
+                "Failed",
+            ):
                 container = TRAINER_CONTAINER if self.backend == "trainjob" else PYTORCH_CONTAINER
                 try:
-                    log = self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace, container=container,
-                                                            tail_lines=200, _request_timeout=REQUEST_TIMEOUT)
+                    log = self.core.read_namespaced_pod_log(
+                        pod.metadata.name,
+                        self.namespace,
+                        container=container,
+                        tail_lines=200,
+                        _request_timeout=REQUEST_TIMEOUT,
+                    )
                 except Exception:  # noqa: BLE001 - progress only; the job's state decides
                     return ""
                 lines = [ln.strip() for ln in (log or "").splitlines() if METRIC_LINE.search(ln)]
@@ -266,17 +342,22 @@ def _refused(exc, verb: str, kind: str, namespace: str, name: str) -> Exception:
         return PermissionError(
             f"{what}. The pipeline's service account may not {verb} {plural}.{group} in {namespace}: apply {RBAC} there "
             f"and bind it to the run's service account (`kubectl -n {namespace} auth can-i create {plural}.{group} "
-            f"--as system:serviceaccount:{namespace}:SA`)")
+            f"--as system:serviceaccount:{namespace}:SA`)"
+        )
     if status == 404 and verb == "create":
         engine = "Kubeflow Trainer v2" if kind == "TrainJob" else "the Training Operator v1"
-        return RuntimeError(f"{what}. No {kind} resource in {namespace}: is {engine} installed (`kubectl get crd "
-                            f"{plural}.{group}`)? On a cluster with only the other engine use training_backend="
-                            f"{'pytorchjob' if kind == 'TrainJob' else 'trainjob'}")
+        return RuntimeError(
+            f"{what}. No {kind} resource in {namespace}: is {engine} installed (`kubectl get crd "
+            f"{plural}.{group}`)? On a cluster with only the other engine use training_backend="
+            f"{'pytorchjob' if kind == 'TrainJob' else 'trainjob'}"
+        )
     if status == 404:
         return RuntimeError(f"{what}. It was deleted while this task waited for it")
     if status in (400, 422):
-        return ValueError(f"{what}. The cluster refused the job (a runtime that does not exist, a field this engine "
-                          "version lacks): fix the parameters named in the message")
+        return ValueError(
+            f"{what}. The cluster refused the job (a runtime that does not exist, a field this engine "
+            "version lacks): fix the parameters named in the message"
+        )
     return RuntimeError(what)
 
 
@@ -284,8 +365,16 @@ def _creator(obj: dict) -> str:
     return ((obj.get("metadata") or {}).get("annotations") or {}).get(KFP_RUN_ANNOTATION) or ""
 
 
-def run_job(custom, core, body: dict, *, kfp_run: str, timeout_minutes: float, poll_seconds: float,
-            log: Callable[[str], None] = print) -> str:
+def run_job(
+    custom,
+    core,
+    body: dict,
+    *,
+    kfp_run: str,
+    timeout_minutes: float,
+    poll_seconds: float,
+    log: Callable[[str], None] = print,
+) -> str:
     """Create `body` (stamped with `kfp_run`, the KFP run of this task) or attach to the job of that
     name an earlier try or an earlier KFP run of this run id created, and poll it every
     `poll_seconds`: one log line per change (phase, pods by phase, rank 0's last metric line).
@@ -304,8 +393,13 @@ def run_job(custom, core, body: dict, *, kfp_run: str, timeout_minutes: float, p
     from components.kube import ApiException
 
     base = body["metadata"]["name"]
-    body = {**body, "metadata": {**body["metadata"], "annotations": {
-        **(body["metadata"].get("annotations") or {}), KFP_RUN_ANNOTATION: kfp_run}}}
+    body = {
+        **body,
+        "metadata": {
+            **body["metadata"],
+            "annotations": {**(body["metadata"].get("annotations") or {}), KFP_RUN_ANNOTATION: kfp_run},
+        },
+    }
     attempt, w = 1, _Watch(custom, core, body)
     kind = body["kind"]
     deadline = time.monotonic() + timeout_minutes * 60
@@ -326,21 +420,35 @@ def run_job(custom, core, body: dict, *, kfp_run: str, timeout_minutes: float, p
                     existing = w.get()
                     result, reason = state(w.backend, existing)
                     whose = _creator(existing)
-                    whose = ("KFP run " + whose + (" (this run: an earlier try of this task)" if whose == kfp_run
-                                                   else " (an earlier run of this run id)")
-                             if whose else "an earlier KFP run (unstamped)")
+                    whose = (
+                        "KFP run "
+                        + whose
+                        + (
+                            " (this run: an earlier try of this task)"
+                            if whose == kfp_run
+                            else " (an earlier run of this run id)"
+                        )
+                        if whose
+                        else "an earlier KFP run (unstamped)"
+                    )
                     if result == "failed":
                         if attempt >= MAX_ATTEMPTS:
                             raise JobFailed(
                                 f"{ref} failed ({reason or 'no reason given'}), and so did the {attempt - 1} attempts "
                                 f"before it: not creating attempt {attempt + 1}. Read their logs (`kubectl -n "
                                 f"{w.namespace} logs -l {JOB_LABEL[w.backend]}={w.name}`) and fix the cause, then "
-                                "submit with a new run_id (or delete these jobs)") from None
+                                "submit with a new run_id (or delete these jobs)"
+                            ) from None
                         attempt += 1
-                        w = _Watch(custom, core, {**body, "metadata": {**body["metadata"],
-                                                                       "name": attempt_name(base, attempt)}})
-                        log(f"{ref} of {whose} failed ({reason or 'no reason given'}); left in place for its logs, "
-                            f"trying attempt {attempt}: {w.name} (it resumes from the checkpoint mirror)")
+                        w = _Watch(
+                            custom,
+                            core,
+                            {**body, "metadata": {**body["metadata"], "name": attempt_name(base, attempt)}},
+                        )
+                        log(
+                            f"{ref} of {whose} failed ({reason or 'no reason given'}); left in place for its logs, "
+                            f"trying attempt {attempt}: {w.name} (it resumes from the checkpoint mirror)"
+                        )
                         continue
                     log(f"{ref} already exists: attached to the existing {kind}, created by {whose}")
                 created, verb = True, "get"
@@ -354,8 +462,10 @@ def run_job(custom, core, body: dict, *, kfp_run: str, timeout_minutes: float, p
                 raise
             failures += 1
             if failures >= MAX_API_FAILURES:
-                raise RuntimeError(f"{failures} Kubernetes API calls in a row failed ({verb} {ref}), the last with "
-                                   f"{describe(e)}; the job may still be running: {kubectl}") from None
+                raise RuntimeError(
+                    f"{failures} Kubernetes API calls in a row failed ({verb} {ref}), the last with "
+                    f"{describe(e)}; the job may still be running: {kubectl}"
+                ) from None
             log(f"{verb} {ref} failed ({describe(e)}); try {failures} of {MAX_API_FAILURES}, again in {poll_seconds}s")
         else:
             failures = 0
@@ -370,11 +480,16 @@ def run_job(custom, core, body: dict, *, kfp_run: str, timeout_minutes: float, p
                 log(f"{w.name}: {line}")
                 shown = line
             if result == "failed":
-                raise JobFailed(f"{ref} failed: {w.why(reason)}. Logs: `kubectl -n {w.namespace} logs -l "
-                                f"{JOB_LABEL[w.backend]}={w.name}`. The job stays; "
-                                + (f"a retry of this task or `pipeline submit --resume` creates the next attempt "
-                                   f"({attempt_name(base, attempt + 1)}), which resumes from the checkpoint mirror"
-                                   if attempt < MAX_ATTEMPTS else f"it was attempt {MAX_ATTEMPTS}, the last"))
+                raise JobFailed(
+                    f"{ref} failed: {w.why(reason)}. Logs: `kubectl -n {w.namespace} logs -l "
+                    f"{JOB_LABEL[w.backend]}={w.name}`. The job stays; "
+                    + (
+                        f"a retry of this task or `pipeline submit --resume` creates the next attempt "
+                        f"({attempt_name(base, attempt + 1)}), which resumes from the checkpoint mirror"
+                        if attempt < MAX_ATTEMPTS
+                        else f"it was attempt {MAX_ATTEMPTS}, the last"
+                    )
+                )
             if result == "succeeded":
                 return w.name
         if time.monotonic() > deadline:

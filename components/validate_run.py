@@ -1,4 +1,5 @@
 """validate_run: the run's parameters and dataset checked before any heavy work (the first task)."""
+
 from typing import List
 
 from components import component
@@ -33,6 +34,9 @@ def validate_run(
     from components.common import check_run_parameters
 
     check_run_parameters(dict(locals()))
-    print(f"parameters checked: preset {preset}, {epochs} epochs, {folds} folds, calibration {calibration}, "
-          f"min_vote {min_vote}; "
-          f"dataset {dataset_uri}{f'; every training starts from {init_from}' if init_from.strip() else ''}", flush=True)
+    print(
+        f"parameters checked: preset {preset}, {epochs} epochs, {folds} folds, calibration {calibration}, "
+        f"min_vote {min_vote}; "
+        f"dataset {dataset_uri}{f'; every training starts from {init_from}' if init_from.strip() else ''}",
+        flush=True,
+    )

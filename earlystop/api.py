@@ -10,6 +10,7 @@ protobuf version into *_pb2.py and refuses older runtimes). The price is grpcio-
 time, pinned in pyproject.toml. Import this module once per process: the messages are
 registered in protobuf's default pool under `api.v1.beta1`.
 """
+
 from __future__ import annotations
 
 import sys

@@ -20,6 +20,7 @@ Pure Python, the upstream semantics exactly (file:line at tag v0.19.0):
   (main.go:380-383); a rule that holds is deleted and a trial with no rule left is stopped
   (main.go:264-266).
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Sequence
@@ -37,8 +38,12 @@ def early_average(values: Sequence[float], start_step: int) -> float:
     return sum(head) / len(head)
 
 
-def rule_value(succeeded: Iterable[Sequence[float]], *, start_step: int = DEFAULT_START_STEP,
-               min_trials_required: int = DEFAULT_MIN_TRIALS_REQUIRED) -> float | None:
+def rule_value(
+    succeeded: Iterable[Sequence[float]],
+    *,
+    start_step: int = DEFAULT_START_STEP,
+    min_trials_required: int = DEFAULT_MIN_TRIALS_REQUIRED,
+) -> float | None:
     """The value medianstop hands a new trial, from the curves of the trials that have Succeeded so far;
     None (no rule) with fewer than min_trials_required of them."""
     averages = [early_average(v, start_step) for v in succeeded]
@@ -47,8 +52,9 @@ def rule_value(succeeded: Iterable[Sequence[float]], *, start_step: int = DEFAUL
     return sum(averages) / len(averages)
 
 
-def collector_stops(values: Sequence[float], value: float | None, *, start_step: int = DEFAULT_START_STEP,
-                    goal: str = "maximize") -> bool:
+def collector_stops(
+    values: Sequence[float], value: float | None, *, start_step: int = DEFAULT_START_STEP, goal: str = "maximize"
+) -> bool:
     """Whether Katib's collector stops a trial holding rule `value` with these reports: once, at the
     start_step-th report, the best so far strictly worse than `value`. No rule or too few reports: never."""
     if value is None or len(values) < start_step:

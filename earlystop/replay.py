@@ -20,6 +20,7 @@ A trial's final value is its best over the whole curve (the objective's metricSt
 pipelines/sweep.py METRIC_STRATEGIES). A false negative is a stopped trial whose final value is at
 or above the floor (below, for minimize) or is the best of the sweep.
 """
+
 from __future__ import annotations
 
 import json
@@ -113,8 +114,16 @@ def _at_least(a: float, b: float, goal: str) -> bool:
     return a >= b if goal == "maximize" else a <= b
 
 
-def replay(curves: CurveSet, policy: str, *, parallel: int = 2, start_step: int = 4, min_trials_required: int = 3,
-           floor: float | None = None, running_visible: bool = False) -> Result:
+def replay(
+    curves: CurveSet,
+    policy: str,
+    *,
+    parallel: int = 2,
+    start_step: int = 4,
+    min_trials_required: int = 3,
+    floor: float | None = None,
+    running_visible: bool = False,
+) -> Result:
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     for name, v in (("parallel", parallel), ("start_step", start_step), ("min_trials_required", min_trials_required)):
@@ -133,10 +142,21 @@ def replay(curves: CurveSet, policy: str, *, parallel: int = 2, start_step: int 
         running = running_now
         while pending and len(running) < parallel:
             c = pending.pop(0)
-            rule = _rule(policy, goal, done + running if running_visible else done, t, curves, start_step,
-                         min_trials_required, floor)
-            stopped = (rule is not None and len(c.values) >= start_step
-                       and should_stop(best_so_far(c.values, goal, start_step), rule, goal))
+            rule = _rule(
+                policy,
+                goal,
+                done + running if running_visible else done,
+                t,
+                curves,
+                start_step,
+                min_trials_required,
+                floor,
+            )
+            stopped = (
+                rule is not None
+                and len(c.values) >= start_step
+                and should_stop(best_so_far(c.values, goal, start_step), rule, goal)
+            )
             end = t + (start_step if stopped else len(c.values))
             running.append(Outcome(c.name, c.created, t, end, rule, stopped, _final(c.values, goal)))
         if running:
@@ -144,23 +164,47 @@ def replay(curves: CurveSet, policy: str, *, parallel: int = 2, start_step: int 
     outcomes = tuple(sorted(done, key=lambda o: (o.start, o.created)))
     best = _final([o.final for o in outcomes], goal)
     stopped = tuple(o.name for o in outcomes if o.stopped)
-    fn = tuple(o.name for o in outcomes if o.stopped and (o.final == best or (floor is not None and _at_least(o.final, floor, goal))))
+    fn = tuple(
+        o.name
+        for o in outcomes
+        if o.stopped and (o.final == best or (floor is not None and _at_least(o.final, floor, goal)))
+    )
     total = sum(len(c.values) for c in curves.trials)
     run = sum(o.epochs for o in outcomes)
     kept = [o.final for o in outcomes if not o.stopped]
-    return Result(policy, outcomes, stopped, fn, any(o.stopped and o.final == best for o in outcomes), run, total - run,
-                  max(o.end for o in outcomes), _final(kept, goal))
+    return Result(
+        policy,
+        outcomes,
+        stopped,
+        fn,
+        any(o.stopped and o.final == best for o in outcomes),
+        run,
+        total - run,
+        max(o.end for o in outcomes),
+        _final(kept, goal),
+    )
 
 
-def _rule(policy: str, goal: str, known: list[Outcome], t: int, curves: CurveSet, start_step: int, min_trials: int,
-          floor: float | None) -> float | None:
+def _rule(
+    policy: str,
+    goal: str,
+    known: list[Outcome],
+    t: int,
+    curves: CurveSet,
+    start_step: int,
+    min_trials: int,
+    floor: float | None,
+) -> float | None:
     values = {c.name: c.values for c in curves.trials}
     if policy == "medianstop":  # Succeeded = ended by now and not stopped
         succeeded = [values[o.name] for o in known if o.end <= t and not o.stopped]
         return katib_medianstop.rule_value(succeeded, start_step=start_step, min_trials_required=min_trials)
     if policy == "medianstop-floor":  # every visible trial that has reported start_step values by now
-        comparable = [best_so_far(values[o.name], goal, start_step) for o in known
-                      if len(values[o.name]) >= start_step and o.start + start_step <= t]
+        comparable = [
+            best_so_far(values[o.name], goal, start_step)
+            for o in known
+            if len(values[o.name]) >= start_step and o.start + start_step <= t
+        ]
         return stop_value(comparable, goal, floor, min_trials)
     return None
 
@@ -172,13 +216,17 @@ def replay_all(curves: CurveSet, **settings) -> list[Result]:
 def markdown_table(results: Sequence[Result], *, floor: float | None) -> str:
     none = next(r for r in results if r.policy == "none")
     bar = f"≥ floor {floor:g} or best" if floor is not None else "the best"
-    lines = [f"| policy | trials stopped | false negatives ({bar}) | trial-epochs run | saved vs none | sweep length (epochs) | best kept |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| policy | trials stopped | false negatives ({bar}) | trial-epochs run | saved vs none | sweep length (epochs) | best kept |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         fn = f"{len(r.false_negatives)}" + (f" ({', '.join(r.false_negatives)})" if r.false_negatives else "")
         pct = 100.0 * r.epochs_saved / (r.epochs_run + r.epochs_saved)
-        lines.append(f"| {r.policy} | {len(r.stopped)} | {fn} | {r.epochs_run} | {r.epochs_saved} ({pct:.0f} %) | "
-                     f"{r.makespan} (none: {none.makespan}) | {r.best_found:.4f} |")
+        lines.append(
+            f"| {r.policy} | {len(r.stopped)} | {fn} | {r.epochs_run} | {r.epochs_saved} ({pct:.0f} %) | "
+            f"{r.makespan} (none: {none.makespan}) | {r.best_found:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -188,8 +236,10 @@ def start_step_table(curves: CurveSet, start_steps: Sequence[int], **settings) -
     question a user asks of early stopping: "do I keep the winner, and what do I save?"."""
     best = max if curves.goal == "maximize" else min
     overall = best(_final(t.values, curves.goal) for t in curves.trials)
-    lines = ["| start_step | policy | best trial kept | trials stopped | false negatives | trial-epochs saved |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| start_step | policy | best trial kept | trials stopped | false negatives | trial-epochs saved |",
+        "|---|---|---|---|---|---|",
+    ]
     for step in start_steps:
         for r in replay_all(curves, **{**settings, "start_step": step}):
             if r.policy == "none":
@@ -197,8 +247,10 @@ def start_step_table(curves: CurveSet, start_steps: Sequence[int], **settings) -
             total = r.epochs_run + r.epochs_saved
             kept = f"{r.best_found:.4f}" + ("" if r.best_found == overall else f" (**lost {overall:.4f}**)")
             fn = f"{len(r.false_negatives)}" + (f" ({', '.join(r.false_negatives)})" if r.false_negatives else "")
-            lines.append(f"| {step} | {r.policy} | {kept} | {len(r.stopped)} | {fn} | "
-                         f"{r.epochs_saved} of {total} ({100.0 * r.epochs_saved / total:.0f} %) |")
+            lines.append(
+                f"| {step} | {r.policy} | {kept} | {len(r.stopped)} | {fn} | "
+                f"{r.epochs_saved} of {total} ({100.0 * r.epochs_saved / total:.0f} %) |"
+            )
     return "\n".join(lines)
 
 

@@ -45,9 +45,7 @@ def best_so_far(values: Sequence[float], goal: str, start_step: int) -> float | 
     return max(head) if goal == "maximize" else min(head)
 
 
-def stop_value(
-    comparable: Sequence[float], goal: str, floor: float | None, min_trials_required: int
-) -> float | None:
+def stop_value(comparable: Sequence[float], goal: str, floor: float | None, min_trials_required: int) -> float | None:
     """The rule's value: stop a trial whose best so far at start_step is worse than this.
 
     `comparable` holds, for every trial that has reached start_step -- finished or still running --

@@ -21,6 +21,7 @@ file/StdOut collector reports a trial's observation log to the DB only when the 
 while it runs (Katib's push collector). Early-stopped trials count; failed ones report nothing: the
 collector exits before reporting when the training process fails (main.go:424-426 at v0.19.0).
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,12 @@ log = logging.getLogger("earlystop")
 # The Trial resource and the condition Katib's medianstop writes (pkg/earlystopping/v1beta1/
 # medianstop/service.py:28-34,271-281 at v0.19.0); the trial controller reads it back.
 TRIAL_PLURAL = "trials"
-EARLY_STOPPED = {"type": "EarlyStopped", "status": "True", "reason": "TrialEarlyStopped",
-                 "message": "Trial is early stopped"}
+EARLY_STOPPED = {
+    "type": "EarlyStopped",
+    "status": "True",
+    "reason": "TrialEarlyStopped",
+    "message": "Trial is early stopped",
+}
 # Trials are in the service's namespace (the suggestion pod runs in the Experiment's); outside a
 # pod Katib's service falls back to "default" (medianstop/service.py:49-66).
 DEFAULT_NAMESPACE = "default"
@@ -114,11 +119,21 @@ class MedianStopFloor(services.EarlyStoppingServicer):
         value = rule.stop_value(list(comparable.values()), goal, settings.floor, settings.min_trials_required)
         rules = []
         if value is not None:
-            rules.append(pb2.EarlyStoppingRule(name=metric, value=repr(value), comparison=COMPARISON[goal],
-                                               start_step=settings.start_step))
-        log.info("GetEarlyStoppingRules: %s %s, %d trials, %d reached step %d, floor %s -> %s",
-                 request.experiment.name, goal, len(request.trials), len(comparable), settings.start_step,
-                 settings.floor, f"stop if {metric} {'<' if goal == 'maximize' else '>'} {value!r}" if rules else "no rule")
+            rules.append(
+                pb2.EarlyStoppingRule(
+                    name=metric, value=repr(value), comparison=COMPARISON[goal], start_step=settings.start_step
+                )
+            )
+        log.info(
+            "GetEarlyStoppingRules: %s %s, %d trials, %d reached step %d, floor %s -> %s",
+            request.experiment.name,
+            goal,
+            len(request.trials),
+            len(comparable),
+            settings.start_step,
+            settings.floor,
+            f"stop if {metric} {'<' if goal == 'maximize' else '>'} {value!r}" if rules else "no rule",
+        )
         return pb2.GetEarlyStoppingRulesReply(early_stopping_rules=rules)
 
     def _comparable(self, trials, metric: str, goal: str, start_step: int, address: str, context) -> dict[str, float]:
@@ -128,8 +143,10 @@ class MedianStopFloor(services.EarlyStoppingServicer):
             db = services.DBManagerStub(channel)
             for trial in trials:
                 try:
-                    reply = db.GetObservationLog(pb2.GetObservationLogRequest(trial_name=trial.name, metric_name=metric),
-                                                 timeout=self._db_timeout_s)
+                    reply = db.GetObservationLog(
+                        pb2.GetObservationLogRequest(trial_name=trial.name, metric_name=metric),
+                        timeout=self._db_timeout_s,
+                    )
                 except grpc.RpcError as e:
                     message = f"GetObservationLog of trial {trial.name} from the DB manager at {address}: {e.code().name} {e.details()}"
                     log.info("GetEarlyStoppingRules: failed: %s", message)
@@ -157,7 +174,8 @@ class MedianStopFloor(services.EarlyStoppingServicer):
             trial = api.get_namespaced_custom_object(KATIB_GROUP, KATIB_VERSION, namespace, TRIAL_PLURAL, name)
             now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             trial.setdefault("status", {}).setdefault("conditions", []).append(
-                {**EARLY_STOPPED, "lastUpdateTime": now, "lastTransitionTime": now})
+                {**EARLY_STOPPED, "lastUpdateTime": now, "lastTransitionTime": now}
+            )
             api.patch_namespaced_custom_object_status(KATIB_GROUP, KATIB_VERSION, namespace, TRIAL_PLURAL, name, trial)
         except ApiException as e:
             code = grpc.StatusCode.NOT_FOUND if e.status == 404 else grpc.StatusCode.UNAVAILABLE

@@ -33,6 +33,7 @@ point (`fold_maps` decodes each stored map once). The stored maps are 8-bit, exa
 predict ran with; at the grid's other thresholds a pixel within 1/510 of it may flip (measured:
 fused hmean moves by at most 0.0005, see model/probmaps.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -126,21 +127,30 @@ def deployment(chosen: Mapping, members: Sequence[str]) -> dict:
     method = o.get("method")
     if method == "maps":
         picked, settings = [members[int(i)] for i in o["folds"]], {"thresh": o["thresh"], "box_thresh": o["box_thresh"]}
-        how = (f"map fusion: each member's probability map on the same canvas (`receiptflow predict MEMBER IMAGES -o "
-               f"P.json --maps DIR`), averaged with equal weights and post-processed once: `receiptflow ensemble --mode "
-               f"maps --thresh {o['thresh']:g} --box-thresh {o['box_thresh']:g} -o OUT.json DIR...`")
+        how = (
+            f"map fusion: each member's probability map on the same canvas (`receiptflow predict MEMBER IMAGES -o "
+            f"P.json --maps DIR`), averaged with equal weights and post-processed once: `receiptflow ensemble --mode "
+            f"maps --thresh {o['thresh']:g} --box-thresh {o['box_thresh']:g} -o OUT.json DIR...`"
+        )
     elif method == "boxes":
         picked, settings = list(members), {"min_vote": o["min_vote"], "iou": o["iou"]}
-        how = (f"box voting: every member's words (`receiptflow predict MEMBER IMAGES -o P.json`), kept where "
-               f"{o['min_vote']} agree at IoU {o['iou']:g}: `receiptflow ensemble --min-vote {o['min_vote']} "
-               f"--iou {o['iou']:g} -o OUT.json P...`")
+        how = (
+            f"box voting: every member's words (`receiptflow predict MEMBER IMAGES -o P.json`), kept where "
+            f"{o['min_vote']} agree at IoU {o['iou']:g}: `receiptflow ensemble --min-vote {o['min_vote']} "
+            f"--iou {o['iou']:g} -o OUT.json P...`"
+        )
     elif method == "fold":
         picked, settings = [members[int(o["fold"])]], {}
         how = "one model alone: `receiptflow predict MEMBER IMAGES -o OUT.json`"
     else:
         raise DataError(f"the ensemble's metadata names no method this receiptflow knows: {o}")
-    return {"method": method, "members": [f"{m}/model.onnx" for m in picked], "settings": settings,
-            "chosen_on": o.get("calibration"), "how": how}
+    return {
+        "method": method,
+        "members": [f"{m}/model.onnx" for m in picked],
+        "settings": settings,
+        "chosen_on": o.get("calibration"),
+        "how": how,
+    }
 
 
 def rank_folds(scored: Sequence["Scored"]) -> list[int]:
@@ -149,7 +159,9 @@ def rank_folds(scored: Sequence["Scored"]) -> list[int]:
     return [i for i, _ in sorted(singles, key=lambda f: (-f[1], f[0]))]
 
 
-def plan(labels: Images, fold_words: Sequence[Images], thresh: float, box_thresh: float, *, workers: int = 0) -> list[Candidate]:
+def plan(
+    labels: Images, fold_words: Sequence[Images], thresh: float, box_thresh: float, *, workers: int = 0
+) -> list[Candidate]:
     """The candidates for these folds: each fold is scored alone on `labels` first, to rank them
     for the map-fusion subsets."""
     singles = [fold(i) for i in range(len(fold_words))]
@@ -166,8 +178,9 @@ class Scored:
     words: int = 0
 
 
-def candidate_predictions(cands: Sequence[Candidate], fold_words: Sequence[Images],
-                          map_folders: Sequence[str | Path] | None = None) -> list[Images]:
+def candidate_predictions(
+    cands: Sequence[Candidate], fold_words: Sequence[Images], map_folders: Sequence[str | Path] | None = None
+) -> list[Images]:
     """Every candidate's words (UFO `Images`, scores kept) on one image set: `fold_words[i]` is
     fold i's predictions there, `map_folders[i]` its stored maps (needed for "maps" candidates)."""
     k = len(fold_words)
@@ -175,8 +188,10 @@ def candidate_predictions(cands: Sequence[Candidate], fold_words: Sequence[Image
     grid = [(i, c) for i, c in enumerate(cands) if c.method == "maps"]
     if grid:
         if not map_folders or len(map_folders) != k:
-            raise DataError(f"calibration: map fusion needs the stored maps of all {k} folds "
-                            f"({0 if not map_folders else len(map_folders)} folder(s) given)")
+            raise DataError(
+                f"calibration: map fusion needs the stored maps of all {k} folds "
+                f"({0 if not map_folders else len(map_folders)} folder(s) given)"
+            )
         per = {i: {} for i, _ in grid}
         sources = [str(f) for f in map_folders]
         subsets = {c.options["folds"] for _, c in grid}
@@ -188,7 +203,9 @@ def candidate_predictions(cands: Sequence[Candidate], fold_words: Sequence[Image
                 prob = fuse_maps(stored, [1.0 if j in subset else 0.0 for j in range(k)], sources=sources)
                 for i, c in grid:
                     if c.options["folds"] == subset:
-                        options = postprocess_settings(stored, {"thresh": c.options["thresh"], "box_thresh": c.options["box_thresh"]}, sources)
+                        options = postprocess_settings(
+                            stored, {"thresh": c.options["thresh"], "box_thresh": c.options["box_thresh"]}, sources
+                        )
                         per[i][name] = image_detections(prob, first.to_original, first.original_size, options)
         for i, _ in grid:
             out[i] = to_ufo(per[i], scores=True)
@@ -204,7 +221,9 @@ def candidate_predictions(cands: Sequence[Candidate], fold_words: Sequence[Image
     return out  # type: ignore[return-value]
 
 
-def score_candidates(cands: Sequence[Candidate], labels: Images, found: Sequence[Images], *, workers: int = 0) -> list[Scored]:
+def score_candidates(
+    cands: Sequence[Candidate], labels: Images, found: Sequence[Images], *, workers: int = 0
+) -> list[Scored]:
     """CLEval (`model.metrics.evaluate`: mean over images, as val/hmean) of each candidate's words."""
     if not labels:
         raise DataError("calibration: the calibration set has no labelled images")
@@ -227,8 +246,14 @@ def choose(scored: Sequence[Scored]) -> Scored:
     return best
 
 
-def candidate_rows(scored: Sequence[Scored], chosen: Candidate, test: Mapping[Candidate, float] | None = None,
-                   folds: Sequence | None = None, *, top: int | None = None) -> tuple[tuple[str, ...], list[tuple]]:
+def candidate_rows(
+    scored: Sequence[Scored],
+    chosen: Candidate,
+    test: Mapping[Candidate, float] | None = None,
+    folds: Sequence | None = None,
+    *,
+    top: int | None = None,
+) -> tuple[tuple[str, ...], list[tuple]]:
     """The candidate table (header, rows) sorted by calibration hmean, best first, the choice marked;
     with `test`, a column of each candidate's test hmean (shown, never used to choose). `top`: only
     the `top` best, plus every single fold and the best of each method (what a reader compares the
@@ -241,11 +266,20 @@ def candidate_rows(scored: Sequence[Scored], chosen: Candidate, test: Mapping[Ca
         best_of = {}
         for i in order:
             best_of.setdefault(scored[i].candidate.method, i)
-        keep = set(order[:top]) | set(best_of.values()) | {i for i, s in enumerate(scored) if s.candidate.method == "fold"}
+        keep = (
+            set(order[:top]) | set(best_of.values()) | {i for i, s in enumerate(scored) if s.candidate.method == "fold"}
+        )
         order = [i for i in order if i in keep]
     rows = []
     for i in order:
         s = scored[i]
-        row = ("**chosen**" if s.candidate == chosen else "", s.candidate.describe(folds), s.hmean, s.precision, s.recall, s.words)
+        row = (
+            "**chosen**" if s.candidate == chosen else "",
+            s.candidate.describe(folds),
+            s.hmean,
+            s.precision,
+            s.recall,
+            s.words,
+        )
         rows.append(row + ((test[s.candidate],) if test is not None else ()))
     return header, rows

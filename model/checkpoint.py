@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, read with `weights_only=True`, errors that name the file; the
 check that a resumed run asks for the configuration its checkpoint was trained with; the check that
 a checkpoint's weights fit the model a fresh run initialises from them (`init_from=`)."""
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     except (OSError, RuntimeError) as exc:  # a full disk surfaces from torch.save as a RuntimeError
         Path(tmp).unlink(missing_ok=True)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: could not write the checkpoint (disk full?): {reason}; "
-                              "the previous file there is unchanged") from None
+        raise CheckpointError(
+            f"{path}: could not write the checkpoint (disk full?): {reason}; the previous file there is unchanged"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -71,9 +73,20 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 # from the new weights, and is told to use a new output_dir or resume=never. The same value resumes
 # (the file need not exist any more); the checkpoint records which one initialised the run ("init").
 RESUMABLE_CHANGES = (
-    "preset", "exp_name", "output_dir", "checkpoint_mirror", "resume", "dataset.root", "dataset.folds",
-    "trainer.max_epochs", "trainer.accelerator", "dataset.num_workers", "trainer.eval_workers",
-    "trainer.log_every_n_steps", "wandb", "trainer.tune_postprocess",
+    "preset",
+    "exp_name",
+    "output_dir",
+    "checkpoint_mirror",
+    "resume",
+    "dataset.root",
+    "dataset.folds",
+    "trainer.max_epochs",
+    "trainer.accelerator",
+    "dataset.num_workers",
+    "trainer.eval_workers",
+    "trainer.log_every_n_steps",
+    "wandb",
+    "trainer.tune_postprocess",
 )
 
 
@@ -83,8 +96,13 @@ INIT_PARTS = {"model": "", "encoder": "encoder."}
 _SHAPE_KEYS = ("models.encoder.model_name", "models.encoder.out_indices", "models.decoder.", "models.head.upscale")
 
 
-def init_weights(path: str | Path, payload: Mapping, model_state: Mapping[str, torch.Tensor], part: str,
-                 requested: Mapping | None = None) -> dict[str, torch.Tensor]:
+def init_weights(
+    path: str | Path,
+    payload: Mapping,
+    model_state: Mapping[str, torch.Tensor],
+    part: str,
+    requested: Mapping | None = None,
+) -> dict[str, torch.Tensor]:
     """The tensors of checkpoint `payload` (read from `path`) that initialise `part` ("model" or
     "encoder") of a model whose state dict is `model_state`: every key of that part, with its shape.
 
@@ -95,7 +113,11 @@ def init_weights(path: str | Path, payload: Mapping, model_state: Mapping[str, t
     prefix = INIT_PARTS[part]
     have = {k: v for k, v in payload["model"].items() if k.startswith(prefix)}
     want = {k: v for k, v in model_state.items() if k.startswith(prefix)}
-    wrong = [f"{k} {list(have[k].shape)} vs {list(v.shape)}" for k, v in want.items() if k in have and have[k].shape != v.shape]
+    wrong = [
+        f"{k} {list(have[k].shape)} vs {list(v.shape)}"
+        for k, v in want.items()
+        if k in have and have[k].shape != v.shape
+    ]
     missing = [k for k in want if k not in have]
     unexpected = [k for k in have if k not in want]
     if not (wrong or missing or unexpected):
@@ -103,14 +125,22 @@ def init_weights(path: str | Path, payload: Mapping, model_state: Mapping[str, t
     found = [_few(wrong, "with other shapes (checkpoint vs model)")] if wrong else []
     found += [_few(missing, "missing from the checkpoint")] if missing else []
     found += [_few(unexpected, "not in the model")] if unexpected else []
-    old, new = _flatten((payload.get("config") or {}).get("models") or {}, "models."), _flatten((requested or {}).get("models") or {}, "models.")
+    old, new = (
+        _flatten((payload.get("config") or {}).get("models") or {}, "models."),
+        _flatten((requested or {}).get("models") or {}, "models."),
+    )
     differ = [f"{k}={_show(old[k])}" for k in old if k in new and old[k] != new[k] and k.startswith(_SHAPE_KEYS)]
-    fix = (f"train with the checkpoint's settings ({', '.join(differ)})" if differ
-           else "train with the models.* settings the checkpoint was trained with (its config.yaml)")
+    fix = (
+        f"train with the checkpoint's settings ({', '.join(differ)})"
+        if differ
+        else "train with the models.* settings the checkpoint was trained with (its config.yaml)"
+    )
     if part == "model":
         fix += ", or init_part=encoder to take its encoder alone"
-    raise CheckpointError(f"init_from={path}: the checkpoint's {'weights' if part == 'model' else 'encoder'} do not fit "
-                          f"this model: {'; '.join(found)}; {fix}")
+    raise CheckpointError(
+        f"init_from={path}: the checkpoint's {'weights' if part == 'model' else 'encoder'} do not fit "
+        f"this model: {'; '.join(found)}; {fix}"
+    )
 
 
 def _few(keys: list[str], what: str, n: int = 3) -> str:
@@ -119,7 +149,9 @@ def _few(keys: list[str], what: str, n: int = 3) -> str:
     return f"{len(keys)} {what}: {', '.join(keys[:n])}{more}"
 
 
-def config_changes(saved: Mapping, requested: Mapping, allowed: tuple[str, ...] = RESUMABLE_CHANGES) -> list[tuple[str, Any, Any]]:
+def config_changes(
+    saved: Mapping, requested: Mapping, allowed: tuple[str, ...] = RESUMABLE_CHANGES
+) -> list[tuple[str, Any, Any]]:
     """(dotted key, saved value, requested value) of every setting that differs, outside `allowed`.
 
     Both are plain resolved configs (`OmegaConf.to_container(cfg, resolve=True)`). A key the saved
@@ -139,7 +171,8 @@ def check_resume_config(path: str | Path, saved: Mapping, requested: Mapping) ->
     raise CheckpointError(
         f"{path}: cannot resume, the config differs from the checkpoint's: {shown} (resuming would keep its optimizer "
         "and schedule); train into a new output_dir (a pipeline: a new run_id), or revert these values, or resume=never "
-        f"to start over in place; on resume only {', '.join(RESUMABLE_CHANGES)} may change")
+        f"to start over in place; on resume only {', '.join(RESUMABLE_CHANGES)} may change"
+    )
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

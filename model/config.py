@@ -16,6 +16,7 @@ ConfigError naming the closest valid ones, a value of the wrong type one naming 
 `model.config_validate` then checks choices and ranges. Every name of those modules that callers
 use is importable from here. Loading a config imports OmegaConf and YAML only (no torch).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -49,10 +50,31 @@ if TYPE_CHECKING:
     from model.data.transforms import AugmentConfig
 
 __all__ = [
-    "load_config", "apply_overrides", "list_presets", "to_yaml", "augment_config", "target_options", "leaf_keys",
-    "validate", "ConfigError", "DEFAULT_PRESET", "PRESET_DIR", "RESERVED", "CHOICES", "Config", "ModelsConfig",
-    "EncoderConfig", "DecoderConfig", "HeadConfig", "PostprocessConfig", "LossConfig", "OptimizerConfig",
-    "SchedulerConfig", "TrainerConfig", "DatasetConfig", "AugmentSettings",
+    "load_config",
+    "apply_overrides",
+    "list_presets",
+    "to_yaml",
+    "augment_config",
+    "target_options",
+    "leaf_keys",
+    "validate",
+    "ConfigError",
+    "DEFAULT_PRESET",
+    "PRESET_DIR",
+    "RESERVED",
+    "CHOICES",
+    "Config",
+    "ModelsConfig",
+    "EncoderConfig",
+    "DecoderConfig",
+    "HeadConfig",
+    "PostprocessConfig",
+    "LossConfig",
+    "OptimizerConfig",
+    "SchedulerConfig",
+    "TrainerConfig",
+    "DatasetConfig",
+    "AugmentSettings",
 ]
 
 
@@ -81,7 +103,9 @@ def apply_overrides(cfg: DictConfig, args: Sequence[str], *, validated: bool = T
         key, sep, value = arg.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"bad argument {arg!r}: expected key=value (e.g. models.optimizer.lr=0.0005 or preset=run8)")
+            raise ConfigError(
+                f"bad argument {arg!r}: expected key=value (e.g. models.optimizer.lr=0.0005 or preset=run8)"
+            )
         if key.startswith(("+", "~")):
             raise ConfigError(f"bad argument {arg!r}: adding or deleting keys is not supported; set an existing key")
         if key == "preset":
@@ -115,7 +139,12 @@ def augment_config(cfg: DictConfig) -> AugmentConfig:
 def target_options(cfg: DictConfig) -> dict[str, float]:
     """Keyword arguments of `make_targets` (and `DetectionDataset(**target_options)`)."""
     d = cfg.dataset
-    return {"shrink_ratio": d.shrink_ratio, "thresh_min": d.thresh_min, "thresh_max": d.thresh_max, "min_text_size": d.min_text_size}
+    return {
+        "shrink_ratio": d.shrink_ratio,
+        "thresh_min": d.thresh_min,
+        "thresh_max": d.thresh_max,
+        "min_text_size": d.min_text_size,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,8 +184,10 @@ def _check_key(cfg: DictConfig, key: str, where: str = "") -> None:
     sections = {k.rsplit(".", 1)[0] for k in keys if "." in k}
     parents = {".".join(k.split(".")[:i]) for k in keys for i in range(1, k.count(".") + 1)}
     if key in sections or key in parents:
-        children = sorted({k[len(key) + 1:].split(".")[0] for k in keys if k.startswith(key + ".")})
-        raise ConfigError(f"'{key}' is a section, not a setting{where}; set one of its keys: {', '.join(f'{key}.{c}' for c in children)}")
+        children = sorted({k[len(key) + 1 :].split(".")[0] for k in keys if k.startswith(key + ".")})
+        raise ConfigError(
+            f"'{key}' is a section, not a setting{where}; set one of its keys: {', '.join(f'{key}.{c}' for c in children)}"
+        )
     raise ConfigError(f"unknown config key '{key}'{where}; {_suggest(key, keys)}")
 
 
@@ -167,7 +198,9 @@ def _suggest(key: str, keys: list[str]) -> str:
     siblings = {k.rpartition(".")[2].lower(): k for k in keys if k.rpartition(".")[0] == parent}
     picks = [lower[key.lower()]] if key.lower() in lower else []  # wrong case: T_Max
     picks += [k for k in keys if k.endswith("." + key)]  # section left out: optimizer.lr
-    picks += [siblings[m] for m in difflib.get_close_matches(last.lower(), list(siblings), n=3, cutoff=0.6)]  # typo in the name
+    picks += [
+        siblings[m] for m in difflib.get_close_matches(last.lower(), list(siblings), n=3, cutoff=0.6)
+    ]  # typo in the name
     if not picks:  # typo in a section: models.optimzer.lr
         sections = list(dict.fromkeys(k.rpartition(".")[0] for k in keys if "." in k))
         for section in difflib.get_close_matches(parent, sections, n=2, cutoff=0.75):
@@ -180,7 +213,7 @@ def _suggest(key: str, keys: list[str]) -> str:
     parts = key.split(".")
     for i in range(len(parts) - 1, 0, -1):
         prefix = ".".join(parts[:i]) + "."
-        children = list(dict.fromkeys(prefix + k[len(prefix):].split(".")[0] for k in keys if k.startswith(prefix)))
+        children = list(dict.fromkeys(prefix + k[len(prefix) :].split(".")[0] for k in keys if k.startswith(prefix)))
         if children:
             return f"'{prefix[:-1]}' has {', '.join(children)}"
     return f"top-level keys: {', '.join(dict.fromkeys(k.split('.')[0] for k in keys))}"
@@ -205,7 +238,11 @@ _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str:
 def _type_message(cfg: DictConfig, key: str, value: Any, exc: Exception) -> str:
     expected = None
     try:
-        node = cfg._get_node(key) if "." not in key else OmegaConf.select(cfg, key.rsplit(".", 1)[0])._get_node(key.rsplit(".", 1)[1])
+        node = (
+            cfg._get_node(key)
+            if "." not in key
+            else OmegaConf.select(cfg, key.rsplit(".", 1)[0])._get_node(key.rsplit(".", 1)[1])
+        )
         ref = node._metadata.ref_type if node is not None else None
         expected = _TYPE_NAMES.get(ref)
         if expected is None and "list" in str(ref).lower():

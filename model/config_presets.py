@@ -4,6 +4,7 @@ A preset may extend others with `defaults: [other, ...]` (merged first, in order
 one-line `description:`; neither is part of the resulting config. Values are not type-checked
 here; `model.config` merges the result into the schema.
 """
+
 from __future__ import annotations
 
 import difflib

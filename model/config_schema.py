@@ -4,6 +4,7 @@
 or a value of the wrong type fails there with a ConfigError. Imports no torch and no
 albumentations: `receiptflow config show` and the pipelines' parameter checks stay fast.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

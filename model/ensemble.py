@@ -35,6 +35,7 @@ positive orientation (clockwise on the image, y down) starting at its top-left v
 Output per image: fused words sorted by top (least y) then left (least x), ids '0001', ...; the
 score is the mean of the members' scores (None when no member had one); no transcription.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,7 +63,9 @@ def ensemble(
     if k == 0:
         raise DataError("ensemble: no prediction sets given")
     if isinstance(min_vote, bool) or not isinstance(min_vote, (int, np.integer)) or not 1 <= min_vote <= k:
-        raise DataError(f"ensemble: min_vote must be an integer in 1..{k} (the number of prediction sets), got {min_vote!r}")
+        raise DataError(
+            f"ensemble: min_vote must be an integer in 1..{k} (the number of prediction sets), got {min_vote!r}"
+        )
     if isinstance(iou, bool) or not isinstance(iou, (int, float, np.floating)) or not (0 < float(iou) <= 1):
         raise DataError(f"ensemble: iou must be in (0, 1], got {iou!r}")
     if weights is None:
@@ -84,8 +87,9 @@ def ensemble(
     return out
 
 
-def fuse_image(per_model: Sequence[Mapping[str, Word]], *, min_vote: int, iou: float,
-               model_weights: np.ndarray, image: str = "") -> dict[str, Word]:
+def fuse_image(
+    per_model: Sequence[Mapping[str, Word]], *, min_vote: int, iou: float, model_weights: np.ndarray, image: str = ""
+) -> dict[str, Word]:
     """One image: K models' words -> fused words (ids '0001', ...)."""
     k = len(per_model)
     polys, model, score, has_score = [], [], [], []
@@ -93,7 +97,9 @@ def fuse_image(per_model: Sequence[Mapping[str, Word]], *, min_vote: int, iou: f
         for wid, word in words.items():
             pts = np.asarray(word.points, dtype=np.float64)
             if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3 or not np.all(np.isfinite(pts)):
-                raise DataError(f"ensemble: prediction set {m + 1}: image {image!r}: word {wid!r}: points must be (N >= 3, 2) finite numbers")
+                raise DataError(
+                    f"ensemble: prediction set {m + 1}: image {image!r}: word {wid!r}: points must be (N >= 3, 2) finite numbers"
+                )
             polys.append(pts)
             model.append(m)
             has_score.append(word.score is not None)
@@ -164,7 +170,7 @@ def fuse_image(per_model: Sequence[Mapping[str, Word]], *, min_vote: int, iou: f
             fused[slot] = p
     for slot in np.flatnonzero(~all_quad):
         lo, hi = firsts[slot], firsts[slot] + sizes[slot]
-        fused[slot] = _fuse_mixed([xy[start[i]:start[i + 1]] for i in members[lo:hi]], w[lo:hi])
+        fused[slot] = _fuse_mixed([xy[start[i] : start[i + 1]] for i in members[lo:hi]], w[lo:hi])
 
     scored = np.add.reduceat(has_a[members].astype(np.int64), firsts)
     score_sum = np.add.reduceat(np.where(has_a[members], score_a[members], 0.0), firsts)
@@ -339,7 +345,7 @@ def _polygons(xy, start, idx) -> np.ndarray:
     different lengths is not an array shapely.polygons accepts)."""
     idx = np.asarray(idx, dtype=np.int64)
     counts = start[idx + 1] - start[idx]
-    coords = np.concatenate([xy[start[i]:start[i + 1]] for i in idx])
+    coords = np.concatenate([xy[start[i] : start[i + 1]] for i in idx])
     return shapely.polygons(shapely.linearrings(coords, indices=np.repeat(np.arange(len(idx)), counts)))
 
 

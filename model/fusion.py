@@ -22,6 +22,7 @@ the end) and rounded to float32 once, so K identical maps (any weights) give bac
 for bit, and the words of one model. One compiled pass over the K maps: ~1-2 ms for K = 5 at
 960 px (tests/benchmarks/bench_fusion.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -60,7 +61,9 @@ def check_same_canvas(maps: Sequence[ProbMap], sources: Sequence[str] | None = N
     where = list(sources) if sources is not None else [f"model {i + 1}" for i in range(len(maps))]
     for i, m in enumerate(maps[1:], 1):
         if m.image != first.image:
-            raise DataError(f"map fusion: {where[i]} gives a map of image {m.image!r} where {where[0]} gives {first.image!r}")
+            raise DataError(
+                f"map fusion: {where[i]} gives a map of image {m.image!r} where {where[0]} gives {first.image!r}"
+            )
         what = None
         if m.data.shape != first.data.shape:
             what = f"map shape {m.data.shape} vs {first.data.shape}"
@@ -69,12 +72,15 @@ def check_same_canvas(maps: Sequence[ProbMap], sources: Sequence[str] | None = N
         elif not np.allclose(m.to_original, first.to_original, rtol=0, atol=1e-9):
             what = f"canvas->original matrix {np.round(m.to_original, 6).tolist()} vs {np.round(first.to_original, 6).tolist()}"
         if what:
-            raise DataError(f"map fusion: image {first.image!r}: {where[i]} has a different canvas than {where[0]} ({what}); "
-                            "the models must predict through the same eval transform and dataset.image_size")
+            raise DataError(
+                f"map fusion: image {first.image!r}: {where[i]} has a different canvas than {where[0]} ({what}); "
+                "the models must predict through the same eval transform and dataset.image_size"
+            )
 
 
-def fuse_maps(maps: Sequence[ProbMap], weights: Sequence[float] | None = None, *,
-              sources: Sequence[str] | None = None) -> np.ndarray:
+def fuse_maps(
+    maps: Sequence[ProbMap], weights: Sequence[float] | None = None, *, sources: Sequence[str] | None = None
+) -> np.ndarray:
     """The weighted mean (H, W) float32 map of one image's K maps (checked to share a canvas)."""
     w = normalized_weights(weights, len(maps))
     check_same_canvas(maps, sources)
@@ -99,8 +105,9 @@ def _weighted_mean(stack, w, scale):
     return out
 
 
-def postprocess_settings(maps: Sequence[ProbMap], overrides: Mapping | None = None,
-                         sources: Sequence[str] | None = None) -> dict:
+def postprocess_settings(
+    maps: Sequence[ProbMap], overrides: Mapping | None = None, sources: Sequence[str] | None = None
+) -> dict:
     """`model.postprocess` keywords for one image: `overrides` (None values ignored), else what
     the maps' sidecars record, which must agree."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -117,19 +124,28 @@ def postprocess_settings(maps: Sequence[ProbMap], overrides: Mapping | None = No
         values = {repr(v) for _, v in recorded if v is not None}
         if len(values) > 1:
             shown = ", ".join(f"{s}: {v!r}" for s, v in recorded)
-            raise DataError(f"map fusion: image {maps[0].image!r}: the models were post-processed with different "
-                            f"{key} ({shown}); give it explicitly (ensemble {FLAGS[key]})")
+            raise DataError(
+                f"map fusion: image {maps[0].image!r}: the models were post-processed with different "
+                f"{key} ({shown}); give it explicitly (ensemble {FLAGS[key]})"
+            )
         if values:
             out[key] = next(v for _, v in recorded if v is not None)
     return out
 
 
-def fused_detections(maps: Sequence[ProbMap], weights: Sequence[float] | None = None, *,
-                     postprocess: Mapping | None = None, sources: Sequence[str] | None = None) -> list[Detection]:
+def fused_detections(
+    maps: Sequence[ProbMap],
+    weights: Sequence[float] | None = None,
+    *,
+    postprocess: Mapping | None = None,
+    sources: Sequence[str] | None = None,
+) -> list[Detection]:
     """One image: K maps → fused map → words in original pixels (the path predict takes)."""
     prob = fuse_maps(maps, weights, sources=sources)
     first = maps[0]
-    return image_detections(prob, first.to_original, first.original_size, postprocess_settings(maps, postprocess, sources))
+    return image_detections(
+        prob, first.to_original, first.original_size, postprocess_settings(maps, postprocess, sources)
+    )
 
 
 def fold_maps(folders: Sequence[str | Path]) -> Iterator[tuple[str, list[ProbMap]]]:
@@ -149,20 +165,26 @@ def fold_maps(folders: Sequence[str | Path]) -> Iterator[tuple[str, list[ProbMap
         if missing or extra:
             image, where, lacks = (missing[0], folders[0], folder) if missing else (extra[0], folder, folders[0])
             more = len(missing) + len(extra) - 1
-            raise DataError(f"map fusion: image {image!r} has a map in {where} but not in {lacks}"
-                            + (f" (and {more} more image(s) differ)" if more else "") + "; every folder must hold the same images")
+            raise DataError(
+                f"map fusion: image {image!r} has a map in {where} but not in {lacks}"
+                + (f" (and {more} more image(s) differ)" if more else "")
+                + "; every folder must hold the same images"
+            )
     for name in names[0]:
         yield name, [read_map(f, name) for f in folders]
 
 
-def map_ensemble(folders: Sequence[str | Path], *, weights: Sequence[float] | None = None, scores: bool = False,
-                 **postprocess) -> Images:
+def map_ensemble(
+    folders: Sequence[str | Path], *, weights: Sequence[float] | None = None, scores: bool = False, **postprocess
+) -> Images:
     """Fuse the stored maps of K `folders` (one per model, from `predict --maps`) into UFO `Images`.
 
     `postprocess`: `thresh`, `box_thresh`, ... overriding the recorded settings (see the module
     docstring). Every folder must hold the same images; one image is loaded at a time."""
     normalized_weights(weights, len(folders))  # fail before reading anything
     sources = [str(f) for f in folders]
-    detections = {name: fused_detections(maps, weights, postprocess=postprocess, sources=sources)
-                  for name, maps in fold_maps(folders)}
+    detections = {
+        name: fused_detections(maps, weights, postprocess=postprocess, sources=sources)
+        for name, maps in fold_maps(folders)
+    }
     return to_ufo(detections, scores=scores)

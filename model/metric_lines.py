@@ -3,6 +3,7 @@
 Torch-free, so that what renders Katib Experiments (pipelines/sweep.py) and the tests that parse
 training output import it without the training stack.
 """
+
 from __future__ import annotations
 
 import math

@@ -49,6 +49,7 @@ The official ``cleval`` package (0.1.1) is not used: without transcriptions it r
 torchmetrics path keeps 4 vertices per polygon, its POLY geometry (shapely ``buffer(0)``) and its
 false-positive count (capped at 10) differ from the competition's.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -131,7 +132,9 @@ class EvalResult:
 # Public API
 
 
-def evaluate_image(gt: Sequence[np.ndarray], det: Sequence[np.ndarray], gt_texts: Sequence[str | None] | None = None) -> ImageScore:
+def evaluate_image(
+    gt: Sequence[np.ndarray], det: Sequence[np.ndarray], gt_texts: Sequence[str | None] | None = None
+) -> ImageScore:
     """CLEval detection scores of one image: `gt` and `det` polygons ((N, 2) points, N >= 4).
 
     `gt_texts[i]` is ground truth i's transcription: None counts pseudo-characters from the aspect
@@ -147,7 +150,12 @@ def evaluate_image(gt: Sequence[np.ndarray], det: Sequence[np.ndarray], gt_texts
     return _score(gt_rings, texts, det_rings)
 
 
-def evaluate(gt: Mapping[str, Sequence[np.ndarray] | Mapping], det: Mapping[str, Sequence[np.ndarray] | Mapping], *, workers: int = 0) -> EvalResult:
+def evaluate(
+    gt: Mapping[str, Sequence[np.ndarray] | Mapping],
+    det: Mapping[str, Sequence[np.ndarray] | Mapping],
+    *,
+    workers: int = 0,
+) -> EvalResult:
     """CLEval over a set of images: file -> polygons (or UFO `Images`: file -> word id -> Word).
 
     Ground-truth images without detections score as no detections; detections for an image that is
@@ -254,15 +262,26 @@ def _score(gt: Rings, texts: list[str | None], det: Rings) -> ImageScore:
     num_det_chars = matched_centres + fp
     recall, precision, hmean = _float32_scores(tp, gran_r, gran_p, num_gt_chars, num_det_chars)
     return ImageScore(
-        recall=recall, precision=precision, hmean=hmean,
-        num_char_gt=num_gt_chars, num_char_det=num_det_chars, num_char_tp=tp, num_char_fp=fp,
-        gran_recall=gran_r, gran_precision=gran_p,
-        num_gt=n_gt, num_det=n_det, num_dont_care=int(dont_care.sum()),
-        num_split=int((dets_per_gt[valid_gt] > 1).sum()), num_merged=int((gts_per_det[valid_det] > 1).sum()),
+        recall=recall,
+        precision=precision,
+        hmean=hmean,
+        num_char_gt=num_gt_chars,
+        num_char_det=num_det_chars,
+        num_char_tp=tp,
+        num_char_fp=fp,
+        gran_recall=gran_r,
+        gran_precision=gran_p,
+        num_gt=n_gt,
+        num_det=n_det,
+        num_dont_care=int(dont_care.sum()),
+        num_split=int((dets_per_gt[valid_gt] > 1).sum()),
+        num_merged=int((gts_per_det[valid_det] > 1).sum()),
     )
 
 
-def _match(pcc: np.ndarray, ap: np.ndarray, enough: np.ndarray, valid_gt: np.ndarray, valid_det: np.ndarray) -> np.ndarray:
+def _match(
+    pcc: np.ndarray, ap: np.ndarray, enough: np.ndarray, valid_gt: np.ndarray, valid_det: np.ndarray
+) -> np.ndarray:
     """(G, D) bool: the union of one-to-one, one-to-many and many-to-one matches (all on the same input)."""
     partner = enough & (pcc > 0)
     # One-to-one: the only partner of each other, counted over all boxes (don't-care ones too).
@@ -369,7 +388,11 @@ def _aggregate(per_image: dict[str, ImageScore]) -> EvalResult:
     precision = max(0.0, tp - sum(s.gran_precision for s in scores)) / n_det if n_det else 0.0
     hmean = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
     return EvalResult(
-        recall=mean("recall"), precision=mean("precision"), hmean=mean("hmean"),
-        dataset_recall=recall, dataset_precision=precision, dataset_hmean=hmean,
+        recall=mean("recall"),
+        precision=mean("precision"),
+        hmean=mean("hmean"),
+        dataset_recall=recall,
+        dataset_precision=precision,
+        dataset_hmean=hmean,
         per_image=per_image,
     )

@@ -5,6 +5,7 @@ Every expression here reproduces the competition baseline's arithmetic on purpos
 rounding, the even-odd rules, Qhull's order on ties); `model.metrics`' docstring ("Exactness") says
 why each matters, and tests/test_metrics.py checks the whole against the reference vectors.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ class Rings:
 
     def ring(self, i: int) -> np.ndarray:
         start = int(self.sizes[:i].sum())
-        return self.coords[start:start + int(self.sizes[i])]
+        return self.coords[start : start + int(self.sizes[i])]
 
     def subset(self, index: np.ndarray) -> Rings:
         index = np.asarray(index, dtype=np.int64)
@@ -181,7 +182,11 @@ def _monotone_chain(ring: np.ndarray) -> np.ndarray:
         out: list = []
         for p in seq:
             # pop while the turn is not strictly left: collinear points are not hull vertices
-            while len(out) >= 2 and (out[-1][0] - out[-2][0]) * (p[1] - out[-2][1]) - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0]) <= 0:
+            while (
+                len(out) >= 2
+                and (out[-1][0] - out[-2][0]) * (p[1] - out[-2][1]) - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0])
+                <= 0
+            ):
                 out.pop()
             out.append(p)
         return out

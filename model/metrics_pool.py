@@ -22,6 +22,7 @@ scheduling: few messages at first, single images at the end). The caller working
 waiting, is what takes 2 processes past 1.8x on 2 cores (tests/benchmarks/bench_validation.py).
 Results are put back in job order, so the numbers and their order are those of a sequential run.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -75,9 +76,12 @@ def map_chunks(fn: Callable[[list], list], jobs: Sequence, workers: int) -> list
         if broken:
             # A training must not die of it: the lost chunks are scored here (same numbers); a fresh pool next time.
             _close_locked()
-            print("warning: a CLEval worker process died (killed for memory, or started from a script that calls "
-                  "evaluate(workers=N) outside `if __name__ == \"__main__\":`); scoring its images in this process",
-                  file=sys.stderr, flush=True)
+            print(
+                "warning: a CLEval worker process died (killed for memory, or started from a script that calls "
+                'evaluate(workers=N) outside `if __name__ == "__main__":`); scoring its images in this process',
+                file=sys.stderr,
+                flush=True,
+            )
             done.update({i: fn(jobs[a:b]) for i, (a, b) in enumerate(chunks) if i not in done})
     return [result for i in range(len(chunks)) for result in done[i]]
 
@@ -85,6 +89,7 @@ def map_chunks(fn: Callable[[list], list], jobs: Sequence, workers: int) -> list
 def warm_up(workers: int) -> None:
     """Start the worker processes in the background: a training calls it when it starts, so that
     the first validation finds them ready (starting them waits for the forkserver's imports)."""
+
     def start() -> None:
         with _lock:
             executor = _shared_pool(workers)[1]
@@ -109,7 +114,9 @@ def close() -> None:
         _close_locked()
 
 
-def _work(fn: Callable[[list], list], jobs: Sequence | bytes, chunks: list[tuple[int, int]], counter=None) -> dict[int, list]:
+def _work(
+    fn: Callable[[list], list], jobs: Sequence | bytes, chunks: list[tuple[int, int]], counter=None
+) -> dict[int, list]:
     """Take chunk after chunk from the shared counter and score it: {chunk index: fn's results}.
     `jobs` arrives pickled in a worker."""
     counter = counter if counter is not None else _counter
@@ -139,8 +146,11 @@ def _shared_pool(workers: int) -> tuple[int, ProcessPoolExecutor, object]:
     if _pool is None:
         ctx = _context()
         counter = ctx.Value("i", 0)  # shared memory, handed to each worker as it starts
-        _pool = (workers, ProcessPoolExecutor(max(1, workers - 1), mp_context=ctx, initializer=_init,
-                                              initargs=(counter,)), counter)
+        _pool = (
+            workers,
+            ProcessPoolExecutor(max(1, workers - 1), mp_context=ctx, initializer=_init, initargs=(counter,)),
+            counter,
+        )
     return _pool
 
 

@@ -17,6 +17,7 @@ normalised with ImageNet's mean and std; output `prob`, float32 (N, H, W) in [0,
 {"prob": tensor}), so a .onnx model and a checkpoint share every step around the network: the eval
 transform, TTA, post-processing through the canvas→original matrix, the maps for fusion.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,17 +62,31 @@ def export(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) -> di
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "receiptflow.format": FORMAT,
-        "receiptflow.preprocess": json.dumps({
-            "canvas": size, "stride": stride, "layout": "NCHW", "dtype": "float32", "channels": "RGB",
-            "resize": "longest side to `canvas` (aspect kept), bilinear (OpenCV INTER_LINEAR)",
-            "pad": "bottom and right with 0 (before normalising) to canvas x canvas",
-            "scale": 1 / 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-            "normalise": "(pixel / 255 - mean) / std, per channel"}),
+        "receiptflow.preprocess": json.dumps(
+            {
+                "canvas": size,
+                "stride": stride,
+                "layout": "NCHW",
+                "dtype": "float32",
+                "channels": "RGB",
+                "resize": "longest side to `canvas` (aspect kept), bilinear (OpenCV INTER_LINEAR)",
+                "pad": "bottom and right with 0 (before normalising) to canvas x canvas",
+                "scale": 1 / 255,
+                "mean": list(IMAGENET_MEAN),
+                "std": list(IMAGENET_STD),
+                "normalise": "(pixel / 255 - mean) / std, per channel",
+            }
+        ),
         "receiptflow.postprocess": json.dumps(OmegaConf.to_container(cfg.models.head.postprocess)),
         "receiptflow.config": json.dumps(OmegaConf.to_container(cfg)),
-        "receiptflow.source": json.dumps({
-            "checkpoint": Path(checkpoint).name, "sha256": _sha256(checkpoint),
-            "exporter": f"torch {torch.__version__} torch.onnx.export (TorchScript, dynamo=False)", "opset": opset}),
+        "receiptflow.source": json.dumps(
+            {
+                "checkpoint": Path(checkpoint).name,
+                "sha256": _sha256(checkpoint),
+                "exporter": f"torch {torch.__version__} torch.onnx.export (TorchScript, dynamo=False)",
+                "opset": opset,
+            }
+        ),
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
@@ -83,10 +98,19 @@ def export(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) -> di
             # torch 2.14 calls the TorchScript exporter legacy; its dynamo exporter took minutes on a Lite0 DBNet
             # here and needs onnxscript (pyproject.toml pins torch, so this one stays)
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(ProbOnly(model).eval(), (torch.zeros(1, 3, size, size),), tmp, input_names=[INPUT],
-                              output_names=[OUTPUT], opset_version=opset, dynamo=False,
-                              dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"},
-                                            OUTPUT: {0: "batch", 1: "height", 2: "width"}})
+            torch.onnx.export(
+                ProbOnly(model).eval(),
+                (torch.zeros(1, 3, size, size),),
+                tmp,
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                opset_version=opset,
+                dynamo=False,
+                dynamic_axes={
+                    INPUT: {0: "batch", 2: "height", 3: "width"},
+                    OUTPUT: {0: "batch", 1: "height", 2: "width"},
+                },
+            )
         proto = onnx.load(tmp)
         proto.producer_name, proto.producer_version = "receiptflow", _version()
         for key, value in metadata.items():
@@ -116,15 +140,20 @@ class OnnxDetector:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for any unreadable file
-            raise DataError(f"{self.path}: not a readable ONNX model ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200]})") from None
+            raise DataError(
+                f"{self.path}: not a readable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if "receiptflow.config" not in meta:
-            raise DataError(f"{self.path}: an ONNX model without receiptflow's metadata (receiptflow.config): write it "
-                            "with `receiptflow export CHECKPOINT -o MODEL.onnx`")
+            raise DataError(
+                f"{self.path}: an ONNX model without receiptflow's metadata (receiptflow.config): write it "
+                "with `receiptflow export CHECKPOINT -o MODEL.onnx`"
+            )
         if meta.get("receiptflow.format") != FORMAT:
-            raise DataError(f"{self.path}: receiptflow ONNX format {meta.get('receiptflow.format')!r}, this receiptflow "
-                            f"reads {FORMAT!r}: export the checkpoint again")
+            raise DataError(
+                f"{self.path}: receiptflow ONNX format {meta.get('receiptflow.format')!r}, this receiptflow "
+                f"reads {FORMAT!r}: export the checkpoint again"
+            )
         names = ([i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()])
         if names != ([INPUT], [OUTPUT]):
             raise DataError(f"{self.path}: inputs/outputs {names}, expected ([{INPUT!r}], [{OUTPUT!r}])")
@@ -138,8 +167,10 @@ class OnnxDetector:
 
     def to(self, device) -> "OnnxDetector":
         if getattr(device, "type", str(device)) != "cpu":
-            raise DataError(f"{self.path}: a .onnx model runs on the CPU here (onnxruntime's CPU provider); "
-                            "drop --device or predict with the checkpoint")
+            raise DataError(
+                f"{self.path}: a .onnx model runs on the CPU here (onnxruntime's CPU provider); "
+                "drop --device or predict with the checkpoint"
+            )
         return self
 
     def __call__(self, image) -> dict:

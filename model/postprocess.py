@@ -53,6 +53,7 @@ leaves the answer in doubt. What stays per candidate is `approxPolyDP` (`minArea
 mode) and the pyclipper offset, now most of the time. 4.5–5× faster than the classic on 960-px
 SROIE maps, one core: ~1.4 ms against ~6.5 ms (tests/benchmarks/bench_postprocess.py).
 """
+
 from __future__ import annotations
 
 from itertools import chain
@@ -154,8 +155,9 @@ def postprocess_batch(probs, to_original=None, **options) -> list[list[Detection
     matrices = None if to_original is None else _numpy(to_original).astype(np.float64)
     if matrices is not None and matrices.shape != (len(probs), 3, 3):
         raise ValueError(f"to_original must be ({len(probs)}, 3, 3), got {matrices.shape}")
-    return [postprocess(p, to_original=None if matrices is None else matrices[i], **options)
-            for i, p in enumerate(probs)]
+    return [
+        postprocess(p, to_original=None if matrices is None else matrices[i], **options) for i, p in enumerate(probs)
+    ]
 
 
 def _numpy(x) -> np.ndarray:

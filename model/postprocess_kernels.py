@@ -18,6 +18,7 @@ Each copy reproduces its original bit for bit, so swapping one for the other cha
 does not, `model.postprocess` calls OpenCV instead (slower, same output). tests/test_postprocess.py
 checks the copies against OpenCV and shapely on thousands of random shapes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -296,8 +297,14 @@ def min_widths(pts, starts):  # pragma: no cover - compiled
             for r in range(len(order)):
                 i = order[r] if half == 0 else order[len(order) - 1 - r]
                 x, y = np.float64(p[i, 0]), np.float64(p[i, 1])
-                while m >= base + 2 and ((hull[m - 1, 0] - hull[m - 2, 0]) * (y - hull[m - 2, 1])
-                                         - (hull[m - 1, 1] - hull[m - 2, 1]) * (x - hull[m - 2, 0])) <= 0:
+                while (
+                    m >= base + 2
+                    and (
+                        (hull[m - 1, 0] - hull[m - 2, 0]) * (y - hull[m - 2, 1])
+                        - (hull[m - 1, 1] - hull[m - 2, 1]) * (x - hull[m - 2, 0])
+                    )
+                    <= 0
+                ):
                     m -= 1
                 hull[m, 0] = x
                 hull[m, 1] = y

@@ -9,6 +9,7 @@ polygons mapped back through the sample's exact canvas→original matrix (`image
 one path from a map to words that map fusion, `model.fusion`, takes too). With `maps_dir` each
 image's map is also stored with its matrix (`model.probmaps`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -41,8 +42,17 @@ def postprocess_options(head_pp: Mapping) -> dict:
 
 
 @torch.no_grad()
-def detect(model, loader: DataLoader, device: torch.device, *, postprocess: Mapping, amp_dtype=None,
-           tta_flip: bool = False, progress: bool = False, on_map=None) -> dict[str, list[Detection]]:
+def detect(
+    model,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    postprocess: Mapping,
+    amp_dtype=None,
+    tta_flip: bool = False,
+    progress: bool = False,
+    on_map=None,
+) -> dict[str, list[Detection]]:
     """Run `model` over `loader` (batches from `collate`): file name -> detections in original pixels.
 
     `postprocess` is the config's `models.head.postprocess`; `on_map(name, prob, to_original,
@@ -67,8 +77,9 @@ def detect(model, loader: DataLoader, device: torch.device, *, postprocess: Mapp
     return out
 
 
-def image_detections(prob: np.ndarray, to_original: np.ndarray, original_size: tuple[int, int],
-                     options: Mapping) -> list[Detection]:
+def image_detections(
+    prob: np.ndarray, to_original: np.ndarray, original_size: tuple[int, int], options: Mapping
+) -> list[Detection]:
     """One image's (H, W) canvas map → its words in original pixels: post-processing with
     `options` (`model.postprocess` keywords, see `postprocess_options`), through the canvas→original
     matrix, then clipped to the image (`on_image`)."""
@@ -80,11 +91,16 @@ def on_image(detections: list[Detection], width: int, height: int) -> list[Detec
     """Detections clipped to the image (the canvas padding is not the image), degenerate ones
     dropped, each with at least the 4 points a UFO word needs."""
     polygons, kept = clip_polygons([d.points for d in detections], width, height)
-    return [Detection(at_least_four_points(p), detections[i].score) for p, i in zip(polygons, kept)
-            if len(p) >= 3 and shapely.Polygon(p).area > 0]
+    return [
+        Detection(at_least_four_points(p), detections[i].score)
+        for p, i in zip(polygons, kept)
+        if len(p) >= 3 and shapely.Polygon(p).area > 0
+    ]
 
 
-def load_model(checkpoint: str | Path, overrides: list[str] = (), *, tuned: bool = True) -> tuple[torch.nn.Module, DictConfig]:
+def load_model(
+    checkpoint: str | Path, overrides: list[str] = (), *, tuned: bool = True
+) -> tuple[torch.nn.Module, DictConfig]:
     """The network of a checkpoint, and its config with `overrides` (dotted key=value) applied; for a `.onnx`
     file (`receiptflow export`), an onnxruntime session standing in for the network (model.onnx_model).
     `tuned`: the post-processing `receiptflow tune` stored in the checkpoint replaces the config's, under
@@ -112,8 +128,12 @@ def load_model(checkpoint: str | Path, overrides: list[str] = (), *, tuned: bool
 def eval_loader(split: Split, cfg: DictConfig, batch_size: int | None = None) -> DataLoader:
     """Batches of `split` through the eval transform, no targets, in file order."""
     dataset = DetectionDataset(split, eval_transform(cfg.dataset.image_size), with_targets=False)
-    return DataLoader(dataset, batch_size=batch_size or cfg.dataset.batch_size, collate_fn=collate,
-                      num_workers=cfg.dataset.num_workers)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size or cfg.dataset.batch_size,
+        collate_fn=collate,
+        num_workers=cfg.dataset.num_workers,
+    )
 
 
 def image_split(source: str | Path, split: str = "test") -> Split:
@@ -138,12 +158,24 @@ def image_split(source: str | Path, split: str = "test") -> Split:
 def to_ufo(detections: Mapping[str, list[Detection]], *, scores: bool = False) -> Images:
     images: Images = {}
     for name, dets in detections.items():
-        images[name] = {wid: Word(d.points, None, d.score if scores else None) for wid, d in zip(word_ids(len(dets)), dets)}
+        images[name] = {
+            wid: Word(d.points, None, d.score if scores else None) for wid, d in zip(word_ids(len(dets)), dets)
+        }
     return images
 
 
-def predict(checkpoint, source, *, split: str = "test", overrides=(), tta_flip: bool = False, scores: bool = False,
-            batch_size: int | None = None, device: str | None = None, maps_dir: str | Path | None = None) -> Images:
+def predict(
+    checkpoint,
+    source,
+    *,
+    split: str = "test",
+    overrides=(),
+    tta_flip: bool = False,
+    scores: bool = False,
+    batch_size: int | None = None,
+    device: str | None = None,
+    maps_dir: str | Path | None = None,
+) -> Images:
     """Words of every image of `source` (a dataset root's `split`, or a folder of images) as UFO
     `Images`; with `maps_dir`, each image's probability map is also stored there (`model.probmaps`:
     `<image>.png` + `<image>.json`, maps of the same names replaced)."""
@@ -164,5 +196,7 @@ def predict(checkpoint, source, *, split: str = "test", overrides=(), tta_flip: 
         def on_map(name, prob, to_original, size):
             write_map(maps_dir, name, prob, to_original, size, options, tta=bool(tta_flip))
 
-    dets = detect(model, eval_loader(data, cfg, batch_size), dev, postprocess=pp, tta_flip=tta_flip, progress=True, on_map=on_map)
+    dets = detect(
+        model, eval_loader(data, cfg, batch_size), dev, postprocess=pp, tta_flip=tta_flip, progress=True, on_map=on_map
+    )
     return to_ufo(dets, scores=scores)

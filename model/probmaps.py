@@ -23,6 +23,7 @@ and cv2 (already a dependency) reads and writes it. The sidecar keeps the exact 
 `check_file_name` refuses (a path, '..') is never written or read: nothing leaves the folder.
 A sidecar is written after its PNG, both atomically, so a sidecar always has a complete map.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,8 +94,15 @@ def map_paths(folder: str | Path, image: str) -> tuple[Path, Path]:
     return folder / f"{image}.png", folder / f"{image}.json"
 
 
-def write_map(folder: str | Path, image: str, prob: np.ndarray, to_original: np.ndarray,
-              original_size: tuple[int, int], postprocess: Mapping | None = None, **extra) -> Path:
+def write_map(
+    folder: str | Path,
+    image: str,
+    prob: np.ndarray,
+    to_original: np.ndarray,
+    original_size: tuple[int, int],
+    postprocess: Mapping | None = None,
+    **extra,
+) -> Path:
     """Store one (H, W) map (float in [0, 1]) and its sidecar; returns the sidecar's path."""
     png, side = map_paths(folder, image)
     prob = np.asarray(prob)
@@ -111,9 +119,17 @@ def write_map(folder: str | Path, image: str, prob: np.ndarray, to_original: np.
         raise DataError(f"{png}: cannot encode the map as PNG")
     png.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(png, encoded.tobytes())
-    meta = {"format": FORMAT, "image": image, "shape": list(prob.shape), "scale": SCALE,
-            "to_original": matrix.tolist(), "original_size": [int(v) for v in original_size],
-            "postprocess": None if postprocess is None else dict(postprocess), "exact_at_thresh": thresh, **extra}
+    meta = {
+        "format": FORMAT,
+        "image": image,
+        "shape": list(prob.shape),
+        "scale": SCALE,
+        "to_original": matrix.tolist(),
+        "original_size": [int(v) for v in original_size],
+        "postprocess": None if postprocess is None else dict(postprocess),
+        "exact_at_thresh": thresh,
+        **extra,
+    }
     write_text_atomic(side, json.dumps(meta))
     return side
 
@@ -123,8 +139,11 @@ def list_maps(folder: str | Path) -> list[str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder of probability maps (predict --maps writes one)")
-    names = sorted(p.name[: -len(".json")] for p in folder.iterdir()
-                   if p.name.endswith(".json") and not p.name.startswith(".") and check_file_name(p.name[: -len(".json")]) is None)
+    names = sorted(
+        p.name[: -len(".json")]
+        for p in folder.iterdir()
+        if p.name.endswith(".json") and not p.name.startswith(".") and check_file_name(p.name[: -len(".json")]) is None
+    )
     return names
 
 

@@ -1,5 +1,6 @@
 """Human-readable views of a run for the Kubeflow UI: Markdown tables and an HTML page of
 test images with their predicted polygons drawn (images embedded, so the page stands alone)."""
+
 from __future__ import annotations
 
 import base64
@@ -18,6 +19,7 @@ POLYGON_BGR = (40, 40, 230)  # red on the usual white receipt
 
 def table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     """A Markdown table; floats with four decimals, `|` escaped, line breaks flattened."""
+
     def cell(v) -> str:
         return f"{v:.4f}" if isinstance(v, float) else str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -27,9 +29,23 @@ def table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
 
 
 def dataset_markdown(uri: str, summary: Mapping[str, Mapping], problems: Sequence[str]) -> str:
-    rows = [(split, s["images"], s["words"], s["words_per_image"], f"{s['width'][0]}-{s['width'][1]}",
-             f"{s['height'][0]}-{s['height'][1]}", s["problems"]) for split, s in summary.items()]
-    text = [f"# Dataset `{uri}`", "", table(("split", "images", "words", "words/image", "width", "height", "problems"), rows)]
+    rows = [
+        (
+            split,
+            s["images"],
+            s["words"],
+            s["words_per_image"],
+            f"{s['width'][0]}-{s['width'][1]}",
+            f"{s['height'][0]}-{s['height'][1]}",
+            s["problems"],
+        )
+        for split, s in summary.items()
+    ]
+    text = [
+        f"# Dataset `{uri}`",
+        "",
+        table(("split", "images", "words", "words/image", "width", "height", "problems"), rows),
+    ]
     if problems:
         text += ["", f"## {len(problems)} problem(s): skipped items", ""] + [f"- {p}" for p in problems]
     return "\n".join(text) + "\n"
@@ -39,13 +55,21 @@ def draw_words(image: np.ndarray, words: Mapping[str, Word]) -> np.ndarray:
     """A BGR copy of the RGB `image` with every word's polygon outlined."""
     out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     thickness = max(1, round(max(out.shape[:2]) / 500))
-    polys = [np.round(np.asarray(w.points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2) for w in words.values()]
+    polys = [
+        np.round(np.asarray(w.points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2) for w in words.values()
+    ]
     cv2.polylines(out, polys, isClosed=True, color=POLYGON_BGR, thickness=thickness, lineType=cv2.LINE_AA)
     return out
 
 
-def predictions_html(title: str, image_paths: Mapping[str, Path], predictions: Mapping[str, Mapping[str, Word]], *,
-                     max_images: int = 4, max_side: int = 900) -> str:
+def predictions_html(
+    title: str,
+    image_paths: Mapping[str, Path],
+    predictions: Mapping[str, Mapping[str, Word]],
+    *,
+    max_images: int = 4,
+    max_side: int = 900,
+) -> str:
     """A standalone HTML page: the first `max_images` images (by name) with their polygons drawn."""
     figures = []
     for name in sorted(image_paths)[:max_images]:
@@ -59,9 +83,16 @@ def predictions_html(title: str, image_paths: Mapping[str, Path], predictions: M
             raise RuntimeError(f"{name}: JPEG encoding failed")
         data = base64.b64encode(jpeg.tobytes()).decode("ascii")
         n = len(predictions.get(name, {}))
-        figures.append(f'<figure><img src="data:image/jpeg;base64,{data}" alt="{html.escape(name)}">'
-                       f"<figcaption>{html.escape(name)}: {n} word(s)</figcaption></figure>")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
-            "body{font-family:sans-serif;margin:16px}figure{display:inline-block;margin:8px;vertical-align:top}"
-            "img{max-height:640px;border:1px solid #ccc}</style></head><body><h2>" + html.escape(title) + "</h2>"
-            + "".join(figures) + "</body></html>\n")
+        figures.append(
+            f'<figure><img src="data:image/jpeg;base64,{data}" alt="{html.escape(name)}">'
+            f"<figcaption>{html.escape(name)}: {n} word(s)</figcaption></figure>"
+        )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
+        "body{font-family:sans-serif;margin:16px}figure{display:inline-block;margin:8px;vertical-align:top}"
+        "img{max-height:640px;border:1px solid #ccc}</style></head><body><h2>"
+        + html.escape(title)
+        + "</h2>"
+        + "".join(figures)
+        + "</body></html>\n"
+    )

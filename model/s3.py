@@ -3,6 +3,7 @@ built from the environment (MINIO_ENDPOINT, MINIO_ACCESS_KEY, MINIO_SECRET_KEY, 
 MINIO_REGION: see model/storage.py), bounded retries with backoff, and one-line errors that
 name the object and mask the keys.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,10 +35,23 @@ BACKOFF_S = 0.5  # wait before retry n (1-based): BACKOFF_S * 2**(n-1)
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 120.0
 
-AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
-              "ExpiredToken", "InvalidSecurity", "AuthorizationHeaderMalformed"}
-TRANSIENT_CODES = {"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout",
-                   "RequestTimeTooSkewed", "OperationAborted"}
+AUTH_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "InvalidSecurity",
+    "AuthorizationHeaderMalformed",
+}
+TRANSIENT_CODES = {
+    "InternalError",
+    "SlowDown",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "OperationAborted",
+}
 NOT_FOUND_CODES = {"NoSuchKey", "NoSuchObject", "ResourceNotFound", "NotFound"}
 
 T = TypeVar("T")
@@ -53,7 +67,7 @@ def parse_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/key`` -> ``("bucket", "some/key")``; the key may be empty or end with '/'."""
     if not is_remote(uri):
         raise DataError(f"{uri}: not an s3:// URI (expected s3://bucket/key)")
-    bucket, _, key = uri[len(SCHEME):].partition("/")
+    bucket, _, key = uri[len(SCHEME) :].partition("/")
     if not bucket or any(c in bucket for c in "\\\0 ") or bucket in (".", ".."):
         raise DataError(f"{uri}: no valid bucket name after s3:// (expected s3://bucket/key)")
     if key:
@@ -79,10 +93,10 @@ def check_key(key: str, source: str, *, allow_trailing_slash: bool = False) -> s
     return key
 
 
-
 def join_key(prefix: str, rel: str) -> str:
     prefix = prefix.rstrip("/")
     return f"{prefix}/{rel}" if prefix else rel
+
 
 # ------------------------------------------------------------------------------------- client
 
@@ -97,12 +111,16 @@ class Remote:
         for name in (ENV_ENDPOINT, ENV_ACCESS_KEY, ENV_SECRET_KEY):
             env[name] = source.get(name, "").strip()
             if not env[name]:
-                raise DataError(f"environment variable {name} is not set; s3:// transfers need "
-                                f"{ENV_ENDPOINT} (host:port), {ENV_ACCESS_KEY} and {ENV_SECRET_KEY}")
+                raise DataError(
+                    f"environment variable {name} is not set; s3:// transfers need "
+                    f"{ENV_ENDPOINT} (host:port), {ENV_ACCESS_KEY} and {ENV_SECRET_KEY}"
+                )
         self.endpoint = env[ENV_ENDPOINT]
         if "://" in self.endpoint or "/" in self.endpoint:
-            raise DataError(f"{ENV_ENDPOINT}={self.endpoint!r}: expected host:port without scheme or path "
-                            f"(set {ENV_SECURE}=false for plain HTTP)")
+            raise DataError(
+                f"{ENV_ENDPOINT}={self.endpoint!r}: expected host:port without scheme or path "
+                f"(set {ENV_SECURE}=false for plain HTTP)"
+            )
         self.secure = _env_bool(source, ENV_SECURE, DEFAULT_SECURE)
         # a region of our own: without one minio-py sends GetBucketLocation first, which SeaweedFS
         # 4.00 refuses a prefix-scoped key (bucket-level Read, weed/s3api/s3api_server.go:351)
@@ -115,16 +133,23 @@ class Remote:
             ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
             retries=False,  # retries are ours (bounded, with backoff, never for auth errors)
         )
-        self.client = Minio(self.endpoint, access_key=env[ENV_ACCESS_KEY], secret_key=env[ENV_SECRET_KEY],
-                            secure=self.secure, region=self.region, http_client=http)
+        self.client = Minio(
+            self.endpoint,
+            access_key=env[ENV_ACCESS_KEY],
+            secret_key=env[ENV_SECRET_KEY],
+            secure=self.secure,
+            region=self.region,
+            http_client=http,
+        )
 
     def mask(self, text: str) -> str:
         for s in self._secrets:
             text = text.replace(s, "***")
         return text
 
-    def call(self, what: str, fn: Callable[[], T], cleanup: Callable[[], None] | None = None,
-             denied_is_auth: bool = False) -> T:
+    def call(
+        self, what: str, fn: Callable[[], T], cleanup: Callable[[], None] | None = None, denied_is_auth: bool = False
+    ) -> T:
         """fn() with up to ATTEMPTS tries on transient errors; any failure -> DataError naming `what`."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -138,8 +163,12 @@ class Remote:
                     raise self.auth_error(exc) from None
                 if not _is_transient(exc) or attempt == ATTEMPTS:
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
-                    hint = "; this key may not reach it" if isinstance(exc, S3Error) and exc.code == "AccessDenied" else ""
-                    raise DataError(self.mask(f"{what}: failed{tries} against {self.endpoint}: {_describe(exc)}{hint}")) from None
+                    hint = (
+                        "; this key may not reach it" if isinstance(exc, S3Error) and exc.code == "AccessDenied" else ""
+                    )
+                    raise DataError(
+                        self.mask(f"{what}: failed{tries} against {self.endpoint}: {_describe(exc)}{hint}")
+                    ) from None
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
@@ -147,9 +176,13 @@ class Remote:
         if isinstance(exc, S3Error) and exc.code == "AuthorizationHeaderMalformed":
             # MinIO's answer to a request signed for another region than its configured one
             # (cmd/api-errors.go:467-470 at RELEASE.2025-10-15T17-29-55Z: "...expecting '<region>'")
-            return DataError(self.mask(f"{self.endpoint} refused requests signed for region {self.region!r} "
-                                       f"({_describe(exc)}); set {ENV_REGION} to the server's region "
-                                       f"(unset means {DEFAULT_REGION})"))
+            return DataError(
+                self.mask(
+                    f"{self.endpoint} refused requests signed for region {self.region!r} "
+                    f"({_describe(exc)}); set {ENV_REGION} to the server's region "
+                    f"(unset means {DEFAULT_REGION})"
+                )
+            )
         return DataError(self.mask(f"{ENV_ACCESS_KEY}/{ENV_SECRET_KEY} rejected by {self.endpoint} ({_describe(exc)})"))
 
     def check_bucket(self, bucket: str, uri: str | None = None) -> None:
@@ -200,16 +233,19 @@ class Remote:
                 if exc.code != "AccessDenied":
                     raise
                 # the signature was checked first (SeaweedFS authRequest, auth_credentials.go:432-511)
-                return self.mask(f"{uri}: {self.endpoint} accepts {ENV_ACCESS_KEY} but denies it this prefix "
-                                 f"({_describe(exc)}); a key scoped to prefixes (Kubeflow 1.11's per-profile keys "
-                                 f"reach only mlpipeline/{{artifacts,private-artifacts/<ns>,private/<ns>,shared}}/) "
-                                 f"needs a URI under one of them")
+                return self.mask(
+                    f"{uri}: {self.endpoint} accepts {ENV_ACCESS_KEY} but denies it this prefix "
+                    f"({_describe(exc)}); a key scoped to prefixes (Kubeflow 1.11's per-profile keys "
+                    f"reach only mlpipeline/{{artifacts,private-artifacts/<ns>,private/<ns>,shared}}/) "
+                    f"needs a URI under one of them"
+                )
             return None
 
         return self.call(uri, probe)
 
     def stat(self, bucket: str, key: str):
         """The object's stat, or None when there is no such object."""
+
         def go():
             try:
                 return self.client.stat_object(bucket, key)
@@ -217,6 +253,7 @@ class Remote:
                 if exc.code in NOT_FOUND_CODES or (exc.response is not None and exc.response.status == 404):
                     return None
                 raise
+
         return self.call(f"s3://{bucket}/{key}", go)
 
 

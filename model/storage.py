@@ -39,6 +39,7 @@ Upload stores the file's sha256 in the object's user metadata (``x-amz-meta-sha2
 The public functions are here; the URIs, the client and its retries are in model/s3.py, the
 listing, checks, progress and parallel runner in model/transfer.py.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -106,8 +107,9 @@ def exists(uri: str | os.PathLike) -> bool:
 # ------------------------------------------------------------------------------------- upload
 
 
-def upload(src: str | os.PathLike, dst_uri: str, *, workers: int = DEFAULT_WORKERS,
-           progress: bool = True) -> TransferReport:
+def upload(
+    src: str | os.PathLike, dst_uri: str, *, workers: int = DEFAULT_WORKERS, progress: bool = True
+) -> TransferReport:
     """Copy a local file or folder to ``s3://bucket/prefix`` (or to a local path: a plain copy).
 
     A folder's files land under ``prefix/<relative path>``; a single file lands at ``prefix``
@@ -143,8 +145,9 @@ def upload(src: str | os.PathLike, dst_uri: str, *, workers: int = DEFAULT_WORKE
     return run_transfers(items, job, TransferReport("uploaded"), workers, progress, f"push s3://{bucket}/{prefix}")
 
 
-def _put_atomic(remote: Remote, bucket: str, item: TransferItem, path: Path, sha256: str, tmp_key: str,
-                bar: ByteBar) -> None:
+def _put_atomic(
+    remote: Remote, bucket: str, item: TransferItem, path: Path, sha256: str, tmp_key: str, bar: ByteBar
+) -> None:
     meta = {SHA256_META: sha256}
     ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     fp = FileProgress(bar)
@@ -172,8 +175,9 @@ def _put_atomic(remote: Remote, bucket: str, item: TransferItem, path: Path, sha
 # ----------------------------------------------------------------------------------- download
 
 
-def download(src_uri: str, dst: str | os.PathLike, *, workers: int = DEFAULT_WORKERS,
-             progress: bool = True) -> TransferReport:
+def download(
+    src_uri: str, dst: str | os.PathLike, *, workers: int = DEFAULT_WORKERS, progress: bool = True
+) -> TransferReport:
     """Copy an object or every object under ``s3://bucket/prefix/`` into a local folder (or file).
 
     Objects under a prefix land at ``dst/<key relative to the prefix>``; a single object lands at
@@ -198,9 +202,9 @@ def download(src_uri: str, dst: str | os.PathLike, *, workers: int = DEFAULT_WOR
         listing = remote.call(src_uri, lambda: list(remote.client.list_objects(bucket, prefix=prefix, recursive=True)))
         for obj in listing:
             name = obj.object_name
-            if name.endswith("/") or is_hidden_key(name[len(prefix):]):
+            if name.endswith("/") or is_hidden_key(name[len(prefix) :]):
                 continue
-            rel = name[len(prefix):]
+            rel = name[len(prefix) :]
             target = inside_root(root, rel, f"s3://{bucket}/{name}")
             items.append(TransferItem(rel, name, str(target), obj.size or 0))
         if not items:
@@ -248,8 +252,9 @@ def _get_atomic(remote: Remote, bucket: str, item: TransferItem, target: Path, b
 # --------------------------------------------------------------------------------- local copy
 
 
-def copy_local(src: str | os.PathLike, dst: str | os.PathLike, *, workers: int = DEFAULT_WORKERS,
-               progress: bool = True) -> TransferReport:
+def copy_local(
+    src: str | os.PathLike, dst: str | os.PathLike, *, workers: int = DEFAULT_WORKERS, progress: bool = True
+) -> TransferReport:
     """The same as upload/download between two local paths (a laptop run without MinIO)."""
     src_path, dst_path = Path(src), Path(dst)
     files = local_files(src_path)

@@ -10,6 +10,7 @@ the nearest even number as ``np.rint`` does: a pixel coordinate of 2.5 becomes 3
 Row numbers in messages count lines of the file as a spreadsheet shows them: the header is row 1,
 the first image row 2.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,7 +65,13 @@ def submission_text(images: Mapping[str, Mapping[str, Word]]) -> str:
     return buf.getvalue()
 
 
-def write_submission(images: Mapping[str, Mapping[str, Word]], path: str | Path, *, image_names: Iterable[str] | None = None, strict: bool = True) -> Report:
+def write_submission(
+    images: Mapping[str, Mapping[str, Word]],
+    path: str | Path,
+    *,
+    image_names: Iterable[str] | None = None,
+    strict: bool = True,
+) -> Report:
     """Write `images` (UFO predictions) as a submission CSV, atomically.
 
     With `image_names` (the test images), the CSV is checked against them before it replaces
@@ -168,7 +175,9 @@ def _parse(path: Path, report: Report, *, image_names: Iterable[str] | None = No
                 continue
             where = f"{source}: row {line}"
             if len(row) != 2:
-                report.add(Problem(where, f"has {len(row)} field(s); expected 2 (filename,polygons)", image=row[0] or None))
+                report.add(
+                    Problem(where, f"has {len(row)} field(s); expected 2 (filename,polygons)", image=row[0] or None)
+                )
                 continue
             name, field = row
             if not name.strip():

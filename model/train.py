@@ -34,6 +34,7 @@ same number of steps (`EpochSampler` pads), rank 0 alone restores the mirror, re
 and hands it to the others, validates and saves; a SIGTERM to any rank stops all of them at the
 same step (a stop flag all-reduced each step), rank 0 saves once and every rank exits 143.
 """
+
 from __future__ import annotations
 
 import io
@@ -130,15 +131,29 @@ class RunState:
     def from_payload(cls, payload: Mapping) -> RunState:
         """The state a checkpoint holds. Checkpoints of single-process runs from before loss_steps was
         kept count it as steps; those from before init have none."""
-        return cls(epoch=payload["epoch"], samples_done=payload["samples_done"], loss_sum=payload["loss_sum"],
-                   loss_steps=payload.get("loss_steps", payload["steps"]), steps=payload["steps"],
-                   best_hmean=payload["best_hmean"], history=payload["history"], init=payload.get("init"))
+        return cls(
+            epoch=payload["epoch"],
+            samples_done=payload["samples_done"],
+            loss_sum=payload["loss_sum"],
+            loss_steps=payload.get("loss_steps", payload["steps"]),
+            steps=payload["steps"],
+            best_hmean=payload["best_hmean"],
+            history=payload["history"],
+            init=payload.get("init"),
+        )
 
     def to_payload(self) -> dict:
         """The checkpoint's keys for this state (`_save` writes them beside the weights)."""
-        return {"epoch": self.epoch, "samples_done": self.samples_done, "loss_sum": self.loss_sum,
-                "loss_steps": self.loss_steps, "steps": self.steps, "best_hmean": self.best_hmean,
-                "history": self.history, "init": self.init}
+        return {
+            "epoch": self.epoch,
+            "samples_done": self.samples_done,
+            "loss_sum": self.loss_sum,
+            "loss_steps": self.loss_steps,
+            "steps": self.steps,
+            "best_hmean": self.best_hmean,
+            "history": self.history,
+            "init": self.init,
+        }
 
     def record(self, metrics: dict) -> bool:
         """Adds a validated epoch's metrics; whether its val/hmean is a new best."""
@@ -233,6 +248,7 @@ def train(cfg: DictConfig) -> dict:
 
 # ---- the phases of train(), in order -----------------------------------------------------------------
 
+
 def _start(cfg: DictConfig, out: Path) -> Runtime:
     """Bad resume=/init_from= values refused (rank 0, before anything is written), the processes and
     device set up, output_dir made."""
@@ -262,7 +278,9 @@ def _seed(cfg: DictConfig, rt: Runtime) -> None:
 def _data(cfg: DictConfig, rt: Runtime) -> _Data:
     train_split = load_split(cfg.dataset, "train")
     val_split = load_split(cfg.dataset, "val")
-    train_set = DetectionDataset(train_split, train_transform(augment_config(cfg)), seed=cfg.seed, **target_options(cfg))
+    train_set = DetectionDataset(
+        train_split, train_transform(augment_config(cfg)), seed=cfg.seed, **target_options(cfg)
+    )
     sampler = EpochSampler(len(train_set), seed=cfg.seed, shuffle=True, rank=rt.rank, world_size=rt.world_size)
     train_loader = _loader(cfg, train_set, sampler, rt)
     val_set = DetectionDataset(val_split, eval_transform(cfg.dataset.image_size), with_targets=False)
@@ -277,12 +295,16 @@ def _nets(cfg: DictConfig, rt: Runtime) -> _Nets:
         model = model.to(memory_format=torch.channels_last)
     core = model
     if rt.world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+        )
     criterion = DBLoss(cfg.models.loss)
     opt_cfg = cfg.models.optimizer
     opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[opt_cfg.name.lower()]
     optimizer = opt_cls(_param_groups(core, opt_cfg), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.models.scheduler.T_max, eta_min=cfg.models.scheduler.eta_min)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=cfg.models.scheduler.T_max, eta_min=cfg.models.scheduler.eta_min
+    )
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
     return _Nets(model, core, criterion, optimizer, scheduler, scaler)
 
@@ -303,8 +325,11 @@ def _init_from(run: _Run, saved: dict) -> RunState:
     part = run.cfg.init_part
     run.nets.core.load_state_dict(saved["init_weights"], strict=part == "model")  # init_weights checked the part's keys
     state = RunState(init={"from": saved["path"], "part": part, "epoch": saved.get("epoch")})
-    _say(run.rt, f"initialised from {saved['path']} ({_init_what(part)}, {len(saved['init_weights'])} tensors, "
-                 f"its epoch {saved.get('epoch')}): a fresh run, epoch 1 with a new optimizer and schedule")
+    _say(
+        run.rt,
+        f"initialised from {saved['path']} ({_init_what(part)}, {len(saved['init_weights'])} tensors, "
+        f"its epoch {saved.get('epoch')}): a fresh run, epoch 1 with a new optimizer and schedule",
+    )
     return state
 
 
@@ -331,10 +356,13 @@ def _open_run(run: _Run, state: RunState) -> None:
         # this run's settings (a resume may have changed the allowed ones), mirrored with the checkpoints
         write_text_atomic(out / CONFIG_FILE, to_yaml(cfg, resolve=True))
     params = sum(p.numel() for p in run.nets.core.parameters())
-    _say(rt, f"training {cfg.exp_name}: {len(run.data.train_set)} train / {len(run.data.val_set)} val images at "
-             f"{cfg.dataset.image_size} px, {cfg.models.encoder.model_name} ({params / 1e6:.2f}M parameters), {rt.device}"
-             f"{'' if rt.amp_dtype is None else ' ' + str(rt.amp_dtype).removeprefix('torch.')}, world size {rt.world_size}, "
-             f"epochs {state.epoch + 1}-{cfg.trainer.max_epochs}, output {out}")
+    _say(
+        rt,
+        f"training {cfg.exp_name}: {len(run.data.train_set)} train / {len(run.data.val_set)} val images at "
+        f"{cfg.dataset.image_size} px, {cfg.models.encoder.model_name} ({params / 1e6:.2f}M parameters), {rt.device}"
+        f"{'' if rt.amp_dtype is None else ' ' + str(rt.amp_dtype).removeprefix('torch.')}, world size {rt.world_size}, "
+        f"epochs {state.epoch + 1}-{cfg.trainer.max_epochs}, output {out}",
+    )
 
 
 def _warm_up_eval(run: _Run) -> None:
@@ -405,7 +433,10 @@ def _interrupt(run: _Run, state: RunState, loss_sum: torch.Tensor) -> NoReturn:
         # has exited) must not kill a rank whose interpreter is finalizing, where CPython has put
         # the default action back (_PySignal_Fini resets handlers, not SIG_IGN): seen as exit -15.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _say(rt, f"SIGTERM: saved {out / 'last.pt'} at epoch {state.epoch + 1}, sample {state.samples_done}; resume with resume=auto")
+    _say(
+        rt,
+        f"SIGTERM: saved {out / 'last.pt'} at epoch {state.epoch + 1}, sample {state.samples_done}; resume with resume=auto",
+    )
     raise TrainingInterrupted(str(out / "last.pt"))
 
 
@@ -430,9 +461,15 @@ def _validate(run: _Run, state: RunState, trained: _Trained) -> dict:
     """The epoch in progress's metrics (val/* on the val split), printed as its metric line and
     appended to metrics.jsonl."""
     cfg, rt, data = run.cfg, run.rt, run.data
-    result = validate(run.nets.core, data.val_loader, data.val_split, rt.device, amp_dtype=rt.amp_dtype,
-                      postprocess_options=OmegaConf.to_container(cfg.models.head.postprocess),
-                      workers=cfg.trainer.eval_workers)
+    result = validate(
+        run.nets.core,
+        data.val_loader,
+        data.val_split,
+        rt.device,
+        amp_dtype=rt.amp_dtype,
+        postprocess_options=OmegaConf.to_container(cfg.models.head.postprocess),
+        workers=cfg.trainer.eval_workers,
+    )
     metrics = {
         "time": utc_timestamp(),
         "epoch": state.epoch + 1,
@@ -500,10 +537,12 @@ def _runtime(cfg: DictConfig) -> Runtime:
     want = cfg.trainer.accelerator
     cuda = torch.cuda.is_available() and want in ("auto", "cuda", "gpu")
     if want in ("cuda", "gpu") and not torch.cuda.is_available():
-        raise DataError(f"trainer.accelerator={want}: no CUDA device is visible to torch "
-                        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, torch "
-                        f"{torch.__version__} built for CUDA {torch.version.cuda or 'none'}); use trainer.accelerator=auto "
-                        "or cpu, or run where a GPU and its driver are visible")
+        raise DataError(
+            f"trainer.accelerator={want}: no CUDA device is visible to torch "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, torch "
+            f"{torch.__version__} built for CUDA {torch.version.cuda or 'none'}); use trainer.accelerator=auto "
+            "or cpu, or run where a GPU and its driver are visible"
+        )
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
@@ -554,11 +593,15 @@ def _check_resume_value(cfg, out: Path) -> None:
     checked again when it is read)."""
     resume = str(cfg.resume)
     if resume.strip().lower() in ("true", "yes", "on"):
-        raise DataError(f"resume={resume}: ambiguous; use resume=auto (continue from {out / 'last.pt'} if there is one), "
-                        "resume=never (start fresh) or resume=PATH (a checkpoint file)")
+        raise DataError(
+            f"resume={resume}: ambiguous; use resume=auto (continue from {out / 'last.pt'} if there is one), "
+            "resume=never (start fresh) or resume=PATH (a checkpoint file)"
+        )
     if resume.strip().lower() not in FRESH and resume != "auto" and not Path(resume).is_file():
-        raise CheckpointError(f"resume={resume}: no such checkpoint file; use resume=auto (continue from "
-                              f"{out / 'last.pt'} if there is one), resume=never (start fresh) or the path of a checkpoint")
+        raise CheckpointError(
+            f"resume={resume}: no such checkpoint file; use resume=auto (continue from "
+            f"{out / 'last.pt'} if there is one), resume=never (start fresh) or the path of a checkpoint"
+        )
 
 
 def _resume_path(cfg, out: Path, rt: Runtime) -> Path | None:
@@ -592,7 +635,10 @@ def _param_groups(core: torch.nn.Module, opt_cfg) -> list[dict]:
         return [{"params": list(core.parameters())}]
     encoder = list(core.encoder.parameters())
     ids = {id(p) for p in encoder}
-    return [{"params": [p for p in core.parameters() if id(p) not in ids]}, {"params": encoder, "lr": opt_cfg.encoder_lr}]
+    return [
+        {"params": [p for p in core.parameters() if id(p) not in ids]},
+        {"params": encoder, "lr": opt_cfg.encoder_lr},
+    ]
 
 
 def _resume_checkpoint(cfg, out: Path, rt: Runtime, core: torch.nn.Module) -> dict | None:
@@ -618,8 +664,11 @@ def _resume_checkpoint(cfg, out: Path, rt: Runtime, core: torch.nn.Module) -> di
                 check_resume_config(ckpt, saved.get("config") or {}, OmegaConf.to_container(cfg, resolve=True))
                 saved["path"] = str(ckpt)
                 if cfg.init_from:
-                    _say(rt, f"init_from={cfg.init_from} is not applied again: the run resumes from {ckpt}, whose "
-                             "weights it already started from")
+                    _say(
+                        rt,
+                        f"init_from={cfg.init_from} is not applied again: the run resumes from {ckpt}, whose "
+                        "weights it already started from",
+                    )
             elif cfg.init_from:
                 saved = _load_init(cfg, out, core)
         except BaseException:
@@ -643,10 +692,13 @@ def _check_init_value(cfg) -> None:
     be resuming (a resumed run does not read it; an s3:// one is checked where it is downloaded)."""
     init, resume, out = cfg.init_from, str(cfg.resume), Path(cfg.output_dir)
     may_resume = resume.strip().lower() not in FRESH and (
-        resume != "auto" or cfg.checkpoint_mirror or (out / "last.pt").exists() or (out / PREVIOUS).exists())
+        resume != "auto" or cfg.checkpoint_mirror or (out / "last.pt").exists() or (out / PREVIOUS).exists()
+    )
     if init and not is_remote(str(init)) and not Path(init).is_file() and not may_resume:
-        raise CheckpointError(f"init_from={init}: no such checkpoint file; give the path (or s3:// URI) of a run's "
-                              "best.pt or last.pt, or init_from=null to start from models.encoder.pretrained/weights")
+        raise CheckpointError(
+            f"init_from={init}: no such checkpoint file; give the path (or s3:// URI) of a run's "
+            "best.pt or last.pt, or init_from=null to start from models.encoder.pretrained/weights"
+        )
 
 
 def _models_settings(cfg, rt: Runtime) -> dict:
@@ -656,8 +708,11 @@ def _models_settings(cfg, rt: Runtime) -> dict:
     enc = models["encoder"]
     if cfg.init_from and (enc["pretrained"] or enc["weights"]):
         given = f"weights={enc['weights']}" if enc["weights"] else "pretrained=true"
-        _say(rt, f"init_from overrides models.encoder.{given}: the encoder's weights come from {cfg.init_from} "
-                 "(or from the checkpoint the run resumes)")
+        _say(
+            rt,
+            f"init_from overrides models.encoder.{given}: the encoder's weights come from {cfg.init_from} "
+            "(or from the checkpoint the run resumes)",
+        )
         enc.update(pretrained=False, weights=None)
     return models
 
@@ -677,14 +732,18 @@ def _load_init(cfg, out: Path, core: torch.nn.Module) -> dict:
     try:
         if is_remote(uri):
             if not exists(uri):
-                raise CheckpointError(f"init_from={uri}: no such object; give the s3:// URI of a run's best.pt or last.pt")
+                raise CheckpointError(
+                    f"init_from={uri}: no such object; give the s3:// URI of a run's best.pt or last.pt"
+                )
             local = tmp / PurePosixPath(uri).name
             download(uri, local, progress=False)  # atomic: a temporary object renamed into place
         try:
             payload = load_checkpoint(local)
         except CheckpointError as exc:
             raise CheckpointError(f"init_from={uri}: {str(exc).removeprefix(str(local) + ': ')}") from None
-        weights = init_weights(uri, payload, core.state_dict(), cfg.init_part, OmegaConf.to_container(cfg, resolve=True))
+        weights = init_weights(
+            uri, payload, core.state_dict(), cfg.init_part, OmegaConf.to_container(cfg, resolve=True)
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"init_weights": weights, "path": uri, "epoch": payload.get("epoch")}
@@ -699,8 +758,11 @@ def _broadcast_bytes(rt: Runtime, data: bytes | None) -> bytes | None:
     n = int(size.item())
     if n <= 0:
         return None if n < 0 else b""
-    payload = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(rt.device) if rt.main \
+    payload = (
+        torch.frombuffer(bytearray(data), dtype=torch.uint8).to(rt.device)
+        if rt.main
         else torch.empty(n, dtype=torch.uint8, device=rt.device)
+    )
     dist.broadcast(payload, src=0)
     return payload.cpu().numpy().tobytes()
 
@@ -724,20 +786,26 @@ def _save(path: Path, run: _Run, state: RunState, ranks_rng: list[dict]) -> None
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
     if ranks_rng:
         rng["ranks"] = [_own_rng(bool(ranks_rng[0]["cuda"].numel()))] + list(ranks_rng[1:])
-    save_checkpoint(path, {
-        "model": nets.core.state_dict(),
-        "optimizer": nets.optimizer.state_dict(),
-        "scheduler": nets.scheduler.state_dict(),
-        "scaler": nets.scaler.state_dict(),
-        "rng": rng,
-        "config": OmegaConf.to_container(run.cfg, resolve=True),
-        **state.to_payload(),
-    })
+    save_checkpoint(
+        path,
+        {
+            "model": nets.core.state_dict(),
+            "optimizer": nets.optimizer.state_dict(),
+            "scheduler": nets.scheduler.state_dict(),
+            "scaler": nets.scaler.state_dict(),
+            "rng": rng,
+            "config": OmegaConf.to_container(run.cfg, resolve=True),
+            **state.to_payload(),
+        },
+    )
 
 
 def _own_rng(cuda: bool) -> dict:
     """This process's CPU random state and its current GPU's (`_runtime` set it), empty on CPU."""
-    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if cuda else torch.empty(0, dtype=torch.uint8)}
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state() if cuda else torch.empty(0, dtype=torch.uint8),
+    }
 
 
 def _gather_rng(rt: Runtime) -> list[dict]:

@@ -2,6 +2,7 @@
 (listing, key and path checks), whether it already matches (sha256 / single-part ETag), moving
 many files in parallel with one byte progress bar, and atomic local writes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,10 @@ class TransferReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        return (f"{self.verb} {len(self.transferred)} file(s) ({_size(self.bytes_transferred)}), "
-                f"skipped {len(self.skipped)} unchanged ({_size(self.bytes_skipped)}) in {self.seconds:.1f} s")
+        return (
+            f"{self.verb} {len(self.transferred)} file(s) ({_size(self.bytes_transferred)}), "
+            f"skipped {len(self.skipped)} unchanged ({_size(self.bytes_skipped)}) in {self.seconds:.1f} s"
+        )
 
 
 def inside_root(root: Path, rel: str, source: str) -> Path:
@@ -48,6 +51,7 @@ def inside_root(root: Path, rel: str, source: str) -> Path:
     if not target.is_relative_to(root):
         raise DataError(f"{source}: {rel!r} would be written to {target}, outside the destination {root}")
     return target
+
 
 # ---------------------------------------------------------------------------------- hashing
 
@@ -87,8 +91,9 @@ class ByteBar:
     """A thread-safe byte bar; also the `progress` object minio's put/get calls accept."""
 
     def __init__(self, total: int, desc: str, enabled: bool):
-        self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                         disable=not enabled, leave=False)
+        self._bar = tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not enabled, leave=False
+        )
         self._lock = threading.Lock()
 
     def add(self, n: int) -> None:
@@ -164,8 +169,14 @@ def is_hidden_key(key: str) -> bool:
 # ------------------------------------------------------------------------------------ running
 
 
-def run_transfers(items: list[TransferItem], job: Callable[[TransferItem, ByteBar], bool], report: TransferReport,
-         workers: int, progress: bool, desc: str) -> TransferReport:
+def run_transfers(
+    items: list[TransferItem],
+    job: Callable[[TransferItem, ByteBar], bool],
+    report: TransferReport,
+    workers: int,
+    progress: bool,
+    desc: str,
+) -> TransferReport:
     """job(item, bar) -> transferred? for every item, in parallel; the first DataError stops the rest."""
     start = time.monotonic()
     bar = ByteBar(sum(i.size for i in items), desc, progress)
@@ -213,8 +224,7 @@ class atomic_file:
         self.target = target
 
     def __enter__(self):
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=LOCAL_TMP_SUFFIX,
-                                        dir=self.target.parent)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=LOCAL_TMP_SUFFIX, dir=self.target.parent)
         self.f = os.fdopen(fd, "wb")
         return self.f
 

@@ -19,6 +19,7 @@ them, and the H-Mean with and without them. `model.predict.load_model` applies i
 override the user gives (``models.head.postprocess.thresh=...`` still wins), so `predict`, `eval`,
 `export` (ONNX metadata) and the pipeline's components use it without a flag.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -64,40 +65,60 @@ class TuneResult:
     rows: list[GridPoint]  # every grid point, grid order (the model's own first)
 
     def to_json(self) -> dict:
-        return {"postprocess": dict(self.chosen), "hmean": round(self.hmean, 6), "own": dict(self.own),
-                "own_hmean": round(self.own_hmean, 6), "best": dict(self.best), "best_hmean": round(self.best_hmean, 6),
-                "gain_se": round(self.gain_se, 6), "split": self.split, "images": self.images}
+        return {
+            "postprocess": dict(self.chosen),
+            "hmean": round(self.hmean, 6),
+            "own": dict(self.own),
+            "own_hmean": round(self.own_hmean, 6),
+            "best": dict(self.best),
+            "best_hmean": round(self.best_hmean, 6),
+            "gain_se": round(self.gain_se, 6),
+            "split": self.split,
+            "images": self.images,
+        }
 
     def summary(self) -> str:
         show = ", ".join(f"{k} {self.chosen[k]:g}" for k in TUNED)
         was = ", ".join(f"{k} {self.own[k]:g}" for k in TUNED)
         on = f"{self.images} {self.split} images"
         if self.chosen != self.own:
-            return (f"post-processing: tuned on {on} to {show}: H-Mean {self.hmean:.4f} (was {self.own_hmean:.4f} with "
-                    f"{was}; +{self.hmean - self.own_hmean:.4f}, "
-                    + (f"{(self.hmean - self.own_hmean) / self.gain_se:.1f} standard errors)" if self.gain_se else "on every image)"))
+            return (
+                f"post-processing: tuned on {on} to {show}: H-Mean {self.hmean:.4f} (was {self.own_hmean:.4f} with "
+                f"{was}; +{self.hmean - self.own_hmean:.4f}, "
+                + (
+                    f"{(self.hmean - self.own_hmean) / self.gain_se:.1f} standard errors)"
+                    if self.gain_se
+                    else "on every image)"
+                )
+            )
         if self.best == self.own:
             return f"post-processing: kept {show}: H-Mean {self.hmean:.4f} on {on}, no grid point of {len(self.rows)} did better"
         best = ", ".join(f"{k} {self.best[k]:g}" for k in TUNED)
-        return (f"post-processing: kept {show}: H-Mean {self.hmean:.4f} on {on}; the grid's best ({best}) gained "
-                f"+{self.best_hmean - self.own_hmean:.4f}, under {MIN_SE:g} standard errors ({MIN_SE * self.gain_se:.4f}): "
-                "not told apart from noise")
+        return (
+            f"post-processing: kept {show}: H-Mean {self.hmean:.4f} on {on}; the grid's best ({best}) gained "
+            f"+{self.best_hmean - self.own_hmean:.4f}, under {MIN_SE:g} standard errors ({MIN_SE * self.gain_se:.4f}): "
+            "not told apart from noise"
+        )
 
 
 def grid(own: Mapping) -> list[dict]:
     """The settings to try: the model's own first, then steps around it (invalid ones left out)."""
     points = []
     for dt, db, du in itertools.product(THRESH_STEPS, BOX_THRESH_STEPS, UNCLIP_STEPS):
-        p = {"thresh": round(own["thresh"] + dt, 4), "box_thresh": round(own["box_thresh"] + db, 4),
-             "unclip_ratio": round(own["unclip_ratio"] + du, 4)}
+        p = {
+            "thresh": round(own["thresh"] + dt, 4),
+            "box_thresh": round(own["box_thresh"] + db, 4),
+            "unclip_ratio": round(own["unclip_ratio"] + du, 4),
+        }
         if 0 < p["thresh"] < 1 and 0 <= p["box_thresh"] < 1 and p["unclip_ratio"] > 0 and p not in points:
             points.append(p)
     return points
 
 
 @torch.no_grad()
-def tune(model, cfg, split: Split, *, device: torch.device | None = None, workers: int = 0,
-         progress: bool = False) -> TuneResult:
+def tune(
+    model, cfg, split: Split, *, device: torch.device | None = None, workers: int = 0, progress: bool = False
+) -> TuneResult:
     """Choose `TUNED` for `model` on the labelled `split` (maps computed once, every grid point scored)."""
     if not split.images or not any(split.images.values()):
         raise DataError(f"tune: the {split.name} split ({split.image_dir}) has no labelled words to tune on")
@@ -105,19 +126,45 @@ def tune(model, cfg, split: Split, *, device: torch.device | None = None, worker
     options = postprocess_options(pp)
     own = {k: float(options[k]) for k in TUNED}
     maps = {}
-    detect(model, eval_loader(split, cfg), device or torch.device("cpu"), postprocess=pp, progress=progress,
-           on_map=lambda name, prob, m, size: maps.__setitem__(name, (prob, m, size)))
+    detect(
+        model,
+        eval_loader(split, cfg),
+        device or torch.device("cpu"),
+        postprocess=pp,
+        progress=progress,
+        on_map=lambda name, prob, m, size: maps.__setitem__(name, (prob, m, size)),
+    )
     rows = []
     names = sorted(maps)
     for p in grid(own):
-        found = to_ufo({name: image_detections(prob, m, size, {**options, **p}) for name, (prob, m, size) in maps.items()})
+        found = to_ufo(
+            {name: image_detections(prob, m, size, {**options, **p}) for name, (prob, m, size) in maps.items()}
+        )
         r = evaluate(split.images, found, workers=workers)
-        rows.append(GridPoint(p, r.hmean, r.precision, r.recall, sum(len(w) for w in found.values()),
-                              tuple(r.per_image[n].hmean for n in names)))
+        rows.append(
+            GridPoint(
+                p,
+                r.hmean,
+                r.precision,
+                r.recall,
+                sum(len(w) for w in found.values()),
+                tuple(r.per_image[n].hmean for n in names),
+            )
+        )
     best, mine = choose(rows), rows[0]
     taken, se = decide(best, mine)
-    return TuneResult(dict(taken.settings), own, dict(best.settings), taken.hmean, mine.hmean, best.hmean, se,
-                      split.name, len(maps), rows)
+    return TuneResult(
+        dict(taken.settings),
+        own,
+        dict(best.settings),
+        taken.hmean,
+        mine.hmean,
+        best.hmean,
+        se,
+        split.name,
+        len(maps),
+        rows,
+    )
 
 
 def decide(best: GridPoint, mine: GridPoint) -> tuple[GridPoint, float]:

@@ -6,6 +6,7 @@ and what they ship, and the promise made for every file in pipelines/compiled/.
 version among them; tests/test_backends.py fails when a file needs more than its promise, and
 README.md / docs/cluster.md carry `supported_versions_table()` verbatim.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,43 +28,64 @@ class Feature:
 
 FEATURES = {
     "collected": Feature(
-        "`dsl.Collected` (a ParallelFor's outputs consumed after the loop)", "2.14.0",
+        "`dsl.Collected` (a ParallelFor's outputs consumed after the loop)",
+        "2.14.0",
         "PR #11725 (commit ed828b5, in 2.14.0, not in 2.5.0); backend/src/v2/driver/driver.go:1764-1772 at 2.5.0 skips "
         "ParallelFor DAGs when resolving an upstream task and driver.go:2002-2004 returns one artifact; "
-        "backend/src/v2/driver/resolve.go:881-930 at 2.14.0 collects every iteration"),
+        "backend/src/v2/driver/resolve.go:881-930 at 2.14.0 collects every iteration",
+    ),
     "name_parameter": Feature(
-        "Secret / ConfigMap name from a pipeline parameter (`secretNameParameter` without `secretName`)", "2.5.0",
+        "Secret / ConfigMap name from a pipeline parameter (`secretNameParameter` without `secretName`)",
+        "2.5.0",
         "PR #11770 (commit fd1b48b, in 2.5.0, not in 2.4.1); driver.go:905-915 at 2.5.0; 2.4.1 knows only "
-        "`secretName` and sends an empty one: the pod is rejected"),
+        "`secretName` and sends an empty one: the pod is rejected",
+    ),
     "node_selector_json": Feature(
-        "node selector from a pipeline parameter (`nodeSelectorJson`)", "2.5.0",
-        "PR #11770 (commit fd1b48b); driver.go:786-790 at 2.5.0; 2.4.1 drops the field"),
+        "node selector from a pipeline parameter (`nodeSelectorJson`)",
+        "2.5.0",
+        "PR #11770 (commit fd1b48b); driver.go:786-790 at 2.5.0; 2.4.1 drops the field",
+    ),
     "toleration_json": Feature(
-        "tolerations from a pipeline parameter (`tolerationJson`)", "2.5.0",
-        "PR #11770 (commit fd1b48b); driver.go:807-815 at 2.5.0; 2.4.1 drops the field"),
+        "tolerations from a pipeline parameter (`tolerationJson`)",
+        "2.5.0",
+        "PR #11770 (commit fd1b48b); driver.go:807-815 at 2.5.0; 2.4.1 drops the field",
+    ),
     "job_placeholder": Feature(
-        "`{{$.pipeline_job_uuid}}` (or another job/task placeholder) as an input value", "2.5.0",
+        "`{{$.pipeline_job_uuid}}` (or another job/task placeholder) as an input value",
+        "2.5.0",
         "PR #11599 (commit 6a13f4b, in 2.5.0, not in 2.4.1); driver.go:1643-1656 at 2.5.0; older backends pass "
-        "the text itself, so every run shares one runs/{{$.pipeline_job_uuid}}/ prefix"),
+        "the text itself, so every run shares one runs/{{$.pipeline_job_uuid}}/ prefix",
+    ),
     "k8s_native": Feature(
-        "Kubernetes-native format (Pipeline / PipelineVersion objects with `platformSpec`)", "2.14.0",
+        "Kubernetes-native format (Pipeline / PipelineVersion objects with `platformSpec`)",
+        "2.14.0",
         "PipelineVersion CRD's platformSpec: PR #12016 (commit 04407fb), displayName: PR #11952, both in 2.14.0 "
         "(manifests/kustomize/base/crds/pipelines.kubeflow.org_pipelineversions.yaml:46-55 at 2.14.0); "
-        "the API server serves them only with --pipelinesStoreKubernetes (backend/src/apiserver/main.go)"),
+        "the API server serves them only with --pipelinesStoreKubernetes (backend/src/apiserver/main.go)",
+    ),
     "retry_root": Feature(
-        "`retryPolicy` of a root-DAG task", "2.4.1",
+        "`retryPolicy` of a root-DAG task",
+        "2.4.1",
         "commit 78fab71 (#11716, cherry-picks into 2.4.1); absent from 2.4.0's argocompiler; issues #9950, #11329",
-        required=False, lost="retries"),
+        required=False,
+        lost="retries",
+    ),
     "retry_sub_dag": Feature(
-        "`retryPolicy` of a task inside a sub-DAG or ParallelFor", "2.14.0",
+        "`retryPolicy` of a task inside a sub-DAG or ParallelFor",
+        "2.14.0",
         "argocompiler container.go:508-518 at 2.5.0 reads the policy from the root DAG only (issue #11288); "
         "PR #11908 (commit beae62f): container.go:325 at 2.14.0 reads the task's own; "
         "issues #12389, #13897 still report loop tasks not retried",
-        required=False, lost="retries inside the fold loop"),
+        required=False,
+        lost="retries inside the fold loop",
+    ),
     "parallelism_limit": Feature(
-        "ParallelFor `parallelismLimit`", "2.4.0",
+        "ParallelFor `parallelismLimit`",
+        "2.4.0",
         "PR #10798 (commit b7d8c97, argocompiler dag.go:359 at 2.4.0); older backends start every iteration at once",
-        required=False, lost="parallelism limit"),
+        required=False,
+        lost="parallelism limit",
+    ),
 }
 
 # Kubeflow release -> what its manifests ship (kubeflow/manifests README.md at each tag) and receiptflow's overlay
@@ -72,18 +94,54 @@ FEATURES = {
 # and leaves the Training Operator out (v1.11.0 example/kustomization.yaml:94 is commented out, :96 adds
 # applications/trainer).
 KUBEFLOW = {
-    "1.9.0": {"kfp": "2.2.0", "katib": "0.17.0", "training": "Training Operator v1.8.0", "store": "MinIO",
-              "jobs": ("pytorchjob",), "overlay": None},
-    "1.9.1": {"kfp": "2.3.0", "katib": "0.17.0", "training": "Training Operator v1.8.1", "store": "MinIO",
-              "jobs": ("pytorchjob",), "overlay": None},
-    "1.10.0": {"kfp": "2.4.1", "katib": "0.18.0", "training": "Training Operator v1.9.1", "store": "MinIO",
-               "jobs": ("pytorchjob",), "overlay": None},
-    "1.10.1": {"kfp": "2.5.0", "katib": "0.18.0", "training": "Training Operator v1.9.2", "store": "MinIO",
-               "jobs": ("pytorchjob",), "overlay": "kubeflow-1.10"},
-    "1.10.2": {"kfp": "2.5.0", "katib": "0.18.0", "training": "Training Operator v1.9.2", "store": "MinIO",
-               "jobs": ("pytorchjob",), "overlay": "kubeflow-1.10"},
-    "1.11.0": {"kfp": "2.15.0", "katib": "0.19.0", "training": "Trainer v2.1.0 (no Training Operator)",
-               "store": "SeaweedFS (S3 API at `minio-service`)", "jobs": ("trainjob",), "overlay": "kubeflow-1.11"},
+    "1.9.0": {
+        "kfp": "2.2.0",
+        "katib": "0.17.0",
+        "training": "Training Operator v1.8.0",
+        "store": "MinIO",
+        "jobs": ("pytorchjob",),
+        "overlay": None,
+    },
+    "1.9.1": {
+        "kfp": "2.3.0",
+        "katib": "0.17.0",
+        "training": "Training Operator v1.8.1",
+        "store": "MinIO",
+        "jobs": ("pytorchjob",),
+        "overlay": None,
+    },
+    "1.10.0": {
+        "kfp": "2.4.1",
+        "katib": "0.18.0",
+        "training": "Training Operator v1.9.1",
+        "store": "MinIO",
+        "jobs": ("pytorchjob",),
+        "overlay": None,
+    },
+    "1.10.1": {
+        "kfp": "2.5.0",
+        "katib": "0.18.0",
+        "training": "Training Operator v1.9.2",
+        "store": "MinIO",
+        "jobs": ("pytorchjob",),
+        "overlay": "kubeflow-1.10",
+    },
+    "1.10.2": {
+        "kfp": "2.5.0",
+        "katib": "0.18.0",
+        "training": "Training Operator v1.9.2",
+        "store": "MinIO",
+        "jobs": ("pytorchjob",),
+        "overlay": "kubeflow-1.10",
+    },
+    "1.11.0": {
+        "kfp": "2.15.0",
+        "katib": "0.19.0",
+        "training": "Trainer v2.1.0 (no Training Operator)",
+        "store": "SeaweedFS (S3 API at `minio-service`)",
+        "jobs": ("trainjob",),
+        "overlay": "kubeflow-1.11",
+    },
 }
 # the sweeps (manifests/katib/) each job kind adds to the one-GPU Job sweep
 SWEEPS = {"pytorchjob": "PyTorchJob", "trainjob": "TrainJob"}
@@ -93,7 +151,9 @@ SWEEPS = {"pytorchjob": "PyTorchJob", "trainjob": "TrainJob"}
 class Promise:
     target: str  # pipelines/compile.py target that writes the file
     backend: str  # oldest KFP backend it is promised to run on
-    job: str | None = None  # the training_backend it defaults to (a job build): listed only where that kind is installed
+    job: str | None = (
+        None  # the training_backend it defaults to (a job build): listed only where that kind is installed
+    )
 
 
 COMPILED_FILES = {  # file under pipelines/compiled/ -> promise (README's supported-versions table)
@@ -116,10 +176,16 @@ def version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
 
 
-_PLACEHOLDERS = {"{{$.pipeline_job_name}}", "{{$.pipeline_job_resource_name}}", "{{$.pipeline_job_uuid}}",
-                 "{{$.pipeline_task_name}}", "{{$.pipeline_task_uuid}}"}
+_PLACEHOLDERS = {
+    "{{$.pipeline_job_name}}",
+    "{{$.pipeline_job_resource_name}}",
+    "{{$.pipeline_job_uuid}}",
+    "{{$.pipeline_task_name}}",
+    "{{$.pipeline_task_uuid}}",
+}
 _NAME_FIELDS = {  # platform-spec list -> (literal name field, parameter field)
-    "secretAsEnv": ("secretName", "secretNameParameter"), "secretAsVolume": ("secretName", "secretNameParameter"),
+    "secretAsEnv": ("secretName", "secretNameParameter"),
+    "secretAsVolume": ("secretName", "secretNameParameter"),
     "imagePullSecret": ("secretName", "secretNameParameter"),
     "configMapAsEnv": ("configMapName", "configMapNameParameter"),
     "configMapAsVolume": ("configMapName", "configMapNameParameter"),
@@ -199,29 +265,39 @@ def min_backend(source: str | Path) -> str:
 
 def problems(source: str | Path, promised: str) -> list[str]:
     """Each required feature of the file that a `promised` backend cannot run: '<what> needs KFP X (where)'."""
-    return [f"{FEATURES[k].what} needs KFP >= {FEATURES[k].first}, promised {promised} ({', '.join(where)})"
-            for k, where in features(source).items()
-            if FEATURES[k].required and version(FEATURES[k].first) > version(promised)]
+    return [
+        f"{FEATURES[k].what} needs KFP >= {FEATURES[k].first}, promised {promised} ({', '.join(where)})"
+        for k, where in features(source).items()
+        if FEATURES[k].required and version(FEATURES[k].first) > version(promised)
+    ]
 
 
 def degraded(source: str | Path, backend: str) -> list[str]:
     """What `backend` ignores of a file it runs (retries, the parallelism limit)."""
-    return [FEATURES[k].lost for k in features(source)
-            if not FEATURES[k].required and version(backend) < version(FEATURES[k].first)]
+    return [
+        FEATURES[k].lost
+        for k in features(source)
+        if not FEATURES[k].required and version(backend) < version(FEATURES[k].first)
+    ]
 
 
 def supported_files(backend: str, jobs: tuple[str, ...] | None = None) -> list[str]:
     """The compiled files that run on KFP `backend`; with `jobs` (the job kinds a release installs), only job
     builds whose default training_backend is one of them."""
-    return [name for name, promise in COMPILED_FILES.items() if version(promise.backend) <= version(backend)
-            and (jobs is None or promise.job is None or promise.job in jobs)]
+    return [
+        name
+        for name, promise in COMPILED_FILES.items()
+        if version(promise.backend) <= version(backend) and (jobs is None or promise.job is None or promise.job in jobs)
+    ]
 
 
 def supported_versions_table() -> str:
     """The Markdown table of README.md and docs/cluster.md (a test keeps them equal to this)."""
-    rows = ["| Kubeflow | KFP backend | Katib | Trainer / Training Operator | artifact store | pipeline file (`pipelines/compiled/`) "
-            "| overlay (`manifests/overlays/`): sweeps |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| Kubeflow | KFP backend | Katib | Trainer / Training Operator | artifact store | pipeline file (`pipelines/compiled/`) "
+        "| overlay (`manifests/overlays/`): sweeps |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for release, ships in KUBEFLOW.items():
         runs = supported_files(ships["kfp"], ships["jobs"])
         files = [f for f in runs if not f.startswith("k8s/")]
@@ -232,12 +308,23 @@ def supported_versions_table() -> str:
             works = ", ".join(f"`{f}`" for f in files)
             if any(f.startswith("k8s/") for f in runs):
                 works += "; `k8s/` with the Kubernetes pipeline store"
-            losses = sorted({lost for f in files if (COMPILED_DIR / f).is_file()
-                             for lost in degraded(COMPILED_DIR / f, ships["kfp"])})
+            losses = sorted(
+                {
+                    lost
+                    for f in files
+                    if (COMPILED_DIR / f).is_file()
+                    for lost in degraded(COMPILED_DIR / f, ships["kfp"])
+                }
+            )
             if losses:
                 works += f" (no {', no '.join(losses)})"
-        overlay = (f"`{ships['overlay']}`: Job, {', '.join(SWEEPS[j] for j in ships['jobs'])} trials"
-                   if ships["overlay"] else "—")
-        rows.append(f"| {release} | {ships['kfp']} | {ships['katib']} | {ships['training']} | {ships['store']} | {works} "
-                    f"| {overlay} |")
+        overlay = (
+            f"`{ships['overlay']}`: Job, {', '.join(SWEEPS[j] for j in ships['jobs'])} trials"
+            if ships["overlay"]
+            else "—"
+        )
+        rows.append(
+            f"| {release} | {ships['kfp']} | {ships['katib']} | {ships['training']} | {ships['store']} | {works} "
+            f"| {overlay} |"
+        )
     return "\n".join(rows)

@@ -9,6 +9,7 @@ the Secret's key where the store is reachable from here. One line per problem, e
 What a check cannot see from here (a Secret or Namespace the caller may not read, a store reachable only
 inside the cluster) is a note, not a problem: the run checks it again where it runs.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,16 +22,22 @@ from model.errors import DataError
 STORAGE_KEYS = ("MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE")
 INJECTION_LABEL = "katib.kubeflow.org/metrics-collector-injection"
 # API group/version -> plural the run creates or reads, per need
-CRDS = {"trainjob": ("trainer.kubeflow.org/v1alpha1", "trainjobs"), "pytorchjob": ("kubeflow.org/v1", "pytorchjobs"),
-        "sweep": ("kubeflow.org/v1beta1", "experiments")}
+CRDS = {
+    "trainjob": ("trainer.kubeflow.org/v1alpha1", "trainjobs"),
+    "pytorchjob": ("kubeflow.org/v1", "pytorchjobs"),
+    "sweep": ("kubeflow.org/v1beta1", "experiments"),
+}
 # (group, resource, verb) the pipeline's calls need: components/training_job.py (create/get a job, list its
 # pods, read rank 0's log, list events), components/katib/ (create/get an Experiment, list its Trials)
 VERBS = {
     "trainjob": [("trainer.kubeflow.org", "trainjobs", "create"), ("trainer.kubeflow.org", "trainjobs", "get")],
     "pytorchjob": [("kubeflow.org", "pytorchjobs", "create"), ("kubeflow.org", "pytorchjobs", "get")],
     "jobs": [("", "pods", "list"), ("", "pods/log", "get"), ("", "events", "list")],
-    "sweep": [("kubeflow.org", "experiments", "create"), ("kubeflow.org", "experiments", "get"),
-              ("kubeflow.org", "trials", "list")],
+    "sweep": [
+        ("kubeflow.org", "experiments", "create"),
+        ("kubeflow.org", "experiments", "get"),
+        ("kubeflow.org", "trials", "list"),
+    ],
 }
 CONNECT_TIMEOUT_S = 3.0  # a store that does not answer this fast is taken as unreachable from here
 
@@ -42,8 +49,11 @@ class Report:
     passed: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        return ([f"problem: {p}" for p in self.problems] + [f"note: {n}" for n in self.notes]
-                + [f"cluster check: {len(self.problems)} problem(s), {len(self.passed)} check(s) passed"])
+        return (
+            [f"problem: {p}" for p in self.problems]
+            + [f"note: {n}" for n in self.notes]
+            + [f"cluster check: {len(self.problems)} problem(s), {len(self.passed)} check(s) passed"]
+        )
 
 
 class Kube:
@@ -58,9 +68,16 @@ class Kube:
 
         try:
             data, status, _ = self.api.call_api(
-                path, method, query_params=query or [], body=body, auth_settings=["BearerToken"],
+                path,
+                method,
+                query_params=query or [],
+                body=body,
+                auth_settings=["BearerToken"],
                 header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                response_type="object", _return_http_data_only=False, _request_timeout=(10, 30))
+                response_type="object",
+                _return_http_data_only=False,
+                _request_timeout=(10, 30),
+            )
             return status, data or {}
         except ApiException as exc:
             try:
@@ -78,7 +95,9 @@ def connect(namespace: str | None) -> tuple[Kube, str]:
     try:
         api = api_client()
     except (ConfigException, OSError) as exc:
-        raise DataError(f"no Kubernetes credentials here (in-cluster or kubeconfig): {str(exc).splitlines()[0]}") from None
+        raise DataError(
+            f"no Kubernetes credentials here (in-cluster or kubeconfig): {str(exc).splitlines()[0]}"
+        ) from None
     if not namespace:
         try:
             namespace = kubeconfig_namespace() or default_namespace("")
@@ -101,8 +120,10 @@ def detect_backend(kube: Kube, release: str) -> str | None:
     if release != "auto":
         kinds = {j for r, ships in KUBEFLOW.items() if r.startswith(f"{release}.") for j in ships["jobs"]}
         if not kinds:
-            raise DataError(f"--release {release!r}: expected auto or one of "
-                            f"{', '.join(sorted({r.rsplit('.', 1)[0] for r in KUBEFLOW}))}")
+            raise DataError(
+                f"--release {release!r}: expected auto or one of "
+                f"{', '.join(sorted({r.rsplit('.', 1)[0] for r in KUBEFLOW}))}"
+            )
         return sorted(kinds)[0]
     for kind in ("trainjob", "pytorchjob"):
         group_version, plural = CRDS[kind]
@@ -111,17 +132,29 @@ def detect_backend(kube: Kube, release: str) -> str | None:
     return None
 
 
-def check(kube: Kube, namespace: str, *, trainings: str = "task", training_backend: str | None = None,
-          release: str = "auto", training_runtime: str = "TrainingRuntime/receiptflow-torch", sweep: bool = False,
-          minio_secret: str = "receiptflow-minio", output_uri: str | None = None, host: str | None = None,
-          target: str = "kfp-2.14") -> Report:
+def check(
+    kube: Kube,
+    namespace: str,
+    *,
+    trainings: str = "task",
+    training_backend: str | None = None,
+    release: str = "auto",
+    training_runtime: str = "TrainingRuntime/receiptflow-torch",
+    sweep: bool = False,
+    minio_secret: str = "receiptflow-minio",
+    output_uri: str | None = None,
+    host: str | None = None,
+    target: str = "kfp-2.14",
+) -> Report:
     report = Report()
     needs = []
     if trainings == "job":
         backend = training_backend or detect_backend(kube, release)
         if backend is None:
-            report.problems.append("this cluster serves neither TrainJobs (Kubeflow Trainer v2) nor PyTorchJobs "
-                                   "(Training Operator v1): --trainings job has nothing to run on; use --trainings task")
+            report.problems.append(
+                "this cluster serves neither TrainJobs (Kubeflow Trainer v2) nor PyTorchJobs "
+                "(Training Operator v1): --trainings job has nothing to run on; use --trainings task"
+            )
         else:
             needs.append(backend)
     if sweep:
@@ -147,9 +180,11 @@ def _check_crds(kube: Kube, needs: list[str], report: Report) -> None:
         if served is not None and plural in served:
             report.passed.append(f"{plural}.{group_version} served")
             continue
-        fix = {"trainjob": "install Kubeflow Trainer v2 (Kubeflow 1.11), or on 1.10 pass training_backend=pytorchjob",
-               "pytorchjob": "Kubeflow 1.11 installs no Training Operator: pass training_backend=trainjob",
-               "sweep": "install Katib (cluster admin)"}[need]
+        fix = {
+            "trainjob": "install Kubeflow Trainer v2 (Kubeflow 1.11), or on 1.10 pass training_backend=pytorchjob",
+            "pytorchjob": "Kubeflow 1.11 installs no Training Operator: pass training_backend=trainjob",
+            "sweep": "install Katib (cluster admin)",
+        }[need]
         report.problems.append(f"the cluster serves no {plural} ({group_version}): {fix}")
 
 
@@ -158,17 +193,24 @@ def _check_runtime(kube: Kube, namespace: str, runtime: str, report: Report) -> 
 
     ref = runtime_ref(runtime)
     base = "/apis/trainer.kubeflow.org/v1alpha1"
-    path = (f"{base}/namespaces/{namespace}/trainingruntimes/{ref['name']}" if ref["kind"] == "TrainingRuntime"
-            else f"{base}/clustertrainingruntimes/{ref['name']}")
+    path = (
+        f"{base}/namespaces/{namespace}/trainingruntimes/{ref['name']}"
+        if ref["kind"] == "TrainingRuntime"
+        else f"{base}/clustertrainingruntimes/{ref['name']}"
+    )
     status, answer = kube.call("GET", path)
     if status == 200:
         report.passed.append(f"{ref['kind']} {ref['name']} present")
     elif status == 404:
-        fix = (f"a cluster admin runs `kubectl apply -n {namespace} -k manifests/trainer` (profile roles may only "
-               "read TrainingRuntimes)" if ref["kind"] == "TrainingRuntime"
-               else "name one that exists (`kubectl get clustertrainingruntimes`)")
-        report.problems.append(f"{ref['kind']} {ref['name']} does not exist in {namespace}: Trainer refuses every "
-                               f"TrainJob of it; {fix}")
+        fix = (
+            f"a cluster admin runs `kubectl apply -n {namespace} -k manifests/trainer` (profile roles may only "
+            "read TrainingRuntimes)"
+            if ref["kind"] == "TrainingRuntime"
+            else "name one that exists (`kubectl get clustertrainingruntimes`)"
+        )
+        report.problems.append(
+            f"{ref['kind']} {ref['name']} does not exist in {namespace}: Trainer refuses every TrainJob of it; {fix}"
+        )
     else:
         report.notes.append(f"cannot read {ref['kind']} {ref['name']} ({status}: {answer.get('message', '')[:160]})")
 
@@ -182,24 +224,34 @@ def _check_verbs(kube: Kube, namespace: str, needs: list[str], report: Report) -
         attributes = {"namespace": namespace, "verb": verb, "group": group, "resource": resource}
         if subresource:
             attributes["subresource"] = subresource
-        status, answer = kube.call("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                                   {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                                    "spec": {"resourceAttributes": attributes}})
+        status, answer = kube.call(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes},
+            },
+        )
         what = f"{verb} {group or 'core'}/{resource}{'/' + subresource if subresource else ''}"
         if status >= 300:
             report.notes.append(f"cannot ask whether you may {what} ({status})")
         elif answer.get("status", {}).get("allowed"):
             report.passed.append(f"may {what}")
         else:
-            report.problems.append(f"you may not {what} in {namespace}: in a Kubeflow profile `kubeflow-edit` grants "
-                                   "it (is this your profile?); elsewhere bind manifests/base/rbac.yaml's Roles")
+            report.problems.append(
+                f"you may not {what} in {namespace}: in a Kubeflow profile `kubeflow-edit` grants "
+                "it (is this your profile?); elsewhere bind manifests/base/rbac.yaml's Roles"
+            )
 
 
 def _check_secret(kube: Kube, namespace: str, name: str, report: Report) -> dict | None:
     status, answer = kube.call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
     if status == 404:
-        report.problems.append(f"Secret {name} does not exist in {namespace}: create it from mlpipeline-minio-artifact "
-                               "(docs/cluster.md, step 2)")
+        report.problems.append(
+            f"Secret {name} does not exist in {namespace}: create it from mlpipeline-minio-artifact "
+            "(docs/cluster.md, step 2)"
+        )
         return None
     if status != 200:
         report.notes.append(f"cannot read Secret {name} ({status}): its keys are not checked")
@@ -207,8 +259,10 @@ def _check_secret(kube: Kube, namespace: str, name: str, report: Report) -> dict
     data = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (answer.get("data") or {}).items()}
     missing = [k for k in STORAGE_KEYS if not data.get(k, "").strip()]
     if missing:
-        report.problems.append(f"Secret {name} in {namespace} has no {', '.join(missing)}: the pipelines read all of "
-                               f"{', '.join(STORAGE_KEYS)} from it (docs/cluster.md, step 2)")
+        report.problems.append(
+            f"Secret {name} in {namespace} has no {', '.join(missing)}: the pipelines read all of "
+            f"{', '.join(STORAGE_KEYS)} from it (docs/cluster.md, step 2)"
+        )
         return None
     report.passed.append(f"Secret {name} has {', '.join(STORAGE_KEYS)}")
     return data
@@ -222,21 +276,27 @@ def _check_katib(kube: Kube, namespace: str, minio_secret: str, report: Report) 
         if (answer.get("metadata", {}).get("labels") or {}).get(INJECTION_LABEL) == "enabled":
             report.passed.append(f"namespace {namespace} labelled {INJECTION_LABEL}=enabled")
         else:
-            report.problems.append(f"namespace {namespace} lacks the label {INJECTION_LABEL}=enabled: Katib injects no "
-                                   "metrics collector there and no trial reports a value (a cluster admin labels it; "
-                                   "Kubeflow profiles have it)")
+            report.problems.append(
+                f"namespace {namespace} lacks the label {INJECTION_LABEL}=enabled: Katib injects no "
+                "metrics collector there and no trial reports a value (a cluster admin labels it; "
+                "Kubeflow profiles have it)"
+            )
             return  # Katib's webhook refuses every Experiment there for the same reason
     else:  # a profile owner may not read Namespaces: Katib's webhook checks the label in the dry run below
         report.notes.append(f"cannot read namespace {namespace} ({status}): Katib's dry run checks its label")
     body = sweep.experiment("receiptflow-cluster-check", namespace=namespace, minio_secret=minio_secret)
-    status, answer = kube.call("POST", f"/apis/kubeflow.org/v1beta1/namespaces/{namespace}/experiments", body,
-                               query=[("dryRun", "All")])
+    status, answer = kube.call(
+        "POST", f"/apis/kubeflow.org/v1beta1/namespaces/{namespace}/experiments", body, query=[("dryRun", "All")]
+    )
     if status < 300:
         report.passed.append("Katib accepts the sweep's Experiment (dry run)")
     elif status in (400, 403, 422) and "denied the request" in answer.get("message", ""):
         message = answer["message"]
-        hint = ("; register medianstop-floor in katib-config (a cluster admin: docs/earlystop.md)"
-                if "medianstop-floor" in message else "")
+        hint = (
+            "; register medianstop-floor in katib-config (a cluster admin: docs/earlystop.md)"
+            if "medianstop-floor" in message
+            else ""
+        )
         report.problems.append(f"Katib refuses the sweep's Experiment: {message[:300]}{hint}")
     elif status != 404:  # 404: no Katib, already a problem above
         report.notes.append(f"cannot dry-run the sweep's Experiment ({status}: {answer.get('message', '')[:160]})")
@@ -257,8 +317,10 @@ def _check_kfp(host: str, target: str, trainings: str, report: Report) -> None:
     if not tag or not tag[0].isdigit():
         report.notes.append(f"the KFP API at {host} does not say its version (tag_name {tag!r})")
     elif version(tag) < version(needed):
-        report.problems.append(f"the KFP API at {host} is {tag}, and {name} needs KFP >= {needed}: submit with "
-                               "--target kfp-2.5 (README, Supported versions)")
+        report.problems.append(
+            f"the KFP API at {host} is {tag}, and {name} needs KFP >= {needed}: submit with "
+            "--target kfp-2.5 (README, Supported versions)"
+        )
     else:
         report.passed.append(f"KFP {tag} runs {name} (needs >= {needed})")
 
@@ -273,8 +335,10 @@ def _check_store(secret: dict, output_uri: str, report: Report) -> None:
     try:
         socket.create_connection((host or endpoint, int(port or 443)), timeout=CONNECT_TIMEOUT_S).close()
     except (OSError, ValueError):
-        report.notes.append(f"the store {endpoint} is not reachable from here: {output_uri} is checked by the run "
-                            "(its validate step) where it runs")
+        report.notes.append(
+            f"the store {endpoint} is not reachable from here: {output_uri} is checked by the run "
+            "(its validate step) where it runs"
+        )
         return
     try:
         Remote(workers=1, source=secret).check_bucket(parse_uri(output_uri)[0], output_uri)

@@ -7,6 +7,7 @@ published to ``<output_uri>/runs/<run_id>/`` as on a cluster; rerunning with the
 kfp.local 2.17 honours the trainings' retry policy (kfp/local/orchestrator/task_executor.py), but
 a killed run (Ctrl-C, SIGKILL, a reboot) is recovered only by that rerun.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,9 @@ LOCAL_ROOT = Path(pipelines.LOCAL_ROOT)
 PARALLEL_TASKS = 2  # kfp.local runs at most two ParallelFor iterations at a time
 
 
-def run_local(params: dict, *, pipeline_root: str | Path | None = None, verbose: bool = False,
-              resume: bool = False) -> str:
+def run_local(
+    params: dict, *, pipeline_root: str | Path | None = None, verbose: bool = False, resume: bool = False
+) -> str:
     """Run the pipeline; print its summary; return the prefix the results were published under.
     `resume`: params["run_id"] names an earlier run with checkpoints to resume from (pipelines/resume.py)."""
     from kfp import local
@@ -51,8 +53,11 @@ def run_local(params: dict, *, pipeline_root: str | Path | None = None, verbose:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // PARALLEL_TASKS)))
     root = Path(pipeline_root) if pipeline_root else LOCAL_ROOT / "kfp"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root.resolve()), raise_on_error=True)
-    print(f"run {params['run_id']}: dataset {params['dataset_uri']}, results under {params['output_uri']}/runs/{params['run_id']}/"
-          f" (if it stops, rerun the same command with --resume {params['run_id']})", flush=True)
+    print(
+        f"run {params['run_id']}: dataset {params['dataset_uri']}, results under {params['output_uri']}/runs/{params['run_id']}/"
+        f" (if it stops, rerun the same command with --resume {params['run_id']})",
+        flush=True,
+    )
     started = time.monotonic()
     with warnings.catch_warnings(), _quiet_executor(not verbose):
         # our image holds Python and the package; locally the tasks run in this environment
@@ -61,8 +66,10 @@ def run_local(params: dict, *, pipeline_root: str | Path | None = None, verbose:
         try:
             prefix = run8_kfold(**params).output
         except RuntimeError as exc:
-            raise DataError(f"pipeline run {params['run_id']} failed: {exc} (the task's log is above); once fixed, "
-                            f"rerun with --resume {params['run_id']} to continue from its checkpoints") from None
+            raise DataError(
+                f"pipeline run {params['run_id']} failed: {exc} (the task's log is above); once fixed, "
+                f"rerun with --resume {params['run_id']} to continue from its checkpoints"
+            ) from None
     print(f"\nfinished in {(time.monotonic() - started) / 60:.1f} min\n", flush=True)
     print(read_summary(prefix), flush=True)
     print(f"submission: {prefix}/submission.csv", flush=True)

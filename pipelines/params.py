@@ -1,6 +1,7 @@
 """Pipeline parameters from the command line (`--param key=value`) and from YAML files, typed
 and checked against the signature of the pipeline being run (run8_kfold unless told: the kfp-2.5
 build, the job-backed build) before anything runs."""
+
 from __future__ import annotations
 
 import difflib
@@ -64,8 +65,9 @@ def load_params_file(path: str | Path, pipeline=None, absent: Absent | None = No
     return check_params(raw, source=str(p), pipeline=pipeline, absent=absent)
 
 
-def check_params(params: dict[str, Any], source: str = "--param", pipeline=None,
-                 absent: Absent | None = None) -> dict[str, Any]:
+def check_params(
+    params: dict[str, Any], source: str = "--param", pipeline=None, absent: Absent | None = None
+) -> dict[str, Any]:
     """Names `pipeline` lacks and values of the wrong type are errors: `absent(name)` says why when
     another build has the name (e.g. a job parameter given to the one-pod pipeline), else the
     closest valid names are suggested."""
@@ -116,8 +118,13 @@ def _coerce(name: str, value: Any, kind: str, source: str) -> Any:
     return float(value) if kind == "Float" else value
 
 
-_KIND_NAMES = {"String": "a string", "Integer": "an integer", "Float": "a number", "Boolean": "true or false",
-               "Dict": "a mapping, e.g. {\"gpu\": \"a100\"}"}
+_KIND_NAMES = {
+    "String": "a string",
+    "Integer": "an integer",
+    "Float": "a number",
+    "Boolean": "true or false",
+    "Dict": 'a mapping, e.g. {"gpu": "a100"}',
+}
 
 
 def check_run(params: dict[str, Any], *, check_dataset: bool = True, pipeline=None) -> None:
@@ -143,11 +150,14 @@ def check_job_parameters(p: dict[str, Any]) -> None:
     from components import training_job as tj
 
     try:
-        tj.check_job(p["training_backend"], p["num_nodes"], p["gpus_per_node"], p["job_timeout_minutes"],
-                     p["training_runtime"])
+        tj.check_job(
+            p["training_backend"], p["num_nodes"], p["gpus_per_node"], p["job_timeout_minutes"], p["training_runtime"]
+        )
     except ValueError as exc:
         raise DataError(str(exc)) from None
     namespace = p["namespace"].strip()
     if namespace and (len(namespace) > 63 or not _NAMESPACE.fullmatch(namespace)):
-        raise DataError(f"namespace={p['namespace']!r}: expected a Kubernetes namespace (lowercase letters, digits "
-                        "and '-', at most 63), or empty for the run's own")
+        raise DataError(
+            f"namespace={p['namespace']!r}: expected a Kubernetes namespace (lowercase letters, digits "
+            "and '-', at most 63), or empty for the run's own"
+        )

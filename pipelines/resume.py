@@ -7,6 +7,7 @@ to 2.3 ignore them, 2.4-2.5 retry only root-DAG tasks (not the folds in the Para
 default policy never retries a pod that was deleted (preemption, eviction, node drain) — see
 docs/fault-tolerance.md. A run without an explicit `run_id` publishes under the KFP run's id, so
 `--resume <KFP run id>` finds its checkpoints."""
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -53,8 +54,9 @@ def check_resumable(params: dict[str, Any], *, warn: Callable[[str], None] | Non
         warn(f"warning: cannot check {prefix}/checkpoints/ from here ({exc}); submitting the resume anyway")
         return
     if not found:
-        raise DataError(f"--resume {run_id}: no checkpoint under {prefix}/checkpoints/ (no <task>/last.pt), "
-                        "so nothing would resume. Check the run id (the run_id the run was given, else its KFP run "
-                        "id) and output_uri; to start over under this id on purpose, pass --param run_id=" + run_id)
+        raise DataError(
+            f"--resume {run_id}: no checkpoint under {prefix}/checkpoints/ (no <task>/last.pt), "
+            "so nothing would resume. Check the run id (the run_id the run was given, else its KFP run "
+            "id) and output_uri; to start over under this id on purpose, pass --param run_id=" + run_id
+        )
     print(f"resuming run {run_id} from {prefix}/checkpoints/: {', '.join(found)}", flush=True)
-

@@ -39,13 +39,25 @@ from components.validate_run import validate_run
 from pipelines import unrolled as unrolled_components
 
 NAME = "run8-kfold"
-DESCRIPTION = ("Run 8 replication → Run 3 fallback gate → K-fold training → ensemble chosen on held-out labels → "
-               "submission CSV → MinIO (the seed's plan)")
+DESCRIPTION = (
+    "Run 8 replication → Run 3 fallback gate → K-fold training → ensemble chosen on held-out labels → "
+    "submission CSV → MinIO (the seed's plan)"
+)
 DEFAULT_FOLDS = 5  # ParallelFor parallelism is fixed at compile time: one pod per fold of the default
 
 # The seed's sweep (report §3.2 and §7): Run 8, the replication config, and Run 3, the fallback.
-RUN8 = {"lr": 0.0005134333170096499, "weight_decay": 6.797303101020006e-05, "t_max": 24, "eta_min": 6.388390006720873e-06}
-RUN3 = {"lr": 0.0003845588887231477, "weight_decay": 0.00013939498132089153, "t_max": 22, "eta_min": 1.8596851896215065e-05}
+RUN8 = {
+    "lr": 0.0005134333170096499,
+    "weight_decay": 6.797303101020006e-05,
+    "t_max": 24,
+    "eta_min": 6.388390006720873e-06,
+}
+RUN3 = {
+    "lr": 0.0003845588887231477,
+    "weight_decay": 0.00013939498132089153,
+    "t_max": 22,
+    "eta_min": 1.8596851896215065e-05,
+}
 
 # Kubernetes settings of the tasks (requests; memory limits at 1.5x)
 MINIO_SECRET = "receiptflow-minio"
@@ -58,10 +70,21 @@ TRAIN_RETRIES = 3
 TRAIN_BACKOFF = "60s"
 TRAIN_BACKOFF_FACTOR = 2.0
 # run8_kfold_trainjob: every training a multi-node job (components/run_training_job.py, docs/distributed.md)
-JOB_DEFAULTS = {"training_backend": "trainjob", "num_nodes": 1, "gpus_per_node": 4,
-                "training_runtime": "TrainingRuntime/receiptflow-torch", "namespace": "", "job_timeout_minutes": 2880}
+JOB_DEFAULTS = {
+    "training_backend": "trainjob",
+    "num_nodes": 1,
+    "gpus_per_node": 4,
+    "training_runtime": "TrainingRuntime/receiptflow-torch",
+    "namespace": "",
+    "job_timeout_minutes": 2880,
+}
 JOB_POLL_SECONDS = 30
-PREDICTED = ("predictions", "maps", "calibration_predictions", "calibration_maps")  # predict's outputs the ensemble takes
+PREDICTED = (
+    "predictions",
+    "maps",
+    "calibration_predictions",
+    "calibration_maps",
+)  # predict's outputs the ensemble takes
 
 
 @dataclass(frozen=True)
@@ -69,6 +92,7 @@ class Fixed:
     """What the kfp-2.5 build fixes at compile time. 2.5.0 would also resolve them as parameters (PR
     #11770; 2.4.1 drops those fields and sends an empty Secret name), but literals are read by every
     2.x backend, which leaves `{{$.pipeline_job_uuid}}` the build's only 2.5.0 dependency."""
+
     minio_secret: str = MINIO_SECRET
     node_selector: dict = field(default_factory=dict)  # label -> value, e.g. {"gpu": "a100"}
     tolerations: tuple = ()  # Kubernetes tolerations: {"key", "operator", "value", "effect", "tolerationSeconds"}
@@ -86,27 +110,39 @@ def _gpu(task: dsl.PipelineTask, name: str, place) -> dsl.PipelineTask:
     task.set_accelerator_type(GPU).set_accelerator_limit(1)
     task.set_cpu_request(GPU_TASK["cpu"]).set_memory_request(GPU_TASK["memory"])
     task.set_memory_limit(_times(GPU_TASK["memory"], 1.5))
-    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=GPU_TASK["shm"])
+    kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=GPU_TASK["shm"]
+    )
     place(task)
     return task
 
 
 def _placed_by_parameters(node_selector, tolerations):
     """kfp-2.14: node selector and tolerations are run parameters (nodeSelectorJson, tolerationJson)."""
+
     def place(task):
         kubernetes.add_node_selector_json(task, node_selector)
         kubernetes.add_toleration_json(task, tolerations)
+
     return place
 
 
 def _placed_at_compile_time(fixed: Fixed):
     """kfp-2.5: literal nodeSelector / tolerations (none when `fixed` has none)."""
+
     def place(task):
         for label, value in fixed.node_selector.items():
             kubernetes.add_node_selector(task, label_key=label, label_value=value)
         for t in fixed.tolerations:
-            kubernetes.add_toleration(task, key=t.get("key"), operator=t.get("operator", "Equal"), value=t.get("value"),
-                                      effect=t.get("effect"), toleration_seconds=t.get("tolerationSeconds"))
+            kubernetes.add_toleration(
+                task,
+                key=t.get("key"),
+                operator=t.get("operator", "Equal"),
+                value=t.get("value"),
+                effect=t.get("effect"),
+                toleration_seconds=t.get("tolerationSeconds"),
+            )
+
     return place
 
 
@@ -142,49 +178,139 @@ def _plan(p: dict, secret, place, unrolled: bool, jobs: bool = False):
     the one-input-per-fold ensemble and publish of pipelines/unrolled.py, instead of a ParallelFor
     over choose_config's plan and `dsl.Collected` (backend >= 2.14, PR #11725)."""
     job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # resolved by the backend from 2.5.0 (driver.go:1648-1650, PR #11599)
-    checked = _external(_storage(_cpu(validate_run(
-        dataset_uri=p["dataset_uri"], preset=p["preset"], epochs=p["epochs"], thresh=p["thresh"],
-        box_thresh=p["box_thresh"], max_candidates=p["max_candidates"], run8_lr=p["run8_lr"],
-        run8_weight_decay=p["run8_weight_decay"], run8_t_max=p["run8_t_max"], run8_eta_min=p["run8_eta_min"],
-        run3_lr=p["run3_lr"], run3_weight_decay=p["run3_weight_decay"], run3_t_max=p["run3_t_max"],
-        run3_eta_min=p["run3_eta_min"], folds=p["folds"], calibration=p["calibration"], min_vote=p["min_vote"],
-        ensemble_iou=p["ensemble_iou"],
-        overrides=p["overrides"], init_from=p["init_from"],
-    ), "check parameters"), secret))
-    data = _external(_storage(_cpu(prepare_dataset(dataset_uri=p["dataset_uri"], strict=p["strict"]), "prepare dataset"),
-                              secret))
+    checked = _external(
+        _storage(
+            _cpu(
+                validate_run(
+                    dataset_uri=p["dataset_uri"],
+                    preset=p["preset"],
+                    epochs=p["epochs"],
+                    thresh=p["thresh"],
+                    box_thresh=p["box_thresh"],
+                    max_candidates=p["max_candidates"],
+                    run8_lr=p["run8_lr"],
+                    run8_weight_decay=p["run8_weight_decay"],
+                    run8_t_max=p["run8_t_max"],
+                    run8_eta_min=p["run8_eta_min"],
+                    run3_lr=p["run3_lr"],
+                    run3_weight_decay=p["run3_weight_decay"],
+                    run3_t_max=p["run3_t_max"],
+                    run3_eta_min=p["run3_eta_min"],
+                    folds=p["folds"],
+                    calibration=p["calibration"],
+                    min_vote=p["min_vote"],
+                    ensemble_iou=p["ensemble_iou"],
+                    overrides=p["overrides"],
+                    init_from=p["init_from"],
+                ),
+                "check parameters",
+            ),
+            secret,
+        )
+    )
+    data = _external(
+        _storage(_cpu(prepare_dataset(dataset_uri=p["dataset_uri"], strict=p["strict"]), "prepare dataset"), secret)
+    )
     data.after(checked)
     # its inputs are upstream artifacts: a fresh prepare_dataset artifact is a cache miss
-    split = _cpu(split_folds(dataset=data.outputs["dataset"], k=p["folds"], seed=p["fold_seed"], hold_out=p["calibration"]),
-                 "split folds")
-    common = dict(dataset=data.outputs["dataset"], folds=split.outputs["folds"], preset=p["preset"], epochs=p["epochs"],
-                  thresh=p["thresh"], box_thresh=p["box_thresh"], max_candidates=p["max_candidates"],
-                  overrides=p["overrides"], init_from=p["init_from"], output_uri=p["output_uri"], run_id=p["run_id"],
-                  job_id=job_id)
+    split = _cpu(
+        split_folds(dataset=data.outputs["dataset"], k=p["folds"], seed=p["fold_seed"], hold_out=p["calibration"]),
+        "split folds",
+    )
+    common = dict(
+        dataset=data.outputs["dataset"],
+        folds=split.outputs["folds"],
+        preset=p["preset"],
+        epochs=p["epochs"],
+        thresh=p["thresh"],
+        box_thresh=p["box_thresh"],
+        max_candidates=p["max_candidates"],
+        overrides=p["overrides"],
+        init_from=p["init_from"],
+        output_uri=p["output_uri"],
+        run_id=p["run_id"],
+        job_id=job_id,
+    )
 
     def training(fold, hyper: dict, name: str) -> dsl.PipelineTask:
-        if jobs:  # a retry or resumed run attaches to a running or succeeded job of its name, else makes the next attempt
-            task = _external(_storage(_cpu(train_job(
-                fold=fold, **hyper, **common, training_backend=p["training_backend"], num_nodes=p["num_nodes"],
-                gpus_per_node=p["gpus_per_node"], training_runtime=p["training_runtime"], minio_secret=secret,
-                image=IMAGE, cpu_per_gpu=GPU_TASK["cpu"], memory_per_gpu_gi=int(GPU_TASK["memory"].removesuffix("Gi")),
-                namespace=p["namespace"], timeout_minutes=p["job_timeout_minutes"], poll_seconds=JOB_POLL_SECONDS),
-                f"{name} (multi-node job)"), secret))
+        if (
+            jobs
+        ):  # a retry or resumed run attaches to a running or succeeded job of its name, else makes the next attempt
+            task = _external(
+                _storage(
+                    _cpu(
+                        train_job(
+                            fold=fold,
+                            **hyper,
+                            **common,
+                            training_backend=p["training_backend"],
+                            num_nodes=p["num_nodes"],
+                            gpus_per_node=p["gpus_per_node"],
+                            training_runtime=p["training_runtime"],
+                            minio_secret=secret,
+                            image=IMAGE,
+                            cpu_per_gpu=GPU_TASK["cpu"],
+                            memory_per_gpu_gi=int(GPU_TASK["memory"].removesuffix("Gi")),
+                            namespace=p["namespace"],
+                            timeout_minutes=p["job_timeout_minutes"],
+                            poll_seconds=JOB_POLL_SECONDS,
+                        ),
+                        f"{name} (multi-node job)",
+                    ),
+                    secret,
+                )
+            )
         else:
             task = _external(_storage(_gpu(train(fold=fold, **hyper, **common), name, place), secret))
         return retried(task)
 
     def prediction(model: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
-        return _gpu(predict(model=model.outputs["model"], dataset=data.outputs["dataset"], split="test",
-                            calibration=p["calibration"]), name, place)
+        return _gpu(
+            predict(
+                model=model.outputs["model"],
+                dataset=data.outputs["dataset"],
+                split="test",
+                calibration=p["calibration"],
+            ),
+            name,
+            place,
+        )
 
-    replication = training(-1, dict(lr=p["run8_lr"], weight_decay=p["run8_weight_decay"], t_max=p["run8_t_max"],
-                                    eta_min=p["run8_eta_min"]), "train replication (Run 8)")
-    scored = _gpu(evaluate(model=replication.outputs["model"], dataset=data.outputs["dataset"], folds=split.outputs["folds"],
-                           fold=-1, split="val"), "evaluate replication", place)
-    rule = dict(hmean=scored.outputs["hmean"], success_hmean=p["success_hmean"], acceptable_hmean=p["acceptable_hmean"],
-                **{k: p[k] for k in ("run8_lr", "run8_weight_decay", "run8_t_max", "run8_eta_min", "run3_lr",
-                                     "run3_weight_decay", "run3_t_max", "run3_eta_min")}, folds=p["folds"])
+    replication = training(
+        -1,
+        dict(lr=p["run8_lr"], weight_decay=p["run8_weight_decay"], t_max=p["run8_t_max"], eta_min=p["run8_eta_min"]),
+        "train replication (Run 8)",
+    )
+    scored = _gpu(
+        evaluate(
+            model=replication.outputs["model"],
+            dataset=data.outputs["dataset"],
+            folds=split.outputs["folds"],
+            fold=-1,
+            split="val",
+        ),
+        "evaluate replication",
+        place,
+    )
+    rule = dict(
+        hmean=scored.outputs["hmean"],
+        success_hmean=p["success_hmean"],
+        acceptable_hmean=p["acceptable_hmean"],
+        **{
+            k: p[k]
+            for k in (
+                "run8_lr",
+                "run8_weight_decay",
+                "run8_t_max",
+                "run8_eta_min",
+                "run3_lr",
+                "run3_weight_decay",
+                "run3_t_max",
+                "run3_eta_min",
+            )
+        },
+        folds=p["folds"],
+    )
     hyper_names = ("lr", "weight_decay", "t_max", "eta_min")
     if unrolled:
         chosen = _cpu(unrolled_components.choose_config(**rule), "choose config (Run 8 or Run 3)")
@@ -208,15 +334,40 @@ def _plan(p: dict, secret, place, unrolled: bool, jobs: bool = False):
         predictions = {out: dsl.Collected(fold_pred.outputs[out]) for out in PREDICTED}
         fuse, publish_to = ensemble, publish
 
-    fused = _cpu(fuse(**predictions, dataset=data.outputs["dataset"], calibration=p["calibration"], min_vote=p["min_vote"],
-                      iou=p["ensemble_iou"], thresh=p["thresh"], box_thresh=p["box_thresh"]), "ensemble")
+    fused = _cpu(
+        fuse(
+            **predictions,
+            dataset=data.outputs["dataset"],
+            calibration=p["calibration"],
+            min_vote=p["min_vote"],
+            iou=p["ensemble_iou"],
+            thresh=p["thresh"],
+            box_thresh=p["box_thresh"],
+        ),
+        "ensemble",
+    )
     csv = _cpu(make_submission(fused=fused.outputs["fused"], dataset=data.outputs["dataset"]), "submission CSV")
-    published = _external(_storage(_cpu(publish_to(
-        submission=csv.outputs["submission"], fused=fused.outputs["fused"], replication=replication.outputs["model"],
-        **models, decision=chosen.outputs["decision"], data_report=data.outputs["report"],
-        ensemble_metrics=fused.outputs["metrics"], ensemble_report=fused.outputs["report"], output_uri=p["output_uri"],
-        run_id=p["run_id"], job_id=job_id,
-    ), "publish to MinIO"), secret))
+    published = _external(
+        _storage(
+            _cpu(
+                publish_to(
+                    submission=csv.outputs["submission"],
+                    fused=fused.outputs["fused"],
+                    replication=replication.outputs["model"],
+                    **models,
+                    decision=chosen.outputs["decision"],
+                    data_report=data.outputs["report"],
+                    ensemble_metrics=fused.outputs["metrics"],
+                    ensemble_report=fused.outputs["report"],
+                    output_uri=p["output_uri"],
+                    run_id=p["run_id"],
+                    job_id=job_id,
+                ),
+                "publish to MinIO",
+            ),
+            secret,
+        )
+    )
     return published.outputs["Output"]
 
 
@@ -254,8 +405,10 @@ JOBS = [(k, type(v), v) for k, v in JOB_DEFAULTS.items()]
 def _pipeline_function(name: str, params: list[tuple], doc: str, plan: Callable[[dict], object]) -> Callable:
     """A function with the signature `params` (what @dsl.pipeline reads, through inspect.signature) whose call
     hands its arguments, defaults filled, to `plan` as one dict."""
-    sig = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=t)
-                             for n, t, d in params], return_annotation=str)
+    sig = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=t) for n, t, d in params],
+        return_annotation=str,
+    )
 
     def pipeline(*args, **kwargs):
         bound = sig.bind(*args, **kwargs)
@@ -266,20 +419,28 @@ def _pipeline_function(name: str, params: list[tuple], doc: str, plan: Callable[
     return pipeline
 
 
-run8_kfold = dsl.pipeline(name=NAME, description=DESCRIPTION)(_pipeline_function(
-    "run8_kfold", PLAN_HEAD + FOLDS + PLAN_TAIL + PLACEMENT,
-    """The seed's plan; `overrides` are extra `key=value` config overrides for every training;
+run8_kfold = dsl.pipeline(name=NAME, description=DESCRIPTION)(
+    _pipeline_function(
+        "run8_kfold",
+        PLAN_HEAD + FOLDS + PLAN_TAIL + PLACEMENT,
+        """The seed's plan; `overrides` are extra `key=value` config overrides for every training;
     `init_from` a checkpoint (s3:// URI, e.g. a pretraining run's best.pt; "" none) every training
     (replication and folds) starts from, checked to exist by the first task.
     `calibration`: the split kept out of the folds on which the ensemble's method is chosen ("val";
     "none": pool it into the folds and vote with `min_vote` / `ensemble_iou`).
     Returns the prefix the results were published under.""",
-    lambda p: _plan(p, p["minio_secret"], _placed_by_parameters(p["node_selector"], p["tolerations"]), unrolled=False)))
+        lambda p: _plan(
+            p, p["minio_secret"], _placed_by_parameters(p["node_selector"], p["tolerations"]), unrolled=False
+        ),
+    )
+)
 
 run8_kfold_trainjob = dsl.pipeline(
-    name=f"{NAME}-trainjob", description=DESCRIPTION + " [trainings as multi-node TrainJobs / PyTorchJobs]")(
+    name=f"{NAME}-trainjob", description=DESCRIPTION + " [trainings as multi-node TrainJobs / PyTorchJobs]"
+)(
     _pipeline_function(
-        "run8_kfold_trainjob", PLAN_HEAD + FOLDS + PLAN_TAIL + PLACEMENT + JOBS,
+        "run8_kfold_trainjob",
+        PLAN_HEAD + FOLDS + PLAN_TAIL + PLACEMENT + JOBS,
         """run8_kfold with every training (the replication and each fold) run as a multi-node job:
     `training_backend` "trainjob" (Kubeflow Trainer v2 TrainJob of `training_runtime`: NAME of a
     ClusterTrainingRuntime such as torch-distributed, or TrainingRuntime/NAME) or "pytorchjob"
@@ -287,8 +448,11 @@ run8_kfold_trainjob = dsl.pipeline(
     `node_selector` / `tolerations` place the prediction and evaluation pods; the training pods are
     placed by the runtime (TrainJob) or run where the scheduler puts them (PyTorchJob).
     Returns the prefix the results were published under.""",
-        lambda p: _plan(p, p["minio_secret"], _placed_by_parameters(p["node_selector"], p["tolerations"]),
-                        unrolled=False, jobs=True)))
+        lambda p: _plan(
+            p, p["minio_secret"], _placed_by_parameters(p["node_selector"], p["tolerations"]), unrolled=False, jobs=True
+        ),
+    )
+)
 
 
 def run8_kfold_kfp25(fixed: Fixed = Fixed()):
@@ -296,14 +460,20 @@ def run8_kfold_kfp25(fixed: Fixed = Fixed()):
     unrolled, no `folds` parameter (K is fixed at compile time), and the MinIO Secret and the
     placement of `fixed` written into the YAML instead of offered as parameters."""
     if unrolled_components.FOLDS != DEFAULT_FOLDS:
-        raise ValueError(f"pipelines/unrolled.py takes {unrolled_components.FOLDS} folds, DEFAULT_FOLDS is {DEFAULT_FOLDS}")
+        raise ValueError(
+            f"pipelines/unrolled.py takes {unrolled_components.FOLDS} folds, DEFAULT_FOLDS is {DEFAULT_FOLDS}"
+        )
     return dsl.pipeline(name=NAME, description=DESCRIPTION + f" [KFP 2.5 build: {DEFAULT_FOLDS} folds unrolled]")(
         _pipeline_function(
-            "run8_kfold", PLAN_HEAD + PLAN_TAIL,
+            "run8_kfold",
+            PLAN_HEAD + PLAN_TAIL,
             """The seed's plan; `overrides` are extra `key=value` config overrides for every training;
         `init_from` a checkpoint URI every training starts from ("" none). Returns the prefix the results were published under.""",
-            lambda p: _plan(dict(p, folds=DEFAULT_FOLDS), fixed.minio_secret, _placed_at_compile_time(fixed),
-                            unrolled=True)))
+            lambda p: _plan(
+                dict(p, folds=DEFAULT_FOLDS), fixed.minio_secret, _placed_at_compile_time(fixed), unrolled=True
+            ),
+        )
+    )
 
 
 def run8_kfold_trainjob_kfp25(fixed: Fixed = Fixed()):
@@ -311,11 +481,22 @@ def run8_kfold_trainjob_kfp25(fixed: Fixed = Fixed()):
     with every training a multi-node job. Its default backend is "pytorchjob": Kubeflow 1.10 ships
     the Training Operator v1 and no Trainer v2 (the job launcher needs no newer KFP feature)."""
     jobs = [(n, t, "pytorchjob" if n == "training_backend" else d) for n, t, d in JOBS]
-    return dsl.pipeline(name=f"{NAME}-trainjob", description=DESCRIPTION + f" [KFP 2.5 build: {DEFAULT_FOLDS} folds "
-                        "unrolled; trainings as multi-node PyTorchJobs / TrainJobs]")(
+    return dsl.pipeline(
+        name=f"{NAME}-trainjob",
+        description=DESCRIPTION + f" [KFP 2.5 build: {DEFAULT_FOLDS} folds "
+        "unrolled; trainings as multi-node PyTorchJobs / TrainJobs]",
+    )(
         _pipeline_function(
-            "run8_kfold_trainjob", PLAN_HEAD + PLAN_TAIL + jobs,
+            "run8_kfold_trainjob",
+            PLAN_HEAD + PLAN_TAIL + jobs,
             """run8_kfold (KFP 2.5 build) with every training a PyTorchJob (Training Operator v1, default) or
         TrainJob of `num_nodes` x `gpus_per_node` GPUs. Returns the prefix the results were published under.""",
-            lambda p: _plan(dict(p, folds=DEFAULT_FOLDS), fixed.minio_secret, _placed_at_compile_time(fixed),
-                            unrolled=True, jobs=True)))
+            lambda p: _plan(
+                dict(p, folds=DEFAULT_FOLDS),
+                fixed.minio_secret,
+                _placed_at_compile_time(fixed),
+                unrolled=True,
+                jobs=True,
+            ),
+        )
+    )

@@ -9,6 +9,7 @@ it flags Run 1 (0.8606) and nothing else.
 
 Statistics use the sample standard deviation (ddof=1); z of the best = (best − mean) / sd.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,14 @@ from components.katib.trials import Trial, best_trial, natural_key, rank_trials
 
 # The seed report's §6.1 figures (percent of val/hmean; z in σ), as printed there.
 SEED_CLAIMS: dict[str, float] = {
-    "mean": 95.74, "median": 96.21, "std": 2.83, "max": 96.60, "min": 86.06,
-    "mean_without_outliers": 96.22, "median_without_outliers": 96.23, "std_without_outliers": 0.26,
+    "mean": 95.74,
+    "median": 96.21,
+    "std": 2.83,
+    "max": 96.60,
+    "min": 86.06,
+    "mean_without_outliers": 96.22,
+    "median_without_outliers": 96.23,
+    "std_without_outliers": 0.26,
     "z_best_without_outliers": 1.46,
 }
 
@@ -29,16 +36,15 @@ _MAD_SCALE = 1.4826
 _MAD_K = 3.0
 
 
-
 @dataclass
 class Stats:
     n: int
     mean: float
     median: float
-    std: float | None          # sample sd (ddof=1); None for n < 2
+    std: float | None  # sample sd (ddof=1); None for n < 2
     min: float
     max: float
-    z_best: float | None       # (best − mean) / std, best = max when maximizing
+    z_best: float | None  # (best − mean) / std, best = max when maximizing
 
 
 @dataclass
@@ -54,16 +60,16 @@ class Bucket:
 class Analysis:
     objective: str
     maximize: bool
-    ranking: list[Trial]                   # rankable trials, best first (ties: natural name order)
-    excluded: list[Trial]                  # failed / killed / metrics-unavailable / no metric
+    ranking: list[Trial]  # rankable trials, best first (ties: natural name order)
+    excluded: list[Trial]  # failed / killed / metrics-unavailable / no metric
     stats: Stats
     outliers: list[Trial]
     stats_without_outliers: Stats
-    early_beat_completed: list[Trial]      # early-stopped trials better than every Succeeded one
+    early_beat_completed: list[Trial]  # early-stopped trials better than every Succeeded one
     recommended: Trial
-    fallback: Trial | None                 # best Succeeded trial other than `recommended`
+    fallback: Trial | None  # best Succeeded trial other than `recommended`
     buckets: dict[str, list[Bucket]] = field(default_factory=dict)
-    bucket_kind: dict[str, str] = field(default_factory=dict)   # "log", "linear" or "category"
+    bucket_kind: dict[str, str] = field(default_factory=dict)  # "log", "linear" or "category"
 
 
 def compute_stats(values: list[float], *, maximize: bool = True) -> Stats:
@@ -74,8 +80,9 @@ def compute_stats(values: list[float], *, maximize: bool = True) -> Stats:
     sd = statistics.stdev(values) if len(values) > 1 else None
     best = max(values) if maximize else min(values)
     z = (best - mean) / sd if sd else None
-    return Stats(n=len(values), mean=mean, median=statistics.median(values), std=sd,
-                 min=min(values), max=max(values), z_best=z)
+    return Stats(
+        n=len(values), mean=mean, median=statistics.median(values), std=sd, min=min(values), max=max(values), z_best=z
+    )
 
 
 def find_outliers(values: list[float]) -> list[int]:
@@ -142,9 +149,15 @@ def bucketize(trials: list[Trial], param: str) -> tuple[str, list[Bucket]]:
     buckets = []
     for label, ts in groups.items():
         ms = [t.metric for t in ts]
-        buckets.append(Bucket(label=label, count=len(ts), mean=statistics.fmean(ms) if ms else None,
-                              max=max(ms) if ms else None,
-                              trials=[t.name for t in sorted(ts, key=lambda t: natural_key(t.name))]))
+        buckets.append(
+            Bucket(
+                label=label,
+                count=len(ts),
+                mean=statistics.fmean(ms) if ms else None,
+                max=max(ms) if ms else None,
+                trials=[t.name for t in sorted(ts, key=lambda t: natural_key(t.name))],
+            )
+        )
     return kind, buckets
 
 
@@ -173,11 +186,20 @@ def analyze(trials: list[Trial], *, objective: str = "val/hmean", maximize: bool
     buckets, kinds = {}, {}
     for p in params:
         kinds[p], buckets[p] = bucketize(ranking, p)
-    return Analysis(objective=objective, maximize=maximize, ranking=ranking, excluded=excluded,
-                    stats=compute_stats(values, maximize=maximize), outliers=outliers,
-                    stats_without_outliers=compute_stats(kept or values, maximize=maximize),
-                    early_beat_completed=early, recommended=recommended, fallback=fallback,
-                    buckets=buckets, bucket_kind=kinds)
+    return Analysis(
+        objective=objective,
+        maximize=maximize,
+        ranking=ranking,
+        excluded=excluded,
+        stats=compute_stats(values, maximize=maximize),
+        outliers=outliers,
+        stats_without_outliers=compute_stats(kept or values, maximize=maximize),
+        early_beat_completed=early,
+        recommended=recommended,
+        fallback=fallback,
+        buckets=buckets,
+        bucket_kind=kinds,
+    )
 
 
 def compare_claims(analysis: Analysis, claimed: dict[str, float], *, decimals: int = 2) -> list[dict]:
@@ -185,17 +207,27 @@ def compare_claims(analysis: Analysis, claimed: dict[str, float], *, decimals: i
     z in σ. A claim differs when |claimed − computed| exceeds half a unit of the claim's last
     place (0.005 for 2 decimals): more than rounding explains."""
     s, w = analysis.stats, analysis.stats_without_outliers
-    computed = {"mean": s.mean * 100, "median": s.median * 100, "std": (s.std or 0) * 100,
-                "max": s.max * 100, "min": s.min * 100, "z_best": s.z_best,
-                "mean_without_outliers": w.mean * 100, "median_without_outliers": w.median * 100,
-                "std_without_outliers": (w.std or 0) * 100, "z_best_without_outliers": w.z_best,
-                "max_without_outliers": w.max * 100, "min_without_outliers": w.min * 100}
-    half = 0.5 * 10 ** -decimals + 1e-9
+    computed = {
+        "mean": s.mean * 100,
+        "median": s.median * 100,
+        "std": (s.std or 0) * 100,
+        "max": s.max * 100,
+        "min": s.min * 100,
+        "z_best": s.z_best,
+        "mean_without_outliers": w.mean * 100,
+        "median_without_outliers": w.median * 100,
+        "std_without_outliers": (w.std or 0) * 100,
+        "z_best_without_outliers": w.z_best,
+        "max_without_outliers": w.max * 100,
+        "min_without_outliers": w.min * 100,
+    }
+    half = 0.5 * 10**-decimals + 1e-9
     rows = []
     for key, claim in claimed.items():
         if key not in computed:
             raise KeyError(f"unknown claim {key!r}; known: {', '.join(computed)}")
         value = computed[key]
-        rows.append({"key": key, "claimed": claim, "computed": value,
-                     "differs": value is None or abs(claim - value) > half})
+        rows.append(
+            {"key": key, "claimed": claim, "computed": value, "differs": value is None or abs(claim - value) > half}
+        )
     return rows

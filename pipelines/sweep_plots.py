@@ -1,5 +1,6 @@
 """The sweep report's plots (matplotlib, Agg): the metric against each parameter, parallel
 coordinates and learning curves where the export has them."""
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,11 @@ def draw_plots(analysis: Analysis, plot_dir: Path) -> list[tuple[str, Path]]:
         plt.close(fig)
         out.append((f"{analysis.objective} vs {p}", path))
 
-    numeric = [p for p, k in analysis.bucket_kind.items()
-               if all(isinstance(t.parameters.get(p), (int, float)) for t in ranking)]
+    numeric = [
+        p
+        for p, k in analysis.bucket_kind.items()
+        if all(isinstance(t.parameters.get(p), (int, float)) for t in ranking)
+    ]
     if len(numeric) >= 2:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         kept = [t.metric for t in ranking if id(t) not in out_ids] or [t.metric for t in ranking]
@@ -59,8 +63,13 @@ def draw_plots(analysis: Analysis, plot_dir: Path) -> list[tuple[str, Path]]:
             lo, hi = f(min(vs)), f(max(vs))
             scaled[p] = [(f(v) - lo) / (hi - lo) if hi > lo else 0.5 for v in vs]
         for i, t in enumerate(ranking):
-            ax.plot(range(len(numeric)), [scaled[p][i] for p in numeric], color=cmap(norm(t.metric)),
-                    linestyle="--" if id(t) in out_ids else "-", alpha=0.85)
+            ax.plot(
+                range(len(numeric)),
+                [scaled[p][i] for p in numeric],
+                color=cmap(norm(t.metric)),
+                linestyle="--" if id(t) in out_ids else "-",
+                alpha=0.85,
+            )
         ax.set_xticks(range(len(numeric)))
         ax.set_xticklabels([p + (" (log)" if analysis.bucket_kind[p] == "log" else "") for p in numeric])
         ax.set_ylabel("scaled to [0, 1] (min → max)")

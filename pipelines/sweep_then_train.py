@@ -23,8 +23,11 @@ from pipelines.sweep import experiment
 NAME = "sweep-then-train"
 
 
-@dsl.pipeline(name=NAME, description="Katib Bayesian sweep (median stop) → best trial by absolute val/hmean, early-stopped "
-              "ones included → run8-kfold with it as the replication config")
+@dsl.pipeline(
+    name=NAME,
+    description="Katib Bayesian sweep (median stop) → best trial by absolute val/hmean, early-stopped "
+    "ones included → run8-kfold with it as the replication config",
+)
 def sweep_then_train(
     dataset_uri: str = "s3://receiptflow/datasets/receipts",
     output_uri: str = "s3://receiptflow",
@@ -46,18 +49,41 @@ def sweep_then_train(
 ) -> str:
     # filled in per run by run_katib_experiment (components/katib/experiments.py)
     template = experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@", minio_secret="@MINIO_SECRET@")
-    sweep = run_katib_experiment(experiment=template, namespace=namespace, dataset_uri=dataset_uri, output_uri=output_uri,
-                                 minio_secret=minio_secret, name_suffix=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                 timeout_minutes=sweep_timeout_minutes, poll_seconds=60)
+    sweep = run_katib_experiment(
+        experiment=template,
+        namespace=namespace,
+        dataset_uri=dataset_uri,
+        output_uri=output_uri,
+        minio_secret=minio_secret,
+        name_suffix=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        timeout_minutes=sweep_timeout_minutes,
+        poll_seconds=60,
+    )
     sweep.set_display_name("Katib sweep").set_caching_options(False)
-    best = select_best_trial(experiment_name=sweep.outputs["name"], namespace=sweep.outputs["namespace"], objective="val/hmean")
+    best = select_best_trial(
+        experiment_name=sweep.outputs["name"], namespace=sweep.outputs["namespace"], objective="val/hmean"
+    )
     best.set_display_name("best trial (absolute val/hmean)")
     train = run8_kfold(
-        dataset_uri=dataset_uri, output_uri=output_uri, preset=preset, epochs=epochs,
-        run8_lr=best.outputs["lr"], run8_weight_decay=best.outputs["weight_decay"], run8_t_max=best.outputs["t_max"],
-        run8_eta_min=best.outputs["eta_min"], run3_lr=run3_lr, run3_weight_decay=run3_weight_decay, run3_t_max=run3_t_max,
-        run3_eta_min=run3_eta_min, folds=folds, calibration=calibration, min_vote=min_vote, overrides=overrides, minio_secret=minio_secret,
-        node_selector=node_selector, tolerations=tolerations,
+        dataset_uri=dataset_uri,
+        output_uri=output_uri,
+        preset=preset,
+        epochs=epochs,
+        run8_lr=best.outputs["lr"],
+        run8_weight_decay=best.outputs["weight_decay"],
+        run8_t_max=best.outputs["t_max"],
+        run8_eta_min=best.outputs["eta_min"],
+        run3_lr=run3_lr,
+        run3_weight_decay=run3_weight_decay,
+        run3_t_max=run3_t_max,
+        run3_eta_min=run3_eta_min,
+        folds=folds,
+        calibration=calibration,
+        min_vote=min_vote,
+        overrides=overrides,
+        minio_secret=minio_secret,
+        node_selector=node_selector,
+        tolerations=tolerations,
     )
     train.set_display_name("run8-kfold with the best trial")
     return train.output

@@ -4,6 +4,7 @@ components must live in a real file; tests/test_backends.py fails when that file
 
     python -m pipelines.unrolled_source        # after changing K (run8_kfold.DEFAULT_FOLDS) or this template
 """
+
 from __future__ import annotations
 
 import sys
@@ -52,7 +53,9 @@ def source(k: int) -> str:
     lists = ",\n".join(lists)
     models = "".join(f"    models_{i}: Input[Model],\n" for i in range(k))
     model_list = ", ".join(f"models_{i}" for i in range(k))
-    return HEADER.format(k=k) + f'''
+    return (
+        HEADER.format(k=k)
+        + f'''
 import inspect
 from typing import NamedTuple
 
@@ -147,6 +150,7 @@ assert all(FOLDS == _per_fold(ensemble.python_func, prefix) for prefix in ("maps
     "ensemble must take every per-fold input once per fold"
 assert FOLDS == _per_fold(publish.python_func, "models_"), "ensemble and publish must take the same number of folds"
 '''
+    )
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ component import them by these names). Generic names can be shadowed: a `model.p
 distribution's package of the same name. The console script starts here, so it can say so in one
 line instead of failing deep inside an import.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,12 +26,18 @@ def shadowed() -> list[str]:
         spec = module.__spec__ if module is not None else importlib.util.find_spec(name)
         where = None
         if spec is not None:
-            where = spec.origin if spec.origin not in (None, "namespace") else next(iter(spec.submodule_search_locations or []), None)
+            where = (
+                spec.origin
+                if spec.origin not in (None, "namespace")
+                else next(iter(spec.submodule_search_locations or []), None)
+            )
         ours = home / name
         if where is None or ours not in (Path(where).resolve(), Path(where).resolve().parent):
-            problems.append(f"'{name}' would import from {where or 'nowhere'}, not from receiptflow's {ours}: a module or "
-                            f"folder named {name} on PYTHONPATH or in the current directory shadows it (rename it, or run "
-                            "from another directory)")
+            problems.append(
+                f"'{name}' would import from {where or 'nowhere'}, not from receiptflow's {ours}: a module or "
+                f"folder named {name} on PYTHONPATH or in the current directory shadows it (rename it, or run "
+                "from another directory)"
+            )
     return problems
 
 

@@ -5,6 +5,7 @@ Tests that need ../shared (the real SROIE photos) skip where it is absent, so a 
 everything else. CI sets RECEIPTFLOW_REQUIRE_SHARED=1 (.ci/run): there a missing folder fails
 those tests instead, so they can never pass there by skipping.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,11 @@ def shared_required() -> bool:
 def missing_shared_data(reason: str):
     """Skip the test, or fail it where CI requires the shared data (RECEIPTFLOW_REQUIRE_SHARED=1)."""
     if shared_required():
-        pytest.fail(f"{reason}; {REQUIRE_SHARED_ENV}=1 requires it: put the team's shared folder at {SHARED_DIR}, "
-                    f"or unset {REQUIRE_SHARED_ENV} to skip these tests", pytrace=False)
+        pytest.fail(
+            f"{reason}; {REQUIRE_SHARED_ENV}=1 requires it: put the team's shared folder at {SHARED_DIR}, "
+            f"or unset {REQUIRE_SHARED_ENV} to skip these tests",
+            pytrace=False,
+        )
     pytest.skip(reason)
 
 
@@ -47,7 +51,9 @@ def missing_shared_data(reason: str):
 def shared_dir() -> Path:
     """../shared relative to the repository root; tests that need it skip where it is absent (fail in CI)."""
     if not SHARED_DIR.is_dir():
-        missing_shared_data(f"shared data folder {SHARED_DIR} is absent (it lives next to the repository on the team's machines)")
+        missing_shared_data(
+            f"shared data folder {SHARED_DIR} is absent (it lives next to the repository on the team's machines)"
+        )
     return SHARED_DIR
 
 
@@ -158,6 +164,7 @@ def slow_fixture(fn=None, **kwargs):
 
     Its tests are marked `slow`; when its scope is wider than one test, the tests sharing it run on
     one xdist worker (`make test` -n auto --dist loadgroup), so it is made once, not once per worker."""
+
     def wrap(f):
         setattr(f, _SLOW, True)
         return pytest.fixture(**kwargs)(f)
@@ -212,8 +219,11 @@ def _unmarked_tests_stay_units(request, monkeypatch):
 
     def refuse(what: str) -> None:
         started.append((what, threading.current_thread() is threading.main_thread()))
-        pytest.fail(f"{request.node.nodeid} {what} but is not marked slow: mark it @pytest.mark.slow, or take the "
-                    "work from a @slow_fixture (tests/conftest.py, tiers)", pytrace=False)
+        pytest.fail(
+            f"{request.node.nodeid} {what} but is not marked slow: mark it @pytest.mark.slow, or take the "
+            "work from a @slow_fixture (tests/conftest.py, tiers)",
+            pytrace=False,
+        )
 
     real_init = subprocess.Popen.__init__
 
@@ -227,8 +237,11 @@ def _unmarked_tests_stay_units(request, monkeypatch):
     monkeypatch.setattr(subprocess.Popen, "__init__", popen_init)
     if "model.train" in sys.modules:  # in process (`main(["train", ...])`, components): where an epoch starts,
         # so that a test of what train() refuses before any epoch stays a unit
-        monkeypatch.setattr(sys.modules["model.train"], "_progress",
-                            lambda *a, **kw: refuse("trains a model (an epoch of model.train.train)"))
+        monkeypatch.setattr(
+            sys.modules["model.train"],
+            "_progress",
+            lambda *a, **kw: refuse("trains a model (an epoch of model.train.train)"),
+        )
     yield
     elsewhere = [what for what, main in started if not main]  # raised in another thread, maybe swallowed there
     if elsewhere:

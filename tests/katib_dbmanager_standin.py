@@ -10,6 +10,7 @@
   (cmd/metricscollector/v1beta1/file-metricscollector/main.go:147-262,336-386): the objective's best
   value so far, compared once, at its start_step-th report.
 """
+
 from __future__ import annotations
 
 import re
@@ -80,8 +81,11 @@ def collector_stops(text: str, rules, objective: str, goal: str, filters: list[s
                         if steps[r.name] != 0:
                             continue  # checked only when it reaches 0: once, at start_step
                     limit = float(r.value)
-                    if ((r.comparison == pb2.EQUAL and value == limit) or (r.comparison == pb2.LESS and value < limit)
-                            or (r.comparison == pb2.GREATER and value > limit)):
+                    if (
+                        (r.comparison == pb2.EQUAL and value == limit)
+                        or (r.comparison == pb2.LESS and value < limit)
+                        or (r.comparison == pb2.GREATER and value > limit)
+                    ):
                         pending.remove(r)
         if not pending:
             return reports
@@ -98,18 +102,25 @@ class DBManager(services.DBManagerServicer):
         self.logs.setdefault(trial, []).extend(logs)
 
     def ReportObservationLog(self, request, context):
-        self.report(request.trial_name, [(m.time_stamp, m.metric.name, m.metric.value)
-                                         for m in request.observation_log.metric_logs])
+        self.report(
+            request.trial_name,
+            [(m.time_stamp, m.metric.name, m.metric.value) for m in request.observation_log.metric_logs],
+        )
         return pb2.ReportObservationLogReply()
 
     def GetObservationLog(self, request, context):
         self.requests.append((request.trial_name, request.metric_name))
         if self.down:
             context.abort(grpc.StatusCode.UNAVAILABLE, "Failed to get ObservationLogs: dial tcp: connection refused")
-        rows = [r for r in self.logs.get(request.trial_name, []) if not request.metric_name or r[1] == request.metric_name]
+        rows = [
+            r for r in self.logs.get(request.trial_name, []) if not request.metric_name or r[1] == request.metric_name
+        ]
         rows.sort(key=lambda r: _time(r[0]))  # ORDER BY time (stable, as MySQL happens to be for equal times)
-        return pb2.GetObservationLogReply(observation_log=pb2.ObservationLog(metric_logs=[
-            pb2.MetricLog(time_stamp=t, metric=pb2.Metric(name=n, value=v)) for t, n, v in rows]))
+        return pb2.GetObservationLogReply(
+            observation_log=pb2.ObservationLog(
+                metric_logs=[pb2.MetricLog(time_stamp=t, metric=pb2.Metric(name=n, value=v)) for t, n, v in rows]
+            )
+        )
 
 
 @contextmanager

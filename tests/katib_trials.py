@@ -13,6 +13,7 @@ rule; tests/test_trials.py checks that the files are what this module writes.
 
     python -m tests.katib_trials      # rewrite the fixtures
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,12 @@ EARLY_STOPPING_RULES = [{"name": "val/hmean", "value": "0.9612", "comparison": "
 OUTCOMES = {
     "Succeeded": ("Succeeded", "TrialSucceeded", "Trial has succeeded", DONE),
     "EarlyStopped": ("EarlyStopped", "TrialEarlyStopped", "Trial is early stopped", EARLY),
-    "Failed": ("Failed", "TrialFailed", "Trial has failed. Job message: Job has reached the specified backoff limit", EARLY),
+    "Failed": (
+        "Failed",
+        "TrialFailed",
+        "Trial has failed. Job message: Job has reached the specified backoff limit",
+        EARLY,
+    ),
     "FailedOOM": ("Failed", "TrialFailed", "Trial has failed. Job message: Pod OOMKilled", EARLY),
     "Killed": ("Killed", "TrialKilled", "Trial has been killed", EARLY),
     "MetricsUnavailable": ("MetricsUnavailable", "MetricsUnavailable", "Metrics are not available", EARLY),
@@ -45,35 +51,60 @@ PRECISION, RECALL = ("0.9712", "0.9731", "0.9012"), ("0.9583", "0.9601", "0.8855
 # file -> (a `kubectl get trials -o json` List or a plain list, [(name suffix, (lr, weight_decay, T_max,
 # eta_min), outcome, val/hmean (latest, max, min) or None or "unavailable")])
 SCENARIOS = {
-    "katib_trials_early_stopped_best.json": ("List", [
-        ("4xk2pq7z", ("0.0003845588887231477", "0.00013939498132089153", "22", "1.8596851896215065e-05"), "Succeeded",
-         ("0.9647", "0.9647", "0.9011")),
-        ("8hm3r5tw", ("0.0005134333170096499", "6.797303101020006e-05", "24", "6.388390006720873e-06"), "EarlyStopped",
-         ("0.9660", "0.9660", "0.9034")),
-        ("c9vb2n6s", ("0.00041117", "0.00012301", "22", "1.8811e-05"), "Succeeded", ("0.9629", "0.9629", "0.8977")),
-        ("q2w7e4ra", ("0.00027912", "7.0133e-05", "24", "6.3801e-06"), "EarlyStopped", ("0.9561", "0.9564", "0.8802")),
-    ]),
-    "katib_trials_failed_running.json": ("list", [
-        ("a1failed", ("0.00059", "0.00049", "20", "4.9e-05"), "Failed", None),
-        ("b2failed", ("0.00026", "0.00045", "22", "4.1e-05"), "FailedOOM", None),
-        ("c3killed", ("0.00050", "6.1e-05", "24", "6.0e-06"), "Killed", ("0.9702", "0.9702", "0.9100")),
-        ("d4running", ("0.00044", "0.000116", "24", "1.66e-05"), "Running", ("0.9581", "0.9581", "0.8803")),
-        ("e5done", ("0.000396", "8.0e-05", "22", "1.93e-05"), "Succeeded", ("0.9625", "0.9631", "0.8990")),
-        ("f6done", ("0.000413", "0.000134", "20", "1.94e-05"), "Succeeded", ("0.9623", "0.9623", "0.8950")),
-    ]),
-    "katib_trials_none_succeeded.json": ("List", [
-        ("x1", ("0.00059", "0.00049", "20", "4.9e-05"), "Failed", None),
-        ("x2", ("0.00031", "0.00021", "22", "2.2e-05"), "MetricsUnavailable", "unavailable"),
-        ("x3", ("0.00027", "0.00033", "24", "3.0e-05"), "FailedOOM", None),
-    ]),
+    "katib_trials_early_stopped_best.json": (
+        "List",
+        [
+            (
+                "4xk2pq7z",
+                ("0.0003845588887231477", "0.00013939498132089153", "22", "1.8596851896215065e-05"),
+                "Succeeded",
+                ("0.9647", "0.9647", "0.9011"),
+            ),
+            (
+                "8hm3r5tw",
+                ("0.0005134333170096499", "6.797303101020006e-05", "24", "6.388390006720873e-06"),
+                "EarlyStopped",
+                ("0.9660", "0.9660", "0.9034"),
+            ),
+            ("c9vb2n6s", ("0.00041117", "0.00012301", "22", "1.8811e-05"), "Succeeded", ("0.9629", "0.9629", "0.8977")),
+            (
+                "q2w7e4ra",
+                ("0.00027912", "7.0133e-05", "24", "6.3801e-06"),
+                "EarlyStopped",
+                ("0.9561", "0.9564", "0.8802"),
+            ),
+        ],
+    ),
+    "katib_trials_failed_running.json": (
+        "list",
+        [
+            ("a1failed", ("0.00059", "0.00049", "20", "4.9e-05"), "Failed", None),
+            ("b2failed", ("0.00026", "0.00045", "22", "4.1e-05"), "FailedOOM", None),
+            ("c3killed", ("0.00050", "6.1e-05", "24", "6.0e-06"), "Killed", ("0.9702", "0.9702", "0.9100")),
+            ("d4running", ("0.00044", "0.000116", "24", "1.66e-05"), "Running", ("0.9581", "0.9581", "0.8803")),
+            ("e5done", ("0.000396", "8.0e-05", "22", "1.93e-05"), "Succeeded", ("0.9625", "0.9631", "0.8990")),
+            ("f6done", ("0.000413", "0.000134", "20", "1.94e-05"), "Succeeded", ("0.9623", "0.9623", "0.8950")),
+        ],
+    ),
+    "katib_trials_none_succeeded.json": (
+        "List",
+        [
+            ("x1", ("0.00059", "0.00049", "20", "4.9e-05"), "Failed", None),
+            ("x2", ("0.00031", "0.00021", "22", "2.2e-05"), "MetricsUnavailable", "unavailable"),
+            ("x3", ("0.00027", "0.00033", "24", "3.0e-05"), "FailedOOM", None),
+        ],
+    ),
 }
 
 
 def _experiment() -> dict:
     from pipelines.sweep import experiment
 
-    body = experiment(dataset_uri="s3://receiptflow/datasets/receipts", output_uri="s3://receiptflow",
-                      minio_secret="receiptflow-minio")
+    body = experiment(
+        dataset_uri="s3://receiptflow/datasets/receipts",
+        output_uri="s3://receiptflow",
+        minio_secret="receiptflow-minio",
+    )
     body["metadata"]["namespace"] = NAMESPACE
     return body
 
@@ -96,40 +127,93 @@ def trial(exp: dict, suffix: str, values: tuple[str, ...], outcome: str, hmean) 
     spec, template = exp["spec"], exp["spec"]["trialTemplate"]
     name = f"{exp['metadata']['name']}-{suffix}"
     assignments = dict(zip([p["name"] for p in spec["parameters"]], values))
-    conditions = [{"type": "Created", "status": "True", "reason": "TrialCreated", "message": "Trial is created",
-                   "lastUpdateTime": CREATED, "lastTransitionTime": CREATED}]
+    conditions = [
+        {
+            "type": "Created",
+            "status": "True",
+            "reason": "TrialCreated",
+            "message": "Trial is created",
+            "lastUpdateTime": CREATED,
+            "lastTransitionTime": CREATED,
+        }
+    ]
     kind, reason, message, end = OUTCOMES[outcome]
     status = {"startTime": CREATED, "conditions": conditions}
     if kind is None:
-        conditions.append({"type": "Running", "status": "True", "reason": "TrialRunning", "message": "Trial is running",
-                           "lastUpdateTime": CREATED, "lastTransitionTime": CREATED})
+        conditions.append(
+            {
+                "type": "Running",
+                "status": "True",
+                "reason": "TrialRunning",
+                "message": "Trial is running",
+                "lastUpdateTime": CREATED,
+                "lastTransitionTime": CREATED,
+            }
+        )
         status["lastReconcileTime"] = CREATED
     else:
-        conditions += [{"type": "Running", "status": "False", "reason": "TrialRunning", "message": "Trial is not running",
-                        "lastUpdateTime": end, "lastTransitionTime": end},
-                       {"type": kind, "status": "True", "reason": reason, "message": message,
-                        "lastUpdateTime": end, "lastTransitionTime": end}]
+        conditions += [
+            {
+                "type": "Running",
+                "status": "False",
+                "reason": "TrialRunning",
+                "message": "Trial is not running",
+                "lastUpdateTime": end,
+                "lastTransitionTime": end,
+            },
+            {
+                "type": kind,
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastUpdateTime": end,
+                "lastTransitionTime": end,
+            },
+        ]
         status |= {"completionTime": end, "lastReconcileTime": end}
     if hmean == "unavailable":
-        status["observation"] = {"metrics": [{"name": spec["objective"]["objectiveMetricName"], "latest": hmean,
-                                              "max": hmean, "min": hmean}]}
+        status["observation"] = {
+            "metrics": [{"name": spec["objective"]["objectiveMetricName"], "latest": hmean, "max": hmean, "min": hmean}]
+        }
     elif hmean is not None:
         names = [spec["objective"]["objectiveMetricName"], *spec["objective"]["additionalMetricNames"]]
-        status["observation"] = {"metrics": [{"name": n, "latest": v[0], "max": v[1], "min": v[2]}
-                                             for n, v in zip(names, (hmean, PRECISION, RECALL))]}
+        status["observation"] = {
+            "metrics": [
+                {"name": n, "latest": v[0], "max": v[1], "min": v[2]} for n, v in zip(names, (hmean, PRECISION, RECALL))
+            ]
+        }
     obj = {
-        "apiVersion": exp["apiVersion"], "kind": "Trial",
-        "metadata": {"name": name, "namespace": NAMESPACE, "creationTimestamp": CREATED, "generation": 1,
-                     "finalizers": ["clean-metrics-in-db"], "labels": {"katib.kubeflow.org/experiment": exp["metadata"]["name"]},
-                     "ownerReferences": [{"apiVersion": exp["apiVersion"], "kind": "Experiment", "name": exp["metadata"]["name"],
-                                          "uid": EXPERIMENT_UID, "controller": True, "blockOwnerDeletion": True}]},
-        "spec": {"objective": spec["objective"],
-                 "parameterAssignments": [{"name": k, "value": v} for k, v in assignments.items()],
-                 "earlyStoppingRules": EARLY_STOPPING_RULES, "runSpec": _run_spec(template, name, assignments),
-                 "retainRun": template["retain"], "metricsCollector": spec["metricsCollectorSpec"],
-                 "primaryContainerName": template["primaryContainerName"],
-                 "successCondition": template.get("successCondition", JOB_SUCCESS),
-                 "failureCondition": template.get("failureCondition", JOB_FAILURE)},
+        "apiVersion": exp["apiVersion"],
+        "kind": "Trial",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "creationTimestamp": CREATED,
+            "generation": 1,
+            "finalizers": ["clean-metrics-in-db"],
+            "labels": {"katib.kubeflow.org/experiment": exp["metadata"]["name"]},
+            "ownerReferences": [
+                {
+                    "apiVersion": exp["apiVersion"],
+                    "kind": "Experiment",
+                    "name": exp["metadata"]["name"],
+                    "uid": EXPERIMENT_UID,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "objective": spec["objective"],
+            "parameterAssignments": [{"name": k, "value": v} for k, v in assignments.items()],
+            "earlyStoppingRules": EARLY_STOPPING_RULES,
+            "runSpec": _run_spec(template, name, assignments),
+            "retainRun": template["retain"],
+            "metricsCollector": spec["metricsCollectorSpec"],
+            "primaryContainerName": template["primaryContainerName"],
+            "successCondition": template.get("successCondition", JOB_SUCCESS),
+            "failureCondition": template.get("failureCondition", JOB_FAILURE),
+        },
         "status": status,
     }
     model = V1beta1Trial.from_dict(obj)  # Katib's types: an unknown or misspelled field is dropped, a wrong type raises
@@ -141,8 +225,11 @@ def build() -> dict[str, object]:
     out = {}
     for file, (shape, rows) in SCENARIOS.items():
         items = [trial(exp, *row) for row in rows]
-        out[file] = {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items} \
-            if shape == "List" else items
+        out[file] = (
+            {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items}
+            if shape == "List"
+            else items
+        )
     return out
 
 

@@ -1,6 +1,7 @@
 """What the Kubernetes API stand-ins of the launcher tests share (tests/test_run_katib_experiment.py,
 tests/test_trainjob_launcher.py): a ThreadingHTTPServer on a free loopback port that the real
 `kubernetes` client reaches through a kubeconfig file, JSON answers and Kubernetes Status errors."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,17 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _status(self, code: int, reason: str, message: str) -> None:
-        self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
-                          "message": message, "code": code})
+        self._send(
+            code,
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": reason,
+                "message": message,
+                "code": code,
+            },
+        )
 
     def _body(self) -> dict:
         return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -39,10 +49,14 @@ def serving(server: ThreadingHTTPServer, tmp_path, monkeypatch, namespace: str =
 
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "stand-in",
-              "clusters": [{"name": "stand-in", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-              "users": [{"name": "nobody", "user": {}}],
-              "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "nobody"}}]}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "stand-in",
+        "clusters": [{"name": "stand-in", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+        "users": [{"name": "nobody", "user": {}}],
+        "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "nobody"}}],
+    }
     (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
@@ -81,10 +95,17 @@ class _TrialsHandler(Handler):
         parts = url.path.split("/")  # '', apis, kubeflow.org, v1beta1, namespaces, NS, trials
         assert parts[1:5] == ["apis", "kubeflow.org", "v1beta1", "namespaces"] and parts[6:] == ["trials"], url.path
         if self.server.refuse:
-            self._status(self.server.refuse, "Forbidden", f'trials.kubeflow.org is forbidden: User "system:serviceaccount:'
-                         f'{parts[5]}:default-editor" cannot list resource "trials" in API group "kubeflow.org"')
+            self._status(
+                self.server.refuse,
+                "Forbidden",
+                f'trials.kubeflow.org is forbidden: User "system:serviceaccount:'
+                f'{parts[5]}:default-editor" cannot list resource "trials" in API group "kubeflow.org"',
+            )
             return
         key, _, value = query.get("labelSelector", "").partition("=")
-        items = [o for o in self.server.items if o["metadata"]["namespace"] == parts[5]
-                 and (not key or o["metadata"].get("labels", {}).get(key) == value)]
+        items = [
+            o
+            for o in self.server.items
+            if o["metadata"]["namespace"] == parts[5] and (not key or o["metadata"].get("labels", {}).get(key) == value)
+        ]
         self._send(200, {"apiVersion": "kubeflow.org/v1beta1", "kind": "TrialList", "metadata": {}, "items": items})

@@ -16,6 +16,7 @@ At 256 px the same run learned with seeds 0 and 2 (0.82, 0.81) but seed 1 stayed
 scale too many words fall under min_text_size. The tests ask val/hmean > 0.7 at the end: 0.14
 under the worst seed measured, far above what an untrained or broken detector scores (0.0).
 """
+
 from __future__ import annotations
 
 import json
@@ -49,10 +50,20 @@ class Learned:
 
 
 def train_args(root: Path, out: Path) -> list[str]:
-    return ["preset=cpu_tiny", f"dataset.root={root}", f"output_dir={out}", "dataset.image_size=320",
-            "dataset.batch_size=2", "dataset.num_workers=0", f"trainer.max_epochs={EPOCHS}",
-            f"models.scheduler.T_max={EPOCHS}", f"seed={SEED}", "trainer.eval_workers=2", "resume=never",
-            "trainer.log_every_n_steps=1000"]
+    return [
+        "preset=cpu_tiny",
+        f"dataset.root={root}",
+        f"output_dir={out}",
+        "dataset.image_size=320",
+        "dataset.batch_size=2",
+        "dataset.num_workers=0",
+        f"trainer.max_epochs={EPOCHS}",
+        f"models.scheduler.T_max={EPOCHS}",
+        f"seed={SEED}",
+        "trainer.eval_workers=2",
+        "resume=never",
+        "trainer.log_every_n_steps=1000",
+    ]
 
 
 def learned_run(tmp_path_factory) -> Learned:
@@ -61,12 +72,27 @@ def learned_run(tmp_path_factory) -> Learned:
         from model.data.synth import write_synthetic_dataset
 
         root = tmp_path_factory.mktemp("learn_data")
-        write_synthetic_dataset(root, N_RECEIPTS, seed=DATA_SEED, splits=SPLITS, workers=1, width=(300, 400),
-                                height=(500, 700), progress=False, overwrite=True)
+        write_synthetic_dataset(
+            root,
+            N_RECEIPTS,
+            seed=DATA_SEED,
+            splits=SPLITS,
+            workers=1,
+            width=(300, 400),
+            height=(500, 700),
+            progress=False,
+            overwrite=True,
+        )
         out = tmp_path_factory.mktemp("learned")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run([sys.executable, "-m", "model.cli", "train", *train_args(root, out)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [sys.executable, "-m", "model.cli", "train", *train_args(root, out)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         _cache["run"] = Learned(root, out, proc.stdout, proc.stderr, history)

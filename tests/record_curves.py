@@ -17,6 +17,7 @@ sweep's (pipelines/sweep.py: the seed's bar), so the replay judges the rule a us
 and the exact commands; "created" is the order the replay creates the trials in, a fixed shuffle so that
 early, low and high rates mix as a Bayesian search's first trials do (the order is ours, not measured).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,16 +38,38 @@ SYNTH = ["synth", "--n", "40", "--seed", "11", "--width", "300", "400", "--heigh
 
 
 def train_args(root: Path, out: Path, lr: float) -> list[str]:
-    return ["train", "preset=cpu_tiny", f"dataset.root={root}", f"output_dir={out}", "dataset.image_size=320",
-            "dataset.batch_size=2", "dataset.num_workers=0", f"trainer.max_epochs={EPOCHS}",
-            f"models.scheduler.T_max={EPOCHS}", f"models.optimizer.lr={lr}", "seed=0", "trainer.eval_workers=0",
-            "resume=never", "trainer.log_every_n_steps=1000"]
+    return [
+        "train",
+        "preset=cpu_tiny",
+        f"dataset.root={root}",
+        f"output_dir={out}",
+        "dataset.image_size=320",
+        "dataset.batch_size=2",
+        "dataset.num_workers=0",
+        f"trainer.max_epochs={EPOCHS}",
+        f"models.scheduler.T_max={EPOCHS}",
+        f"models.optimizer.lr={lr}",
+        "seed=0",
+        "trainer.eval_workers=0",
+        "resume=never",
+        "trainer.log_every_n_steps=1000",
+    ]
 
 
 SROIE_EPOCHS = 8
 # (lr, T_max): the preset's cosine over the run at eight rates, then two decaying half as fast.
-SROIE_TRIALS = ((0.0001, 8), (0.0002, 8), (0.0005, 8), (0.001, 8), (0.002, 8), (0.003, 8), (0.005, 8), (0.01, 8),
-                (0.0005, 16), (0.002, 16))
+SROIE_TRIALS = (
+    (0.0001, 8),
+    (0.0002, 8),
+    (0.0005, 8),
+    (0.001, 8),
+    (0.002, 8),
+    (0.003, 8),
+    (0.005, 8),
+    (0.01, 8),
+    (0.0005, 16),
+    (0.002, 16),
+)
 # Creation order: the preset's rate first, then a shuffle mixing low, high and slow-decay trials.
 SROIE_ORDER = (3, 7, 0, 8, 5, 1, 9, 6, 2, 4)
 SROIE_FLOOR = 0.9653  # the checked-in sweep's floor, fixed before recording (pipelines/sweep.py)
@@ -58,10 +81,21 @@ def sroie_name(lr: float, t_max: int) -> str:
 
 
 def sroie_train_args(root: Path, out: Path, lr: float, t_max: int) -> list[str]:
-    return ["train", "preset=cpu_receipts", f"dataset.root={root}", f"output_dir={out}", "dataset.image_size=512",
-            "dataset.num_workers=0", f"trainer.max_epochs={SROIE_EPOCHS}", f"models.scheduler.T_max={t_max}",
-            f"models.optimizer.lr={lr}", "seed=0", "trainer.eval_workers=0", "resume=never",
-            "trainer.log_every_n_steps=1000"]
+    return [
+        "train",
+        "preset=cpu_receipts",
+        f"dataset.root={root}",
+        f"output_dir={out}",
+        "dataset.image_size=512",
+        "dataset.num_workers=0",
+        f"trainer.max_epochs={SROIE_EPOCHS}",
+        f"models.scheduler.T_max={t_max}",
+        f"models.optimizer.lr={lr}",
+        "seed=0",
+        "trainer.eval_workers=0",
+        "resume=never",
+        "trainer.log_every_n_steps=1000",
+    ]
 
 
 def _values(out: Path) -> list[float]:
@@ -82,13 +116,18 @@ def record_sroie_dev(work: Path, train: bool) -> dict:
         if train:
             _run(sroie_train_args(root, out, lr, t_max))
         trials.append({"name": name, "created": created, "lr": lr, "T_max": t_max, "values": _values(out)})
-        commands.append("python -m model.cli " + shlex.join(sroie_train_args(Path("DATA"), Path(f"RUNS/{name}"), lr, t_max)))
+        commands.append(
+            "python -m model.cli " + shlex.join(sroie_train_args(Path("DATA"), Path(f"RUNS/{name}"), lr, t_max))
+        )
     return {
         "description": "cpu_receipts (ImageNet Lite0) on sroie-dev, 48 train / 24 val receipts at 512 px, 8 epochs: "
-                       "8 learning rates 1e-4 to 1e-2 (cosine over the run) and 2 decaying half as fast; val/hmean "
-                       "per epoch (recorded by tests/record_curves.py --set sroie_dev; every value is measured, "
-                       "only the creation order is chosen)",
-        "objective": "maximize", "metric": "val/hmean", "recorded": "all values", "commands": commands,
+        "8 learning rates 1e-4 to 1e-2 (cosine over the run) and 2 decaying half as fast; val/hmean "
+        "per epoch (recorded by tests/record_curves.py --set sroie_dev; every value is measured, "
+        "only the creation order is chosen)",
+        "objective": "maximize",
+        "metric": "val/hmean",
+        "recorded": "all values",
+        "commands": commands,
         # the floor was fixed before recording (SROIE_FLOOR); start_step 4 is Katib's default
         "replay": {"parallel": 2, "start_step": 4, "min_trials_required": 3, "floor": SROIE_FLOOR},
         "trials": trials,
@@ -105,12 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", choices=("cpu_tiny", "sroie_dev"), default="cpu_tiny", help="which sweep to record")
     ap.add_argument("--work", help="scratch folder for the data and the runs (default build/curves[-sroie_dev])")
-    ap.add_argument("--out", help="the fixture (default tests/fixtures/curves/cpu_tiny_lr.json or sroie_dev_lite0.json)")
+    ap.add_argument(
+        "--out", help="the fixture (default tests/fixtures/curves/cpu_tiny_lr.json or sroie_dev_lite0.json)"
+    )
     ap.add_argument("--no-train", action="store_true", help="rebuild the fixture from the runs already in --work")
     args = ap.parse_args(argv)
     tiny = args.set == "cpu_tiny"
     work = (REPO / (args.work or ("build/curves" if tiny else "build/curves-sroie_dev"))).resolve()
-    dest = REPO / (args.out or ("tests/fixtures/curves/cpu_tiny_lr.json" if tiny else "tests/fixtures/curves/sroie_dev_lite0.json"))
+    dest = REPO / (
+        args.out or ("tests/fixtures/curves/cpu_tiny_lr.json" if tiny else "tests/fixtures/curves/sroie_dev_lite0.json")
+    )
     fixture = record_cpu_tiny(work, not args.no_train) if tiny else record_sroie_dev(work, not args.no_train)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(fixture, indent=1) + "\n")
@@ -134,8 +177,11 @@ def record_cpu_tiny(work: Path, train: bool) -> dict:
     default = next(t for t in trials if t["lr"] == 0.003)
     return {
         "description": "cpu_tiny from scratch, 12 learning rates, 10 epochs each, val/hmean per epoch (recorded by "
-                       "tests/record_curves.py; every value is measured, only the creation order is chosen)",
-        "objective": "maximize", "metric": "val/hmean", "recorded": "all values", "commands": commands,
+        "tests/record_curves.py; every value is measured, only the creation order is chosen)",
+        "objective": "maximize",
+        "metric": "val/hmean",
+        "recorded": "all values",
+        "commands": commands,
         # Replay settings: the checked-in sweep's slots and min_trials_required; start_step 4 (Katib's default,
         # 40 % of 10 epochs, near the checked-in 10 of 22); floor = the best val/hmean of the preset's own rate,
         # i.e. "never stop a trial already as good as the default configuration".

@@ -1,6 +1,7 @@
 """A write that runs out of space never leaves half a file under the final name: checkpoints,
 UFO predictions and the submission CSV, each written by a process whose file-size limit
 (RLIMIT_FSIZE, a real "disk full" from the kernel: EFBIG) is hit in the middle of the write."""
+
 from __future__ import annotations
 
 import os
@@ -64,16 +65,26 @@ print("FILES", sorted(p.name for p in out.iterdir()))
 try:  # what the child needs: resource.setrlimit(RLIMIT_FSIZE) and SIGXFSZ (POSIX; not on Windows)
     import resource
 
-    HAS_FSIZE_LIMIT = hasattr(resource, "setrlimit") and hasattr(resource, "RLIMIT_FSIZE") and hasattr(signal, "SIGXFSZ")
+    HAS_FSIZE_LIMIT = (
+        hasattr(resource, "setrlimit") and hasattr(resource, "RLIMIT_FSIZE") and hasattr(signal, "SIGXFSZ")
+    )
 except ImportError:
     HAS_FSIZE_LIMIT = False
 
 
 @pytest.mark.skipif(not HAS_FSIZE_LIMIT, reason="needs resource.RLIMIT_FSIZE and SIGXFSZ (a POSIX system)")
-@pytest.mark.parametrize("kind, name", [("checkpoint", "last.pt"), ("ufo", "pred.json"), ("submission", "submission.csv")])
+@pytest.mark.parametrize(
+    "kind, name", [("checkpoint", "last.pt"), ("ufo", "pred.json"), ("submission", "submission.csv")]
+)
 def test_a_write_that_runs_out_of_space_keeps_the_previous_file(kind, name, tmp_path):
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), kind], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path), kind],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == "FAILED-AS-EXPECTED", proc.stdout

@@ -1,6 +1,7 @@
 """`make bench-quality`'s own logic, offline (the benchmark itself trains for hours and needs the
 peers' venv): which receipts a fold trains on, which post-processing its predictions use, and
 how the table summarises folds."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,15 @@ def test_predictions_use_the_recipes_post_processing_as_it_is_now():
 
 def test_table_reports_mean_and_sample_sd_over_folds():
     hmeans = [0.90, 0.94, 0.92]
-    rows = [{"name": "a", "folds": [{"hmean": h, "precision": 1.0, "recall": h, "ms_per_image": 100 + 10 * j, "train_s": t}
-                                    for j, (h, t) in enumerate(zip(hmeans, (600, 3000, 660)))]}]
+    rows = [
+        {
+            "name": "a",
+            "folds": [
+                {"hmean": h, "precision": 1.0, "recall": h, "ms_per_image": 100 + 10 * j, "train_s": t}
+                for j, (h, t) in enumerate(zip(hmeans, (600, 3000, 660)))
+            ],
+        }
+    ]
     out = table(rows)
     assert f"| a | 3 | 0.9200 ± {statistics.stdev(hmeans):.4f} |" in out
     assert "| 110 | 11.0 min |" in out, "training time is the median fold's: one slowed fold does not move it"
@@ -51,8 +59,13 @@ def test_table_reports_mean_and_sample_sd_over_folds():
 
 
 def _row(name: str, hmeans: dict[int, float], settings: list[str] | None = None) -> dict:
-    return {"name": name, "settings": settings or ["preset=x"],
-            "folds": [{"fold": i, "hmean": h, "precision": h, "recall": h, "ms_per_image": 50.0} for i, h in hmeans.items()]}
+    return {
+        "name": name,
+        "settings": settings or ["preset=x"],
+        "folds": [
+            {"fold": i, "hmean": h, "precision": h, "recall": h, "ms_per_image": 50.0} for i, h in hmeans.items()
+        ],
+    }
 
 
 def test_the_record_merges_folds_by_index_and_keeps_every_row(tmp_path):
@@ -64,9 +77,17 @@ def test_the_record_merges_folds_by_index_and_keeps_every_row(tmp_path):
     assert [r["name"] for r in kept["rows"]] == ["a", "peer", "b"] and kept["timing"] == {"a": 40.0}
     # a later session trains folds 3-4 (and fold 2 again): the record holds all five, fold 2 the new one
     kept = record.record([_row("a", {4: 0.94, 2: 0.92, 3: 0.93})], {"a": 41.0}, path)
-    assert [(f["fold"], f["hmean"]) for f in kept["rows"][0]["folds"]] == [(0, 0.9), (1, 0.9), (2, 0.92), (3, 0.93), (4, 0.94)]
+    assert [(f["fold"], f["hmean"]) for f in kept["rows"][0]["folds"]] == [
+        (0, 0.9),
+        (1, 0.9),
+        (2, 0.92),
+        (3, 0.93),
+        (4, 0.94),
+    ]
     assert kept["timing"] == {"a": 41.0}
-    with pytest.raises(SystemExit, match="a is recorded with settings .'preset=x'.*, this run has .'preset=y'.*another --label"):
+    with pytest.raises(
+        SystemExit, match="a is recorded with settings .'preset=x'.*, this run has .'preset=y'.*another --label"
+    ):
         record.record([_row("a", {0: 0.99}, ["preset=y"])], {}, path)
     assert record.load(path) == kept
 
@@ -76,8 +97,10 @@ def test_write_docs_fills_the_fenced_blocks_from_the_record(tmp_path):
 
     kept = {"rows": [_row("ours", {0: 0.9, 1: 0.94}), _row("peer", {0: 0.8})], "timing": {"ours": 12.0}}
     doc = tmp_path / "doc.md"
-    doc.write_text("intro\n<!-- bench-quality:summary -->\nold numbers\n<!-- /bench-quality:summary -->\n"
-                   "middle\n<!-- bench-quality:per-fold -->\n<!-- /bench-quality:per-fold -->\nend\n")
+    doc.write_text(
+        "intro\n<!-- bench-quality:summary -->\nold numbers\n<!-- /bench-quality:summary -->\n"
+        "middle\n<!-- bench-quality:per-fold -->\n<!-- /bench-quality:per-fold -->\nend\n"
+    )
     assert record.write_docs(kept, [doc]) == [doc]
     text = doc.read_text()
     assert "old numbers" not in text and text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")

@@ -3,6 +3,7 @@
 Constructed cases: K=3 "fold models" whose words and probability maps are drawn from known
 boxes, so which candidate is best is known before scoring; CLEval and map post-processing run
 for real."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,8 @@ def prob_map(boxes, p: float = 0.9) -> np.ndarray:
     prob = np.zeros(SIZE[::-1], np.float32)
     for b in boxes:
         (x0, y0), (x1, y1) = b.min(0), b.max(0)
-        d = (x1 - x0) * (y1 - y0) * (1 - 0.4 ** 2) / (2 * (x1 - x0 + y1 - y0))
-        prob[int(round(y0 + d)):int(round(y1 - d)), int(round(x0 + d)):int(round(x1 - d))] = p
+        d = (x1 - x0) * (y1 - y0) * (1 - 0.4**2) / (2 * (x1 - x0 + y1 - y0))
+        prob[int(round(y0 + d)) : int(round(y1 - d)), int(round(x0 + d)) : int(round(x1 - d))] = p
     return prob
 
 
@@ -85,7 +86,9 @@ def test_an_ensemble_that_beats_every_fold_is_chosen(tmp_path):
     assert best.hmean == max(s.hmean for s in scored) == 1.0 > max(folds)
     assert best.candidate.method in ("maps", "boxes")
     by = {s.candidate: s.hmean for s in scored}
-    assert by[calibrate.boxes(2, 0.5)] == 1.0 and by[calibrate.boxes(1, 0.5)] < 1.0 and by[calibrate.boxes(3, 0.5)] < 1.0
+    assert (
+        by[calibrate.boxes(2, 0.5)] == 1.0 and by[calibrate.boxes(1, 0.5)] < 1.0 and by[calibrate.boxes(3, 0.5)] < 1.0
+    )
     # the fused map's missed words sit at 0.6 and false ones at 0.3: thresh 0.32 and above keeps just the words
     assert by[calibrate.maps((0, 1, 2), 0.35, 0.25)] == 1.0 and by[calibrate.maps((0, 1, 2), 0.23, 0.25)] < 1.0
     # two folds' mean holds one fold's false word and one fold's missed word at the same 0.45
@@ -96,8 +99,11 @@ def test_ties_go_to_the_earliest_candidate_ensembles_before_single_folds(tmp_pat
     scored, best = run_calibration([TRUE, TRUE, TRUE], tmp_path)
     assert all(s.hmean == 1.0 for s in scored)
     assert best.candidate == calibrate.maps((0, 1, 2), 0.29, 0.25)  # all folds at the run's own settings come first
-    made = [calibrate.Scored(calibrate.fold(0), 0.8, 0, 0), calibrate.Scored(calibrate.boxes(1, 0.5), 0.9, 0, 0),
-            calibrate.Scored(calibrate.fold(1), 0.9, 0, 0)]
+    made = [
+        calibrate.Scored(calibrate.fold(0), 0.8, 0, 0),
+        calibrate.Scored(calibrate.boxes(1, 0.5), 0.9, 0, 0),
+        calibrate.Scored(calibrate.fold(1), 0.9, 0, 0),
+    ]
     assert calibrate.choose(made).candidate == calibrate.boxes(1, 0.5)
 
 
@@ -110,7 +116,9 @@ def test_candidate_grid_stays_inside_0_1_and_labels_are_unique():
     assert len(calibrate.candidates(5, 0.29, 0.25)) == 15 + 15 + 5  # unranked: all folds only
     edge = calibrate.candidates(2, 0.05, 0.95)
     assert all(0 < c.options["thresh"] < 1 and 0 < c.options["box_thresh"] < 1 for c in edge if c.method == "maps")
-    assert len([c for c in edge if c.method == "maps"]) == 4 * 1  # thresh 0.05 - 0.06 and box_thresh 0.95 + 0.05 fall outside (0, 1)
+    assert (
+        len([c for c in edge if c.method == "maps"]) == 4 * 1
+    )  # thresh 0.05 - 0.06 and box_thresh 0.95 + 0.05 fall outside (0, 1)
     with pytest.raises(DataError, match=r"ranking \[0, 0\] is not an order of the 2 folds"):
         calibrate.candidates(2, 0.29, 0.25, ranking=[0, 0])
     made = [calibrate.Scored(calibrate.fold(i), h, 0, 0) for i, h in enumerate([0.8, 0.9, 0.8, 0.95])]
@@ -146,7 +154,10 @@ def component_inputs(tmp: Path, per_fold=(FALSE, TRUE, FALSE)) -> dict:
         names = [f"{split}{i}.png" for i in range(2)]
         for name in names:
             cv2.imwrite(str(root / "images" / split / name), np.full(SIZE[::-1] + (3,), 255, np.uint8))
-        write_ufo({n: {wid: Word(w.points) for wid, w in words(TRUE).items()} for n in names}, root / "jsons" / f"{split}.json")
+        write_ufo(
+            {n: {wid: Word(w.points) for wid, w in words(TRUE).items()} for n in names},
+            root / "jsons" / f"{split}.json",
+        )
     inputs = {}
     for split, key in (("test", ""), ("val", "calibration_")):
         names = [f"{split}{i}.png" for i in range(2)]
@@ -167,9 +178,15 @@ def run_component(func, inputs: dict, out: Path, calibration: str = "val", **fan
     from kfp.dsl import HTML, Artifact, Markdown, Metrics
 
     out.mkdir()
-    o = {"fused": _artifact(Artifact, out / "fused.json"), "metrics": _artifact(Metrics, out / "metrics"),
-         "report": _artifact(Markdown, out / "report.md"), "view": _artifact(HTML, out / "view.html")}
-    chosen = func(**inputs, calibration=calibration, min_vote=2, iou=0.5, thresh=PP["thresh"], box_thresh=PP["box_thresh"], **o)
+    o = {
+        "fused": _artifact(Artifact, out / "fused.json"),
+        "metrics": _artifact(Metrics, out / "metrics"),
+        "report": _artifact(Markdown, out / "report.md"),
+        "view": _artifact(HTML, out / "view.html"),
+    }
+    chosen = func(
+        **inputs, calibration=calibration, min_vote=2, iou=0.5, thresh=PP["thresh"], box_thresh=PP["box_thresh"], **o
+    )
     return chosen, o
 
 
@@ -182,9 +199,12 @@ def test_the_ensemble_component_applies_the_calibration_choice_to_the_test_set(t
     fused, _ = read_ufo(o["fused"].path)
     test_fold_1, _ = read_ufo(inputs["predictions"][1].path)
     assert {n: [w.points.tolist() for w in ws.values()] for n, ws in fused.items()} == {
-        n: [w.points.tolist() for w in ws.values()] for n, ws in test_fold_1.items()}
+        n: [w.points.tolist() for w in ws.values()] for n, ws in test_fold_1.items()
+    }
     m = o["metrics"].metadata
-    assert m["calibration/hmean/fold_1"] == m["calibration/hmean_chosen"] == 1.0 > m["calibration/hmean/boxes_v2_iou0.5"]
+    assert (
+        m["calibration/hmean/fold_1"] == m["calibration/hmean_chosen"] == 1.0 > m["calibration/hmean/boxes_v2_iou0.5"]
+    )
     assert len([k for k in m if k.startswith("calibration/hmean/")]) == 15 * 2 + 9 + 3
     assert m["test/hmean_ensemble"] == m["test/hmean_best_fold"] == m["test/hmean_fold_1"] == 1.0
     assert m["test/hmean_fold_mean"] == pytest.approx(1 / 3) and m["test/ensemble_gain"] == 0.0
@@ -217,14 +237,22 @@ def test_unrolled_ensemble_gives_what_the_real_one_gives(tmp_path):
 
     inputs = component_inputs(tmp_path, [FALSE, TRUE, FALSE, TRUE[:3], FALSE])
     real = run_component(ensemble.python_func, inputs, tmp_path / "real")
-    per_fold = {f"{key}_{i}": a for key in ("predictions", "maps", "calibration_predictions", "calibration_maps")
-                for i, a in enumerate(inputs.pop(key))}
+    per_fold = {
+        f"{key}_{i}": a
+        for key in ("predictions", "maps", "calibration_predictions", "calibration_maps")
+        for i, a in enumerate(inputs.pop(key))
+    }
     wrapped = run_component(unrolled.ensemble.python_func, inputs | per_fold, tmp_path / "wrapped")
 
     def seen(result):
         chosen, o = result
-        return (chosen, Path(o["fused"].path).read_text(), dict(o["metrics"].metadata),
-                Path(o["report"].path).read_text(), Path(o["view"].path).read_text())
+        return (
+            chosen,
+            Path(o["fused"].path).read_text(),
+            dict(o["metrics"].metadata),
+            Path(o["report"].path).read_text(),
+            Path(o["view"].path).read_text(),
+        )
 
     # fold 3 holds half of fold 1's words and nothing else: the two folds' mean finds every word, and
     # ties go to map fusion before a single fold
@@ -236,7 +264,9 @@ def test_the_deployment_plan_names_the_chosen_members_and_how_to_fuse_them():
     from model.calibrate import deployment
 
     tasks = ["fold_0", "fold_1", "fold_2"]
-    plan = deployment({"method": "maps", "folds": [2, 0], "thresh": 0.26, "box_thresh": 0.3, "calibration": "val"}, tasks)
+    plan = deployment(
+        {"method": "maps", "folds": [2, 0], "thresh": 0.26, "box_thresh": 0.3, "calibration": "val"}, tasks
+    )
     assert plan["members"] == ["fold_2/model.onnx", "fold_0/model.onnx"]
     assert plan["settings"] == {"thresh": 0.26, "box_thresh": 0.3} and plan["chosen_on"] == "val"
     assert "--mode maps --thresh 0.26 --box-thresh 0.3" in plan["how"]

@@ -3,6 +3,7 @@
 Times are measured by tests/benchmarks/bench_cli.py, not asserted here; what is asserted is the
 behaviour behind them: which packages a command imports.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 # what `--help` must never import: seconds of start-up (torch, albumentations, kfp) or a
 # noticeable part of one
 HEAVY = ("torch", "albumentations", "kfp", "timm", "cv2", "scipy", "minio", "numpy", "omegaconf", "grpc")
-VERBS = {"pipeline": ("compile", "submit", "run"), "sweep": ("render", "report", "replay"), "config": ("show", "presets"),
-         "data": ("push", "pull"), "earlystop": ("serve",)}
+VERBS = {
+    "pipeline": ("compile", "submit", "run"),
+    "sweep": ("render", "report", "replay"),
+    "config": ("show", "presets"),
+    "data": ("push", "pull"),
+    "earlystop": ("serve",),
+}
 
 
 def imported_by(*argvs: list[str]) -> set[str]:
@@ -94,7 +100,9 @@ def test_an_os_error_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys,
 
     assert main(["--debug", *argv]) == 2
     err = capsys.readouterr().err
-    assert "Traceback (most recent call last)" in err and err.strip().splitlines()[-1].startswith("receiptflow submit: error:")
+    assert "Traceback (most recent call last)" in err and err.strip().splitlines()[-1].startswith(
+        "receiptflow submit: error:"
+    )
     assert main([*argv, "--debug"]) == 2  # after the command too
     assert "Traceback" in capsys.readouterr().err
     monkeypatch.setenv("RECEIPTFLOW_DEBUG", "1")
@@ -104,6 +112,7 @@ def test_an_os_error_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys,
 
 def test_a_programming_error_keeps_its_traceback(monkeypatch):
     """TypeError, AttributeError, ...: a bug, not a bad value; the dispatcher lets it through."""
+
     def broken(args):
         return None + 1
 
@@ -118,7 +127,12 @@ def test_accelerator_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible: trainer.accelerator=cuda is valid here")
-    assert main(["train", "preset=cpu_tiny", f"output_dir={tmp_path}", "dataset.root=/nowhere", "trainer.accelerator=cuda"]) == 2
+    assert (
+        main(
+            ["train", "preset=cpu_tiny", f"output_dir={tmp_path}", "dataset.root=/nowhere", "trainer.accelerator=cuda"]
+        )
+        == 2
+    )
     line = one_line(capsys.readouterr().err)
     assert line.startswith("receiptflow train: error: trainer.accelerator=cuda: no CUDA device")
     assert "use trainer.accelerator=auto or cpu" in line
@@ -131,17 +145,31 @@ def test_accelerator_cuda_passes_config_validation():
     assert load_config(["trainer.accelerator=cuda"]).trainer.accelerator == "cuda"
 
 
-@pytest.mark.parametrize("upscale, fix", [
-    (8, "set models.head.upscale=4, or models.encoder.out_indices=[2, 3, 4] for upscale=8 (level 2 has stride 8)"),
-    (64, "set models.head.upscale=4 (64 is the stride of no level; the levels' strides are [2, 4, 8, 16, 32])"),
-])
+@pytest.mark.parametrize(
+    "upscale, fix",
+    [
+        (8, "set models.head.upscale=4, or models.encoder.out_indices=[2, 3, 4] for upscale=8 (level 2 has stride 8)"),
+        (64, "set models.head.upscale=4 (64 is the stride of no level; the levels' strides are [2, 4, 8, 16, 32])"),
+    ],
+)
 def test_head_upscale_that_does_not_fit_the_encoder_is_one_line(upscale, fix, synth_root, tmp_path, capsys):
-    rc = main(["train", "preset=cpu_tiny", f"dataset.root={synth_root}", f"output_dir={tmp_path}", "trainer.max_epochs=1",
-               "dataset.num_workers=0", f"models.head.upscale={upscale}"])
+    rc = main(
+        [
+            "train",
+            "preset=cpu_tiny",
+            f"dataset.root={synth_root}",
+            f"output_dir={tmp_path}",
+            "trainer.max_epochs=1",
+            "dataset.num_workers=0",
+            f"models.head.upscale={upscale}",
+        ]
+    )
     assert rc == 2
     line = one_line(capsys.readouterr().err)
-    assert line.startswith(f"receiptflow train: error: models.head.upscale={upscale} must equal the stride of the finest "
-                           "feature level (4: level 1 of models.encoder.out_indices=[1, 2, 3, 4]")
+    assert line.startswith(
+        f"receiptflow train: error: models.head.upscale={upscale} must equal the stride of the finest "
+        "feature level (4: level 1 of models.encoder.out_indices=[1, 2, 3, 4]"
+    )
     assert line.endswith(fix)
     assert not (tmp_path / "last.pt").exists()
 

@@ -6,6 +6,7 @@ Katib's validating webhook answers as at v0.19.0: 400 (admission.Errored(http.St
 pkg/webhook/v1beta1/experiment/validation_webhook.go:86-96) for a namespace without the metrics-collector label
 (:74-89) or an early-stopping algorithm katib-config lacks (validator/validator.go:233-236 wrapping
 pkg/util/v1beta1/katibconfig/config.go:100)."""
+
 from __future__ import annotations
 
 import base64
@@ -21,10 +22,16 @@ from model.cli import main
 from tests.kube_standin import Handler, serving
 
 NS = "kubeflow-user-example-com"
-KEYS = {"MINIO_ENDPOINT": "minio-service.kubeflow:9000", "MINIO_ACCESS_KEY": "a" * 20, "MINIO_SECRET_KEY": "s" * 40,
-        "MINIO_SECURE": "false"}
-DISCOVERY = {"trainer.kubeflow.org/v1alpha1": ["trainjobs", "trainingruntimes", "clustertrainingruntimes"],
-             "kubeflow.org/v1beta1": ["experiments", "trials", "suggestions"]}
+KEYS = {
+    "MINIO_ENDPOINT": "minio-service.kubeflow:9000",
+    "MINIO_ACCESS_KEY": "a" * 20,
+    "MINIO_SECRET_KEY": "s" * 40,
+    "MINIO_SECURE": "false",
+}
+DISCOVERY = {
+    "trainer.kubeflow.org/v1alpha1": ["trainjobs", "trainingruntimes", "clustertrainingruntimes"],
+    "kubeflow.org/v1beta1": ["experiments", "trials", "suggestions"],
+}
 
 
 class ClusterApi(ThreadingHTTPServer):
@@ -58,9 +65,16 @@ class _ClusterHandler(Handler):
             group_version = "/".join(parts[1:])
             if group_version not in s.discovery:
                 return self._status(404, "NotFound", "the server could not find the requested resource")
-            return self._send(200, {"kind": "APIResourceList", "groupVersion": group_version,
-                                    "resources": [{"name": n, "namespaced": True, "kind": n, "verbs": ["get"]}
-                                                  for n in s.discovery[group_version]]})
+            return self._send(
+                200,
+                {
+                    "kind": "APIResourceList",
+                    "groupVersion": group_version,
+                    "resources": [
+                        {"name": n, "namespaced": True, "kind": n, "verbs": ["get"]} for n in s.discovery[group_version]
+                    ],
+                },
+            )
         if url.path.endswith("/selfsubjectaccessreviews"):
             a = body["spec"]["resourceAttributes"]
             resource = a["resource"] + (f"/{a['subresource']}" if a.get("subresource") else "")
@@ -75,8 +89,9 @@ class _ClusterHandler(Handler):
                 return self._status(403, "Forbidden", "secrets is forbidden")
             if s.secret is None:
                 return self._status(404, "NotFound", f'secrets "{parts[-1]}" not found')
-            return self._send(200, {"kind": "Secret", "data": {k: base64.b64encode(v.encode()).decode()
-                                                                for k, v in s.secret.items()}})
+            return self._send(
+                200, {"kind": "Secret", "data": {k: base64.b64encode(v.encode()).decode() for k, v in s.secret.items()}}
+            )
         if url.path == f"/api/v1/namespaces/{NS}":
             if s.namespace_forbidden:
                 return self._status(403, "Forbidden", f'namespaces "{NS}" is forbidden')
@@ -85,15 +100,23 @@ class _ClusterHandler(Handler):
             assert query.get("dryRun") == "All", "a check never creates an Experiment"
             denied = 'admission webhook "validator.experiment.katib.kubeflow.org" denied the request: '
             if s.labels.get("katib.kubeflow.org/metrics-collector-injection") != "enabled":
-                return self._status(400, "BadRequest", f'{denied}Cannot create the Experiment "{body["metadata"]["name"]}" '
-                                    f'in namespace "{NS}": the namespace lacks label '
-                                    '"katib.kubeflow.org/metrics-collector-injection: enabled"')
+                return self._status(
+                    400,
+                    "BadRequest",
+                    f'{denied}Cannot create the Experiment "{body["metadata"]["name"]}" '
+                    f'in namespace "{NS}": the namespace lacks label '
+                    '"katib.kubeflow.org/metrics-collector-injection: enabled"',
+                )
             algorithm = body["spec"]["earlyStopping"]["algorithmName"]
             if algorithm not in s.algorithms:
-                return self._status(400, "BadRequest", f'{denied}spec.earlyStopping.algorithmName: Invalid value: '
-                                    f'"{algorithm}": unable to get EarlyStopping config data for algorithm {algorithm}: '
-                                    f'failed to find early stopping config for algorithm: {algorithm} in ConfigMap: '
-                                    'katib-config')
+                return self._status(
+                    400,
+                    "BadRequest",
+                    f"{denied}spec.earlyStopping.algorithmName: Invalid value: "
+                    f'"{algorithm}": unable to get EarlyStopping config data for algorithm {algorithm}: '
+                    f"failed to find early stopping config for algorithm: {algorithm} in ConfigMap: "
+                    "katib-config",
+                )
             return self._send(201, body)
         self._status(404, "NotFound", f"no stand-in route for {method} {url.path}")
 
@@ -119,29 +142,62 @@ def test_a_namespace_set_up_as_the_runbook_says_passes(cluster, capsys):
     rc, problems = run(capsys, "--trainings", "job", "--sweep")
     assert (rc, problems) == (0, [])
     reviews = [q for m, p, q in cluster.requests if p.endswith("selfsubjectaccessreviews")]
-    assert len(reviews) == 8  # trainjobs create/get, pods list, pods/log get, events list, experiments create/get, trials
+    assert (
+        len(reviews) == 8
+    )  # trainjobs create/get, pods list, pods/log get, events list, experiments create/get, trials
     assert [q for m, p, q in cluster.requests if p.endswith("/experiments")] == [{"dryRun": "All"}]
 
 
-@pytest.mark.parametrize("plant, args, expected", [
-    (lambda s: s.discovery.pop("trainer.kubeflow.org/v1alpha1"), ["--trainings", "job", "--release", "1.11"],
-     "serves no trainjobs (trainer.kubeflow.org/v1alpha1): install Kubeflow Trainer v2"),
-    (lambda s: None, ["--trainings", "job", "--release", "1.10"],
-     "serves no pytorchjobs (kubeflow.org/v1): Kubeflow 1.11 installs no Training Operator"),
-    (lambda s: s.runtimes.clear(), ["--trainings", "job"],
-     f"TrainingRuntime receiptflow-torch does not exist in {NS}: Trainer refuses every TrainJob of it; a cluster admin "
-     f"runs `kubectl apply -n {NS} -k manifests/trainer`"),
-    (lambda s: s.denied.add(("trainer.kubeflow.org", "trainjobs", "create")), ["--trainings", "job"],
-     f"you may not create trainer.kubeflow.org/trainjobs in {NS}"),
-    (lambda s: s.denied.add(("", "pods/log", "get")), ["--trainings", "job"], f"you may not get core/pods/log in {NS}"),
-    (lambda s: setattr(s, "secret", None), [], f"Secret receiptflow-minio does not exist in {NS}: create it from "
-     "mlpipeline-minio-artifact (docs/cluster.md, step 2)"),
-    (lambda s: s.secret.pop("MINIO_SECURE"), [], f"Secret receiptflow-minio in {NS} has no MINIO_SECURE"),
-    (lambda s: s.algorithms.discard("medianstop-floor"), ["--sweep"], "Katib refuses the sweep's Experiment: admission "
-     'webhook "validator.experiment.katib.kubeflow.org" denied the request: spec.earlyStopping.algorithmName: Invalid '
-     'value: "medianstop-floor"'),
-    (lambda s: s.discovery.pop("kubeflow.org/v1beta1"), ["--sweep"], "serves no experiments (kubeflow.org/v1beta1)"),
-])
+@pytest.mark.parametrize(
+    "plant, args, expected",
+    [
+        (
+            lambda s: s.discovery.pop("trainer.kubeflow.org/v1alpha1"),
+            ["--trainings", "job", "--release", "1.11"],
+            "serves no trainjobs (trainer.kubeflow.org/v1alpha1): install Kubeflow Trainer v2",
+        ),
+        (
+            lambda s: None,
+            ["--trainings", "job", "--release", "1.10"],
+            "serves no pytorchjobs (kubeflow.org/v1): Kubeflow 1.11 installs no Training Operator",
+        ),
+        (
+            lambda s: s.runtimes.clear(),
+            ["--trainings", "job"],
+            f"TrainingRuntime receiptflow-torch does not exist in {NS}: Trainer refuses every TrainJob of it; a cluster admin "
+            f"runs `kubectl apply -n {NS} -k manifests/trainer`",
+        ),
+        (
+            lambda s: s.denied.add(("trainer.kubeflow.org", "trainjobs", "create")),
+            ["--trainings", "job"],
+            f"you may not create trainer.kubeflow.org/trainjobs in {NS}",
+        ),
+        (
+            lambda s: s.denied.add(("", "pods/log", "get")),
+            ["--trainings", "job"],
+            f"you may not get core/pods/log in {NS}",
+        ),
+        (
+            lambda s: setattr(s, "secret", None),
+            [],
+            f"Secret receiptflow-minio does not exist in {NS}: create it from "
+            "mlpipeline-minio-artifact (docs/cluster.md, step 2)",
+        ),
+        (lambda s: s.secret.pop("MINIO_SECURE"), [], f"Secret receiptflow-minio in {NS} has no MINIO_SECURE"),
+        (
+            lambda s: s.algorithms.discard("medianstop-floor"),
+            ["--sweep"],
+            "Katib refuses the sweep's Experiment: admission "
+            'webhook "validator.experiment.katib.kubeflow.org" denied the request: spec.earlyStopping.algorithmName: Invalid '
+            'value: "medianstop-floor"',
+        ),
+        (
+            lambda s: s.discovery.pop("kubeflow.org/v1beta1"),
+            ["--sweep"],
+            "serves no experiments (kubeflow.org/v1beta1)",
+        ),
+    ],
+)
 def test_each_planted_problem_is_one_line_with_its_fix(cluster, capsys, plant, args, expected):
     plant(cluster)
     rc, problems = run(capsys, *args)
@@ -150,15 +206,19 @@ def test_each_planted_problem_is_one_line_with_its_fix(cluster, capsys, plant, a
 
 
 @pytest.mark.parametrize("readable", [True, False])
-def test_a_namespace_without_katibs_label_is_one_problem_even_where_the_namespace_cannot_be_read(cluster, capsys,
-                                                                                                 readable):
+def test_a_namespace_without_katibs_label_is_one_problem_even_where_the_namespace_cannot_be_read(
+    cluster, capsys, readable
+):
     """A profile owner may not read Namespaces (cluster-scoped); Katib's webhook checks the label in the dry run."""
     cluster.labels.clear()
     cluster.namespace_forbidden = not readable
     rc, problems = run(capsys, "--sweep")
     assert rc == 2 and len(problems) == 1, problems
-    assert ("lacks the label katib.kubeflow.org/metrics-collector-injection=enabled" if readable else
-            'the namespace lacks label "katib.kubeflow.org/metrics-collector-injection: enabled"') in problems[0]
+    assert (
+        "lacks the label katib.kubeflow.org/metrics-collector-injection=enabled"
+        if readable
+        else 'the namespace lacks label "katib.kubeflow.org/metrics-collector-injection: enabled"'
+    ) in problems[0]
 
 
 def test_what_cannot_be_seen_from_here_is_a_note_not_a_problem(cluster, capsys):
@@ -180,6 +240,7 @@ def test_without_kubernetes_credentials_it_says_so(tmp_path, monkeypatch, capsys
 
 
 # ---- the KFP API's version and the store --------------------------------------------------------------------
+
 
 class _Healthz(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
@@ -217,11 +278,19 @@ def test_a_kfp_backend_older_than_the_file_needs_is_a_problem(cluster, kfp_healt
 
 
 def test_the_output_prefix_is_listed_with_the_secrets_key_where_the_store_is_reachable(cluster, s3_server, capsys):
-    cluster.secret = {"MINIO_ENDPOINT": s3_server.endpoint, "MINIO_ACCESS_KEY": s3_server.access_key,
-                      "MINIO_SECRET_KEY": s3_server.secret_key, "MINIO_SECURE": "false"}
+    cluster.secret = {
+        "MINIO_ENDPOINT": s3_server.endpoint,
+        "MINIO_ACCESS_KEY": s3_server.access_key,
+        "MINIO_SECRET_KEY": s3_server.secret_key,
+        "MINIO_SECURE": "false",
+    }
     assert run(capsys, "--output-uri", "s3://receiptflow/runs") == (0, [])
     rc, problems = run(capsys, "--output-uri", "s3://mlpipeline/private/x")
-    assert rc == 2 and "the Secret's key cannot use s3://mlpipeline/private/x" in problems[0] and "does not exist" in problems[0]
+    assert (
+        rc == 2
+        and "the Secret's key cannot use s3://mlpipeline/private/x" in problems[0]
+        and "does not exist" in problems[0]
+    )
 
 
 def test_a_store_reachable_only_in_the_cluster_is_a_note(cluster, capsys):
@@ -235,11 +304,24 @@ def test_a_store_reachable_only_in_the_cluster_is_a_note(cluster, capsys):
 
 # ---- pipeline submit runs it first ---------------------------------------------------------------------------
 
+
 def test_submit_stops_on_a_problem_before_anything_is_sent_and_no_check_skips_it(cluster, kfp_healthz, capsys):
     cluster.runtimes.clear()
     host = f"http://127.0.0.1:{kfp_healthz.server_address[1]}"
-    argv = ["pipeline", "submit", "--host", host, "--namespace", NS, "--trainings", "job",
-            "--param", "dataset_uri=s3://b/d", "--param", "output_uri=s3://b/o"]
+    argv = [
+        "pipeline",
+        "submit",
+        "--host",
+        host,
+        "--namespace",
+        NS,
+        "--trainings",
+        "job",
+        "--param",
+        "dataset_uri=s3://b/d",
+        "--param",
+        "output_uri=s3://b/o",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "1 problem(s), nothing submitted (--no-check submits anyway)" in err and "receiptflow-torch" in err

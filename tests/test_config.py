@@ -1,4 +1,5 @@
 """Config: presets, Hydra-style overrides, error messages, and the seed's command lines."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -32,13 +33,27 @@ SEED_RUN8 = [
     "models.head.postprocess.box_thresh=0.25",
     "trainer.max_epochs=22",
 ]
-RUN8 = {"lr": 0.0005134333170096499, "weight_decay": 6.797303101020006e-05, "T_max": 24, "eta_min": 6.388390006720873e-06}
-RUN3 = {"lr": 0.0003845588887231477, "weight_decay": 0.00013939498132089153, "T_max": 22, "eta_min": 1.8596851896215065e-05}
+RUN8 = {
+    "lr": 0.0005134333170096499,
+    "weight_decay": 6.797303101020006e-05,
+    "T_max": 24,
+    "eta_min": 6.388390006720873e-06,
+}
+RUN3 = {
+    "lr": 0.0003845588887231477,
+    "weight_decay": 0.00013939498132089153,
+    "T_max": 22,
+    "eta_min": 1.8596851896215065e-05,
+}
 
 
 def hparams(cfg) -> dict:
-    return {"lr": cfg.models.optimizer.lr, "weight_decay": cfg.models.optimizer.weight_decay,
-            "T_max": cfg.models.scheduler.T_max, "eta_min": cfg.models.scheduler.eta_min}
+    return {
+        "lr": cfg.models.optimizer.lr,
+        "weight_decay": cfg.models.optimizer.weight_decay,
+        "T_max": cfg.models.scheduler.T_max,
+        "eta_min": cfg.models.scheduler.eta_min,
+    }
 
 
 def test_every_preset_loads_and_sets_every_key():
@@ -61,7 +76,12 @@ def test_default_preset_is_the_seed_baseline():
     pp = cfg.models.head.postprocess
     assert (pp.thresh, pp.box_thresh, pp.max_candidates) == (0.29, 0.25, 600)
     loss = cfg.models.loss
-    assert (loss.negative_ratio, loss.prob_map_loss_weight, loss.thresh_map_loss_weight, loss.binary_map_loss_weight) == (3, 5, 10, 1)
+    assert (
+        loss.negative_ratio,
+        loss.prob_map_loss_weight,
+        loss.thresh_map_loss_weight,
+        loss.binary_map_loss_weight,
+    ) == (3, 5, 10, 1)
     assert cfg.trainer.max_epochs == 22 and cfg.dataset.image_size == 960 and cfg.dataset.root is None
 
 
@@ -72,7 +92,9 @@ def test_augment_section_matches_augment_config_defaults():
     assert set(cfg.augment) == set(defaults)
     aug = augment_config(cfg)
     assert aug == AugmentConfig(size=960)  # tuples back as tuples
-    assert augment_config(load_config(["dataset.image_size=640", "augment.scale=[0.9,1.1]"])) == AugmentConfig(size=640, scale=(0.9, 1.1))
+    assert augment_config(load_config(["dataset.image_size=640", "augment.scale=[0.9,1.1]"])) == AugmentConfig(
+        size=640, scale=(0.9, 1.1)
+    )
     assert target_options(cfg) == {"shrink_ratio": 0.4, "thresh_min": 0.3, "thresh_max": 0.7, "min_text_size": 8}
 
 
@@ -93,8 +115,10 @@ def test_loading_a_config_imports_no_torch():
     import subprocess
     import sys
 
-    program = ("import sys; from model.config import load_config, to_yaml; to_yaml(load_config(['preset=run8'])); "
-               "print(sorted(m for m in ('torch', 'albumentations', 'timm', 'cv2') if m in sys.modules))")
+    program = (
+        "import sys; from model.config import load_config, to_yaml; to_yaml(load_config(['preset=run8'])); "
+        "print(sorted(m for m in ('torch', 'albumentations', 'timm', 'cv2') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -142,9 +166,19 @@ def test_config_presets_command(capsys):
 
 
 def test_overrides_parse_like_yaml():
-    cfg = load_config(["trainer.grad_clip=1.5", "models.encoder.pretrained=false", "models.encoder.weights=/w/b4.pth",
-                       "models.encoder.out_indices=[2,3,4]", "trainer.precision=32", "models.optimizer.lr=1e-4",
-                       "dataset.root=s3://bucket/data", "trainer.grad_clip=null", "seed=7"])
+    cfg = load_config(
+        [
+            "trainer.grad_clip=1.5",
+            "models.encoder.pretrained=false",
+            "models.encoder.weights=/w/b4.pth",
+            "models.encoder.out_indices=[2,3,4]",
+            "trainer.precision=32",
+            "models.optimizer.lr=1e-4",
+            "dataset.root=s3://bucket/data",
+            "trainer.grad_clip=null",
+            "seed=7",
+        ]
+    )
     assert cfg.trainer.grad_clip is None  # later overrides win
     assert cfg.models.encoder.pretrained is False and cfg.models.encoder.weights == "/w/b4.pth"
     assert list(cfg.models.encoder.out_indices) == [2, 3, 4]
@@ -159,14 +193,17 @@ def test_exp_name_flows_into_output_dir():
     assert load_config(["output_dir=/mnt/out"]).output_dir == "/mnt/out"
 
 
-@pytest.mark.parametrize("arg, expected", [
-    ("models.optimizer.lrr=0.1", "unknown config key 'models.optimizer.lrr'; did you mean models.optimizer.lr?"),
-    ("optimizer.lr=0.1", "did you mean models.optimizer.lr?"),
-    ("models.scheduler.T_Max=24", "did you mean models.scheduler.T_max?"),
-    ("models.optimzer.lr=0.1", "did you mean models.optimizer.lr?"),
-    ("models.foo.bar=1", "'models' has models.encoder, models.decoder"),
-    ("models.optimizer=1", "'models.optimizer' is a section"),
-])
+@pytest.mark.parametrize(
+    "arg, expected",
+    [
+        ("models.optimizer.lrr=0.1", "unknown config key 'models.optimizer.lrr'; did you mean models.optimizer.lr?"),
+        ("optimizer.lr=0.1", "did you mean models.optimizer.lr?"),
+        ("models.scheduler.T_Max=24", "did you mean models.scheduler.T_max?"),
+        ("models.optimzer.lr=0.1", "did you mean models.optimizer.lr?"),
+        ("models.foo.bar=1", "'models' has models.encoder, models.decoder"),
+        ("models.optimizer=1", "'models.optimizer' is a section"),
+    ],
+)
 def test_unknown_keys_name_the_closest(arg, expected):
     with pytest.raises(ConfigError) as exc:
         load_config([arg])
@@ -174,19 +211,22 @@ def test_unknown_keys_name_the_closest(arg, expected):
     assert isinstance(exc.value, DataError) and isinstance(exc.value, ValueError)
 
 
-@pytest.mark.parametrize("arg, expected", [
-    ("trainer.max_epochs=abc", "trainer.max_epochs=abc: expected an integer, got 'abc'"),
-    ("models.optimizer.lr=fast", "models.optimizer.lr=fast: expected a number, got 'fast'"),
-    ("models.encoder.out_indices=[1,x]", "expected a list of integers"),
-    ("trainer.precision=64", "trainer.precision=64: expected one of auto, 32, bf16, 16"),
-    ("models.optimizer.name=sgd", "expected one of adam, adamw"),
-    ("dataset.image_size=1000", "multiple of 32"),
-    ("dataset.batch_size=0", "must be > 0"),
-    ("dataset.fold=1", "dataset.folds and dataset.fold go together"),
-    ("lr", "expected key=value"),
-    ("preset=run9", "unknown preset 'run9'; did you mean run8"),
-    ("output_dir=${nope}", "cannot resolve"),
-])
+@pytest.mark.parametrize(
+    "arg, expected",
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs=abc: expected an integer, got 'abc'"),
+        ("models.optimizer.lr=fast", "models.optimizer.lr=fast: expected a number, got 'fast'"),
+        ("models.encoder.out_indices=[1,x]", "expected a list of integers"),
+        ("trainer.precision=64", "trainer.precision=64: expected one of auto, 32, bf16, 16"),
+        ("models.optimizer.name=sgd", "expected one of adam, adamw"),
+        ("dataset.image_size=1000", "multiple of 32"),
+        ("dataset.batch_size=0", "must be > 0"),
+        ("dataset.fold=1", "dataset.folds and dataset.fold go together"),
+        ("lr", "expected key=value"),
+        ("preset=run9", "unknown preset 'run9'; did you mean run8"),
+        ("output_dir=${nope}", "cannot resolve"),
+    ],
+)
 def test_bad_values_are_clear(arg, expected):
     with pytest.raises(ConfigError) as exc:
         load_config([arg])
@@ -211,7 +251,9 @@ def test_preset_files_extend_and_are_checked(tmp_path):
     assert hparams(again) == RUN8 and again.trainer.max_epochs == 3 and again.exp_name == "mine"
     bad = tmp_path / "bad.yaml"
     bad.write_text("defaults: [run8]\nmodels:\n  optimizer:\n    lrr: 0.1\n")
-    with pytest.raises(ConfigError, match=r"unknown config key 'models.optimizer.lrr' in preset .*did you mean models.optimizer.lr\?"):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'models.optimizer.lrr' in preset .*did you mean models.optimizer.lr\?"
+    ):
         load_config([f"preset={bad}"])
     typo = tmp_path / "typo.yaml"
     typo.write_text("defaults: [run8]\ntrainer:\n  max_epochs: many\n")
@@ -229,20 +271,34 @@ def test_preset_files_extend_and_are_checked(tmp_path):
 
 def test_leaf_keys_cover_the_seed_names():
     keys = set(leaf_keys())
-    for key in ("exp_name", "models.optimizer.lr", "models.optimizer.weight_decay", "models.scheduler.T_max",
-                "models.scheduler.eta_min", "models.head.postprocess.thresh", "models.head.postprocess.box_thresh",
-                "models.head.postprocess.max_candidates", "trainer.max_epochs"):
+    for key in (
+        "exp_name",
+        "models.optimizer.lr",
+        "models.optimizer.weight_decay",
+        "models.scheduler.T_max",
+        "models.scheduler.eta_min",
+        "models.head.postprocess.thresh",
+        "models.head.postprocess.box_thresh",
+        "models.head.postprocess.max_candidates",
+        "trainer.max_epochs",
+    ):
         assert key in keys
 
 
-@pytest.mark.parametrize("arg, message", [
-    ("models.optimizer.lrr=0.1", "unknown config key 'models.optimizer.lrr'; did you mean models.optimizer.lr?"),
-    ("models.optimizer.lr=0", "models.optimizer.lr=0.0: must be > 0"),
-    ("models.scheduler.T_max=0", "models.scheduler.T_max=0: must be > 0"),
-    ("models.head.postprocess.thresh=1.2", "models.head.postprocess.thresh=1.2: must lie between 0 and 1"),
-    ("dataset.root=s3://receiptflow/datasets/x", "training reads a local dataset root; copy it first with "
-                                                 "`receiptflow data pull s3://receiptflow/datasets/x DIR`"),
-])
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("models.optimizer.lrr=0.1", "unknown config key 'models.optimizer.lrr'; did you mean models.optimizer.lr?"),
+        ("models.optimizer.lr=0", "models.optimizer.lr=0.0: must be > 0"),
+        ("models.scheduler.T_max=0", "models.scheduler.T_max=0: must be > 0"),
+        ("models.head.postprocess.thresh=1.2", "models.head.postprocess.thresh=1.2: must lie between 0 and 1"),
+        (
+            "dataset.root=s3://receiptflow/datasets/x",
+            "training reads a local dataset root; copy it first with "
+            "`receiptflow data pull s3://receiptflow/datasets/x DIR`",
+        ),
+    ],
+)
 def test_train_refuses_bad_parameters_before_any_work(arg, message, tmp_path, capsys):
     from model.cli import main
 
@@ -270,6 +326,8 @@ def test_a_saved_config_older_than_a_key_loads_with_the_behaviour_it_was_trained
     del old["models"]["optimizer"]["encoder_lr"]
     cfg = apply_overrides(OmegaConf.create(old), ["dataset.num_workers=0"])
     assert cfg.models.optimizer.encoder_lr is None
-    assert cfg.models.optimizer.lr == 0.002 and cfg.models.encoder.model_name == "test_efficientnet", "its own values stay"
+    assert cfg.models.optimizer.lr == 0.002 and cfg.models.encoder.model_name == "test_efficientnet", (
+        "its own values stay"
+    )
     with pytest.raises(ConfigError, match="models.optimizer.nope"):
         apply_overrides(OmegaConf.create({**old, "models": {**old["models"], "optimizer": {"nope": 1}}}), [])

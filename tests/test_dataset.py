@@ -1,4 +1,5 @@
 """The torch dataset and collate: real images through real DataLoader workers."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ The runs are real `torchrun` launches on CPU (gloo) of the tiny model on tiny sy
 with 5 train images: odd, so before `EpochSampler` padded, rank 0 ran one step more than rank 1
 and the job hung in DDP's gradient all-reduce.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,6 +27,7 @@ TRAIN_IMAGES = 5  # odd: 2 ranks x batch 2 -> 3 samples per rank (one repeated),
 
 
 # ---- the sampler: equal steps, every sample, exact resume (fast) ---------------------------------------
+
 
 @pytest.mark.parametrize("n,world,batch", [(97, 4, 8), (5, 2, 2), (10, 3, 4), (1, 4, 8), (2, 8, 1), (64, 4, 8)])
 def test_every_rank_gets_the_same_number_of_batches_and_every_sample(n, world, batch):
@@ -53,7 +55,7 @@ def test_resume_within_an_epoch_continues_exactly_where_the_ranks_stopped():
         s = EpochSampler(n, seed=3, rank=r, world_size=world)
         s.set_epoch(1)
         s.start_at(done)
-        assert list(s) == whole[r][2 * batch:]
+        assert list(s) == whole[r][2 * batch :]
 
 
 def test_a_resume_with_another_world_size_sees_each_remaining_sample_once():
@@ -72,21 +74,31 @@ def test_a_resume_with_another_world_size_sees_each_remaining_sample_once():
 
 # ---- real torchrun runs (gloo on CPU) ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     from model.data.synth import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synth-odd")
-    write_synthetic_dataset(root, 8, seed=5, splits=(5 / 8, 2 / 8, 1 / 8), workers=1, width=(300, 340),
-                            height=(420, 480), progress=False)
+    write_synthetic_dataset(
+        root, 8, seed=5, splits=(5 / 8, 2 / 8, 1 / 8), workers=1, width=(300, 340), height=(420, 480), progress=False
+    )
     return root
 
 
 def args(data: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "preset=cpu_tiny", f"dataset.root={data}", f"output_dir={out}", "dataset.image_size=96",
-        "dataset.batch_size=2", "dataset.num_workers=0", "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
-        "models.scheduler.T_max=2", "seed=3", *extra,
+        "preset=cpu_tiny",
+        f"dataset.root={data}",
+        f"output_dir={out}",
+        "dataset.image_size=96",
+        "dataset.batch_size=2",
+        "dataset.num_workers=0",
+        "trainer.max_epochs=2",
+        "trainer.log_every_n_steps=1",
+        "models.scheduler.T_max=2",
+        "seed=3",
+        *extra,
     ]
 
 
@@ -105,8 +117,14 @@ def torchrun(*launcher: str) -> list[str]:
 
 
 def single_node(argv: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(torchrun("--nproc_per_node", "2", "--master_port", str(_free_port())) + argv,
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        torchrun("--nproc_per_node", "2", "--master_port", str(_free_port())) + argv,
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @slow_fixture(scope="module")
@@ -135,15 +153,35 @@ def test_two_nodes_on_loopback_match_two_ranks_on_one_node(data, two_ranks, tmp_
     endpoint = f"127.0.0.1:{_free_port()}"
     nodes = []
     for node in range(2):
-        launcher = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint,
-                    "--rdzv_id", "receiptflow-test"]
-        nodes.append(subprocess.Popen(torchrun(*launcher) + args(data, tmp_path / f"node{node}"), cwd=REPO, env=_env(),
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        launcher = [
+            "--nnodes",
+            "2",
+            "--nproc_per_node",
+            "1",
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_endpoint",
+            endpoint,
+            "--rdzv_id",
+            "receiptflow-test",
+        ]
+        nodes.append(
+            subprocess.Popen(
+                torchrun(*launcher) + args(data, tmp_path / f"node{node}"),
+                cwd=REPO,
+                env=_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     logs = [p.communicate(timeout=300)[0] for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
     with_files = [tmp_path / f"node{i}" for i in range(2) if (tmp_path / f"node{i}" / "metrics.jsonl").exists()]
     assert len(with_files) == 1, logs  # rank 0's node alone
-    assert not (next(tmp_path / f"node{i}" for i in range(2) if tmp_path / f"node{i}" not in with_files) / "last.pt").exists()
+    assert not (
+        next(tmp_path / f"node{i}" for i in range(2) if tmp_path / f"node{i}" not in with_files) / "last.pt"
+    ).exists()
     assert jsonl(with_files[0] / "metrics.jsonl") == jsonl(two_ranks / "metrics.jsonl")
 
 
@@ -155,7 +193,11 @@ def _workers(launcher_pid: int) -> dict[int, int]:
             continue
         try:
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            env = dict(v.split("=", 1) for v in (entry / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in v)
+            env = dict(
+                v.split("=", 1)
+                for v in (entry / "environ").read_bytes().decode(errors="replace").split("\0")
+                if "=" in v
+            )
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
         if ppid == launcher_pid and "RANK" in env:
@@ -169,9 +211,15 @@ def test_sigterm_to_one_rank_stops_all_at_one_step_then_resume_matches(data, two
     mirrors it), both exit 143; a new launch on an empty disk restores the mirror on rank 0, hands the
     checkpoint to rank 1 and ends with the uninterrupted 2-rank run's numbers."""
     out, mirror = tmp_path / "cut", tmp_path / "mirror"
-    proc = subprocess.Popen(torchrun("--nproc_per_node", "2", "--master_port", str(_free_port()))
-                            + args(data, out, f"checkpoint_mirror={mirror}"),
-                            cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        torchrun("--nproc_per_node", "2", "--master_port", str(_free_port()))
+        + args(data, out, f"checkpoint_mirror={mirror}"),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)

@@ -1,4 +1,5 @@
 """Don't-care words ("illegibility": true, or a "###" text) from UFO JSON through the training targets to CLEval."""
+
 from __future__ import annotations
 
 import json
@@ -19,13 +20,26 @@ BLUR = np.array([[20, 100], [120, 100], [120, 130], [20, 130]], float)
 
 def test_ufo_keeps_illegibility_and_its_text_and_refuses_a_non_boolean(tmp_path):
     path = tmp_path / "a.json"
-    write_ufo({"r.jpg": {"0001": Word(CARE, "TOTAL"), "0002": Word(BLUR, "C4SH?", illegible=True),
-                         "0003": Word(BLUR, "###")}}, path)
+    write_ufo(
+        {
+            "r.jpg": {
+                "0001": Word(CARE, "TOTAL"),
+                "0002": Word(BLUR, "C4SH?", illegible=True),
+                "0003": Word(BLUR, "###"),
+            }
+        },
+        path,
+    )
     raw = json.loads(path.read_text())["images"]["r.jpg"]["words"]
-    assert "illegibility" not in raw["0001"] and raw["0002"]["illegibility"] is True and "illegibility" not in raw["0003"]
+    assert (
+        "illegibility" not in raw["0001"] and raw["0002"]["illegibility"] is True and "illegibility" not in raw["0003"]
+    )
     words = read_ufo(path)[0]["r.jpg"]
     assert [(w.transcription, w.illegible, w.dont_care) for w in words.values()] == [
-        ("TOTAL", False, False), ("C4SH?", True, True), ("###", False, True)]
+        ("TOTAL", False, False),
+        ("C4SH?", True, True),
+        ("###", False, True),
+    ]
     raw["0002"]["illegibility"] = "yes"
     path.write_text(json.dumps({"images": {"r.jpg": {"words": raw}}}))
     with pytest.raises(DataError, match=r"a.json: image 'r.jpg': word '0002': \"illegibility\" is not true or false"):
@@ -35,8 +49,10 @@ def test_ufo_keeps_illegibility_and_its_text_and_refuses_a_non_boolean(tmp_path)
 def test_training_targets_leave_dont_care_words_out_of_the_loss(tmp_path):
     (tmp_path / "images" / "train").mkdir(parents=True)
     Image.new("RGB", (160, 160), "white").save(tmp_path / "images" / "train" / "r.png")
-    write_ufo({"r.png": {"0001": Word(CARE, "TOTAL"), "0002": Word(BLUR, "C4SH?", illegible=True)}},
-              tmp_path / "jsons" / "train.json")
+    write_ufo(
+        {"r.png": {"0001": Word(CARE, "TOTAL"), "0002": Word(BLUR, "C4SH?", illegible=True)}},
+        tmp_path / "jsons" / "train.json",
+    )
     item = DetectionDataset(DatasetRoot(tmp_path).load("train"), eval_transform(160))[0]
     prob, mask = item["prob"].numpy(), item["prob_mask"].numpy()
     assert prob[35, 70] == 1 and mask[35, 70] == 1  # the legible word: text, counted

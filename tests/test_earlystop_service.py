@@ -5,6 +5,7 @@ made the way Katib's StdOut collector makes them: training's metric lines (model
 or a real cpu_tiny run's output) parsed with our filter. The Kubernetes API of SetTrialStatus is a
 real HTTP stand-in (tests/kube_standin.py) reached by the real kubernetes client.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,11 @@ FIXTURES = REPO / "tests" / "fixtures"
 HMEAN, LOSS = "val/hmean", "train/loss"
 METRICS = [HMEAN, LOSS]  # what our Experiments collect, objective first
 T0 = datetime(2026, 11, 29, 4, 0, tzinfo=timezone.utc)
-SUCCEEDED, RUNNING, EARLY = (pb2.TrialStatus.TrialConditionType.SUCCEEDED, pb2.TrialStatus.TrialConditionType.RUNNING,
-                             pb2.TrialStatus.TrialConditionType.EARLYSTOPPED)
+SUCCEEDED, RUNNING, EARLY = (
+    pb2.TrialStatus.TrialConditionType.SUCCEEDED,
+    pb2.TrialStatus.TrialConditionType.RUNNING,
+    pb2.TrialStatus.TrialConditionType.EARLYSTOPPED,
+)
 
 
 def training_output(hmeans: list[float], losses: list[float] | None = None, minutes: int = 0) -> str:
@@ -43,7 +47,9 @@ def training_output(hmeans: list[float], losses: list[float] | None = None, minu
     for i, (h, loss) in enumerate(zip(hmeans, losses)):
         t = utc_timestamp(T0 + timedelta(minutes=minutes + i))
         out.append(f"epoch {i + 1} step 4/4 loss={loss:.4f}")  # progress lines carry the names too
-        out += metric_lines({"time": t, "epoch": i + 1, LOSS: loss, "val/precision": h, "val/recall": h, HMEAN: h, "lr": 1e-3})
+        out += metric_lines(
+            {"time": t, "epoch": i + 1, LOSS: loss, "val/precision": h, "val/recall": h, HMEAN: h, "lr": 1e-3}
+        )
     return "\n".join(out) + "\n"
 
 
@@ -53,16 +59,24 @@ def report(db, trial: str, output: str) -> None:
 
 
 def experiment(settings: dict, goal=pb2.MAXIMIZE, metric=HMEAN, algorithm="medianstop-floor") -> pb2.Experiment:
-    return pb2.Experiment(name="receiptflow-run8-sweep", spec=pb2.ExperimentSpec(
-        objective=pb2.ObjectiveSpec(type=goal, objective_metric_name=metric, additional_metric_names=METRICS[1:]),
-        early_stopping=pb2.EarlyStoppingSpec(algorithm_name=algorithm, algorithm_settings=[
-            pb2.EarlyStoppingSetting(name=k, value=v) for k, v in settings.items()])))
+    return pb2.Experiment(
+        name="receiptflow-run8-sweep",
+        spec=pb2.ExperimentSpec(
+            objective=pb2.ObjectiveSpec(type=goal, objective_metric_name=metric, additional_metric_names=METRICS[1:]),
+            early_stopping=pb2.EarlyStoppingSpec(
+                algorithm_name=algorithm,
+                algorithm_settings=[pb2.EarlyStoppingSetting(name=k, value=v) for k, v in settings.items()],
+            ),
+        ),
+    )
 
 
 def rules_request(address: str, trials: dict[str, int], settings: dict, **kw) -> pb2.GetEarlyStoppingRulesRequest:
     return pb2.GetEarlyStoppingRulesRequest(
-        experiment=experiment(settings, **kw), db_manager_address=address,
-        trials=[pb2.Trial(name=n, status=pb2.TrialStatus(condition=c)) for n, c in trials.items()])
+        experiment=experiment(settings, **kw),
+        db_manager_address=address,
+        trials=[pb2.Trial(name=n, status=pb2.TrialStatus(condition=c)) for n, c in trials.items()],
+    )
 
 
 @pytest.fixture
@@ -84,7 +98,9 @@ def db():
 def test_the_proto_is_katibs_v0_19_0_api_unchanged():
     """PROVENANCE.md's sha256 is `git show v0.19.0:pkg/apis/manager/v1beta1/api.proto | sha256sum`."""
     proto = (REPO / "earlystop" / "proto" / "katib_api.proto").read_bytes()
-    recorded = re.search(r"sha256 `([0-9a-f]{64})`", (REPO / "earlystop" / "proto" / "PROVENANCE.md").read_text()).group(1)
+    recorded = re.search(
+        r"sha256 `([0-9a-f]{64})`", (REPO / "earlystop" / "proto" / "PROVENANCE.md").read_text()
+    ).group(1)
     assert hashlib.sha256(proto).hexdigest() == recorded
     shared = REPO.parent / "shared" / "kubeflow" / "katib-api-v0.19.0.proto"
     if shared.exists():
@@ -99,15 +115,18 @@ def test_good_settings_are_accepted(stub):
     assert stub.ValidateEarlyStoppingSettings(pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=spec)) is not None
 
 
-@pytest.mark.parametrize("settings, named", [
-    ({"min_trials_required": "0"}, "min_trials_required must be an integer >= 1"),
-    ({"min_trials_required": "three"}, "min_trials_required must be an integer >= 1"),
-    ({"start_step": "0"}, "start_step must be an integer >= 1"),
-    ({"start_step": "2.5"}, "start_step must be an integer >= 1"),
-    ({"floor": "96%"}, "floor must be a number"),
-    ({"floor": "NaN"}, "floor must be a finite number"),
-    ({"flor": "0.96"}, "unknown setting 'flor' for algorithm medianstop-floor"),
-])
+@pytest.mark.parametrize(
+    "settings, named",
+    [
+        ({"min_trials_required": "0"}, "min_trials_required must be an integer >= 1"),
+        ({"min_trials_required": "three"}, "min_trials_required must be an integer >= 1"),
+        ({"start_step": "0"}, "start_step must be an integer >= 1"),
+        ({"start_step": "2.5"}, "start_step must be an integer >= 1"),
+        ({"floor": "96%"}, "floor must be a number"),
+        ({"floor": "NaN"}, "floor must be a finite number"),
+        ({"flor": "0.96"}, "unknown setting 'flor' for algorithm medianstop-floor"),
+    ],
+)
 def test_each_bad_setting_is_refused_by_name(stub, settings, named):
     spec = experiment(settings).spec.early_stopping
     with pytest.raises(grpc.RpcError) as e:
@@ -129,14 +148,22 @@ def test_bad_settings_and_db_address_are_refused_when_rules_are_asked_too(stub, 
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "start_step" in e.value.details()
     with pytest.raises(grpc.RpcError) as e:
         stub.GetEarlyStoppingRules(rules_request("katib-db-manager.kubeflow", {}, {}))
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "db_manager_address must be HOST:PORT" in e.value.details()
+    assert (
+        e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        and "db_manager_address must be HOST:PORT" in e.value.details()
+    )
 
 
 # --------------------------------------------------------------------------------------- rules
 
 # best of the first 3 val/hmean reports: a 0.90, b 0.95 (its 0.99 comes at epoch 4), c 0.80, d 0.97
-CURVES = {"a": [0.5, 0.9, 0.85, 0.91], "b": [0.6, 0.95, 0.94, 0.99], "c": [0.7, 0.8, 0.75], "d": [0.97, 0.96, 0.97, 0.98],
-          "e": [0.99, 0.99]}  # e reached only 2 reports: not comparable at start_step 3
+CURVES = {
+    "a": [0.5, 0.9, 0.85, 0.91],
+    "b": [0.6, 0.95, 0.94, 0.99],
+    "c": [0.7, 0.8, 0.75],
+    "d": [0.97, 0.96, 0.97, 0.98],
+    "e": [0.99, 0.99],
+}  # e reached only 2 reports: not comparable at start_step 3
 
 
 def fill(db, curves=CURVES):
@@ -148,7 +175,9 @@ def test_maximize_rule_is_the_true_median_of_the_best_at_start_step(stub, db):
     fill(db)
     # d is still running: its log is in the DB (a push collector), so it counts; e has too few reports
     trials = {"a": SUCCEEDED, "b": SUCCEEDED, "c": EARLY, "d": RUNNING, "e": RUNNING, "new": RUNNING}
-    reply = stub.GetEarlyStoppingRules(rules_request(db.address, trials, {"min_trials_required": "3", "start_step": "3"}))
+    reply = stub.GetEarlyStoppingRules(
+        rules_request(db.address, trials, {"min_trials_required": "3", "start_step": "3"})
+    )
     [r] = reply.early_stopping_rules
     # median of 0.80, 0.90, 0.95, 0.97 = 0.925; the mean would be 0.905, Katib's succeeded-only mean (a, b) 0.925 too
     assert (r.name, r.comparison, r.start_step) == (HMEAN, pb2.LESS, 3)
@@ -159,12 +188,18 @@ def test_maximize_rule_is_the_true_median_of_the_best_at_start_step(stub, db):
 def test_the_floor_caps_the_bar_and_a_trial_at_or_above_it_is_never_stopped(stub, db):
     fill(db)
     trials = dict.fromkeys("abcd", SUCCEEDED)
-    [r] = stub.GetEarlyStoppingRules(rules_request(db.address, trials, {"start_step": "3", "floor": "0.91"})).early_stopping_rules
+    [r] = stub.GetEarlyStoppingRules(
+        rules_request(db.address, trials, {"start_step": "3", "floor": "0.91"})
+    ).early_stopping_rules
     assert float(r.value) == 0.91 and r.comparison == pb2.LESS  # min(median 0.925, floor 0.91)
     # the rule as Katib's collector applies it to new trials' metric lines
-    assert collector_stops(training_output([0.5, 0.91, 0.6, 0.2]), [r], HMEAN, "maximize", [KATIB_METRICS_FILTER]) is None
+    assert (
+        collector_stops(training_output([0.5, 0.91, 0.6, 0.2]), [r], HMEAN, "maximize", [KATIB_METRICS_FILTER]) is None
+    )
     assert collector_stops(training_output([0.5, 0.92, 0.6]), [r], HMEAN, "maximize", [KATIB_METRICS_FILTER]) is None
-    assert collector_stops(training_output([0.5, 0.909, 0.6, 0.99]), [r], HMEAN, "maximize", [KATIB_METRICS_FILTER]) == 3
+    assert (
+        collector_stops(training_output([0.5, 0.909, 0.6, 0.99]), [r], HMEAN, "maximize", [KATIB_METRICS_FILTER]) == 3
+    )
     # the best at step 3 counts, not the latest: 0.95 at step 3 after 0.909
     assert collector_stops(training_output([0.5, 0.95, 0.6]), [r], HMEAN, "maximize", [KATIB_METRICS_FILTER]) is None
     # without the floor, the 0.92 trial (below the median 0.925) is stopped
@@ -177,24 +212,36 @@ def test_minimize_rule_mirrors(stub, db):
     for i, (name, losses) in enumerate({"a": [0.5, 0.4, 0.1], "b": [0.3, 0.35], "c": [0.9, 0.6, 0.2]}.items()):
         report(db, name, training_output([0.5] * len(losses), losses, minutes=10 * i))
     trials = dict.fromkeys("abc", SUCCEEDED)
-    [r] = stub.GetEarlyStoppingRules(rules_request(db.address, trials, {"start_step": "2"}, goal=pb2.MINIMIZE,
-                                                   metric=LOSS)).early_stopping_rules
+    [r] = stub.GetEarlyStoppingRules(
+        rules_request(db.address, trials, {"start_step": "2"}, goal=pb2.MINIMIZE, metric=LOSS)
+    ).early_stopping_rules
     assert (r.name, r.comparison, float(r.value)) == (LOSS, pb2.GREATER, 0.4)
-    [r] = stub.GetEarlyStoppingRules(rules_request(db.address, trials, {"start_step": "2", "floor": "0.45"},
-                                                   goal=pb2.MINIMIZE, metric=LOSS)).early_stopping_rules
+    [r] = stub.GetEarlyStoppingRules(
+        rules_request(db.address, trials, {"start_step": "2", "floor": "0.45"}, goal=pb2.MINIMIZE, metric=LOSS)
+    ).early_stopping_rules
     assert float(r.value) == 0.45  # max(median, floor): a loss at or below 0.45 is never stopped
-    assert collector_stops(training_output([0.5] * 3, [0.7, 0.45, 0.1]), [r], LOSS, "minimize", [KATIB_METRICS_FILTER]) is None
-    assert collector_stops(training_output([0.5] * 3, [0.7, 0.46, 0.1]), [r], LOSS, "minimize", [KATIB_METRICS_FILTER]) == 2
+    assert (
+        collector_stops(training_output([0.5] * 3, [0.7, 0.45, 0.1]), [r], LOSS, "minimize", [KATIB_METRICS_FILTER])
+        is None
+    )
+    assert (
+        collector_stops(training_output([0.5] * 3, [0.7, 0.46, 0.1]), [r], LOSS, "minimize", [KATIB_METRICS_FILTER])
+        == 2
+    )
 
 
 def test_too_few_comparable_trials_give_no_rule(stub, db):
     fill(db)
     trials = {"a": SUCCEEDED, "c": SUCCEEDED, "e": SUCCEEDED, "nolog": RUNNING}  # e: 2 reports, nolog: none
-    reply = stub.GetEarlyStoppingRules(rules_request(db.address, trials, {"min_trials_required": "3", "start_step": "3"}))
+    reply = stub.GetEarlyStoppingRules(
+        rules_request(db.address, trials, {"min_trials_required": "3", "start_step": "3"})
+    )
     assert list(reply.early_stopping_rules) == []
     report(db, "u", "no metric line at all\n")
     assert db.logs["u"] == [("0001-01-01T00:00:00Z", HMEAN, "unavailable")]  # Katib's record of a silent trial
-    reply = stub.GetEarlyStoppingRules(rules_request(db.address, {**trials, "u": SUCCEEDED}, {"min_trials_required": "3", "start_step": "1"}))
+    reply = stub.GetEarlyStoppingRules(
+        rules_request(db.address, {**trials, "u": SUCCEEDED}, {"min_trials_required": "3", "start_step": "1"})
+    )
     assert float(reply.early_stopping_rules[0].value) == pytest.approx(0.7)  # a, c, e at step 1; u is not a number
 
 
@@ -216,7 +263,9 @@ def test_a_restarted_service_gives_identical_rules_and_each_call_reads_the_db_af
     server.start()
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = services.EarlyStoppingStub(channel)
-        again = stub.GetEarlyStoppingRules(rules_request(db.address, dict.fromkeys("abcdef", SUCCEEDED), {"start_step": "3"}))
+        again = stub.GetEarlyStoppingRules(
+            rules_request(db.address, dict.fromkeys("abcdef", SUCCEEDED), {"start_step": "3"})
+        )
     server.stop(None).wait()
     assert float(again.early_stopping_rules[0].value) == pytest.approx(0.90)  # median of 0.1, 0.8, 0.9, 0.95, 0.97
 
@@ -249,7 +298,9 @@ class _TrialHandler(kube_standin.Handler):
     server: TrialApi
 
     def _trial(self):
-        parts = self.path.split("?")[0].split("/")  # '', apis, kubeflow.org, v1beta1, namespaces, NS, trials, NAME[, status]
+        parts = self.path.split("?")[0].split(
+            "/"
+        )  # '', apis, kubeflow.org, v1beta1, namespaces, NS, trials, NAME[, status]
         assert parts[1:5] == ["apis", "kubeflow.org", "v1beta1", "namespaces"] and parts[6] == "trials", self.path
         key = (parts[5], parts[7])
         if key not in self.server.trials:
@@ -287,7 +338,10 @@ def test_set_trial_status_marks_the_trial_early_stopped_as_katib_does(stub, tmp_
         assert [c["type"] for c in conditions] == before + ["EarlyStopped"]  # appended, the others kept
         stopped = conditions[-1]
         assert {k: stopped[k] for k in ("status", "reason", "message")} == {
-            "status": "True", "reason": "TrialEarlyStopped", "message": "Trial is early stopped"}
+            "status": "True",
+            "reason": "TrialEarlyStopped",
+            "message": "Trial is early stopped",
+        }
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stopped["lastTransitionTime"])
         assert stopped["lastUpdateTime"] == stopped["lastTransitionTime"]
         assert body["spec"] == running["spec"]  # the whole object goes back, as Katib's service sends it
@@ -303,8 +357,13 @@ def test_set_trial_status_marks_the_trial_early_stopped_as_katib_does(stub, tmp_
 
 def test_cli_serves_logs_one_line_per_call_and_stops_on_sigterm():
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "model.cli", "earlystop", "serve", "--port", "0", "--host", "127.0.0.1"],
-                            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "model.cli", "earlystop", "serve", "--port", "0", "--host", "127.0.0.1"],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = proc.stderr.readline()
         port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", first).group(1))
@@ -313,8 +372,11 @@ def test_cli_serves_logs_one_line_per_call_and_stops_on_sigterm():
             spec = experiment({"floor": "0.9653"}).spec.early_stopping
             stub.ValidateEarlyStoppingSettings(pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=spec))
             with pytest.raises(grpc.RpcError):
-                stub.ValidateEarlyStoppingSettings(pb2.ValidateEarlyStoppingSettingsRequest(
-                    early_stopping=experiment({"floor": "x"}).spec.early_stopping))
+                stub.ValidateEarlyStoppingSettings(
+                    pb2.ValidateEarlyStoppingSettingsRequest(
+                        early_stopping=experiment({"floor": "x"}).spec.early_stopping
+                    )
+                )
         proc.send_signal(signal.SIGTERM)
         rest = proc.communicate(timeout=30)[1]
     finally:
@@ -335,12 +397,32 @@ def test_the_rule_as_katibs_collector_applies_it_to_a_real_cpu_tiny_training(stu
     from model.data.synth import write_synthetic_dataset
 
     data = tmp_path / "synth"
-    write_synthetic_dataset(data, 8, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False)
+    write_synthetic_dataset(
+        data, 8, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "model.cli", "train", "preset=cpu_tiny", f"dataset.root={data}",
-                           f"output_dir={tmp_path / 'run'}", "dataset.image_size=128", "dataset.batch_size=2",
-                           "dataset.num_workers=0", "trainer.max_epochs=4", "models.scheduler.T_max=4", "seed=3"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model.cli",
+            "train",
+            "preset=cpu_tiny",
+            f"dataset.root={data}",
+            f"output_dir={tmp_path / 'run'}",
+            "dataset.image_size=128",
+            "dataset.batch_size=2",
+            "dataset.num_workers=0",
+            "trainer.max_epochs=4",
+            "models.scheduler.T_max=4",
+            "seed=3",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     output = proc.stdout + proc.stderr  # Katib's wrapper captures both
     losses = [json.loads(line)[LOSS] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -348,14 +430,18 @@ def test_the_rule_as_katibs_collector_applies_it_to_a_real_cpu_tiny_training(stu
     best = best_so_far(losses, "minimize", 4)
 
     report(db, "real", output)
-    assert [float(v) for _, n, v in sorted(db.logs["real"]) if n == LOSS] == losses  # the collector reads the exact values
+    assert [
+        float(v) for _, n, v in sorted(db.logs["real"]) if n == LOSS
+    ] == losses  # the collector reads the exact values
 
     def rule_for(others: list[float], floor: str | None = None):
         for i, v in enumerate(others):
             report(db, f"o{i}", training_output([0.0] * 4, [v + 1, v + 0.5, v, v + 0.2], minutes=60))
         settings = {"min_trials_required": "3", "start_step": "4", **({"floor": floor} if floor else {})}
         trials = {"real": SUCCEEDED, **{f"o{i}": SUCCEEDED for i in range(len(others))}}
-        [r] = stub.GetEarlyStoppingRules(rules_request(db.address, trials, settings, goal=pb2.MINIMIZE, metric=LOSS)).early_stopping_rules
+        [r] = stub.GetEarlyStoppingRules(
+            rules_request(db.address, trials, settings, goal=pb2.MINIMIZE, metric=LOSS)
+        ).early_stopping_rules
         db.logs = {"real": db.logs["real"]}
         return r
 
@@ -371,7 +457,9 @@ def test_the_rule_as_katibs_collector_applies_it_to_a_real_cpu_tiny_training(stu
     assert float(r.value) == best and stops(r) is None
     # the collector compares the best so far, not the latest report (when the last epoch was worse)
     if losses[3] > min(losses[:3]):
-        between = pb2.EarlyStoppingRule(name=LOSS, value=repr((best + losses[3]) / 2), comparison=pb2.GREATER, start_step=4)
+        between = pb2.EarlyStoppingRule(
+            name=LOSS, value=repr((best + losses[3]) / 2), comparison=pb2.GREATER, start_step=4
+        )
         assert stops(between) is None
 
 

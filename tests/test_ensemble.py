@@ -1,4 +1,5 @@
 """The voting ensemble (model/ensemble.py) and `receiptflow ensemble`."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """`make setup` takes the interpreter scripts/find-python.sh names: one that pyproject.toml's
 requires-python allows, or one line saying what to install."""
+
 from __future__ import annotations
 
 import shutil
@@ -18,8 +19,13 @@ def find_python(tmp_path: Path, requires: str | None, **env: str) -> subprocess.
     if requires:
         text = text.replace('requires-python = ">=3.11,<3.12"', f'requires-python = "{requires}"')
     (tmp_path / "pyproject.toml").write_text(text)
-    return subprocess.run(["bash", str(tmp_path / "scripts" / "find-python.sh")], capture_output=True, text=True,
-                          env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", **env}, timeout=60)
+    return subprocess.run(
+        ["bash", str(tmp_path / "scripts" / "find-python.sh")],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", **env},
+        timeout=60,
+    )
 
 
 def test_this_interpreter_is_found_for_the_projects_requires_python(tmp_path):
@@ -27,8 +33,9 @@ def test_this_interpreter_is_found_for_the_projects_requires_python(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == sys.executable, proc.stderr
     found = find_python(tmp_path, None)
     assert found.returncode == 0, found.stderr
-    version = subprocess.run([found.stdout.strip(), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
-                             text=True).stdout.strip()
+    version = subprocess.run(
+        [found.stdout.strip(), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+    ).stdout.strip()
     assert version == "(3, 11)"
 
 

@@ -1,4 +1,5 @@
 """K-fold splits: coverage, disjointness, word balance, determinism, errors, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -181,10 +182,13 @@ def test_hold_out_val_keeps_the_calibration_images_out_of_every_fold(root, tmp_p
     assert "3 folds of 30 images" in capsys.readouterr().out and read_manifest(tmp_path / "cli")["held_out"] == "val"
 
 
-@pytest.mark.parametrize("hold_out, message", [
-    ("test", "cannot hold out split 'test': only val can be kept out of the folds"),
-    ("train", "cannot hold out split 'train'"),
-])
+@pytest.mark.parametrize(
+    "hold_out, message",
+    [
+        ("test", "cannot hold out split 'test': only val can be kept out of the folds"),
+        ("train", "cannot hold out split 'train'"),
+    ],
+)
 def test_hold_out_refuses_what_cannot_be_a_calibration_set(root, tmp_path, hold_out, message):
     with pytest.raises(DataError, match=message):
         make_folds(root, tmp_path / "f", k=2, hold_out=hold_out)

@@ -1,4 +1,5 @@
 """Probability-map fusion (model/fusion.py) and stored maps (model/probmaps.py, predict --maps)."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ def text_map(seed: int = 0, size: int = 96) -> np.ndarray:
     prob = rng.uniform(0, 0.2, (size, size)).astype(np.float32)
     for _ in range(6):
         x, y = rng.integers(4, size - 30), rng.integers(4, size - 12)
-        prob[y:y + rng.integers(5, 10), x:x + rng.integers(12, 28)] = rng.uniform(0.5, 0.95)
+        prob[y : y + rng.integers(5, 10), x : x + rng.integers(12, 28)] = rng.uniform(0.5, 0.95)
     return prob
 
 
@@ -92,7 +93,9 @@ def test_post_processing_settings_come_from_the_maps_unless_given():
     assert points(low) != points(fused_detections([pm(a)]))
     with pytest.raises(DataError, match=r"different thresh.*--thresh"):
         fused_detections([pm(a), pm(a, pp={**PP, "thresh": 0.1})])
-    assert points(fused_detections([pm(a), pm(a, pp={**PP, "thresh": 0.1})], postprocess={"thresh": 0.29})) == points(fused_detections([pm(a)]))
+    assert points(fused_detections([pm(a), pm(a, pp={**PP, "thresh": 0.1})], postprocess={"thresh": 0.29})) == points(
+        fused_detections([pm(a)])
+    )
 
 
 def test_quantisation_keeps_the_binarization_at_the_recorded_thresh():
@@ -153,10 +156,21 @@ def test_the_float_maps_of_a_trained_model_fuse_back_to_its_words(trained):  # n
     model, cfg = load_model(ckpt, ["models.head.postprocess.thresh=0.05", "models.head.postprocess.box_thresh=0.05"])
     maps = {}
     pp = OmegaConf.to_container(cfg.models.head.postprocess)
-    dets = detect(model, eval_loader(image_split(root, "test"), cfg), torch.device("cpu"), postprocess=pp,
-                  on_map=lambda n, p, m, s: maps.__setitem__(n, ProbMap(n, p.copy(), m, s)))
+    dets = detect(
+        model,
+        eval_loader(image_split(root, "test"), cfg),
+        torch.device("cpu"),
+        postprocess=pp,
+        on_map=lambda n, p, m, s: maps.__setitem__(n, ProbMap(n, p.copy(), m, s)),
+    )
     assert sum(map(len, dets.values())), "nothing detected even at threshold 0.05"
-    opts = {"thresh": 0.05, "box_thresh": 0.05, "max_candidates": pp["max_candidates"], "unclip_ratio": pp["unclip_ratio"], "mode": "polygon"}
+    opts = {
+        "thresh": 0.05,
+        "box_thresh": 0.05,
+        "max_candidates": pp["max_candidates"],
+        "unclip_ratio": pp["unclip_ratio"],
+        "mode": "polygon",
+    }
     for name, m in maps.items():
         assert points(fused_detections([m] * 5, [1, 0.5, 2, 1, 1], postprocess=opts)) == points(dets[name])
 
@@ -165,37 +179,88 @@ def test_predict_maps_then_fuse_one_model_gives_predicts_words(trained, tmp_path
     root, ckpt = trained
     low = ["models.head.postprocess.thresh=0.05", "models.head.postprocess.box_thresh=0.05"]
     assert main(["predict", str(ckpt), str(root), "-o", str(tmp_path / "plain.json"), *low]) == 0
-    assert main(["predict", str(ckpt), str(root), "-o", str(tmp_path / "kept.json"), "--maps", str(tmp_path / "maps"), *low]) == 0
+    assert (
+        main(
+            ["predict", str(ckpt), str(root), "-o", str(tmp_path / "kept.json"), "--maps", str(tmp_path / "maps"), *low]
+        )
+        == 0
+    )
     plain, kept = read_ufo(tmp_path / "plain.json")[0], read_ufo(tmp_path / "kept.json")[0]
     assert sum(map(len, plain.values())), "nothing detected even at threshold 0.05"
-    assert {n: [w.points.tolist() for w in ws.values()] for n, ws in plain.items()} == \
-           {n: [w.points.tolist() for w in ws.values()] for n, ws in kept.items()}
+    assert {n: [w.points.tolist() for w in ws.values()] for n, ws in plain.items()} == {
+        n: [w.points.tolist() for w in ws.values()] for n, ws in kept.items()
+    }
     assert list_maps(tmp_path / "maps") == sorted(plain)
     for k in (1, 3):
         out = tmp_path / f"fused{k}.json"
         assert main(["ensemble", "--mode", "maps", "-o", str(out), *[str(tmp_path / "maps")] * k]) == 0
         fused = read_ufo(out)[0]
-        assert {n: [w.points.tolist() for w in ws.values()] for n, ws in fused.items()} == \
-               {n: [w.points.tolist() for w in ws.values()] for n, ws in plain.items()}
+        assert {n: [w.points.tolist() for w in ws.values()] for n, ws in fused.items()} == {
+            n: [w.points.tolist() for w in ws.values()] for n, ws in plain.items()
+        }
     assert "maps of 3 models averaged" in capsys.readouterr().out
 
     # a model predicting on another canvas: refused, naming an image
-    assert main(["predict", str(ckpt), str(root), "-o", str(tmp_path / "big.json"), "--maps", str(tmp_path / "big"),
-                 "dataset.image_size=160"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(ckpt),
+                str(root),
+                "-o",
+                str(tmp_path / "big.json"),
+                "--maps",
+                str(tmp_path / "big"),
+                "dataset.image_size=160",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["ensemble", "--mode", "maps", "-o", str(tmp_path / "x.json"), str(tmp_path / "maps"), str(tmp_path / "big")]) == 2
+    assert (
+        main(
+            [
+                "ensemble",
+                "--mode",
+                "maps",
+                "-o",
+                str(tmp_path / "x.json"),
+                str(tmp_path / "maps"),
+                str(tmp_path / "big"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "different canvas" in err and "image '" in err and "big" in err
 
 
 def test_ensemble_cli_keeps_each_modes_options_to_itself(tmp_path, capsys):
     write_map(tmp_path / "m", "a.jpg", text_map(), MATRIX, (190, 190), PP)
-    assert main(["ensemble", "--mode", "maps", "--min-vote", "2", "-o", str(tmp_path / "o.json"), str(tmp_path / "m")]) == 2
+    assert (
+        main(["ensemble", "--mode", "maps", "--min-vote", "2", "-o", str(tmp_path / "o.json"), str(tmp_path / "m")])
+        == 2
+    )
     assert "--min-vote" in capsys.readouterr().err
     assert main(["ensemble", "--thresh", "0.3", "-o", str(tmp_path / "o.json"), str(tmp_path / "m")]) == 2
     assert "--thresh" in capsys.readouterr().err
     assert main(["ensemble", "-o", str(tmp_path / "o.json"), str(tmp_path / "m")]) == 2
     assert "--mode maps" in capsys.readouterr().err
-    assert main(["ensemble", "--mode", "maps", "--thresh", "0.5", "--scores", "-o", str(tmp_path / "o.json"), str(tmp_path / "m")]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--mode",
+                "maps",
+                "--thresh",
+                "0.5",
+                "--scores",
+                "-o",
+                str(tmp_path / "o.json"),
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
     words = read_ufo(tmp_path / "o.json")[0]["a.jpg"].values()
     assert words and all(w.score >= 0.25 for w in words)

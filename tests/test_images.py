@@ -182,7 +182,7 @@ def test_caches_are_under_home_and_owned_by_the_user(kind):
     # home (and so every cache) chowned to the runtime user in the last RUN that touches it
     chowns = [i for i, r in enumerate(runs) if re.search(rf"chown -R {re.escape(user)} {re.escape(home)}\b", r)]
     assert chowns, "caches not chowned to the user"
-    assert chowns[-1] == len(runs) - 1 or not any(home in r for r in runs[chowns[-1] + 1:])
+    assert chowns[-1] == len(runs) - 1 or not any(home in r for r in runs[chowns[-1] + 1 :])
     workdir = [rest for w, rest in ins if w == "WORKDIR"]
     assert workdir[-1] == home
 
@@ -197,8 +197,10 @@ def test_labels_carry_the_package_version(kind):
 
 # --- .dockerignore ---------------------------------------------------------------------------
 
+
 def ignored(rel: str, patterns: list[str]) -> bool:
     """Docker's rule: the last pattern matching the path or one of its parents wins."""
+
     def regex(p):
         out, i = "", 0
         while i < len(p):
@@ -214,6 +216,7 @@ def ignored(rel: str, patterns: list[str]) -> bool:
             else:
                 out, i = out + re.escape(p[i]), i + 1
         return re.compile(out + r"\Z")
+
     parts = rel.split("/")
     prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
     result = False
@@ -240,8 +243,11 @@ def test_dockerignore_keeps_the_build_inputs_and_drops_the_rest():
     pats = dockerignore()
     needed = ["pyproject.toml", PROJECT["readme"], "requirements/image.lock"]
     for package in ("model", "components", "pipelines"):
-        needed += [str(p.relative_to(ROOT)) for p in (ROOT / package).rglob("*")
-                   if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+        needed += [
+            str(p.relative_to(ROOT))
+            for p in (ROOT / package).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        ]
     for pkg, globs in PYPROJECT["tool"]["setuptools"]["package-data"].items():
         for g in globs:
             files = list((ROOT / pkg).glob(g))
@@ -250,18 +256,32 @@ def test_dockerignore_keeps_the_build_inputs_and_drops_the_rest():
     assert "model/__init__.py" in needed and any(n.startswith("pipelines/compiled/") for n in needed)
     kept_out = [n for n in needed if ignored(n, pats)]
     assert not kept_out, f".dockerignore drops build inputs: {kept_out[:5]}"
-    for junk in (".venv/bin/python", ".git/HEAD", "build/demo-data/x.jpg", "tests/test_images.py",
-                 "model/__pycache__/cli.cpython-311.pyc", "model/config.pyc",
-                 "receiptflow.egg-info/PKG-INFO", ".pytest_cache/v/x", ".gpucheck/x", "docs/x.png",
-                 "manifests/katib/x.yaml", ".env"):
+    for junk in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "build/demo-data/x.jpg",
+        "tests/test_images.py",
+        "model/__pycache__/cli.cpython-311.pyc",
+        "model/config.pyc",
+        "receiptflow.egg-info/PKG-INFO",
+        ".pytest_cache/v/x",
+        ".gpucheck/x",
+        "docs/x.png",
+        "manifests/katib/x.yaml",
+        ".env",
+    ):
         assert ignored(junk, pats), f".dockerignore sends {junk}"
 
 
 # --- one image reference ---------------------------------------------------------------------
 
+
 def image_refs(path: Path) -> list[str]:
-    return [m.group(1).strip("'\"") for m in re.finditer(r"^\s*-?\s*image:\s*(\S+)", path.read_text(), re.M)
-            if m.group(1).strip("'\"").startswith(REPO)]
+    return [
+        m.group(1).strip("'\"")
+        for m in re.finditer(r"^\s*-?\s*image:\s*(\S+)", path.read_text(), re.M)
+        if m.group(1).strip("'\"").startswith(REPO)
+    ]
 
 
 def test_default_image_is_tagged_with_the_package_version():
@@ -321,15 +341,31 @@ def test_the_wheel_the_images_install_carries_presets_params_compiled_pipelines_
     repo = Path(__file__).resolve().parents[1]
     # a clean copy of the sources, like the image's build context: a stale *.egg-info/SOURCES.txt
     # in the checkout would otherwise add the data files whatever pyproject says
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo, capture_output=True, text=True,
-                            check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.split()
     src = tmp_path / "src"
     for rel in listed:
         if (repo / rel).is_file():
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(repo / rel, src / rel)
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(src),
-                           "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(src),
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("receiptflow-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -350,8 +386,12 @@ def test_the_wheel_the_images_install_carries_presets_params_compiled_pipelines_
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     site = next((venv / "lib").glob("python3*/site-packages"))
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # a plain path: its .pth files stay unread
-    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     stray = tmp_path / "stray"
     for rel in ("model.py", "pipelines/__init__.py", "components/__init__.py"):
@@ -361,18 +401,29 @@ def test_the_wheel_the_images_install_carries_presets_params_compiled_pipelines_
     cli = str(venv / "bin" / "receiptflow")
 
     def run(*args, **extra):
-        return subprocess.run([cli, *args], cwd=stray, env={**env, **extra}, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [cli, *args], cwd=stray, env={**env, **extra}, capture_output=True, text=True, timeout=300
+        )
 
     assert run("--help").returncode == 0
     shown = run("config", "show", "preset=cpu_tiny")
     assert shown.returncode == 0 and "test_efficientnet" in shown.stdout, shown.stderr
-    replay = run("sweep", "replay", str(repo / "tests" / "fixtures" / "curves" / "seed_sweep.json"))  # a pipelines/ command
+    replay = run(
+        "sweep", "replay", str(repo / "tests" / "fixtures" / "curves" / "seed_sweep.json")
+    )  # a pipelines/ command
     assert replay.returncode == 0 and "| medianstop-floor |" in replay.stdout, replay.stderr
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import model, pipelines; print(model.__file__, pipelines.__file__)"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True).stdout
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import model, pipelines; print(model.__file__, pipelines.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert str(site) in where and str(repo) not in where  # the wheel's copy, not this checkout's
     shadowed = run("config", "show", PYTHONPATH=str(stray))
     assert shadowed.returncode == 2 and shadowed.stdout == ""
     lines = shadowed.stderr.strip().splitlines()
     assert [line.split("'")[1] for line in lines] == ["model", "components", "pipelines"]
-    assert all(line.startswith("receiptflow: error: ") and str(stray) in line and "shadows it" in line for line in lines)
+    assert all(
+        line.startswith("receiptflow: error: ") and str(stray) in line and "shadows it" in line for line in lines
+    )

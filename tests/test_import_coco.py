@@ -1,4 +1,5 @@
 """COCO-style import: COCO-Text v2, TextOCR and plain COCO, EXIF frames, a round trip, bad input, the CLI."""
+
 from __future__ import annotations
 
 import io
@@ -65,14 +66,18 @@ def test_cocotext_v2(tmp_path):
     assert any("1 image(s) without annotations" in n for n in summary.notes)
     words = list(images["COCO_train2014_000000492314.jpg"].values())
     data = json.loads((FIXTURE / "cocotext" / "cocotext.v2.json").read_text())
-    assert [w.points.tolist() for w in words] == [np.reshape(a["mask"], (-1, 2)).tolist() for a in data["anns"].values()]
+    assert [w.points.tolist() for w in words] == [
+        np.reshape(a["mask"], (-1, 2)).tolist() for a in data["anns"].values()
+    ]
     assert words[0].points.tolist() == [[468.9, 286.7], [468.9, 295.2], [493.0, 295.8], [493.0, 287.2]]
     assert [(w.transcription, w.illegible) for w in words] == [("the", False), (None, True)]
     raw = {}
     for s in SPLITS:
         raw.update(json.loads((tmp_path / "dst" / "jsons" / f"{s}.json").read_text())["images"])
     assert raw["COCO_train2014_000000492314.jpg"]["words"]["0002"] == {
-        "points": [[100, 50], [160, 50], [160, 70], [100, 70]], "illegibility": True}
+        "points": [[100, 50], [160, 50], [160, 70], [100, 70]],
+        "illegibility": True,
+    }
 
 
 def test_textocr(tmp_path):
@@ -81,7 +86,9 @@ def test_textocr(tmp_path):
     assert not summary.report.problems
     words = list(load_strict(tmp_path / "dst")["0a1b2c3d4e5f6071.jpg"].values())
     data = json.loads((FIXTURE / "textocr" / "TextOCR_0.1_train.json").read_text())
-    assert [w.points.tolist() for w in words] == [np.reshape(a["points"], (-1, 2)).tolist() for a in data["anns"].values()]
+    assert [w.points.tolist() for w in words] == [
+        np.reshape(a["points"], (-1, 2)).tolist() for a in data["anns"].values()
+    ]
     assert words[0].points.shape == (6, 2)
     assert [(w.transcription, w.illegible) for w in words] == [("Receipt", False), (".", True)]
 
@@ -118,7 +125,11 @@ STORED_POLY = [4, 4, 40, 4, 40, 20, 4, 20]
 def exif_src(tmp_path: Path, declared: tuple[int, int]) -> Path:
     src = tmp_path / "src"
     jpeg(src / "images" / "turned.jpg", STORED, exif_orientation=6)
-    write_coco(src, [(1, "turned.jpg", *declared)], [{"id": 1, "image_id": 1, "segmentation": [STORED_POLY], "utf8_string": "w"}])
+    write_coco(
+        src,
+        [(1, "turned.jpg", *declared)],
+        [{"id": 1, "image_id": 1, "segmentation": [STORED_POLY], "utf8_string": "w"}],
+    )
     return src
 
 
@@ -138,7 +149,12 @@ def test_exif_labels_on_stored_pixels_are_turned(tmp_path):
     stored.save(buf, "PNG", exif=exif)
     shown = ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue())))
     x0, y0, x1, y1 = shown.getbbox()
-    assert (x0, y0, x1, y1) == (word.points[:, 0].min(), word.points[:, 1].min(), word.points[:, 0].max(), word.points[:, 1].max())
+    assert (x0, y0, x1, y1) == (
+        word.points[:, 0].min(),
+        word.points[:, 1].min(),
+        word.points[:, 0].max(),
+        word.points[:, 1].max(),
+    )
 
 
 def test_exif_labels_on_displayed_pixels_stay(tmp_path):
@@ -150,8 +166,10 @@ def test_exif_wrong_declared_size_is_a_problem(tmp_path):
     src = exif_src(tmp_path, (100, 100))
     with pytest.raises(DataError) as err:
         convert("coco", src, tmp_path / "dst", progress=False)
-    assert str(err.value) == (f"{src / 'ann.json'}: image 'turned.jpg': image id 1: labelled as 100x100 px, but the image is 48x64 "
-                              "as it displays; were the labels drawn on a resized copy?")
+    assert str(err.value) == (
+        f"{src / 'ann.json'}: image 'turned.jpg': image id 1: labelled as 100x100 px, but the image is 48x64 "
+        "as it displays; were the labels drawn on a resized copy?"
+    )
 
 
 # --- round trip ----------------------------------------------------------------------------------
@@ -166,7 +184,8 @@ def write_coco(src: Path, images: list[tuple], anns: list[dict], shape: str = "c
     else:
         data = {"imgs": {str(e["id"]): e for e in entries}, "anns": {str(a["id"]): a for a in anns}}
         data["imgToAnns" if shape == "cocotext" else "img2Anns"] = {
-            str(e["id"]): [a["id"] for a in anns if a["image_id"] == e["id"]] for e in entries}
+            str(e["id"]): [a["id"] for a in anns if a["image_id"] == e["id"]] for e in entries
+        }
     (src / name).write_text(json.dumps(data))
     return src
 
@@ -212,15 +231,19 @@ def test_round_trip_from_known_words(tmp_path, shape):
         assert [(w.transcription, w.illegible) for w in out] == [(w.transcription, w.illegible) for w in words]
     expected = assign_splits(list(known), 42)
     for s in SPLITS:
-        assert sorted(p.name for p in (tmp_path / "dst" / "images" / s).iterdir()) == sorted(n for n in known if expected[n] == s)
+        assert sorted(p.name for p in (tmp_path / "dst" / "images" / s).iterdir()) == sorted(
+            n for n in known if expected[n] == s
+        )
 
 
 def test_segmentation_shapes(tmp_path):
     src = tmp_path / "src"
     jpeg(src / "a.jpg", (120, 200))
-    anns = [{"id": 1, "image_id": 1, "segmentation": POLY},  # flat: read as one polygon
-            {"id": 2, "image_id": 1, "segmentation": [POLY, POLY]},
-            {"id": 3, "image_id": 1, "segmentation": {"counts": "abc", "size": [200, 120]}}]
+    anns = [
+        {"id": 1, "image_id": 1, "segmentation": POLY},  # flat: read as one polygon
+        {"id": 2, "image_id": 1, "segmentation": [POLY, POLY]},
+        {"id": 3, "image_id": 1, "segmentation": {"counts": "abc", "size": [200, 120]}},
+    ]
     write_coco(src, [(1, "a.jpg", 120, 200)], anns)
     summary = convert("coco", src, tmp_path / "dst", strict=False, progress=False)
     assert [str(p).removeprefix(f"{src / 'ann.json'}: image 'a.jpg': ") for p in summary.report.problems] == [
@@ -246,39 +269,96 @@ POLY = [10, 10, 60, 10, 60, 30, 10, 30]
 
 def truncated_jpeg() -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 120, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 120, 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=90
+    )
     return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
 # kind: (extra images (id, file_name, w, h), extra annotations, files to create under SRC: name -> bytes or
 #        None for a 120x200 JPEG, the problem's message after "<ann.json>: ")
 BAD_CASES = {
-    "bad number": ([(2, "b.jpg", 120, 200)], [{"id": 20, "image_id": 2, "segmentation": [[10, "1O", 60, 10, 60, 30, 10, 30]]}],
-                   {"b.jpg": None}, "image 'b.jpg': annotation 20: \"segmentation\" value 2 is \"1O\", not a finite number"),
-    "too few points": ([(2, "b.jpg", 120, 200)], [{"id": 20, "image_id": 2, "segmentation": [[10, 10, 60, 10, 60, 30]]}],
-                       {"b.jpg": None}, "image 'b.jpg': annotation 20: \"segmentation\" has 3 point(s); a word needs at least 4"),
-    "odd count": ([(2, "b.jpg", 120, 200)], [{"id": 20, "image_id": 2, "segmentation": [[10, 10, 60, 10, 60, 30, 10]]}],
-                  {"b.jpg": None}, "image 'b.jpg': annotation 20: \"segmentation\" holds 7 numbers; expected x, y pairs"),
-    "bbox without area": ([(2, "b.jpg", 120, 200)], [{"id": 20, "image_id": 2, "bbox": [1, 1, 0, 5]}],
-                          {"b.jpg": None}, "image 'b.jpg': annotation 20: \"bbox\" [1, 1, 0, 5] has no area"),
-    "unknown image": ([], [{"id": 20, "image_id": 99, "segmentation": [POLY]}], {}, "annotation 20: image_id 99 is not among the images"),
-    "missing image": ([(2, "b.jpg", 120, 200)], [], {},
-                      "image 'b.jpg': image id 2: image file not found (looked for b.jpg, images/b.jpg in {src})"),
-    "does not decode": ([(2, "b.jpg", 120, 200)], [], {"b.jpg": b"not an image"},
-                        "image 'b.jpg': image id 2: cannot read image header (cannot identify image file"),
-    "truncated": ([(2, "b.jpg", 120, 200)], [], {"b.jpg": truncated_jpeg()},
-                  "image 'b.jpg': image id 2: cannot decode image (image file is truncated"),
-    "parent path": ([(2, "../outside.jpg", 120, 200)], [], {},
-                    "image '../outside.jpg': image id 2: file_name '../outside.jpg' leads out of the source folder {src} (not read)"),
-    "absolute path": ([(2, "{outside}", 120, 200)], [], {},
-                      "image '{outside}': image id 2: file_name '{outside}' is absolute; it must be relative to the source folder (not read)"),
-    "far outside": ([(2, "b.jpg", 120, 200)], [{"id": 20, "image_id": 2, "segmentation": [POLY]},
-                                               {"id": 21, "image_id": 2, "segmentation": [[10, 10, 900, 10, 900, 30, 10, 30]]}],
-                    {"b.jpg": None}, "image 'b.jpg': annotation 21: points lie far outside the 120x200 image"),
-    "size mismatch": ([(2, "b.jpg", 100, 100)], [], {"b.jpg": None},
-                      "image 'b.jpg': image id 2: labelled as 100x100 px, but the image is 120x200 as it displays"),
-    "duplicate file name": ([(2, "sub/ok.jpg", 120, 200)], [], {"sub/ok.jpg": None},
-                            "image 'sub/ok.jpg': image id 2: file name 'ok.jpg' is already taken by image id 1 ({src}/ok.jpg); skipped"),
+    "bad number": (
+        [(2, "b.jpg", 120, 200)],
+        [{"id": 20, "image_id": 2, "segmentation": [[10, "1O", 60, 10, 60, 30, 10, 30]]}],
+        {"b.jpg": None},
+        'image \'b.jpg\': annotation 20: "segmentation" value 2 is "1O", not a finite number',
+    ),
+    "too few points": (
+        [(2, "b.jpg", 120, 200)],
+        [{"id": 20, "image_id": 2, "segmentation": [[10, 10, 60, 10, 60, 30]]}],
+        {"b.jpg": None},
+        "image 'b.jpg': annotation 20: \"segmentation\" has 3 point(s); a word needs at least 4",
+    ),
+    "odd count": (
+        [(2, "b.jpg", 120, 200)],
+        [{"id": 20, "image_id": 2, "segmentation": [[10, 10, 60, 10, 60, 30, 10]]}],
+        {"b.jpg": None},
+        "image 'b.jpg': annotation 20: \"segmentation\" holds 7 numbers; expected x, y pairs",
+    ),
+    "bbox without area": (
+        [(2, "b.jpg", 120, 200)],
+        [{"id": 20, "image_id": 2, "bbox": [1, 1, 0, 5]}],
+        {"b.jpg": None},
+        "image 'b.jpg': annotation 20: \"bbox\" [1, 1, 0, 5] has no area",
+    ),
+    "unknown image": (
+        [],
+        [{"id": 20, "image_id": 99, "segmentation": [POLY]}],
+        {},
+        "annotation 20: image_id 99 is not among the images",
+    ),
+    "missing image": (
+        [(2, "b.jpg", 120, 200)],
+        [],
+        {},
+        "image 'b.jpg': image id 2: image file not found (looked for b.jpg, images/b.jpg in {src})",
+    ),
+    "does not decode": (
+        [(2, "b.jpg", 120, 200)],
+        [],
+        {"b.jpg": b"not an image"},
+        "image 'b.jpg': image id 2: cannot read image header (cannot identify image file",
+    ),
+    "truncated": (
+        [(2, "b.jpg", 120, 200)],
+        [],
+        {"b.jpg": truncated_jpeg()},
+        "image 'b.jpg': image id 2: cannot decode image (image file is truncated",
+    ),
+    "parent path": (
+        [(2, "../outside.jpg", 120, 200)],
+        [],
+        {},
+        "image '../outside.jpg': image id 2: file_name '../outside.jpg' leads out of the source folder {src} (not read)",
+    ),
+    "absolute path": (
+        [(2, "{outside}", 120, 200)],
+        [],
+        {},
+        "image '{outside}': image id 2: file_name '{outside}' is absolute; it must be relative to the source folder (not read)",
+    ),
+    "far outside": (
+        [(2, "b.jpg", 120, 200)],
+        [
+            {"id": 20, "image_id": 2, "segmentation": [POLY]},
+            {"id": 21, "image_id": 2, "segmentation": [[10, 10, 900, 10, 900, 30, 10, 30]]},
+        ],
+        {"b.jpg": None},
+        "image 'b.jpg': annotation 21: points lie far outside the 120x200 image",
+    ),
+    "size mismatch": (
+        [(2, "b.jpg", 100, 100)],
+        [],
+        {"b.jpg": None},
+        "image 'b.jpg': image id 2: labelled as 100x100 px, but the image is 120x200 as it displays",
+    ),
+    "duplicate file name": (
+        [(2, "sub/ok.jpg", 120, 200)],
+        [],
+        {"sub/ok.jpg": None},
+        "image 'sub/ok.jpg': image id 2: file name 'ok.jpg' is already taken by image id 1 ({src}/ok.jpg); skipped",
+    ),
 }
 
 
@@ -292,7 +372,9 @@ def make_bad(tmp_path: Path, images: list[tuple], anns: list[dict], files: dict)
         else:
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             (src / name).write_bytes(data)
-    images = [(1, "ok.jpg", 120, 200)] + [(i, f.format(outside=tmp_path / "outside.jpg"), w, h) for i, f, w, h in images]
+    images = [(1, "ok.jpg", 120, 200)] + [
+        (i, f.format(outside=tmp_path / "outside.jpg"), w, h) for i, f, w, h in images
+    ]
     anns = [{"id": 10, "image_id": 1, "segmentation": [POLY], "utf8_string": "OK"}] + anns
     return write_coco(src, images, anns)
 
@@ -303,7 +385,9 @@ def test_bad_input_strict_names_file_item_and_reason(tmp_path, kind):
     src = make_bad(tmp_path, images, anns, files)
     with pytest.raises(DataError) as err:
         convert("coco", src, tmp_path / "dst", progress=False)
-    assert str(err.value).startswith(f"{src / 'ann.json'}: " + message.format(src=src, outside=tmp_path / "outside.jpg"))
+    assert str(err.value).startswith(
+        f"{src / 'ann.json'}: " + message.format(src=src, outside=tmp_path / "outside.jpg")
+    )
     assert not (tmp_path / "dst").exists()
 
 
@@ -343,8 +427,12 @@ def test_annotation_file_errors(tmp_path):
         convert("coco", two, tmp_path / "dst", progress=False)
     nested = tmp_path / "nested"  # a COCO export: annotations/instances_default.json + images/
     jpeg(nested / "images" / "a.jpg", (120, 200))
-    write_coco(nested / "annotations", [(1, "a.jpg", 120, 200)], [{"id": 1, "image_id": 1, "segmentation": [POLY]}],
-               name="instances_default.json")
+    write_coco(
+        nested / "annotations",
+        [(1, "a.jpg", 120, 200)],
+        [{"id": 1, "image_id": 1, "segmentation": [POLY]}],
+        name="instances_default.json",
+    )
     assert convert("coco", nested, tmp_path / "dst", progress=False).words["train"] == 1
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -1,4 +1,5 @@
 """ICDAR 2015 import: the real gt_img_1.txt, layouts, BOM/CRLF, don't care, a round trip, bad input, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -75,7 +76,15 @@ def test_fixture_converts_and_loads_strictly_with_every_word(tmp_path):
             assert word.transcription == text
             assert word.illegible == (text == "###")
     img1 = images["img_1.jpg"]
-    assert [w.transcription for w in img1.values()] == ["Genaxis Theatre", "[06]", "###", "62-03", "Carpark", "###", "###"]
+    assert [w.transcription for w in img1.values()] == [
+        "Genaxis Theatre",
+        "[06]",
+        "###",
+        "62-03",
+        "Carpark",
+        "###",
+        "###",
+    ]
     assert img1["0001"].points.tolist() == [[377, 117], [463, 117], [465, 130], [378, 130]]
     img2 = images["img_2.jpg"]
     assert b"\r\n" in (FIXTURE / GT_DIR / "gt_img_2.txt").read_bytes()  # the fixture does test CRLF
@@ -101,10 +110,16 @@ def test_split_is_the_seeded_one_and_deterministic(tmp_path):
     for s in SPLITS:
         got = sorted(p.name for p in (tmp_path / "a" / "images" / s).iterdir())
         assert got == sorted(n for n in names if expected[n] == s)
-    assert {s: len(list((tmp_path / "a" / "images" / s).iterdir())) for s in SPLITS} == {"train": 9, "val": 1, "test": 1}
+    assert {s: len(list((tmp_path / "a" / "images" / s).iterdir())) for s in SPLITS} == {
+        "train": 9,
+        "val": 1,
+        "test": 1,
+    }
     convert("icdar2015", src, tmp_path / "b", seed=7, progress=False)
     for s in SPLITS:
-        assert (tmp_path / "a" / "jsons" / f"{s}.json").read_bytes() == (tmp_path / "b" / "jsons" / f"{s}.json").read_bytes()
+        assert (tmp_path / "a" / "jsons" / f"{s}.json").read_bytes() == (
+            tmp_path / "b" / "jsons" / f"{s}.json"
+        ).read_bytes()
 
 
 def test_files_side_by_side_give_the_same_root(tmp_path):
@@ -118,7 +133,9 @@ def test_files_side_by_side_give_the_same_root(tmp_path):
     summary = convert("icdar2015", flat, tmp_path / "b", progress=False)
     assert not summary.report.problems
     for s in SPLITS:
-        assert (tmp_path / "a" / "jsons" / f"{s}.json").read_bytes() == (tmp_path / "b" / "jsons" / f"{s}.json").read_bytes()
+        assert (tmp_path / "a" / "jsons" / f"{s}.json").read_bytes() == (
+            tmp_path / "b" / "jsons" / f"{s}.json"
+        ).read_bytes()
 
 
 def test_cli_convert_then_check_strict(tmp_path, capsys):
@@ -147,7 +164,9 @@ def write_icdar(src: Path, images: dict[str, list[Word]], size=ICDAR_SIZE) -> Pa
             coords = ",".join(f"{v:g}" for v in w.points.reshape(-1).tolist())
             lines.append(f"{coords},{'###' if w.illegible else w.transcription}")
         (src / "gts").mkdir(parents=True, exist_ok=True)
-        (src / "gts" / f"gt_{Path(name).stem}.txt").write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+        (src / "gts" / f"gt_{Path(name).stem}.txt").write_bytes(
+            ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8")
+        )
     return src
 
 
@@ -194,22 +213,42 @@ def truncated_jpeg() -> bytes:
     import io
 
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 120, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 120, 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=90
+    )
     return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
 BAD_CASES = {
     # kind: (gt files, images, the problem's message after "<src>/")
-    "bad number": ({"a": "10,10,60,10,6O,30,10,30,TOTAL\n"}, {"a.jpg": None}, "gt_a.txt: line 1: coordinate x3 is not a number: '6O'"),
-    "too few points": ({"a": GOOD + "1,2,3,4,5,6,7\n"}, {"a.jpg": None},
-                       "gt_a.txt: line 3: expected 8 coordinates and a transcript (x1,y1,...,x4,y4,text), found 7 comma-separated field(s)"),
+    "bad number": (
+        {"a": "10,10,60,10,6O,30,10,30,TOTAL\n"},
+        {"a.jpg": None},
+        "gt_a.txt: line 1: coordinate x3 is not a number: '6O'",
+    ),
+    "too few points": (
+        {"a": GOOD + "1,2,3,4,5,6,7\n"},
+        {"a.jpg": None},
+        "gt_a.txt: line 3: expected 8 coordinates and a transcript (x1,y1,...,x4,y4,text), found 7 comma-separated field(s)",
+    ),
     "missing image": ({"a": GOOD}, {}, "gt_a.txt: ground truth file has no image (expected a.jpg in {src})"),
     "missing gt": ({}, {"a.jpg": None}, "a.jpg: image has no ground truth file (expected gt_a.txt in {src})"),
-    "does not decode": ({"a": GOOD}, {"a.jpg": b"not a jpeg"}, "a.jpg: cannot read image header (cannot identify image file"),
+    "does not decode": (
+        {"a": GOOD},
+        {"a.jpg": b"not a jpeg"},
+        "a.jpg: cannot read image header (cannot identify image file",
+    ),
     "truncated": ({"a": GOOD}, {"a.jpg": truncated_jpeg()}, "a.jpg: cannot decode image (image file is truncated"),
-    "far outside": ({"a": GOOD + "10,10,900,10,900,30,10,30,far\n"}, {"a.jpg": None},
-                    "gt_a.txt: line 3: points lie far outside the 120x200 image a.jpg"),
-    "duplicate file name": ({"a": GOOD}, {"a.jpg": None, "a.png": None}, "a.png: second image for 'a' (first: a.jpg); skipped"),
+    "far outside": (
+        {"a": GOOD + "10,10,900,10,900,30,10,30,far\n"},
+        {"a.jpg": None},
+        "gt_a.txt: line 3: points lie far outside the 120x200 image a.jpg",
+    ),
+    "duplicate file name": (
+        {"a": GOOD},
+        {"a.jpg": None, "a.png": None},
+        "a.png: second image for 'a' (first: a.jpg); skipped",
+    ),
 }
 
 
@@ -234,8 +273,12 @@ def test_bad_input_lenient_keeps_the_rest_and_lists_every_problem(tmp_path):
         stem = f"k{i}"
         gts.update({stem: content for _, content in gt.items()})
         images.update({stem + Path(n).suffix: data for n, data in imgs.items()})
-        expected.append(message.replace("gt_a.txt", f"gt_{stem}.txt").replace("a.jpg", f"{stem}.jpg")
-                        .replace("a.png", f"{stem}.png").replace("'a'", f"'{stem}'"))
+        expected.append(
+            message.replace("gt_a.txt", f"gt_{stem}.txt")
+            .replace("a.jpg", f"{stem}.jpg")
+            .replace("a.png", f"{stem}.png")
+            .replace("'a'", f"'{stem}'")
+        )
     src = make_src(tmp_path / "src", gts, images)
     summary = convert("icdar2015", src, tmp_path / "dst", split=(1, 0, 0), strict=False, progress=False)
     messages = [str(p) for p in summary.report.problems]

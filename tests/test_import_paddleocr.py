@@ -1,4 +1,5 @@
 """PaddleOCR / PPOCRLabel import: the documented formats, path rules, don't care, a round trip, bad input, the CLI."""
+
 from __future__ import annotations
 
 import io
@@ -68,7 +69,9 @@ def assert_words_match(images: dict[str, dict[str, Word]], label_file: Path) -> 
         assert list(images[name]) == [f"{i:04d}" for i in range(1, len(items) + 1)]
         assert [w.points.tolist() for w in words] == [np.asarray(i["points"], dtype=float).tolist() for i in items]
         assert [w.transcription for w in words] == [i["transcription"] for i in items]
-        assert [w.illegible for w in words] == [i["transcription"] in ("###", "*") or i.get("difficult", False) for i in items]
+        assert [w.illegible for w in words] == [
+            i["transcription"] in ("###", "*") or i.get("difficult", False) for i in items
+        ]
 
 
 # --- the fixtures: PaddleOCR's documented line, PPOCRLabel's Label.txt ---------------------------
@@ -82,7 +85,11 @@ def test_ppocrlabel_folder_converts_and_loads_strictly(tmp_path):
     images = load_strict(tmp_path / "dst")
     assert_words_match(images, FIXTURE / "ppocrlabel" / "receipts" / "Label.txt")
     img2 = list(images["img2.jpg"].values())
-    assert img2[0].transcription == "合计: 12,50" and img2[0].points.shape == (6, 2) and img2[0].points[2].tolist() == [125.5, 30]
+    assert (
+        img2[0].transcription == "合计: 12,50"
+        and img2[0].points.shape == (6, 2)
+        and img2[0].points[2].tolist() == [125.5, 30]
+    )
     assert (img2[1].transcription, img2[1].illegible) == ("hard", True)  # "difficult": true
     assert any("1 image(s) next to Label.txt are not listed in it" in n and "img3.jpg" in n for n in summary.notes)
     # don't care reaches the UFO JSON as "illegibility": true
@@ -99,7 +106,9 @@ def test_ppocrlabel_parent_folder_gives_the_same_root(tmp_path):
     summary = convert("paddleocr", root, tmp_path / "b", progress=False)  # SRC/receipts/Label.txt
     assert not summary.report.problems
     for s in SPLITS:
-        assert (tmp_path / "a" / "jsons" / f"{s}.json").read_bytes() == (tmp_path / "b" / "jsons" / f"{s}.json").read_bytes()
+        assert (tmp_path / "a" / "jsons" / f"{s}.json").read_bytes() == (
+            tmp_path / "b" / "jsons" / f"{s}.json"
+        ).read_bytes()
 
 
 def test_paddleocr_det_gt_file_relative_to_its_folder(tmp_path):
@@ -109,7 +118,10 @@ def test_paddleocr_det_gt_file_relative_to_its_folder(tmp_path):
     images = load_strict(tmp_path / "dst")
     assert_words_match(images, FIXTURE / "det_gt" / "test_icdar2015_label.txt")
     words = list(images["img_61.jpg"].values())
-    assert words[0].points.tolist() == [[310, 104], [416, 141], [418, 216], [312, 179]] and words[0].transcription == "MASA"
+    assert (
+        words[0].points.tolist() == [[310, 104], [416, 141], [418, 216], [312, 179]]
+        and words[0].transcription == "MASA"
+    )
     assert (words[1].transcription, words[1].illegible) == ("*", True)  # PaddleOCR's other ignore mark
 
 
@@ -118,7 +130,9 @@ def test_split_is_the_seeded_one(tmp_path):
     lines = []
     for i in range(10):
         jpeg(src / "imgs" / f"r{i}.jpg", (100, 100))
-        lines.append(f"imgs/r{i}.jpg\t" + json.dumps([{"transcription": "x", "points": [[1, 1], [50, 1], [50, 20], [1, 20]]}]))
+        lines.append(
+            f"imgs/r{i}.jpg\t" + json.dumps([{"transcription": "x", "points": [[1, 1], [50, 1], [50, 20], [1, 20]]}])
+        )
     (src / "train.txt").write_text("\n".join(lines) + "\n")
     convert("paddleocr", src, tmp_path / "dst", seed=3, progress=False)
     expected = assign_splits([f"r{i}.jpg" for i in range(10)], 3)
@@ -173,8 +187,14 @@ def write_ppocrlabel(folder: Path, images: dict[str, list[Word]], size=(400, 300
     lines = []
     for name, words in images.items():
         jpeg(folder / name, size)
-        items = [{"transcription": "###" if w.illegible else w.transcription, "points": w.points.tolist(), "difficult": False}
-                 for w in words]
+        items = [
+            {
+                "transcription": "###" if w.illegible else w.transcription,
+                "points": w.points.tolist(),
+                "difficult": False,
+            }
+            for w in words
+        ]
         lines.append(f"{folder.name}/{name}\t{json.dumps(items, ensure_ascii=False)}")
     (folder / "Label.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
@@ -214,37 +234,76 @@ BOX = [[10, 10], [60, 10], [60, 30], [10, 30]]
 
 def truncated_jpeg() -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 120, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 120, 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=90
+    )
     return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
 # kind: (the label line after "receipts/", images to create: name -> bytes or None for a 120x200 JPEG,
 #        the problem's message after "<Label.txt>: ")
 BAD_CASES = {
-    "bad number": ("a.jpg\t" + json.dumps([item([[10, "1O"], [60, 10], [60, 30], [10, 30]])]), {"a.jpg": None},
-                   'line {n}, item 1: "points" holds "1O", which is not a finite number'),
-    "not a number at all": ("a.jpg\t" + json.dumps([item(BOX), item([[1, 2], [3, 4], [5, 6], [7, float("nan")]])]), {"a.jpg": None},
-                            'line {n}, item 2: "points" holds NaN, which is not a finite number'),
-    "too few points": ("a.jpg\t" + json.dumps([item(BOX), item([[10, 10], [60, 10], [60, 30]])]), {"a.jpg": None},
-                       "line {n}, item 2: has 3 point(s); a word needs at least 4"),
-    "no transcription": ("a.jpg\t" + json.dumps([{"points": BOX}]), {"a.jpg": None},
-                         'line {n}, item 1: "transcription" is missing or not a string'),
-    "bad JSON": ("a.jpg\t[{\"transcription\": \"x\", ", {"a.jpg": None}, "line {n}: words are not valid JSON (column"),
-    "no TAB": ("a.jpg " + json.dumps([item(BOX)]), {"a.jpg": None}, "line {n}: expected <image path><TAB><JSON list of words>, found no TAB"),
-    "missing image": ("a.jpg\t" + json.dumps([item(BOX)]), {},
-                      "line {n}: image 'receipts/a.jpg' not found (looked for receipts/a.jpg and a.jpg)"),
-    "does not decode": ("a.jpg\t" + json.dumps([item(BOX)]), {"a.jpg": b"not an image"},
-                        "line {n}: image a.jpg: cannot read image header (cannot identify image file"),
-    "truncated": ("a.jpg\t" + json.dumps([item(BOX)]), {"a.jpg": truncated_jpeg()},
-                  "line {n}: image a.jpg: cannot decode image (image file is truncated"),
-    "far outside": ("a.jpg\t" + json.dumps([item(BOX), item([[10, 10], [900, 10], [900, 30], [10, 30]], "far")]), {"a.jpg": None},
-                    "line {n}, item 2: points lie far outside the 120x200 image a.jpg"),
-    "duplicate file name": ("sub/ok.jpg\t" + json.dumps([item(BOX)]), {"sub/ok.jpg": None},
-                            "line {n}: image file name 'ok.jpg' is already taken by Label.txt line 1 (ok.jpg); skipped"),
+    "bad number": (
+        "a.jpg\t" + json.dumps([item([[10, "1O"], [60, 10], [60, 30], [10, 30]])]),
+        {"a.jpg": None},
+        'line {n}, item 1: "points" holds "1O", which is not a finite number',
+    ),
+    "not a number at all": (
+        "a.jpg\t" + json.dumps([item(BOX), item([[1, 2], [3, 4], [5, 6], [7, float("nan")]])]),
+        {"a.jpg": None},
+        'line {n}, item 2: "points" holds NaN, which is not a finite number',
+    ),
+    "too few points": (
+        "a.jpg\t" + json.dumps([item(BOX), item([[10, 10], [60, 10], [60, 30]])]),
+        {"a.jpg": None},
+        "line {n}, item 2: has 3 point(s); a word needs at least 4",
+    ),
+    "no transcription": (
+        "a.jpg\t" + json.dumps([{"points": BOX}]),
+        {"a.jpg": None},
+        'line {n}, item 1: "transcription" is missing or not a string',
+    ),
+    "bad JSON": ('a.jpg\t[{"transcription": "x", ', {"a.jpg": None}, "line {n}: words are not valid JSON (column"),
+    "no TAB": (
+        "a.jpg " + json.dumps([item(BOX)]),
+        {"a.jpg": None},
+        "line {n}: expected <image path><TAB><JSON list of words>, found no TAB",
+    ),
+    "missing image": (
+        "a.jpg\t" + json.dumps([item(BOX)]),
+        {},
+        "line {n}: image 'receipts/a.jpg' not found (looked for receipts/a.jpg and a.jpg)",
+    ),
+    "does not decode": (
+        "a.jpg\t" + json.dumps([item(BOX)]),
+        {"a.jpg": b"not an image"},
+        "line {n}: image a.jpg: cannot read image header (cannot identify image file",
+    ),
+    "truncated": (
+        "a.jpg\t" + json.dumps([item(BOX)]),
+        {"a.jpg": truncated_jpeg()},
+        "line {n}: image a.jpg: cannot decode image (image file is truncated",
+    ),
+    "far outside": (
+        "a.jpg\t" + json.dumps([item(BOX), item([[10, 10], [900, 10], [900, 30], [10, 30]], "far")]),
+        {"a.jpg": None},
+        "line {n}, item 2: points lie far outside the 120x200 image a.jpg",
+    ),
+    "duplicate file name": (
+        "sub/ok.jpg\t" + json.dumps([item(BOX)]),
+        {"sub/ok.jpg": None},
+        "line {n}: image file name 'ok.jpg' is already taken by Label.txt line 1 (ok.jpg); skipped",
+    ),
 }
 ESCAPES = {  # never read: the files exist, outside SRC
-    "parent path": ("../../outside.jpg", "line {n}: image path 'receipts/../../outside.jpg' leads out of the source folder {src} (not read)"),
-    "absolute path": ("{abs}", "line {n}: image path '{abs}' is absolute; paths must be relative to the label file's folder (not read)"),
+    "parent path": (
+        "../../outside.jpg",
+        "line {n}: image path 'receipts/../../outside.jpg' leads out of the source folder {src} (not read)",
+    ),
+    "absolute path": (
+        "{abs}",
+        "line {n}: image path '{abs}' is absolute; paths must be relative to the label file's folder (not read)",
+    ),
 }
 
 
@@ -315,5 +374,7 @@ def test_ambiguous_path_is_a_problem(tmp_path):
     jpeg(src / "a.jpg", (120, 200))
     jpeg(src / "receipts" / "a.jpg", (200, 120))  # two different files the path could mean
     (src / "Label.txt").write_text("receipts/a.jpg\t" + json.dumps([item(BOX)]) + "\n")
-    with pytest.raises(DataError, match=r"line 1: image path 'receipts/a\.jpg' is ambiguous: both receipts/a\.jpg and a\.jpg exist"):
+    with pytest.raises(
+        DataError, match=r"line 1: image path 'receipts/a\.jpg' is ambiguous: both receipts/a\.jpg and a\.jpg exist"
+    ):
         convert("paddleocr", src, tmp_path / "dst", progress=False)

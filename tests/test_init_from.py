@@ -4,6 +4,7 @@ tiny cpu_tiny trainings in subprocesses, and an s3:// checkpoint through a real 
 A run that is initialised and then trains one epoch at lr 1e-12 still has (to 1e-7) the parameters
 it started with: that is how the tests see the weights at step 0 without a hook into the loop.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,9 @@ def data(tmp_path_factory) -> Path:
     from model.data.synth import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synth")
-    write_synthetic_dataset(root, 6, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False)
+    write_synthetic_dataset(
+        root, 6, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False
+    )
     return root
 
 
@@ -123,22 +126,48 @@ def test_an_s3_checkpoint_is_downloaded_and_not_left_in_the_output(data, source,
 
 def test_a_run_that_resumes_takes_last_pt_not_init_from_again(data, whole, source, tmp_path):
     out, _ = whole
-    proc = run_train(args(data, out, f"init_from={source}", "seed=11", "models.encoder.pretrained=true", "models.optimizer.lr=1e-12", "trainer.max_epochs=2"))
+    proc = run_train(
+        args(
+            data,
+            out,
+            f"init_from={source}",
+            "seed=11",
+            "models.encoder.pretrained=true",
+            "models.optimizer.lr=1e-12",
+            "trainer.max_epochs=2",
+        )
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"init_from={source} is not applied again: the run resumes from {out / 'last.pt'}" in proc.stdout
     assert "initialised from" not in proc.stdout
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["epoch"] == 2 and ckpt["init"]["from"] == str(source)  # the record survives the resume
     # another init_from beside a last.pt would be silently ignored: refused, as a changed hyperparameter is
-    other = run_train(args(data, out, f"init_from={tmp_path}/x.pt", "seed=11", "models.encoder.pretrained=true", "models.optimizer.lr=1e-12", "trainer.max_epochs=3"))
-    assert other.returncode == 2 and "cannot resume" in other.stderr and f"init_from {source} -> {tmp_path}/x.pt" in other.stderr
+    other = run_train(
+        args(
+            data,
+            out,
+            f"init_from={tmp_path}/x.pt",
+            "seed=11",
+            "models.encoder.pretrained=true",
+            "models.optimizer.lr=1e-12",
+            "trainer.max_epochs=3",
+        )
+    )
+    assert (
+        other.returncode == 2
+        and "cannot resume" in other.stderr
+        and f"init_from {source} -> {tmp_path}/x.pt" in other.stderr
+    )
 
 
 def test_encoder_lr_gives_the_encoder_its_own_rate(data, source, tmp_path):
     """models.optimizer.encoder_lr: from the source weights, an epoch with the encoder at 1e-12 and the
     rest at 3e-3 leaves the encoder where it started and moves the decoder; the logged lr is `lr`."""
     out = tmp_path / "split"
-    proc = run_train(args(data, out, f"init_from={source}", "models.optimizer.encoder_lr=1e-12", "trainer.max_epochs=1"))
+    proc = run_train(
+        args(data, out, f"init_from={source}", "models.optimizer.encoder_lr=1e-12", "trainer.max_epochs=1")
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     src, got = load_checkpoint(source)["model"], load_checkpoint(out / "last.pt")
     assert _close(_params(got["model"], "encoder."), _params(src, "encoder."))

@@ -16,6 +16,7 @@ read a root-only Python install (e.g. /root/.pyenv); it grants reading and direc
 writing (capabilities(7)), so whether `echo completed > <mark file>` may write is decided by uids
 and file modes exactly as in the pod.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,7 +44,10 @@ EARLY_STOPPED, COMPLETED = "early-stopped", "completed"  # pkg/metricscollector/
 
 # ---- what Katib and the kubelet make of the container's command -----------------------------------
 
-def katib_wrap(command: list[str], metrics_file: str = METRICS_FILE, early_stopping: bool = True) -> tuple[list[str], list[str]]:
+
+def katib_wrap(
+    command: list[str], metrics_file: str = METRICS_FILE, early_stopping: bool = True
+) -> tuple[list[str], list[str]]:
     """(command, args) that wrapWorkerContainer sets on the primary container, StdOut collector
     (utils.go:155-199, getEarlyStoppingCommand 201-215, getMarkCompletedCommand 217-221). `metrics_file`
     is a parameter of wrapWorkerContainer too; tests point it at a temporary folder."""
@@ -53,9 +57,12 @@ def katib_wrap(command: list[str], metrics_file: str = METRICS_FILE, early_stopp
     args.append(f"1>{metrics_file} 2>&1")
     folder = os.path.dirname(metrics_file)
     if early_stopping:
-        args += ["||", f"if test -f {os.path.join(folder, '$$$$.pid')} && [ $(head -n 1 {os.path.join(folder, '$$.pid')}) "
-                       f"= {EARLY_STOPPED} ]; then echo Training Container was Early Stopped; "
-                       "else echo Training Container was Failed; exit 1; fi"]
+        args += [
+            "||",
+            f"if test -f {os.path.join(folder, '$$$$.pid')} && [ $(head -n 1 {os.path.join(folder, '$$.pid')}) "
+            f"= {EARLY_STOPPED} ]; then echo Training Container was Early Stopped; "
+            "else echo Training Container was Failed; exit 1; fi",
+        ]
     args += ["&&", f"echo {COMPLETED} > {os.path.join(folder, '$$$$.pid')}"]
     return shell, [" ".join(args)]
 
@@ -74,7 +81,7 @@ def kubelet_expand(text: str, env: dict[str, str]) -> str:
             if nxt == "(":
                 end = text.find(")", i + 2)
                 if end != -1:
-                    name = text[i + 2:end]
+                    name = text[i + 2 : end]
                     out.append(env.get(name, f"$({name})"))
                     i = end + 1
                     continue
@@ -93,19 +100,25 @@ def test_the_wrapped_command_is_katibs_format():
         "receiptflow train preset=x 1>/var/log/katib/metrics.log 2>&1 || "
         "if test -f /var/log/katib/$$.pid && [ $(head -n 1 /var/log/katib/$$.pid) = early-stopped ]; "
         "then echo Training Container was Early Stopped; else echo Training Container was Failed; exit 1; fi "
-        "&& echo completed > /var/log/katib/$$.pid")
+        "&& echo completed > /var/log/katib/$$.pid"
+    )
     assert kubelet_expand("$(HOME)/x $$(HOME) $x", {"HOME": "/tmp"}) == "/tmp/x $(HOME) $x"
 
 
 # ---- who runs as whom in a rendered trial pod --------------------------------------------------------
 
+
 def trial_pod(manifest: dict) -> dict:
     spec = manifest["spec"]["trialTemplate"]["trialSpec"]
-    if spec["kind"] == "TrainJob":  # the pod comes from the runtime (manifests/trainer/), the container from the trainer
+    if (
+        spec["kind"] == "TrainJob"
+    ):  # the pod comes from the runtime (manifests/trainer/), the container from the trainer
         from tests.test_sweep_manifests import trainjob_pod
 
         return trainjob_pod(spec)["spec"]
-    template = spec["spec"]["template"] if spec["kind"] == "Job" else spec["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+    template = (
+        spec["spec"]["template"] if spec["kind"] == "Job" else spec["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+    )
     return template["spec"]
 
 
@@ -134,7 +147,9 @@ def container_level_only(manifest: dict) -> dict:
 
 
 def test_the_sidecar_runs_as_the_training_uid_only_with_a_pod_level_security_context():
-    for manifest in yaml.safe_load_all("\n---\n".join(p.read_text() for p in sorted(sweep.MANIFEST_DIR.rglob("receiptflow-*.yaml")))):
+    for manifest in yaml.safe_load_all(
+        "\n---\n".join(p.read_text() for p in sorted(sweep.MANIFEST_DIR.rglob("receiptflow-*.yaml")))
+    ):
         training, collector = identities(manifest)
         assert training == collector == (1000, 1000), manifest["metadata"]["name"]
         pod = trial_pod(manifest)
@@ -145,12 +160,14 @@ def test_the_sidecar_runs_as_the_training_uid_only_with_a_pod_level_security_con
 
 # ---- the early stop, played --------------------------------------------------------------------------
 
+
 def _demote(uid: int, gid: int):
     def become():
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)
         os.umask(0o022)
+
     return become
 
 
@@ -198,8 +215,16 @@ def world() -> Path:
 
     base = Path(tempfile.mkdtemp(prefix="katib-wrapper-", dir="/tmp"))
     base.chmod(0o755)
-    write_synthetic_dataset(base / "data", 8, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340),
-                            height=(420, 480), progress=False)
+    write_synthetic_dataset(
+        base / "data",
+        8,
+        seed=5,
+        splits=(0.5, 0.25, 0.25),
+        workers=1,
+        width=(300, 340),
+        height=(420, 480),
+        progress=False,
+    )
     yield base
     shutil.rmtree(base, ignore_errors=True)
 
@@ -216,27 +241,64 @@ def early_stop(manifest: dict, world: Path, tag: str) -> dict:
     katib.chmod(0o777)  # an emptyDir: kubelet creates it 0777
     for d in (out, home):
         os.chown(d, t_uid, t_gid)
-    tiny = ["preset=cpu_tiny", f"dataset.root={world / 'data'}", f"output_dir={out}", "dataset.image_size=128",
-            "dataset.batch_size=2", "dataset.num_workers=0", "trainer.max_epochs=40", "models.scheduler.T_max=40",
-            "trainer.log_every_n_steps=1", "seed=3"]
+    tiny = [
+        "preset=cpu_tiny",
+        f"dataset.root={world / 'data'}",
+        f"output_dir={out}",
+        "dataset.image_size=128",
+        "dataset.batch_size=2",
+        "dataset.num_workers=0",
+        "trainer.max_epochs=40",
+        "models.scheduler.T_max=40",
+        "trainer.log_every_n_steps=1",
+        "seed=3",
+    ]
     name = manifest["spec"]["trialTemplate"]["primaryContainerName"]
     (primary,) = [c for c in trial_pod(manifest)["containers"] if c["name"] == name]
-    launcher = primary["command"][:primary["command"].index("train") + 1]  # the manifest's, with a tiny config
+    launcher = primary["command"][: primary["command"].index("train") + 1]  # the manifest's, with a tiny config
     if "--nproc_per_node" in launcher:  # one CPU process in place of one per GPU
         launcher[launcher.index("--nproc_per_node") + 1] = "1"
     shell, (script,) = katib_wrap(launcher + tiny, str(katib / "metrics.log"))
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home), "PYTHONUNBUFFERED": "1",
-           "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "NUMBA_CACHE_DIR": str(home / "numba")}
-    become = [] if t_uid == 0 else [SETPRIV, f"--reuid={t_uid}", f"--regid={t_gid}", "--clear-groups",
-                                    "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
-    proc = subprocess.Popen([*become, *shell, kubelet_expand(script, env)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, umask=0o022)  # not preexec_fn: unsafe beside threads (xdist's)
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(home),
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "NUMBA_CACHE_DIR": str(home / "numba"),
+    }
+    become = (
+        []
+        if t_uid == 0
+        else [
+            SETPRIV,
+            f"--reuid={t_uid}",
+            f"--regid={t_gid}",
+            "--clear-groups",
+            "--inh-caps=+dac_read_search",
+            "--ambient-caps=+dac_read_search",
+        ]
+    )
+    proc = subprocess.Popen(
+        [*become, *shell, kubelet_expand(script, env)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        umask=0o022,
+    )  # not preexec_fn: unsafe beside threads (xdist's)
     try:
         deadline = time.monotonic() + 60
         log = katib / "metrics.log"
-        while not (log.exists() and any(m.group(1) == "val/hmean" for m in re.finditer(KATIB_METRICS_FILTER, log.read_text()))):
+        while not (
+            log.exists() and any(m.group(1) == "val/hmean" for m in re.finditer(KATIB_METRICS_FILTER, log.read_text()))
+        ):
             assert proc.poll() is None and time.monotonic() < deadline, (
-                proc.poll(), log.read_text() if log.exists() else "", proc.stderr.read()[-3000:] if proc.poll() is not None else "")
+                proc.poll(),
+                log.read_text() if log.exists() else "",
+                proc.stderr.read()[-3000:] if proc.poll() is not None else "",
+            )
             time.sleep(0.1)
         kids = _children(proc.pid)
         assert len(kids) == 1, kids  # main.go:287-290: the collector supports exactly one child
@@ -246,13 +308,20 @@ def early_stop(manifest: dict, world: Path, tag: str) -> dict:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return {"killed": killed, "exit": proc.returncode, "stdout": stdout, "stderr": stderr,
-            "log": (katib / "metrics.log").read_text(), "verdict": collector_verdict(katib / f"{proc.pid}.pid")}
+    return {
+        "killed": killed,
+        "exit": proc.returncode,
+        "stdout": stdout,
+        "stderr": stderr,
+        "log": (katib / "metrics.log").read_text(),
+        "verdict": collector_verdict(katib / f"{proc.pid}.pid"),
+    }
 
 
 SETPRIV = shutil.which("setpriv")
-needs_root = pytest.mark.skipif(os.geteuid() != 0 or not SETPRIV,
-                                reason="playing two uids needs root and setpriv (CI runs as root)")
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or not SETPRIV, reason="playing two uids needs root and setpriv (CI runs as root)"
+)
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """components/kube.py: the one home of the Kubernetes client (config, clients, namespace default, the retry rule)."""
+
 from __future__ import annotations
 
 import ast
@@ -15,8 +16,13 @@ def test_only_components_kube_imports_the_kubernetes_client():
     found = []
     for path in sorted(p for d in ("components", "earlystop", "pipelines") for p in (REPO / d).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             if any(n == "kubernetes" or n.startswith("kubernetes.") for n in names):
                 found.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert found and all(f.startswith("components/kube.py:") for f in found), found
@@ -31,8 +37,20 @@ def test_the_client_errors_come_from_the_kubernetes_client():
         kube.Nothing  # noqa: B018
 
 
-@pytest.mark.parametrize("status, retried", [(429, True), (500, True), (503, True), (504, True), (400, False),
-                                             (401, False), (403, False), (404, False), (409, False)])
+@pytest.mark.parametrize(
+    "status, retried",
+    [
+        (429, True),
+        (500, True),
+        (503, True),
+        (504, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (409, False),
+    ],
+)
 def test_which_api_answers_are_retried(status, retried):
     assert kube.transient(kube.ApiException(status=status, reason="x")) is retried
 

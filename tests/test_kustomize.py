@@ -6,6 +6,7 @@ to Katib Experiments and Trials, one namespace per overlay, pinned images with t
 components.DEFAULT_IMAGE. Each check is a function returning its problems, and each is shown to fail on a
 planted bad manifest. The standalone katib-config (our early-stopping algorithm registered with Katib) is
 upstream's file plus our entry, checked against Katib's config schema, and so is docs/earlystop.md's snippet."""
+
 from __future__ import annotations
 
 import copy
@@ -27,16 +28,23 @@ REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 K8S_VERSION = "1.33"
-OVERLAYS = {"kubeflow-1.10": "kubeflow-user-example-com", "kubeflow-1.11": "kubeflow-user-example-com",
-            "standalone": "receiptflow"}
+OVERLAYS = {
+    "kubeflow-1.10": "kubeflow-user-example-com",
+    "kubeflow-1.11": "kubeflow-user-example-com",
+    "standalone": "receiptflow",
+}
 KUBEFLOW = ("kubeflow-1.10", "kubeflow-1.11")
 # The trial kinds each target's release runs, so the only Experiments it may carry. Kubeflow 1.10 installs the
 # Training Operator v1.9 and no Trainer v2; 1.11's example/kustomization.yaml (kubeflow/manifests v1.11.0,
 # lines 93-96) installs applications/trainer and leaves the Training Operator out. Katib accepts an Experiment
 # of a kind the cluster lacks and its trials never start (pipelines/sweep.py, SUBDIRS), so a build carrying
 # one is a sweep that hangs. Standalone: Katib plus the Training Operator, as its header says.
-TRIAL_KINDS = {"base": {"Job"}, "kubeflow-1.10": {"Job", "PyTorchJob"}, "kubeflow-1.11": {"Job", "TrainJob"},
-               "standalone": {"Job", "PyTorchJob"}}
+TRIAL_KINDS = {
+    "base": {"Job"},
+    "kubeflow-1.10": {"Job", "PyTorchJob"},
+    "kubeflow-1.11": {"Job", "TrainJob"},
+    "standalone": {"Job", "PyTorchJob"},
+}
 # Overlays that ship their own Namespace object (standalone: it needs Katib's injection label; Kubeflow
 # profile namespaces have it already).
 SHIPS_NAMESPACE = {"standalone"}
@@ -44,8 +52,10 @@ TARGETS = ["base", *OVERLAYS]
 RECEIPTFLOW_REPO = DEFAULT_IMAGE.rsplit(":", 1)[0]
 
 # Secrets: the only keys that may hold a real (non-placeholder) value, because they are settings, not secrets.
-NON_SECRET_KEYS = {"MINIO_ENDPOINT": re.compile(r"^(REPLACE_WITH_[A-Z0-9_]+|[a-z0-9.-]+:\d+)$"),
-                   "MINIO_SECURE": re.compile(r"^(true|false)$")}
+NON_SECRET_KEYS = {
+    "MINIO_ENDPOINT": re.compile(r"^(REPLACE_WITH_[A-Z0-9_]+|[a-z0-9.-]+:\d+)$"),
+    "MINIO_SECURE": re.compile(r"^(true|false)$"),
+}
 # Every other Secret value must be exactly an obvious placeholder.
 PLACEHOLDER = re.compile(r"^REPLACE_WITH_[A-Z0-9_]+$")
 # Environment variables whose names say "credential": never a literal value, only a secretKeyRef.
@@ -54,10 +64,15 @@ CREDENTIAL_ENV = re.compile(r"(ACCESS_KEY|SECRET|PASSWORD|TOKEN|ROOT_USER)", re.
 KNOWN_SECRETS = {"receiptflow-minio", "mlpipeline-minio-artifact"}
 # What the pipeline's service account needs (components/run_katib_experiment.py, components/katib/trials.py,
 # components/run_training_job.py): API group -> resource -> verbs.
-ALLOWED_RULES = {"kubeflow.org": {"experiments": {"create", "get", "list", "watch", "delete"},
-                                  "trials": {"get", "list", "watch"}, "pytorchjobs": {"create", "get"}},
-                 "trainer.kubeflow.org": {"trainjobs": {"create", "get"}},
-                 "": {"pods": {"list"}, "pods/log": {"get"}, "events": {"list"}}}
+ALLOWED_RULES = {
+    "kubeflow.org": {
+        "experiments": {"create", "get", "list", "watch", "delete"},
+        "trials": {"get", "list", "watch"},
+        "pytorchjobs": {"create", "get"},
+    },
+    "trainer.kubeflow.org": {"trainjobs": {"create", "get"}},
+    "": {"pods": {"list"}, "pods/log": {"get"}, "events": {"list"}},
+}
 # What a Kubeflow profile's `default-editor` (ClusterRole kubeflow-edit) and its owner (kubeflow-admin, the same for
 # these resources) hold, per release, for the API groups above: kubeflow/manifests common/kubeflow-roles/base/
 # cluster-roles.yaml (view: pods, pods/log, events get/list/watch, :218-250; edit: pods create/delete/..., :99-112),
@@ -65,24 +80,53 @@ ALLOWED_RULES = {"kubeflow.org": {"experiments": {"create", "get", "list", "watc
 # v1.10.2 applications/training-operator/upstream/overlays/kubeflow/kubeflow-training-roles.yaml:22-67 or
 # v1.11.0 applications/trainer/upstream/overlays/kubeflow-platform/kubeflow-trainer-roles.yaml:21-49 (1.11 has no
 # Training Operator: example/kustomization.yaml:94 is commented out). Nothing grants experiments/status.
-_KATIB = {"experiments": {"get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"},
-          "trials": {"get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"}}
-_CORE = {"pods": {"get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"},
-         "pods/log": {"get", "list", "watch"}, "events": {"get", "list", "watch"}}
+_KATIB = {
+    "experiments": {"get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"},
+    "trials": {"get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"},
+}
+_CORE = {
+    "pods": {"get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"},
+    "pods/log": {"get", "list", "watch"},
+    "events": {"get", "list", "watch"},
+}
 KUBEFLOW_EDIT = {
-    "kubeflow-1.10": {"kubeflow.org": {**_KATIB, "pytorchjobs": {"create", "delete", "get", "list", "patch", "update", "watch"},
-                                       "pytorchjobs/status": {"get"}}, "": _CORE},
-    "kubeflow-1.11": {"kubeflow.org": _KATIB, "": _CORE,
-                      "trainer.kubeflow.org": {"trainjobs": {"create", "patch", "get", "list", "watch", "delete"},
-                                               "trainingruntimes": {"get", "list", "watch"}}},
+    "kubeflow-1.10": {
+        "kubeflow.org": {
+            **_KATIB,
+            "pytorchjobs": {"create", "delete", "get", "list", "patch", "update", "watch"},
+            "pytorchjobs/status": {"get"},
+        },
+        "": _CORE,
+    },
+    "kubeflow-1.11": {
+        "kubeflow.org": _KATIB,
+        "": _CORE,
+        "trainer.kubeflow.org": {
+            "trainjobs": {"create", "patch", "get", "list", "watch", "delete"},
+            "trainingruntimes": {"get", "list", "watch"},
+        },
+    },
 }
 # the training-job kind each release runs (its launcher's RBAC is needed there only)
-TRAINING_KIND = {"kubeflow-1.10": ("kubeflow.org", "pytorchjobs"), "kubeflow-1.11": ("trainer.kubeflow.org", "trainjobs")}
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
-                  "StorageClass", "PriorityClass", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
+TRAINING_KIND = {
+    "kubeflow-1.10": ("kubeflow.org", "pytorchjobs"),
+    "kubeflow-1.11": ("trainer.kubeflow.org", "trainjobs"),
+}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+}
 
 
 # ---- building ---------------------------------------------------------------------------------------
+
 
 def kubectl() -> Path:
     if not KUBECTL.exists():
@@ -91,8 +135,9 @@ def kubectl() -> Path:
 
 
 def kustomize(path: Path | str) -> list[dict]:
-    proc = subprocess.run([str(kubectl()), "kustomize", str(path)], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [str(kubectl()), "kustomize", str(path)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, f"kubectl kustomize {path} failed:\n{proc.stderr}"
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
@@ -138,6 +183,7 @@ def containers(obj: dict) -> list[tuple[str, dict, dict]]:
 
 # ---- the checks (each returns its problems) -------------------------------------------------------------
 
+
 def validation_problems(objs: list[dict]) -> list[str]:
     import kubernetes_validate
     from kubeflow_katib_api.models import V1beta1Experiment
@@ -150,8 +196,12 @@ def validation_problems(objs: list[dict]) -> list[str]:
             # the trial pods are plain pod templates: validate them as a Job's
             for where, pod in pod_specs(obj["spec"]["trialTemplate"]["trialSpec"]):
                 text = re.sub(r"\$\{trialParameters\.[^}]+\}", "1", json.dumps(pod))
-                job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "trial"},
-                       "spec": {"backoffLimit": 0, "template": {"spec": json.loads(text)}}}
+                job = {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "metadata": {"name": "trial"},
+                    "spec": {"backoffLimit": 0, "template": {"spec": json.loads(text)}},
+                }
                 try:
                     kubernetes_validate.validate(job, K8S_VERSION, strict=True)
                 except kubernetes_validate.ValidationError as exc:
@@ -159,8 +209,11 @@ def validation_problems(objs: list[dict]) -> list[str]:
             continue
         try:
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError,
-                kubernetes_validate.InvalidSchemaError) as exc:
+        except (
+            kubernetes_validate.ValidationError,
+            kubernetes_validate.SchemaNotFoundError,
+            kubernetes_validate.InvalidSchemaError,
+        ) as exc:
             problems.append(f"{ident(obj)}: {getattr(exc, 'message', exc)}")
     return problems
 
@@ -173,7 +226,9 @@ def secret_problems(objs: list[dict]) -> list[str]:
     for obj in objs:
         if obj.get("kind") == "Secret":
             if obj.get("data"):
-                problems.append(f"{ident(obj)}: `data` (base64) is not allowed in a template; use stringData placeholders")
+                problems.append(
+                    f"{ident(obj)}: `data` (base64) is not allowed in a template; use stringData placeholders"
+                )
             for key, value in (obj.get("stringData") or {}).items():
                 rule = NON_SECRET_KEYS.get(key, PLACEHOLDER)
                 if not isinstance(value, str) or not rule.match(value):
@@ -186,7 +241,8 @@ def secret_problems(objs: list[dict]) -> list[str]:
                 if CREDENTIAL_ENV.search(env["name"]) and "value" in env and not env["name"].startswith("MC_HOST_"):
                     problems.append(f"{label}: env {env['name']} has a literal value; use a secretKeyRef")
                 if env["name"].startswith("MC_HOST_") and not re.fullmatch(
-                        r"https?://\$\(MINIO_ACCESS_KEY\):\$\(MINIO_SECRET_KEY\)@\$\(MINIO_ENDPOINT\)", env.get("value", "")):
+                    r"https?://\$\(MINIO_ACCESS_KEY\):\$\(MINIO_SECRET_KEY\)@\$\(MINIO_ENDPOINT\)", env.get("value", "")
+                ):
                     problems.append(f"{label}: env {env['name']} must be built from the secret env vars only")
     return problems
 
@@ -230,14 +286,21 @@ def rbac_problems(objs: list[dict], namespace: str | None) -> list[str]:
         if kind == "Role":
             for rule in obj.get("rules", []):
                 groups = rule.get("apiGroups") or []
-                if len(groups) != 1 or groups[0] not in ALLOWED_RULES or rule.get("resourceNames") or rule.get("nonResourceURLs"):
+                if (
+                    len(groups) != 1
+                    or groups[0] not in ALLOWED_RULES
+                    or rule.get("resourceNames")
+                    or rule.get("nonResourceURLs")
+                ):
                     problems.append(f"{ident(obj)}: rule outside the allowed API groups and resources: {rule}")
                     continue
                 allowed = ALLOWED_RULES[groups[0]]
                 for resource in rule.get("resources", []):
                     extra = set(rule.get("verbs", [])) - allowed.get(resource, set())
                     if resource not in allowed or extra or "*" in rule.get("verbs", []):
-                        problems.append(f"{ident(obj)}: {resource} verbs {sorted(extra) or rule.get('verbs')} not needed")
+                        problems.append(
+                            f"{ident(obj)}: {resource} verbs {sorted(extra) or rule.get('verbs')} not needed"
+                        )
         if kind == "RoleBinding":
             if obj["roleRef"].get("kind") != "Role":
                 problems.append(f"{ident(obj)}: binds a {obj['roleRef'].get('kind')}, not a Role")
@@ -249,18 +312,26 @@ def rbac_problems(objs: list[dict], namespace: str | None) -> list[str]:
 
 def namespace_problems(objs: list[dict], namespace: str, ships_namespace: bool = False) -> list[str]:
     """Objects outside `namespace` or cluster-scoped; with `ships_namespace`, the Namespace `namespace` itself is fine."""
+
     def own(o: dict) -> bool:
         return ships_namespace and o.get("kind") == "Namespace" and o.get("metadata", {}).get("name") == namespace
 
-    return [f"{ident(o)}: in namespace {o.get('metadata', {}).get('namespace')!r}, not {namespace!r}"
-            for o in objs if not own(o) and (o.get("kind") in CLUSTER_SCOPED or o.get("metadata", {}).get("namespace") != namespace)]
+    return [
+        f"{ident(o)}: in namespace {o.get('metadata', {}).get('namespace')!r}, not {namespace!r}"
+        for o in objs
+        if not own(o) and (o.get("kind") in CLUSTER_SCOPED or o.get("metadata", {}).get("namespace") != namespace)
+    ]
 
 
 def images(obj, where: str = "") -> list[tuple[str, str]]:
     """(where, image) for every `image` field in an object: containers, and a TrainJob trial's trainer.image."""
     found = []
     if isinstance(obj, dict):
-        found += [(f"{ident(obj) if 'kind' in obj else ''}{where}.image", obj["image"])] if isinstance(obj.get("image"), str) else []
+        found += (
+            [(f"{ident(obj) if 'kind' in obj else ''}{where}.image", obj["image"])]
+            if isinstance(obj.get("image"), str)
+            else []
+        )
         for key, value in obj.items():
             found += images(value, f"{where}.{key}")
     elif isinstance(obj, list):
@@ -284,6 +355,7 @@ def image_problems(objs: list[dict], receiptflow_image: str = DEFAULT_IMAGE) -> 
 
 # ---- every target builds and passes every check ------------------------------------------------------
 
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_builds(target):
     objs = built(target)
@@ -292,7 +364,9 @@ def test_builds(target):
     assert ({"Role", "RoleBinding"} <= kinds) == (target not in KUBEFLOW), "a profile has its RBAC: see rbac_problems"
     assert ("Secret" in kinds) == (target == "base")  # overlays never apply the placeholder template
     namespaces = [o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"]
-    assert namespaces == ([OVERLAYS[target]] if target in SHIPS_NAMESPACE else []), "otherwise the overlay sets `namespace:`"
+    assert namespaces == ([OVERLAYS[target]] if target in SHIPS_NAMESPACE else []), (
+        "otherwise the overlay sets `namespace:`"
+    )
     kinds = {o["spec"]["trialTemplate"]["trialSpec"]["kind"] for o in objs if o["kind"] == "Experiment"}
     assert kinds == TRIAL_KINDS[target], "an Experiment whose trial kind the release lacks hangs"
     assert all(o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "receiptflow" for o in objs)
@@ -320,7 +394,9 @@ def test_secrets_hold_placeholders_only(target):
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_container_is_non_root_with_resources(target):
     objs = built(target)
-    assert len(containers({"items": objs})) >= 3  # push, the Job sweep's init + trainer (+ DDP sweep, MinIO, bucket Job)
+    assert (
+        len(containers({"items": objs})) >= 3
+    )  # push, the Job sweep's init + trainer (+ DDP sweep, MinIO, bucket Job)
     assert security_problems(objs) == []
 
 
@@ -333,8 +409,15 @@ def test_rbac_is_namespaced_and_minimal(target):
     # what components/run_katib_experiment.py and components/katib/trials.py call
     assert {("experiments", "create"), ("experiments", "get"), ("trials", "list")} <= granted
     # what components/run_training_job.py calls (and no delete: a failed job's pods stay for the user)
-    assert {("trainjobs", "create"), ("trainjobs", "get"), ("pytorchjobs", "create"), ("pytorchjobs", "get"),
-            ("pods", "list"), ("pods/log", "get"), ("events", "list")} <= granted
+    assert {
+        ("trainjobs", "create"),
+        ("trainjobs", "get"),
+        ("pytorchjobs", "create"),
+        ("pytorchjobs", "get"),
+        ("pods", "list"),
+        ("pods/log", "get"),
+        ("events", "list"),
+    } <= granted
     assert not {v for r, v in granted if r in ("trainjobs", "pytorchjobs", "pods")} - {"create", "get", "list"}
     bound = {b["roleRef"]["name"] for b in objs if b["kind"] == "RoleBinding"}
     assert bound == {r["metadata"]["name"] for r in roles}, "every Role is bound"
@@ -371,9 +454,14 @@ def test_images_are_pinned_and_receiptflow_is_components_default_image(target):
 def test_one_image_override_retags_every_receiptflow_container(tmp_path, overlay):
     """kustomize's images transformer reaches Jobs, init containers, the Katib trial templates and a TrainJob
     trial's trainer.image (manifests/katib/trainjob/images.yaml) alike."""
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "resources": [os.path.relpath(MANIFESTS / "overlays" / overlay, tmp_path)],
-        "images": [{"name": RECEIPTFLOW_REPO, "newTag": "9.9.9"}]}))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(MANIFESTS / "overlays" / overlay, tmp_path)],
+                "images": [{"name": RECEIPTFLOW_REPO, "newTag": "9.9.9"}],
+            }
+        )
+    )
     objs = kustomize(tmp_path)
     ours = [label for o in built(overlay) for label, image in images(o) if image == DEFAULT_IMAGE]
     retagged = [label for o in objs for label, image in images(o) if image == f"{RECEIPTFLOW_REPO}:9.9.9"]
@@ -421,8 +509,10 @@ def escalation_problems(objs: list[dict], held: dict[str, dict[str, set[str]]]) 
                 for resource in rule.get("resources", []):
                     missing = set(rule.get("verbs", [])) - held.get(group, {}).get(resource, set())
                     if missing:
-                        problems.append(f"{ident(role)}: grants {group or 'core'}/{resource} {sorted(missing)}, "
-                                        "which a profile owner does not hold")
+                        problems.append(
+                            f"{ident(role)}: grants {group or 'core'}/{resource} {sorted(missing)}, "
+                            "which a profile owner does not hold"
+                        )
     return problems
 
 
@@ -432,9 +522,16 @@ def test_kubeflow_overlays_ship_no_rbac_because_default_editor_holds_what_the_pi
     assert not [ident(o) for o in objs if o["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")]
     # what the Roles of manifests/base grant (components' calls) minus the other release's job kind
     other = {kind for release, kind in TRAINING_KIND.items() if release != overlay}
-    needed = [(group, resource, verb) for role in built("base") if role["kind"] == "Role" for rule in role["rules"]
-              for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]
-              if (group, resource) not in other]
+    needed = [
+        (group, resource, verb)
+        for role in built("base")
+        if role["kind"] == "Role"
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        if (group, resource) not in other
+    ]
     assert TRAINING_KIND[overlay] in {(g, r) for g, r, _ in needed}
     lacking = [n for n in needed if n[2] not in KUBEFLOW_EDIT[overlay].get(n[0], {}).get(n[1], set())]
     assert not lacking, f"default-editor on {overlay} lacks {lacking}"
@@ -447,12 +544,14 @@ def test_a_profile_owner_could_not_apply_the_base_roles(overlay):
     problems = escalation_problems(built("base"), KUBEFLOW_EDIT[overlay])
     assert ("pytorchjobs" in " ".join(problems)) == (overlay == "kubeflow-1.11")
     planted = copy.deepcopy(built("base"))
-    first(planted, "Role")["rules"].append({"apiGroups": ["kubeflow.org"], "resources": ["experiments/status"],
-                                            "verbs": ["get"]})
+    first(planted, "Role")["rules"].append(
+        {"apiGroups": ["kubeflow.org"], "resources": ["experiments/status"], "verbs": ["get"]}
+    )
     assert any("experiments/status" in p for p in escalation_problems(planted, KUBEFLOW_EDIT[overlay]))
 
 
 # ---- the overlays' own pieces ------------------------------------------------------------------------------
+
 
 def secret_refs(obj) -> dict[str, set[tuple[str, str]]]:
     """env name -> the (Secret, key) pairs it is read from, in every env list of an object (containers, and a
@@ -479,10 +578,15 @@ def kubeflow_patched(experiment: dict, namespace: str) -> dict:
     """What a Kubeflow overlay makes of a rendered Experiment: only the credentials' source, the storage prefix
     and the namespace change."""
     text = json.dumps(experiment).replace("s3://receiptflow/", f"s3://mlpipeline/private/{namespace}/receiptflow/")
-    expected = json.loads(text.replace('"name": "receiptflow-minio", "key": "MINIO_ACCESS_KEY"',
-                                       '"name": "mlpipeline-minio-artifact", "key": "accesskey"')
-                          .replace('"name": "receiptflow-minio", "key": "MINIO_SECRET_KEY"',
-                                   '"name": "mlpipeline-minio-artifact", "key": "secretkey"'))
+    expected = json.loads(
+        text.replace(
+            '"name": "receiptflow-minio", "key": "MINIO_ACCESS_KEY"',
+            '"name": "mlpipeline-minio-artifact", "key": "accesskey"',
+        ).replace(
+            '"name": "receiptflow-minio", "key": "MINIO_SECRET_KEY"',
+            '"name": "mlpipeline-minio-artifact", "key": "secretkey"',
+        )
+    )
     expected["metadata"]["namespace"] = namespace
     return expected
 
@@ -519,17 +623,21 @@ def test_standalone_overlay_runs_its_own_minio_and_ships_no_placeholder_credenti
     assert pod["securityContext"]["runAsUser"] == 1000 and pod["securityContext"]["fsGroup"] == 1000
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims <= {o["metadata"]["name"] for o in by_kind["PersistentVolumeClaim"]} and claims
-    assert secret_refs(deployment) == {"MINIO_ROOT_USER": {("receiptflow-minio", "MINIO_ACCESS_KEY")},
-                                       "MINIO_ROOT_PASSWORD": {("receiptflow-minio", "MINIO_SECRET_KEY")}}
+    assert secret_refs(deployment) == {
+        "MINIO_ROOT_USER": {("receiptflow-minio", "MINIO_ACCESS_KEY")},
+        "MINIO_ROOT_PASSWORD": {("receiptflow-minio", "MINIO_SECRET_KEY")},
+    }
     (account,) = by_kind["ServiceAccount"]
     for binding in by_kind["RoleBinding"]:  # Katib's and the training jobs'
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
-                                        "namespace": "receiptflow"}]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "receiptflow"}
+        ]
     for obj in objs:  # every pod reads the one out-of-band Secret
         assert {n for refs in secret_refs(obj).values() for n, _ in refs} <= {"receiptflow-minio"}, ident(obj)
 
 
 # ---- each check can fail ----------------------------------------------------------------------------------
+
 
 def first(objs: list[dict], kind: str, name: str | None = None) -> dict:
     return next(o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name))
@@ -558,8 +666,12 @@ def test_validation_catches_planted_errors():
 
 def test_secret_check_catches_real_looking_values():
     objs = built("base")  # the one build that carries the Secret template
-    for key, value in [("MINIO_ACCESS_KEY", "minio"), ("MINIO_SECRET_KEY", "minio123"),
-                       ("MINIO_SECURE", "maybe"), ("MINIO_ENDPOINT", "http://user:pass@host:9000")]:
+    for key, value in [
+        ("MINIO_ACCESS_KEY", "minio"),
+        ("MINIO_SECRET_KEY", "minio123"),
+        ("MINIO_SECURE", "maybe"),
+        ("MINIO_ENDPOINT", "http://user:pass@host:9000"),
+    ]:
         bad = copy.deepcopy(objs)
         first(bad, "Secret")["stringData"][key] = value
         assert secret_problems(bad), key
@@ -568,7 +680,9 @@ def test_secret_check_catches_real_looking_values():
     assert secret_problems(bad)
     bad = copy.deepcopy(objs)
     first(bad, "Job", "receiptflow-push-dataset")["spec"]["template"]["spec"]["containers"][0]["env"][2] = {
-        "name": "MINIO_SECRET_KEY", "value": "minio123"}
+        "name": "MINIO_SECRET_KEY",
+        "value": "minio123",
+    }
     assert secret_problems(bad)
     bad = copy.deepcopy(objs)
     env = first(bad, "Job", "receiptflow-push-dataset")["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -576,8 +690,9 @@ def test_secret_check_catches_real_looking_values():
     assert secret_problems(bad)
 
 
-@pytest.mark.parametrize("plant", ["no-resources", "no-memory-limit", "root", "escalation", "caps", "seccomp",
-                                   "privileged"])
+@pytest.mark.parametrize(
+    "plant", ["no-resources", "no-memory-limit", "root", "escalation", "caps", "seccomp", "privileged"]
+)
 def test_security_check_catches_planted_containers(plant):
     objs = built("standalone")
     bad = copy.deepcopy(objs)
@@ -622,7 +737,8 @@ def test_rbac_check_catches_planted_grants():
     plants.append(bad)
     bad = copy.deepcopy(objs)
     next(r for o in bad if o["kind"] == "Role" for r in o["rules"] if r["resources"] == ["trials"])["verbs"].append(
-        "delete")  # trials: read only
+        "delete"
+    )  # trials: read only
     plants.append(bad)
     bad = copy.deepcopy(objs)
     first(bad, "Role")["rules"][0]["verbs"] = ["*"]
@@ -646,13 +762,23 @@ def test_namespace_check_catches_strays():
     bad.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubeflow-user-example-com"}})
     assert namespace_problems(bad, OVERLAYS["kubeflow-1.10"])
     standalone = built("standalone")  # it ships its own Namespace, and only that one
-    assert namespace_problems(standalone, OVERLAYS["standalone"]) and not namespace_problems(standalone, "receiptflow", True)
+    assert namespace_problems(standalone, OVERLAYS["standalone"]) and not namespace_problems(
+        standalone, "receiptflow", True
+    )
     standalone.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
     assert namespace_problems(standalone, "receiptflow", True)
 
 
-@pytest.mark.parametrize("image", ["quay.io/minio/minio", "quay.io/minio/minio:latest", "localhost:5000/minio",
-                                   f"{RECEIPTFLOW_REPO}:0.0.9", RECEIPTFLOW_REPO])
+@pytest.mark.parametrize(
+    "image",
+    [
+        "quay.io/minio/minio",
+        "quay.io/minio/minio:latest",
+        "localhost:5000/minio",
+        f"{RECEIPTFLOW_REPO}:0.0.9",
+        RECEIPTFLOW_REPO,
+    ],
+)
 def test_image_check_catches_unpinned_or_inconsistent_images(image):
     bad = built("standalone")
     exp = first(bad, "Experiment", "receiptflow-run8-sweep")
@@ -662,8 +788,9 @@ def test_image_check_catches_unpinned_or_inconsistent_images(image):
 
 def test_image_check_accepts_digests():
     bad = built("standalone")
-    first(bad, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] = \
+    first(bad, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] = (
         "quay.io/minio/minio@sha256:" + "0" * 64
+    )
     assert image_problems(bad) == []
 
 
@@ -697,16 +824,29 @@ def katib_config_problems(text: str) -> list[str]:
     problems += [f"earlyStoppings: {n} listed {names.count(n)} times" for n in set(names) if names.count(n) > 1]
     for entry in runtime.get("earlyStoppings") or []:
         name = entry.get("algorithmName")
-        problems += [f"earlyStoppings {name}: unknown key {k} (Katib ignores it)" for k in set(entry) - EARLY_STOPPING_KEYS]
+        problems += [
+            f"earlyStoppings {name}: unknown key {k} (Katib ignores it)" for k in set(entry) - EARLY_STOPPING_KEYS
+        ]
         if not name or not entry.get("image"):
             problems.append(f"earlyStoppings {name}: algorithmName and image are required")
             continue
         if entry.get("imagePullPolicy", "Always") not in PULL_POLICIES:
-            problems.append(f"earlyStoppings {name}: imagePullPolicy {entry['imagePullPolicy']!r} not one of {sorted(PULL_POLICIES)}")
-        container = {"name": "early-stopping", "image": entry["image"], "resources": entry.get("resources", {}),
-                     "ports": [{"name": "earlystop-api", "containerPort": 6788}],
-                     **({"imagePullPolicy": entry["imagePullPolicy"]} if "imagePullPolicy" in entry else {})}
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "suggestion"}, "spec": {"containers": [container]}}
+            problems.append(
+                f"earlyStoppings {name}: imagePullPolicy {entry['imagePullPolicy']!r} not one of {sorted(PULL_POLICIES)}"
+            )
+        container = {
+            "name": "early-stopping",
+            "image": entry["image"],
+            "resources": entry.get("resources", {}),
+            "ports": [{"name": "earlystop-api", "containerPort": 6788}],
+            **({"imagePullPolicy": entry["imagePullPolicy"]} if "imagePullPolicy" in entry else {}),
+        }
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "suggestion"},
+            "spec": {"containers": [container]},
+        }
         try:
             kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -725,7 +865,11 @@ def ours_and_upstream(text: str) -> tuple[str, str]:
 def test_katib_config_builds_the_one_configmap_katib_reads():
     (cm,) = kustomize(KATIB_CONFIG)
     # consts/const.go:108-111,159-160 at v0.19.0: name katib-config, key katib-config.yaml, namespace kubeflow
-    assert (cm["kind"], cm["metadata"]["name"], cm["metadata"]["namespace"]) == ("ConfigMap", "katib-config", "kubeflow")
+    assert (cm["kind"], cm["metadata"]["name"], cm["metadata"]["namespace"]) == (
+        "ConfigMap",
+        "katib-config",
+        "kubeflow",
+    )
     assert set(cm["data"]) == {"katib-config.yaml"}
     assert validation_problems([cm]) == []
     assert cm["data"]["katib-config.yaml"] == (KATIB_CONFIG / "katib-config.yaml").read_text()
@@ -760,8 +904,12 @@ def test_katib_config_registers_every_algorithm_our_experiments_use():
 
 def test_katib_config_check_catches_what_katib_would_drop_or_refuse():
     text = (KATIB_CONFIG / "katib-config.yaml").read_text()
-    assert katib_config_problems(text.replace("      resources:\n        requests:\n          cpu: 100m",
-                                              "      resource:\n        requests:\n          cpu: 100m"))
+    assert katib_config_problems(
+        text.replace(
+            "      resources:\n        requests:\n          cpu: 100m",
+            "      resource:\n        requests:\n          cpu: 100m",
+        )
+    )
     assert katib_config_problems(text.replace("image: ghcr.io/receiptflow/receiptflow:0.1.0-earlystop", "image: ''"))
     assert katib_config_problems(text.replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: Sometimes"))
     assert katib_config_problems(text.replace("        limits:\n          memory: 512Mi", "        limits: 512Mi"))
@@ -775,7 +923,9 @@ def earlystop_snippet() -> str:
     return re.search(r"```yaml\n(.*?)```", docs, re.S).group(1)
 
 
-@pytest.mark.parametrize("upstream", ["kubeflow-v1.10.2.yaml", "kubeflow-v1.11.0.yaml", "katib-v0.19.0-standalone.yaml"])
+@pytest.mark.parametrize(
+    "upstream", ["kubeflow-v1.10.2.yaml", "kubeflow-v1.11.0.yaml", "katib-v0.19.0-standalone.yaml"]
+)
 def test_the_documented_kubeflow_snippet_appended_registers_it_and_keeps_the_rest(upstream):
     """docs/earlystop.md: append the entry to Kubeflow's file (earlyStoppings is its last list)."""
     original = (KATIB_FIXTURES / upstream).read_text()
@@ -800,4 +950,7 @@ def test_the_image_katib_runs_starts_the_service_as_non_root():
     assert all(part.isdigit() and int(part) != 0 for part in user.split(":")), user
     base = re.search(r"^ARG BASE=(\S+)$", text, re.M).group(1)
     assert base == f"{DEFAULT_IMAGE}-cpu" and sweep.EARLYSTOP_IMAGE == f"{DEFAULT_IMAGE}-earlystop"
-    assert f"docker build -f images/Dockerfile.earlystop -t {sweep.EARLYSTOP_IMAGE} ." in (REPO / "images" / "README.md").read_text()
+    assert (
+        f"docker build -f images/Dockerfile.earlystop -t {sweep.EARLYSTOP_IMAGE} ."
+        in (REPO / "images" / "README.md").read_text()
+    )

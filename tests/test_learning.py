@@ -4,6 +4,7 @@ One seeded training (tests/learned.py: cpu_tiny from scratch on 40 synthetic rec
 validating with the CLEval worker pool as a production training does) serves every test here
 and the eval-vs-score agreement in tests/test_predict.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,25 @@ def test_validation_in_the_worker_pool_inside_training_equals_scoring_in_one_pro
     threads); `receiptflow eval` of the same last.pt, scoring in its own process (eval_workers=0), gives the
     same numbers exactly."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "model.cli", "eval", str(learned.checkpoint), f"dataset.root={learned.root}",
-                           "trainer.eval_workers=0", "--split", "val", "--json"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model.cli",
+            "eval",
+            str(learned.checkpoint),
+            f"dataset.root={learned.root}",
+            "trainer.eval_workers=0",
+            "--split",
+            "val",
+            "--json",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "warning" not in proc.stderr
     scored = json.loads(proc.stdout.strip().splitlines()[-1])

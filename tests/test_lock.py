@@ -3,6 +3,7 @@ with what they lock: pyproject.toml's dependencies, the images' install and this
 
 A dependency added to pyproject.toml but not re-locked, or a lock edited by hand, fails here; so does
 a venv that drifted from the lock (`make setup` makes it anew whenever the lock changes)."""
+
 from __future__ import annotations
 
 import re
@@ -46,8 +47,13 @@ def read_lock(path: Path) -> list[Pin]:
     pins, cur = [], None
     for line in path.read_text().splitlines():
         if m := re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?: ; (.+?))? \\$", line):
-            cur = {"name": canonicalize_name(m.group(1)), "version": m.group(2), "marker": m.group(3),
-                   "hashes": set(), "via": []}
+            cur = {
+                "name": canonicalize_name(m.group(1)),
+                "version": m.group(2),
+                "marker": m.group(3),
+                "hashes": set(),
+                "via": [],
+            }
             pins.append(cur)
         elif cur and (h := re.match(r"^\s+--hash=(sha256:[0-9a-f]{64})", line)):
             cur["hashes"].add(h.group(1))
@@ -85,8 +91,9 @@ def test_every_dependency_of_pyproject_is_locked_at_a_version_it_allows_and_noth
     for req in direct_requirements():
         for p in pins:
             if p.name == canonicalize_name(req.name):
-                assert req.specifier.contains(p.version, prereleases=True), \
+                assert req.specifier.contains(p.version, prereleases=True), (
                     f"{DEV_LOCK.name} pins {p.name}=={p.version}, pyproject.toml asks {req}: run `make lock`"
+                )
 
 
 def test_the_image_lock_is_the_runtime_part_of_the_dev_lock_without_the_torch_stack():
@@ -97,11 +104,14 @@ def test_the_image_lock_is_the_runtime_part_of_the_dev_lock_without_the_torch_st
     for p in image:
         twin = dev.get((p.name, p.version, p.marker))
         assert twin and twin.hashes == p.hashes, f"{IMAGE_LOCK.name}: {p.name}=={p.version} is not {DEV_LOCK.name}'s"
-        assert not CUDA_STACK.fullmatch(p.name), f"{IMAGE_LOCK.name} holds {p.name}, which the images take from PyTorch's index"
+        assert not CUDA_STACK.fullmatch(p.name), (
+            f"{IMAGE_LOCK.name} holds {p.name}, which the images take from PyTorch's index"
+        )
     runtime = runtime_closure()
     expected = {n for n in runtime if not CUDA_STACK.fullmatch(n)}
     assert set(here(image)) == expected, (
-        f"missing: {sorted(expected - set(here(image)))}, not needed: {sorted(set(here(image)) - expected)}")
+        f"missing: {sorted(expected - set(here(image)))}, not needed: {sorted(set(here(image)) - expected)}"
+    )
     test_only = {canonicalize_name(Requirement(d).name) for d in PROJECT["optional-dependencies"]["test"]}
     assert not test_only & set(here(image))
 
@@ -147,13 +157,18 @@ def test_this_venv_holds_exactly_the_dev_lock():
 
 
 def test_the_peers_venv_locks_the_peers_at_their_pins_and_torch_at_pyprojects():
-    wanted = [Requirement(line.split("#")[0]) for line in (PEERS / "peers-requirements.txt").read_text().splitlines()
-              if line.split("#")[0].strip()]
+    wanted = [
+        Requirement(line.split("#")[0])
+        for line in (PEERS / "peers-requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
     locked = here(read_lock(PEERS / "peers.lock"))
     ours = {canonicalize_name(r.name): r for r in map(Requirement, PROJECT["dependencies"])}
     for req in wanted:
         name = canonicalize_name(req.name)
         assert name in locked, f"peers.lock lacks {req}: run `make lock`"
-        assert req.specifier.contains(locked[name].version), f"peers.lock pins {name}=={locked[name].version}, not {req}"
+        assert req.specifier.contains(locked[name].version), (
+            f"peers.lock pins {name}=={locked[name].version}, not {req}"
+        )
         if name in ("torch", "torchvision"):
             assert req.specifier == ours[name].specifier, f"the peers' {req} is not pyproject's {ours[name]}"

@@ -1,4 +1,5 @@
 """CLEval detection H-Mean: the competition's numbers (reference vectors), its rules, parallel runs, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -83,7 +84,9 @@ def test_summary_means_per_variant(vectors):
         by_variant[case["variant"]].append(case)
     assert set(by_variant) == set(vectors["summary"])
     for variant, cases in by_variant.items():
-        result = evaluate({c["image"]: as_arrays(c["gt"]) for c in cases}, {c["image"]: as_arrays(c["det"]) for c in cases})
+        result = evaluate(
+            {c["image"]: as_arrays(c["gt"]) for c in cases}, {c["image"]: as_arrays(c["det"]) for c in cases}
+        )
         summary = vectors["summary"][variant]
         assert len(result.per_image) == summary["images"]
         assert result.hmean == pytest.approx(summary["mean_det_h"], abs=TOL), variant
@@ -95,7 +98,11 @@ def test_parallel_equals_sequential(vectors, sequential):
     parallel = evaluate(gt, det, workers=2)
     assert list(parallel.per_image) == list(sequential.per_image)  # same order
     assert parallel.per_image == sequential.per_image  # same numbers, exactly
-    assert (parallel.hmean, parallel.precision, parallel.recall) == (sequential.hmean, sequential.precision, sequential.recall)
+    assert (parallel.hmean, parallel.precision, parallel.recall) == (
+        sequential.hmean,
+        sequential.precision,
+        sequential.recall,
+    )
     assert parallel.dataset_hmean == sequential.dataset_hmean
 
 
@@ -128,7 +135,9 @@ def test_dataset_values_pool_the_characters_of_every_image():
     # per image the baseline computes in float32 (its recorded det_h are float32 values too)
     assert [s.hmean for s in result.per_image.values()] == pytest.approx([1.0, 2 / 3, 1.8 / 1.9], abs=TOL)
     assert result.hmean == pytest.approx((1 + 2 / 3 + 1.8 / 1.9) / 3, abs=TOL)
-    assert result.recall == pytest.approx((1 + 0.5 + 1) / 3, abs=TOL) and result.precision == pytest.approx((1 + 1 + 0.9) / 3, abs=TOL)
+    assert result.recall == pytest.approx((1 + 0.5 + 1) / 3, abs=TOL) and result.precision == pytest.approx(
+        (1 + 1 + 0.9) / 3, abs=TOL
+    )
 
 
 # --- the metric's rules, on boxes small enough to count by hand ------------------------------
@@ -147,7 +156,9 @@ def test_no_detections_score_zero():
     assert (s.recall, s.precision, s.hmean) == (0.0, 0.0, 0.0)
     assert s.num_char_gt == 5 and s.num_char_det == 0
     # An image of the ground truth with no detections at all counts the same way.
-    result = evaluate({"a.jpg": [rect(10, 10, 90, 20)], "b.jpg": [rect(10, 10, 90, 20)]}, {"a.jpg": [rect(10, 10, 90, 20)]})
+    result = evaluate(
+        {"a.jpg": [rect(10, 10, 90, 20)], "b.jpg": [rect(10, 10, 90, 20)]}, {"a.jpg": [rect(10, 10, 90, 20)]}
+    )
     assert result.per_image["b.jpg"].recall == 0.0 and result.per_image["b.jpg"].hmean == 0.0
     assert result.hmean == 0.5 and result.dataset_recall == 0.5
 

@@ -2,6 +2,7 @@
 job order, errors raised in the caller, a dead worker replaced by scoring in the caller. The numbers
 against the reference vectors, in parallel, are in tests/test_metrics.py; inside a real training in
 tests/test_learning.py."""
+
 from __future__ import annotations
 
 import os

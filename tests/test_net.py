@@ -1,4 +1,5 @@
 """DBNet network and loss: shapes, timm feature channels, weights files, masks and hard negatives."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -73,8 +74,11 @@ def test_channels_and_strides_come_from_feature_info(name):
 
 def test_coarser_levels_need_a_matching_upscale():
     cfg = models_cfg(out_indices=[2, 3, 4])
-    with pytest.raises(DataError, match=r"upscale=4 must equal the stride of the finest feature level \(8: .*; set "
-                                         r"models.head.upscale=8, or models.encoder.out_indices=\[1, 2, 3, 4\] for upscale=4"):
+    with pytest.raises(
+        DataError,
+        match=r"upscale=4 must equal the stride of the finest feature level \(8: .*; set "
+        r"models.head.upscale=8, or models.encoder.out_indices=\[1, 2, 3, 4\] for upscale=4",
+    ):
         build_model(cfg)
     cfg["head"]["upscale"] = 8
     assert build_model(cfg).train()(torch.randn(1, 3, 64, 64))["thresh"].shape == (1, 64, 64)
@@ -168,19 +172,35 @@ def test_bad_weights_files_are_named(tmp_path):
 
 def square_targets(size: int = 64) -> Batch:
     """Two words on a (1, size, size) canvas, one ignored region (prob_mask 0), float maps as Batch.to gives."""
-    polys = [np.array([[8, 8], [40, 8], [40, 24], [8, 24]], float), np.array([[10, 36], [54, 36], [54, 56], [10, 56]], float)]
+    polys = [
+        np.array([[8, 8], [40, 8], [40, 24], [8, 24]], float),
+        np.array([[10, 36], [54, 36], [54, 56], [10, 56]], float),
+    ]
     t = make_targets(size, size, polys)
     prob_mask = t.prob_mask.copy()
     prob_mask[0:6, 44:60] = 0  # an ignored (don't-care) patch away from the words
-    maps = {k: torch.from_numpy(np.ascontiguousarray(v))[None].float() for k, v in
-            (("prob", t.prob), ("prob_mask", prob_mask), ("thresh", t.thresh), ("thresh_mask", t.thresh_mask))}
+    maps = {
+        k: torch.from_numpy(np.ascontiguousarray(v))[None].float()
+        for k, v in (("prob", t.prob), ("prob_mask", prob_mask), ("thresh", t.thresh), ("thresh_mask", t.thresh_mask))
+    }
     image = torch.zeros(1, 3, size, size, dtype=torch.uint8)
-    return Batch(names=["x"], image=image, original_size=torch.tensor([[size, size]]), to_original=torch.eye(3)[None],
-                 polygons=[polys], **maps)
+    return Batch(
+        names=["x"],
+        image=image,
+        original_size=torch.tensor([[size, size]]),
+        to_original=torch.eye(3)[None],
+        polygons=[polys],
+        **maps,
+    )
 
 
 def perfect(batch: Batch) -> dict[str, torch.Tensor]:
-    return {"prob": batch.prob.clone(), "prob_logits": (batch.prob * 2 - 1) * 30, "thresh": batch.thresh.clone(), "binary": batch.prob.clone()}
+    return {
+        "prob": batch.prob.clone(),
+        "prob_logits": (batch.prob * 2 - 1) * 30,
+        "thresh": batch.thresh.clone(),
+        "binary": batch.prob.clone(),
+    }
 
 
 def test_perfect_prediction_has_near_zero_loss():
@@ -202,8 +222,12 @@ def test_weights_combine_the_parts():
     torch.manual_seed(0)
     pred = {k: torch.rand_like(v) for k, v in perfect(batch).items()}
     total, parts = DBLoss()(pred, batch)
-    assert total.item() == pytest.approx(5 * parts["loss/prob"].item() + 10 * parts["loss/thresh"].item() + parts["loss/binary"].item(), rel=1e-6)
-    total2, _ = DBLoss({"prob_map_loss_weight": 1.0, "thresh_map_loss_weight": 0.0, "binary_map_loss_weight": 0.0})(pred, batch)
+    assert total.item() == pytest.approx(
+        5 * parts["loss/prob"].item() + 10 * parts["loss/thresh"].item() + parts["loss/binary"].item(), rel=1e-6
+    )
+    total2, _ = DBLoss({"prob_map_loss_weight": 1.0, "thresh_map_loss_weight": 0.0, "binary_map_loss_weight": 0.0})(
+        pred, batch
+    )
     assert total2.item() == pytest.approx(parts["loss/prob"].item(), rel=1e-6)
     with pytest.raises(ValueError, match="unknown setting"):
         DBLoss({"alpha": 1.0})
@@ -225,10 +249,15 @@ def test_hard_negative_mining_keeps_the_worst_negatives(n_pos, n_neg):
     p[-5:] = 0.999  # masked out: would be the worst negatives
     logits = np.log(p / (1 - p))
     t = lambda a: torch.from_numpy(a).view(1, 1, n)  # noqa: E731
-    batch = {"prob": t(gt), "prob_mask": t(mask), "thresh": t(np.zeros(n, np.float32)), "thresh_mask": t(np.zeros(n, np.float32))}
+    batch = {
+        "prob": t(gt),
+        "prob_mask": t(mask),
+        "thresh": t(np.zeros(n, np.float32)),
+        "thresh_mask": t(np.zeros(n, np.float32)),
+    }
     pred = {"prob": t(p), "prob_logits": t(logits), "thresh": t(np.zeros(n, np.float32)), "binary": t(gt)}
     k = min(n_neg, 3 * n_pos)
-    neg = np.sort(bce(p[n_pos:n_pos + n_neg].astype(np.float64), 0))[::-1][:k]
+    neg = np.sort(bce(p[n_pos : n_pos + n_neg].astype(np.float64), 0))[::-1][:k]
     expected = (bce(p[:n_pos].astype(np.float64), 1).sum() + neg.sum()) / (n_pos + k)
     _, parts = DBLoss()(pred, batch)
     assert parts["loss/prob"].item() == pytest.approx(expected, rel=1e-5)
@@ -246,7 +275,10 @@ def test_masked_out_pixels_do_not_count():
     total, parts = DBLoss()(pred, batch)
     outside = (batch.prob_mask == 0) & (batch.thresh_mask == 0)
     assert outside.sum() > 50
-    changed = {k: torch.where(outside, torch.rand_like(v) * 50 - 25 if k == "prob_logits" else torch.rand_like(v), v) for k, v in pred.items()}
+    changed = {
+        k: torch.where(outside, torch.rand_like(v) * 50 - 25 if k == "prob_logits" else torch.rand_like(v), v)
+        for k, v in pred.items()
+    }
     changed["prob"] = torch.sigmoid(changed["prob_logits"])
     total2, parts2 = DBLoss()(changed, batch)
     assert total2.item() == pytest.approx(total.item(), rel=1e-6)

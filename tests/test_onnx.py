@@ -3,6 +3,7 @@ model's probability maps on real receipts at several canvas sizes (tolerance 1e-
 float32 reassociation between the two runtimes leaves: ~5e-7 measured on a trained Lite0 model) for the presets'
 encoders, the same words as the checkpoint through `predict`, and `score` takes its output unchanged; a corrupt or
 foreign .onnx file is one line."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,10 +44,17 @@ def maps(model_path, root, size: int) -> dict[str, np.ndarray]:
     model, cfg = load_model(model_path, [f"dataset.image_size={size}", "dataset.batch_size=2", "dataset.num_workers=0"])
     split = DatasetRoot(root).load("val", strict=False)
     keep = sorted(split.images)[:3]
-    split = dataclasses.replace(split, images={n: split.images[n] for n in keep}, sizes={n: split.sizes[n] for n in keep})
+    split = dataclasses.replace(
+        split, images={n: split.images[n] for n in keep}, sizes={n: split.sizes[n] for n in keep}
+    )
     out = {}
-    detect(model, eval_loader(split, cfg), torch.device("cpu"), postprocess=OmegaConf.to_container(cfg.models.head.postprocess),
-           on_map=lambda name, prob, *_: out.__setitem__(name, prob.copy()))
+    detect(
+        model,
+        eval_loader(split, cfg),
+        torch.device("cpu"),
+        postprocess=OmegaConf.to_container(cfg.models.head.postprocess),
+        on_map=lambda name, prob, *_: out.__setitem__(name, prob.copy()),
+    )
     return out
 
 
@@ -86,7 +94,10 @@ def test_the_file_carries_what_a_user_needs_to_run_it(tmp_path):
     assert json.loads(meta["receiptflow.postprocess"])["box_thresh"] == 0.41
     source = json.loads(meta["receiptflow.source"])
     assert source["opset"] == 18 and "TorchScript" in source["exporter"] and len(source["sha256"]) == 64
-    dims = [[d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim] for x in (proto.graph.input[0], proto.graph.output[0])]
+    dims = [
+        [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim]
+        for x in (proto.graph.input[0], proto.graph.output[0])
+    ]
     assert dims == [["batch", 3, "height", "width"], ["batch", "height", "width"]]
 
 
@@ -98,7 +109,10 @@ def test_predict_with_the_onnx_file_gives_the_checkpoints_words_and_score_takes_
         outs = {}
         for name, model in (("pt", learned.checkpoint), ("onnx", onnx_path)):
             outs[name] = tmp_path / f"{name}-{split}.json"
-            assert main(["predict", str(model), str(learned.root), "--split", split, "--scores", "-o", str(outs[name])]) == 0
+            assert (
+                main(["predict", str(model), str(learned.root), "--split", split, "--scores", "-o", str(outs[name])])
+                == 0
+            )
         pt, ox = (json.loads(outs[k].read_text())["images"] for k in ("pt", "onnx"))
         assert pt.keys() == ox.keys()
         words = sum(len(v["words"]) for v in pt.values())
@@ -120,12 +134,18 @@ def test_a_corrupt_or_foreign_onnx_file_is_one_line(tmp_path, synth_root, capsys
     from onnx import TensorProto, helper
 
     (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x07not a model" * 10)
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     onnx.save(helper.make_model(graph), tmp_path / "foreign.onnx")
-    for name, message in (("corrupt", "not a readable ONNX model"), ("foreign", "without receiptflow's metadata"),
-                          ("missing", "no such file")):
+    for name, message in (
+        ("corrupt", "not a readable ONNX model"),
+        ("foreign", "without receiptflow's metadata"),
+        ("missing", "no such file"),
+    ):
         assert main(["predict", str(tmp_path / f"{name}.onnx"), str(synth_root), "-o", str(tmp_path / "o.json")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0] and f"{name}.onnx" in err[0], err

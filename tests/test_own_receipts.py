@@ -1,5 +1,6 @@
 """docs/own-receipts.md: its four commands parse, and run as written on a Label Studio export of synthetic
 receipts (only the preset swapped for a tiny one, so that the training takes seconds)."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,17 @@ def test_the_four_commands_take_a_labelstudio_export_to_predictions(tmp_path, mo
     from model.data.synth import write_synthetic_dataset
 
     synth = tmp_path / "synth"
-    write_synthetic_dataset(synth, 20, seed=3, splits=(1.0, 0.0, 0.0), workers=1, width=(300, 360), height=(480, 560),
-                            progress=False, overwrite=True)
+    write_synthetic_dataset(
+        synth,
+        20,
+        seed=3,
+        splits=(1.0, 0.0, 0.0),
+        workers=1,
+        width=(300, 360),
+        height=(480, 560),
+        progress=False,
+        overwrite=True,
+    )
     labelled = DatasetRoot(synth).load("train")
     export = tmp_path / "export"
     export.mkdir()
@@ -56,8 +66,20 @@ def test_the_four_commands_take_a_labelstudio_export_to_predictions(tmp_path, mo
     for name in root.load("test").images:
         (tmp_path / "new-receipts" / name).write_bytes(root.load("test").path(name).read_bytes())
     quick = ["preset=cpu_tiny" if a == "preset=cpu_receipts" else a for a in train]
-    assert main([*quick, "dataset.image_size=256", "dataset.batch_size=2", "dataset.num_workers=0",
-                 "trainer.max_epochs=2", "models.scheduler.T_max=2", "trainer.eval_workers=0"]) == 0
+    assert (
+        main(
+            [
+                *quick,
+                "dataset.image_size=256",
+                "dataset.batch_size=2",
+                "dataset.num_workers=0",
+                "trainer.max_epochs=2",
+                "models.scheduler.T_max=2",
+                "trainer.eval_workers=0",
+            ]
+        )
+        == 0
+    )
     assert "post-processing: " in capsys.readouterr().out
     assert "tuned" in load_checkpoint(tmp_path / "runs" / "mine" / "best.pt")
     assert main(predict) == 0

@@ -1,5 +1,6 @@
 """DB post-processing: the classic's detections (reference vectors, random maps), its coordinate
 convention, its options, and the compiled copies of OpenCV's arithmetic it relies on."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,10 @@ def vectors():
     """The classic's output on 12 SROIE maps, shipped in tests/fixtures/postprocess/ (PROVENANCE.md)."""
     root = POSTPROCESS_VECTORS
     cases = json.loads((root / "expected.json").read_text())["cases"]
-    maps = {name: cv2.imread(str(root / name), cv2.IMREAD_UNCHANGED).astype(np.float32) / 255
-            for name in {c["map"] for c in cases}}
+    maps = {
+        name: cv2.imread(str(root / name), cv2.IMREAD_UNCHANGED).astype(np.float32) / 255
+        for name in {c["map"] for c in cases}
+    }
     return maps, cases
 
 
@@ -60,7 +63,9 @@ def assert_same_detections(dets, polygons, scores, *, vertex_tol=1.0, score_tol=
 def test_fixture_files_match_their_provenance():
     folder = POSTPROCESS_VECTORS
     recorded = provenance(folder)
-    assert len(recorded) == 14 and sorted(recorded) == sorted(p.name for p in folder.iterdir() if p.name != "PROVENANCE.md")
+    assert len(recorded) == 14 and sorted(recorded) == sorted(
+        p.name for p in folder.iterdir() if p.name != "PROVENANCE.md"
+    )
     for name, (size, sha) in recorded.items():
         assert file_digest(folder / name) == (size, sha), f"{folder / name} differs from PROVENANCE.md"
         shared = SHARED_DATA / "postprocess" / name
@@ -109,8 +114,13 @@ def random_map(rng, size=192):
         box = cv2.boxPoints((tuple(centre), (rng.uniform(4, 90), rng.uniform(3, 24)), rng.uniform(-40, 40)))
         cv2.fillPoly(prob, [np.round(box).astype(np.int32)], float(rng.uniform(0.35, 1.0)))
     if rng.random() < 0.5:  # a ring: an outer contour and a hole
-        cv2.circle(prob, tuple(int(v) for v in rng.integers(20, size - 20, 2)), int(rng.integers(8, 20)),
-                   float(rng.uniform(0.5, 1.0)), thickness=int(rng.integers(3, 6)))
+        cv2.circle(
+            prob,
+            tuple(int(v) for v in rng.integers(20, size - 20, 2)),
+            int(rng.integers(8, 20)),
+            float(rng.uniform(0.5, 1.0)),
+            thickness=int(rng.integers(3, 6)),
+        )
     prob = cv2.GaussianBlur(prob, (0, 0), float(rng.uniform(0.6, 2.0)))
     prob += rng.normal(0, 0.04, prob.shape).astype(np.float32)  # speckle: tiny contours to drop
     return np.clip(prob, 0, 1)
@@ -126,8 +136,9 @@ def test_equal_to_classic_on_random_maps(mode):
         dets = postprocess(prob, **{**MODES[mode], "box_thresh": 0.5})
         total += len(dets)
         # polygons are the classic's integers; box corners the classic's before its rounding
-        assert_same_detections(dets, boxes, scores, vertex_tol=0 if mode == "polygon" else 0.5 + 1e-3,
-                               score_tol=1e-6, where=f"map {k}")
+        assert_same_detections(
+            dets, boxes, scores, vertex_tol=0 if mode == "polygon" else 0.5 + 1e-3, score_tol=1e-6, where=f"map {k}"
+        )
     assert total > 50
 
 
@@ -183,8 +194,9 @@ def test_to_original_maps_the_points_exactly():
     np.testing.assert_array_equal(det.points, canvas[0].points * 0.5 + [10, -3])
     assert det.score == canvas[0].score
     # the batch form takes torch tensors, as Batch carries them
-    batch = postprocess_batch(torch.from_numpy(np.stack([prob, np.zeros_like(prob)])),
-                              torch.from_numpy(np.stack([to_original, np.eye(3)])))
+    batch = postprocess_batch(
+        torch.from_numpy(np.stack([prob, np.zeros_like(prob)])), torch.from_numpy(np.stack([to_original, np.eye(3)]))
+    )
     assert len(batch) == 2 and batch[1] == []
     np.testing.assert_array_equal(batch[0][0].points, det.points)
     (plain,) = postprocess_batch(prob[None, None])  # (N, 1, H, W), no matrix: canvas pixels

@@ -2,6 +2,7 @@
 classic clips its output to its destination size, so the two agree there too (identity: equal;
 a scale matrix: equal after rounding). The shared SROIE vectors have no such case (their text
 stays away from the border); these maps are made of nothing else."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Prediction end to end: maps → polygons in original pixels → UFO JSON, and the eval command."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ def test_ground_truth_maps_come_back_as_the_ground_truth_words(synth_root):
     Synthetic receipts (500-800 x 900-1400 px, scaled to the 960 canvas) prove it as real ones did."""
     split = DatasetRoot(synth_root).load("train")
     loader = DataLoader(DetectionDataset(split, eval_transform(960), min_text_size=4), batch_size=4, collate_fn=collate)
-    pp = postprocess_options({"thresh": 0.29, "box_thresh": 0.25, "max_candidates": 600, "unclip_ratio": 2.0, "use_polygon": True})
+    pp = postprocess_options(
+        {"thresh": 0.29, "box_thresh": 0.25, "max_candidates": 600, "unclip_ratio": 2.0, "use_polygon": True}
+    )
     predicted = {}
     for batch in loader:
         dets = postprocess_batch(batch.prob.float().numpy(), batch.to_original.numpy(), **pp)
@@ -39,10 +42,23 @@ def trained(tmp_path_factory):
     from model.data.synth import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("data")
-    write_synthetic_dataset(root, 6, seed=2, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False)
+    write_synthetic_dataset(
+        root, 6, seed=2, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False
+    )
     out = tmp_path_factory.mktemp("run")
-    rc = main(["train", "preset=cpu_tiny", f"dataset.root={root}", f"output_dir={out}", "dataset.image_size=128",
-               "dataset.batch_size=2", "dataset.num_workers=0", "trainer.max_epochs=1", "resume=never"])
+    rc = main(
+        [
+            "train",
+            "preset=cpu_tiny",
+            f"dataset.root={root}",
+            f"output_dir={out}",
+            "dataset.image_size=128",
+            "dataset.batch_size=2",
+            "dataset.num_workers=0",
+            "trainer.max_epochs=1",
+            "resume=never",
+        ]
+    )
     assert rc == 0
     return root, out / "best.pt"
 
@@ -51,8 +67,22 @@ def test_predict_writes_ufo_for_every_test_image_in_original_pixels(trained, tmp
     root, ckpt = trained
     out = tmp_path / "pred.json"
     # a low threshold so the barely trained model detects something to check the geometry of
-    assert main(["predict", str(ckpt), str(root), "-o", str(out), "--scores", "--tta",
-                 "models.head.postprocess.thresh=0.05", "models.head.postprocess.box_thresh=0.05"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(ckpt),
+                str(root),
+                "-o",
+                str(out),
+                "--scores",
+                "--tta",
+                "models.head.postprocess.thresh=0.05",
+                "models.head.postprocess.box_thresh=0.05",
+            ]
+        )
+        == 0
+    )
     images, report = read_ufo(out)
     test = DatasetRoot(root).load("test")
     assert sorted(images) == sorted(test.images) and not report.problems
@@ -62,7 +92,9 @@ def test_predict_writes_ufo_for_every_test_image_in_original_pixels(trained, tmp
         w, h = test.sizes[name]
         for word in ws.values():
             assert 0 <= word.score <= 1
-            assert (word.points >= -1).all() and (word.points[:, 0] <= w + 1).all() and (word.points[:, 1] <= h + 1).all()
+            assert (
+                (word.points >= -1).all() and (word.points[:, 0] <= w + 1).all() and (word.points[:, 1] <= h + 1).all()
+            )
     assert "wrote" in capsys.readouterr().out
 
 
@@ -95,7 +127,10 @@ def test_eval_prints_the_metric_line_and_score_agrees(learned, tmp_path, capsys)
 
 def test_unknown_override_names_the_closest_key(trained, tmp_path, capsys):
     _, ckpt = trained
-    assert main(["predict", str(ckpt), str(tmp_path), "-o", str(tmp_path / "x.json"), "models.head.postprocess.thres=0.3"]) == 2
+    assert (
+        main(["predict", str(ckpt), str(tmp_path), "-o", str(tmp_path / "x.json"), "models.head.postprocess.thres=0.3"])
+        == 2
+    )
     assert re.search(r"models\.head\.postprocess\.thresh", capsys.readouterr().err)
 
 

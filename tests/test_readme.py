@@ -1,5 +1,6 @@
 """README.md is the short way in: at most 200 lines, its commands run with today's CLI, its layout names every
 top-level folder, and every relative link in it and in docs/ leads to a file that exists."""
+
 from __future__ import annotations
 
 import re

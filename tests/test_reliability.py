@@ -2,6 +2,7 @@
 `--resume RUN_ID` ends exactly like an uninterrupted one; a dataset with 10 % bad items trains on
 the rest and the run summary names every skipped item; strict mode stops before training with the
 full list."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,22 @@ from tests.test_pipeline import REPO, _cli
 pytestmark = pytest.mark.slow
 
 # 3 epochs and a step line per batch, so the kill lands inside an epoch of the replication
-PARAMS = ["--param", "preset=cpu_tiny", "--param", "epochs=3", "--param", "run8_t_max=3", "--param", "run3_t_max=3",
-          "--param", "folds=2", "--param", "min_vote=1", "--param",
-          'overrides=["dataset.batch_size=4", "dataset.num_workers=0", "trainer.eval_workers=0", "trainer.log_every_n_steps=1"]']
+PARAMS = [
+    "--param",
+    "preset=cpu_tiny",
+    "--param",
+    "epochs=3",
+    "--param",
+    "run8_t_max=3",
+    "--param",
+    "run3_t_max=3",
+    "--param",
+    "folds=2",
+    "--param",
+    "min_vote=1",
+    "--param",
+    'overrides=["dataset.batch_size=4", "dataset.num_workers=0", "trainer.eval_workers=0", "trainer.log_every_n_steps=1"]',
+]
 
 
 def _synth(out: Path, n: int) -> Path:
@@ -30,19 +44,38 @@ def _synth(out: Path, n: int) -> Path:
     return out
 
 
-def _run(data: Path, out: Path, kfp_root: Path, run_id: str, *extra: str, resume: bool = False) -> subprocess.CompletedProcess:
+def _run(
+    data: Path, out: Path, kfp_root: Path, run_id: str, *extra: str, resume: bool = False
+) -> subprocess.CompletedProcess:
     run = ["--resume", run_id] if resume else ["--param", f"run_id={run_id}"]
-    return _cli("pipeline", "run", "--local", "--data", str(data), "--output", str(out), "--pipeline-root", str(kfp_root),
-                *run, *PARAMS, *extra)
+    return _cli(
+        "pipeline",
+        "run",
+        "--local",
+        "--data",
+        str(data),
+        "--output",
+        str(out),
+        "--pipeline-root",
+        str(kfp_root),
+        *run,
+        *PARAMS,
+        *extra,
+    )
 
 
 def _results(out: Path, run_id: str) -> dict:
     run = out / "runs" / run_id
     # "time" is each epoch's wall-clock stamp (Katib's observation time): the one field a rerun may change
-    models = {p.parent.name: [{k: v for k, v in h.items() if k != "time"} for h in json.loads(p.read_text())["history"]]
-              for p in sorted((run / "models").glob("*/summary.json"))}
-    return {"submission": (run / "submission.csv").read_bytes(), "ensemble": (run / "ensemble.json").read_bytes(),
-            "histories": models}
+    models = {
+        p.parent.name: [{k: v for k, v in h.items() if k != "time"} for h in json.loads(p.read_text())["history"]]
+        for p in sorted((run / "models").glob("*/summary.json"))
+    }
+    return {
+        "submission": (run / "submission.csv").read_bytes(),
+        "ensemble": (run / "ensemble.json").read_bytes(),
+        "histories": models,
+    }
 
 
 def test_a_run_killed_mid_epoch_resumes_on_rerun_and_ends_like_an_uninterrupted_one(tmp_path):
@@ -51,10 +84,26 @@ def test_a_run_killed_mid_epoch_resumes_on_rerun_and_ends_like_an_uninterrupted_
     assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    argv = [sys.executable, "-m", "model.cli", "pipeline", "run", "--local", "--data", str(data), "--output", str(tmp_path / "out"),
-            "--pipeline-root", str(tmp_path / "kfp-b"), "--param", "run_id=killed", *PARAMS]
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # its own process group: the kill takes every task with it
+    argv = [
+        sys.executable,
+        "-m",
+        "model.cli",
+        "pipeline",
+        "run",
+        "--local",
+        "--data",
+        str(data),
+        "--output",
+        str(tmp_path / "out"),
+        "--pipeline-root",
+        str(tmp_path / "kfp-b"),
+        "--param",
+        "run_id=killed",
+        *PARAMS,
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )  # its own process group: the kill takes every task with it
     seen, deadline = [], time.monotonic() + 300
     for line in proc.stdout:
         seen.append(line)
@@ -66,7 +115,9 @@ def test_a_run_killed_mid_epoch_resumes_on_rerun_and_ends_like_an_uninterrupted_
     assert proc.returncode == -signal.SIGKILL, "".join(seen[-30:])
     mirror = tmp_path / "out" / "runs" / "killed" / "checkpoints" / "replication"
     assert (mirror / "last.pt").is_file() and not (tmp_path / "out" / "runs" / "killed" / "submission.csv").exists()
-    assert any("rerun the same command with --resume killed" in line for line in seen)  # said up front: SIGKILL leaves no last words
+    assert any(
+        "rerun the same command with --resume killed" in line for line in seen
+    )  # said up front: SIGKILL leaves no last words
 
     rerun = _run(data, tmp_path / "out", tmp_path / "kfp-c", "killed", resume=True)  # the one-command recovery
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
@@ -90,7 +141,12 @@ def bad_data(tmp_path_factory) -> tuple[Path, list[tuple[str, str]]]:
     first_word(nan)["points"][0][0] = float("nan")
     (root / "images" / "train" / missing).unlink()
     (root / "jsons" / "train.json").write_text(json.dumps(train))
-    return root, [(truncated, "cannot decode image"), (short, "has 3 point(s)"), (nan, "NaN"), (missing, "listed but missing")]
+    return root, [
+        (truncated, "cannot decode image"),
+        (short, "has 3 point(s)"),
+        (nan, "NaN"),
+        (missing, "listed but missing"),
+    ]
 
 
 def test_lenient_run_trains_on_the_rest_and_the_summary_names_every_skipped_item(bad_data, tmp_path):
@@ -104,7 +160,9 @@ def test_lenient_run_trains_on_the_rest_and_the_summary_names_every_skipped_item
     assert len(lines) == 4
     for name, reason in broken:
         assert any(name in line and reason.lower() in line.lower() for line in lines), (name, reason, lines)
-    assert all(line.startswith(f"- {root}/") and "/kfp/" not in line for line in lines)  # the user's paths, not the artifact's
+    assert all(
+        line.startswith(f"- {root}/") and "/kfp/" not in line for line in lines
+    )  # the user's paths, not the artifact's
 
 
 def test_strict_run_stops_before_training_with_every_problem_listed(bad_data, tmp_path):

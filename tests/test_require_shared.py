@@ -3,6 +3,7 @@
 Each case runs a real pytest in a subprocess on a fake repository (our conftest.py and one test
 that asks for the SROIE sample) whose parent holds no shared/ folder, or one with the sample.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,14 @@ def run_pytest(parent: Path, require: str | None) -> subprocess.CompletedProcess
     env["COLUMNS"] = "500"  # the -rs summary line is cut to the terminal width
     if require is not None:
         env[REQUIRE_SHARED_ENV] = require
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests"],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("require", [None, "", "0"])

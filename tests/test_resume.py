@@ -2,6 +2,7 @@
 id, so its trainings restore their mirrored checkpoints. Fast checks here (the CLI, the checkpoint
 check against a local folder and a real S3 server on loopback, submit's order of checks);
 tests/test_reliability.py kills a whole local run mid-epoch and resumes it with `--resume`."""
+
 from __future__ import annotations
 
 import io
@@ -35,6 +36,7 @@ def _checkpoint(root: Path, run_id: str, task: str) -> Path:
 
 # ---- the command line ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("verb", [["submit", "--host", "http://h"], ["run", "--local"]])
 def test_resume_is_an_option_of_submit_and_local_run(verb):
     args = build_parser().parse_args(["pipeline", *verb, "--resume", "0f6c2d4e-run"])
@@ -62,6 +64,7 @@ def test_resume_refuses_an_id_that_is_no_run_id(bad):
 
 
 # ---- the checkpoint check ----------------------------------------------------------------------------
+
 
 def _full(**params) -> dict:
     from pipelines.params import signature
@@ -97,8 +100,9 @@ def test_checkpoints_on_s3_are_found_by_the_kfp_run_id(s3_server, tmp_path, caps
     kfp_run = "7d5c3a9e-1f2b-4c3d-9e8f-0a1b2c3d4e5f"
     out = f"s3://{s3_server.bucket}/kf"
     prefix = run_prefix(out, "", kfp_run)  # where the failed run's trainings mirrored to
-    s3_server.client().put_object(s3_server.bucket, prefix.split("/", 3)[3] + "/checkpoints/fold_0/last.pt",
-                                  io.BytesIO(b"x"), 1)
+    s3_server.client().put_object(
+        s3_server.bucket, prefix.split("/", 3)[3] + "/checkpoints/fold_0/last.pt", io.BytesIO(b"x"), 1
+    )
     check_resumable(_full(output_uri=out, run_id=kfp_run))
     assert f"resuming run {kfp_run} from {prefix}/checkpoints/: fold_0" in capsys.readouterr().out
     with pytest.raises(DataError, match="no checkpoint under"):
@@ -107,10 +111,12 @@ def test_checkpoints_on_s3_are_found_by_the_kfp_run_id(s3_server, tmp_path, caps
 
 # ---- submit: the check comes first, and an unreachable store only warns ---------------------------------
 
+
 def test_submit_resume_without_checkpoints_is_refused_before_contacting_kfp(s3_server, capsys):
     host = f"http://127.0.0.1:{_free_port()}"
-    rc = main(["pipeline", "submit", "--host", host, "--resume", "gone",
-               "--param", f"output_uri=s3://{s3_server.bucket}"])
+    rc = main(
+        ["pipeline", "submit", "--host", host, "--resume", "gone", "--param", f"output_uri=s3://{s3_server.bucket}"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and f"--resume gone: no checkpoint under s3://{s3_server.bucket}/runs/gone/checkpoints/" in err
     assert "KFP API" not in err
@@ -119,7 +125,9 @@ def test_submit_resume_without_checkpoints_is_refused_before_contacting_kfp(s3_s
 def test_submit_resume_with_checkpoints_goes_on_to_kfp(s3_server, capsys):
     s3_server.client().put_object(s3_server.bucket, "runs/r7/checkpoints/replication/last.pt", io.BytesIO(b"x"), 1)
     host = f"http://127.0.0.1:{_free_port()}"
-    rc = main(["pipeline", "submit", "--host", host, "--resume", "r7", "--param", f"output_uri=s3://{s3_server.bucket}"])
+    rc = main(
+        ["pipeline", "submit", "--host", host, "--resume", "r7", "--param", f"output_uri=s3://{s3_server.bucket}"]
+    )
     out, err = capsys.readouterr()
     assert "resuming run r7" in out and "replication" in out
     assert rc == 2 and f"{host}: cannot reach the KFP API" in err  # the check passed; nothing listens at the host
@@ -139,6 +147,7 @@ def test_submit_resume_with_an_unreachable_store_warns_and_submits(monkeypatch, 
 
 # ---- receiptflow train: resume= values and the accelerator, each a one-line error with the fix --------------
 
+
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory) -> Path:
     from model.data.synth import write_synthetic_dataset
@@ -149,8 +158,18 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 def _train(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "preset=cpu_tiny", f"dataset.root={root}", f"output_dir={out}", "dataset.image_size=64",
-            "dataset.batch_size=1", "dataset.num_workers=0", "trainer.max_epochs=1", "trainer.eval_workers=0", *extra]
+    return [
+        "train",
+        "preset=cpu_tiny",
+        f"dataset.root={root}",
+        f"output_dir={out}",
+        "dataset.image_size=64",
+        "dataset.batch_size=1",
+        "dataset.num_workers=0",
+        "trainer.max_epochs=1",
+        "trainer.eval_workers=0",
+        *extra,
+    ]
 
 
 def _one_line_error(capsys) -> str:
@@ -190,10 +209,22 @@ def test_accelerator_cuda_without_a_gpu_is_one_line_with_the_fix(tiny_root, tmp_
 def test_config_changes_name_the_dotted_keys_and_skip_the_resumable_ones():
     from model.checkpoint import RESUMABLE_CHANGES, config_changes
 
-    saved = {"models": {"optimizer": {"lr": 0.003}, "scheduler": {"T_max": 20}}, "trainer": {"max_epochs": 20},
-             "dataset": {"root": "/a", "num_workers": 2}, "output_dir": "/x"}
-    requested = {"models": {"optimizer": {"lr": 0.001}, "scheduler": {"T_max": 20}, "new_key": 1},
-                 "trainer": {"max_epochs": 40}, "dataset": {"root": "/b", "num_workers": 0}, "output_dir": "/y"}
+    saved = {
+        "models": {"optimizer": {"lr": 0.003}, "scheduler": {"T_max": 20}},
+        "trainer": {"max_epochs": 20},
+        "dataset": {"root": "/a", "num_workers": 2},
+        "output_dir": "/x",
+    }
+    requested = {
+        "models": {"optimizer": {"lr": 0.001}, "scheduler": {"T_max": 20}, "new_key": 1},
+        "trainer": {"max_epochs": 40},
+        "dataset": {"root": "/b", "num_workers": 0},
+        "output_dir": "/y",
+    }
     assert config_changes(saved, requested) == [("models.optimizer.lr", 0.003, 0.001)]
-    assert {"trainer.max_epochs", "dataset.num_workers", "trainer.eval_workers", "checkpoint_mirror"} <= set(RESUMABLE_CHANGES)
-    assert not {"models.optimizer.lr", "models.scheduler.T_max", "models.scheduler.eta_min", "seed"} & set(RESUMABLE_CHANGES)
+    assert {"trainer.max_epochs", "dataset.num_workers", "trainer.eval_workers", "checkpoint_mirror"} <= set(
+        RESUMABLE_CHANGES
+    )
+    assert not {"models.optimizer.lr", "models.scheduler.T_max", "models.scheduler.eta_min", "seed"} & set(
+        RESUMABLE_CHANGES
+    )

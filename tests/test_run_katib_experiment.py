@@ -3,6 +3,7 @@ real `kubernetes` client, configured from a kubeconfig file that points at it, c
 Experiment and polls it (issue 12, item 10): create and wait, attach on 409 (a KFP retry of the
 task), ride out a 500, dropped connections and slow answers while polling (within a bound), a
 failed Experiment, the timeout, and RBAC errors that are not retried."""
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,23 @@ from pipelines.sweep import experiment
 from tests.kube_standin import Handler, serving
 
 PREFIX = "/apis/kubeflow.org/v1beta1/namespaces/"
-RUNNING = {"conditions": [{"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}],
-           "trials": 2, "trialsRunning": 2}
-SUCCEEDED = {"conditions": [{"type": "Running", "status": "False"}, {"type": "Succeeded", "status": "True"}],
-             "trials": 12, "trialsSucceeded": 4, "trialsEarlyStopped": 8,
-             "currentOptimalTrial": {"observation": {"metrics": [{"name": "val/hmean", "latest": "0.9655", "max": "0.966"}]}}}
-FAILED = {"conditions": [{"type": "Failed", "status": "True", "reason": "ExperimentMaxFailedTrialsReached"}],
-          "trials": 3, "trialsFailed": 3}
+RUNNING = {
+    "conditions": [{"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}],
+    "trials": 2,
+    "trialsRunning": 2,
+}
+SUCCEEDED = {
+    "conditions": [{"type": "Running", "status": "False"}, {"type": "Succeeded", "status": "True"}],
+    "trials": 12,
+    "trialsSucceeded": 4,
+    "trialsEarlyStopped": 8,
+    "currentOptimalTrial": {"observation": {"metrics": [{"name": "val/hmean", "latest": "0.9655", "max": "0.966"}]}},
+}
+FAILED = {
+    "conditions": [{"type": "Failed", "status": "True", "reason": "ExperimentMaxFailedTrialsReached"}],
+    "trials": 3,
+    "trialsFailed": 3,
+}
 DROP = "drop"  # close the connection without an answer
 HANG = "hang"  # answer after a second
 
@@ -68,8 +79,12 @@ class _Handler(Handler):
             self._status(409, "AlreadyExists", f'experiments.kubeflow.org "{name}" already exists')
         else:
             code = self.server.create
-            self._status(code, "Forbidden", f'experiments.kubeflow.org is forbidden: User "system:serviceaccount:'
-                         f'{m.group(1)}:default-editor" cannot create resource "experiments"')
+            self._status(
+                code,
+                "Forbidden",
+                f'experiments.kubeflow.org is forbidden: User "system:serviceaccount:'
+                f'{m.group(1)}:default-editor" cannot create resource "experiments"',
+            )
 
     def do_GET(self):
         self.server.requests.append(("GET", self.path))
@@ -105,9 +120,16 @@ def _run(tmp_path, *, namespace="", minio_secret="team-a-minio", timeout_minutes
     md.path = str(tmp_path / "progress.md")
     template = experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@", minio_secret="@MINIO_SECRET@")
     return run_katib_experiment.python_func(
-        experiment=template, namespace=namespace, dataset_uri="s3://bucket/data/", output_uri="s3://bucket/out",
-        minio_secret=minio_secret, name_suffix="0f3c9a1e-77aa-4b1c-9d2e-123456789abc", timeout_minutes=timeout_minutes,
-        poll_seconds=0, progress=md)
+        experiment=template,
+        namespace=namespace,
+        dataset_uri="s3://bucket/data/",
+        output_uri="s3://bucket/out",
+        minio_secret=minio_secret,
+        name_suffix="0f3c9a1e-77aa-4b1c-9d2e-123456789abc",
+        timeout_minutes=timeout_minutes,
+        poll_seconds=0,
+        progress=md,
+    )
 
 
 NAME = "receiptflow-run8-sweep-0f3c9a1e"
@@ -115,7 +137,9 @@ NAME = "receiptflow-run8-sweep-0f3c9a1e"
 
 def _secret_refs(obj) -> list[dict]:
     if isinstance(obj, dict):
-        return ([obj["secretKeyRef"]] if "secretKeyRef" in obj else []) + [r for v in obj.values() for r in _secret_refs(v)]
+        return ([obj["secretKeyRef"]] if "secretKeyRef" in obj else []) + [
+            r for v in obj.values() for r in _secret_refs(v)
+        ]
     return [r for v in obj for r in _secret_refs(v)] if isinstance(obj, list) else []
 
 
@@ -132,7 +156,10 @@ def test_creates_the_experiment_with_this_runs_uris_and_secret_in_the_pods_names
     assert not re.findall(r"@[A-Z_]+@", text)  # every placeholder filled in
     assert "s3://bucket/data" in text and "s3://bucket/out/sweeps/" in text
     assert "created Experiment team-a/" + NAME in capsys.readouterr().out
-    assert "12 trials, 4 succeeded, 8 earlystopped; best so far val/hmean=0.966" in Path(tmp_path / "progress.md").read_text()
+    assert (
+        "12 trials, 4 succeeded, 8 earlystopped; best so far val/hmean=0.966"
+        in Path(tmp_path / "progress.md").read_text()
+    )
 
 
 def test_a_retry_that_finds_the_experiment_attaches_to_it_and_waits(kube, tmp_path, capsys):
@@ -162,7 +189,9 @@ def test_a_500_and_dropped_connections_while_polling_do_not_fail_the_sweep(kube,
     assert "HTTP 429" in log  # throttled: retried like a 5xx
 
 
-def test_an_api_server_that_does_not_answer_in_time_is_a_failed_call_not_a_hung_task(kube, tmp_path, monkeypatch, capsys):
+def test_an_api_server_that_does_not_answer_in_time_is_a_failed_call_not_a_hung_task(
+    kube, tmp_path, monkeypatch, capsys
+):
     import components.katib.experiments
 
     monkeypatch.setattr(components.katib.experiments, "REQUEST_TIMEOUT", (1, 0.2))
@@ -175,23 +204,32 @@ def test_an_api_that_stays_down_fails_after_a_bounded_number_of_tries(kube, tmp_
     from components.kube import MAX_API_FAILURES
 
     kube.polls = [RUNNING, 503]
-    with pytest.raises(RuntimeError, match=rf"{MAX_API_FAILURES} Kubernetes API calls in a row failed.*HTTP 503.*"
-                                           rf"kubectl -n team-a get experiment {NAME}"):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"{MAX_API_FAILURES} Kubernetes API calls in a row failed.*HTTP 503.*"
+        rf"kubectl -n team-a get experiment {NAME}",
+    ):
         _run(tmp_path)
     assert len(kube.requests) == 2 + MAX_API_FAILURES
 
 
 def test_a_failed_experiment_is_a_clear_error(kube, tmp_path):
     kube.polls = [RUNNING, FAILED]
-    with pytest.raises(RuntimeError, match=rf"Experiment team-a/{NAME} failed: 3 trials, 3 failed.*"
-                                           rf"kubectl -n team-a delete experiment {NAME}"):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"Experiment team-a/{NAME} failed: 3 trials, 3 failed.*"
+        rf"kubectl -n team-a delete experiment {NAME}",
+    ):
         _run(tmp_path)
 
 
 def test_the_timeout_names_the_experiment_and_the_kubectl_command(kube, tmp_path):
     kube.polls = [RUNNING]
-    with pytest.raises(TimeoutError, match=rf"Experiment team-a/{NAME} not finished after 0 min.*"
-                                           rf"`kubectl -n team-a get experiment {NAME}`"):
+    with pytest.raises(
+        TimeoutError,
+        match=rf"Experiment team-a/{NAME} not finished after 0 min.*"
+        rf"`kubectl -n team-a get experiment {NAME}`",
+    ):
         _run(tmp_path, timeout_minutes=0)
 
 
@@ -222,8 +260,16 @@ def test_a_template_without_the_secret_placeholder_is_refused(kube, tmp_path):
     md.path = str(tmp_path / "progress.md")
     with pytest.raises(ValueError, match=r"@MINIO_SECRET@"):
         run_katib_experiment.python_func(
-            experiment=experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@"), namespace="", dataset_uri="s3://b/d",
-            output_uri="s3://b/o", minio_secret="team-a-minio", name_suffix="abc", timeout_minutes=1, poll_seconds=0, progress=md)
+            experiment=experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@"),
+            namespace="",
+            dataset_uri="s3://b/d",
+            output_uri="s3://b/o",
+            minio_secret="team-a-minio",
+            name_suffix="abc",
+            timeout_minutes=1,
+            poll_seconds=0,
+            progress=md,
+        )
     assert kube.requests == []
 
 
@@ -243,13 +289,28 @@ def test_the_compiled_component_through_kfp_local_creates_exactly_the_experiment
     template = experiment(dataset_uri="@DATASET_URI@", output_uri="@OUTPUT_URI@", minio_secret="@MINIO_SECRET@")
     kube.polls = [RUNNING, SUCCEEDED]
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"), raise_on_error=True)
-    task = run_katib_experiment(experiment=template, namespace="team-b", dataset_uri="s3://bucket/data/",
-                                output_uri="s3://bucket/out", minio_secret="team-b-minio",
-                                name_suffix="0f3c9a1e-77aa-4b1c-9d2e-123456789abc", timeout_minutes=5, poll_seconds=0)
+    task = run_katib_experiment(
+        experiment=template,
+        namespace="team-b",
+        dataset_uri="s3://bucket/data/",
+        output_uri="s3://bucket/out",
+        minio_secret="team-b-minio",
+        name_suffix="0f3c9a1e-77aa-4b1c-9d2e-123456789abc",
+        timeout_minutes=5,
+        poll_seconds=0,
+    )
     assert (task.outputs["name"], task.outputs["namespace"]) == (NAME, "team-b")
     assert [m for m, _ in kube.requests] == ["POST", "GET", "GET"]
-    expected = experiment_body(template, name_suffix="0f3c9a1e-77aa-4b1c-9d2e-123456789abc", namespace="team-b", values={
-        "@DATASET_URI@": "s3://bucket/data", "@OUTPUT_URI@": "s3://bucket/out", "@MINIO_SECRET@": "team-b-minio"})
+    expected = experiment_body(
+        template,
+        name_suffix="0f3c9a1e-77aa-4b1c-9d2e-123456789abc",
+        namespace="team-b",
+        values={
+            "@DATASET_URI@": "s3://bucket/data",
+            "@OUTPUT_URI@": "s3://bucket/out",
+            "@MINIO_SECRET@": "team-b-minio",
+        },
+    )
     assert _differences(kube.objects[NAME], expected) == []  # types included: 12 is not 12.0
     assert isinstance(kube.objects[NAME]["spec"]["maxTrialCount"], int)
     progress = Path(task.outputs["progress"].path).read_text()

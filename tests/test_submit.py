@@ -3,6 +3,7 @@ real kfp.Client compiles the chosen build and posts it, and the test reads what 
 
 The stand-in answers the three calls kfp 2.17's Client makes for a run (GET healthz, GET
 experiments by name, POST runs; kfp/client/client.py) and records every request."""
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,9 @@ class _KfpApi(BaseHTTPRequestHandler):
             return
         self.server.requests.append(("GET", self.path, None))
         if self.path.startswith("/apis/v2beta1/experiments"):
-            return self._answer({"experiments": [{"experiment_id": "e-1", "display_name": "receiptflow"}], "total_size": 1})
+            return self._answer(
+                {"experiments": [{"experiment_id": "e-1", "display_name": "receiptflow"}], "total_size": 1}
+            )
         self._answer({})
 
     def do_POST(self) -> None:  # noqa: N802
@@ -114,8 +117,11 @@ def test_each_way_to_authenticate_sends_its_credential_on_every_request(kfp_api,
         expected = ("Bearer projected-456", None)
     assert main([*SUBMIT, "--host", _host(kfp_api)]) == 0
     assert kfp_api.credentials and set(kfp_api.credentials) == {expected}
-    assert {"cookie": "session cookie in KFP_COOKIE", "token": "bearer token in KFP_TOKEN",
-            "token file": "service-account token at"}[how] in capsys.readouterr().err
+    assert {
+        "cookie": "session cookie in KFP_COOKIE",
+        "token": "bearer token in KFP_TOKEN",
+        "token file": "service-account token at",
+    }[how] in capsys.readouterr().err
 
 
 def test_a_refused_token_says_what_a_default_install_accepts(kfp_api, capsys, monkeypatch):
@@ -155,7 +161,9 @@ def test_a_cookie_without_a_name_is_refused_before_any_request(kfp_api, capsys, 
 
 def test_default_submit_sends_the_kfp_2_14_build_with_the_run_parameters(kfp_api, capsys):
     host = f"http://127.0.0.1:{kfp_api.server_port}"
-    assert main(["pipeline", "submit", "--host", host, "--param", "epochs=3", "--param", "minio_secret=team-a-minio"]) == 0
+    assert (
+        main(["pipeline", "submit", "--host", host, "--param", "epochs=3", "--param", "minio_secret=team-a-minio"]) == 0
+    )
     assert f"{host}/#/runs/details/r-42" in capsys.readouterr().out
     text, params = _submitted(kfp_api)
     assert params == {"epochs": 3, "minio_secret": "team-a-minio"}
@@ -164,8 +172,24 @@ def test_default_submit_sends_the_kfp_2_14_build_with_the_run_parameters(kfp_api
 
 def test_kfp_2_5_submit_sends_the_unrolled_build_with_its_compile_time_secret_and_placement(kfp_api, capsys):
     host = f"http://127.0.0.1:{kfp_api.server_port}"
-    rc = main(["pipeline", "submit", "--host", host, "--target", "kfp-2.5", "--param", "epochs=3",
-               "--minio-secret", "team-a-minio", "--node-selector", "gpu=h100", "--toleration", "nvidia.com/gpu:NoSchedule"])
+    rc = main(
+        [
+            "pipeline",
+            "submit",
+            "--host",
+            host,
+            "--target",
+            "kfp-2.5",
+            "--param",
+            "epochs=3",
+            "--minio-secret",
+            "team-a-minio",
+            "--node-selector",
+            "gpu=h100",
+            "--toleration",
+            "nvidia.com/gpu:NoSchedule",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     text, params = _submitted(kfp_api)
     assert params == {"epochs": 3}
@@ -178,11 +202,14 @@ def test_kfp_2_5_submit_sends_the_unrolled_build_with_its_compile_time_secret_an
     assert selectors and all(labels == {"gpu": "h100"} for labels in selectors)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--target", "kfp-2.5", "--param", "folds=3"], "--target kfp-2.5 has no parameter folds"),
-    (["--target", "kfp-2.5", "--param", "minio_secret=x"], "--target kfp-2.5 has no parameter minio_secret"),
-    (["--minio-secret", "x"], "set the kfp-2.5 build; the kfp-2.14 one takes them as run parameters"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--target", "kfp-2.5", "--param", "folds=3"], "--target kfp-2.5 has no parameter folds"),
+        (["--target", "kfp-2.5", "--param", "minio_secret=x"], "--target kfp-2.5 has no parameter minio_secret"),
+        (["--minio-secret", "x"], "set the kfp-2.5 build; the kfp-2.14 one takes them as run parameters"),
+    ],
+)
 def test_parameters_a_build_does_not_take_are_refused_before_contacting_kfp(kfp_api, capsys, argv, message):
     host = f"http://127.0.0.1:{kfp_api.server_port}"
     assert main(["pipeline", "submit", "--host", host, *argv]) == 2
@@ -192,25 +219,59 @@ def test_parameters_a_build_does_not_take_are_refused_before_contacting_kfp(kfp_
 
 # ---- --trainings job: the job-backed builds (docs/distributed.md), typed by their own signature --------------
 
-JOB_ARGS = ["--param", "training_backend=pytorchjob", "--param", "num_nodes=2", "--param", "gpus_per_node=8",
-            "--param", "training_runtime=torch-distributed", "--param", "namespace=team-a-jobs",
-            "--param", "job_timeout_minutes=90"]
-JOB_PARAMS = {"training_backend": "pytorchjob", "num_nodes": 2, "gpus_per_node": 8, "training_runtime": "torch-distributed",
-              "namespace": "team-a-jobs", "job_timeout_minutes": 90}
+JOB_ARGS = [
+    "--param",
+    "training_backend=pytorchjob",
+    "--param",
+    "num_nodes=2",
+    "--param",
+    "gpus_per_node=8",
+    "--param",
+    "training_runtime=torch-distributed",
+    "--param",
+    "namespace=team-a-jobs",
+    "--param",
+    "job_timeout_minutes=90",
+]
+JOB_PARAMS = {
+    "training_backend": "pytorchjob",
+    "num_nodes": 2,
+    "gpus_per_node": 8,
+    "training_runtime": "torch-distributed",
+    "namespace": "team-a-jobs",
+    "job_timeout_minutes": 90,
+}
 
 
 def _launchers(text: str) -> dict:
     """root-DAG task name -> task of every job launcher (components/run_training_job.py) in the posted spec."""
     spec = next(yaml.safe_load_all(text))
     dags = [spec["root"], *spec["components"].values()]
-    return {name: task for dag in dags for name, task in dag.get("dag", {}).get("tasks", {}).items()
-            if task["componentRef"]["name"].startswith("comp-train-job")}
+    return {
+        name: task
+        for dag in dags
+        for name, task in dag.get("dag", {}).get("tasks", {}).items()
+        if task["componentRef"]["name"].startswith("comp-train-job")
+    }
 
 
 def test_trainings_job_sends_the_job_build_with_its_parameters_typed(kfp_api, capsys):
     host = f"http://127.0.0.1:{kfp_api.server_port}"
-    rc = main(["pipeline", "submit", "--host", host, "--trainings", "job", "--namespace", "team-a", "--param", "epochs=3",
-               *JOB_ARGS])
+    rc = main(
+        [
+            "pipeline",
+            "submit",
+            "--host",
+            host,
+            "--trainings",
+            "job",
+            "--namespace",
+            "team-a",
+            "--param",
+            "epochs=3",
+            *JOB_ARGS,
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     text, params = _submitted(kfp_api)
     assert params == {"epochs": 3, **JOB_PARAMS}  # ints arrive as JSON numbers, not "2"
@@ -224,8 +285,22 @@ def test_trainings_job_sends_the_job_build_with_its_parameters_typed(kfp_api, ca
 
 def test_trainings_job_on_kfp_2_5_sends_the_unrolled_job_build_with_the_literal_secret(kfp_api, capsys):
     host = f"http://127.0.0.1:{kfp_api.server_port}"
-    rc = main(["pipeline", "submit", "--host", host, "--target", "kfp-2.5", "--trainings", "job",
-               "--minio-secret", "team-a-minio", "--param", "num_nodes=3"])
+    rc = main(
+        [
+            "pipeline",
+            "submit",
+            "--host",
+            host,
+            "--target",
+            "kfp-2.5",
+            "--trainings",
+            "job",
+            "--minio-secret",
+            "team-a-minio",
+            "--param",
+            "num_nodes=3",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     text, params = _submitted(kfp_api)
     assert params == {"num_nodes": 3}
@@ -235,19 +310,32 @@ def test_trainings_job_on_kfp_2_5_sends_the_unrolled_job_build_with_the_literal_
     launchers = _launchers(text)
     assert len(launchers) == 6  # replication + 5 unrolled folds
     # the job pods' Secret is a literal in every launcher's inputs, and so is its own secretAsEnv
-    assert {t["inputs"]["parameters"]["minio_secret"]["runtimeValue"]["constant"] for t in launchers.values()} == {"team-a-minio"}
+    assert {t["inputs"]["parameters"]["minio_secret"]["runtimeValue"]["constant"] for t in launchers.values()} == {
+        "team-a-minio"
+    }
     platform = list(yaml.safe_load_all(text))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert {e["secretName"] for config in platform.values() for e in config.get("secretAsEnv", [])} == {"team-a-minio"}
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--param", "num_nodes=2"], "--param: num_nodes is a parameter of the job-backed build"),
-    (["--target", "kfp-2.5", "--param", "training_backend=pytorchjob"], "training_backend is a parameter of the job-backed"),
-    (["--param", "namespace=team-a"], "the Kubeflow profile the run goes to is `pipeline submit --namespace`"),
-    (["--params-file", "FILE"], ": gpus_per_node is a parameter of the job-backed build"),
-    (["--trainings", "job", "--target", "kfp-2.5", "--param", "folds=3"], "--target kfp-2.5 has no parameter folds"),
-])
-def test_job_parameters_are_refused_for_the_one_pod_pipeline_naming_the_option(kfp_api, capsys, tmp_path, argv, message):
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--param", "num_nodes=2"], "--param: num_nodes is a parameter of the job-backed build"),
+        (
+            ["--target", "kfp-2.5", "--param", "training_backend=pytorchjob"],
+            "training_backend is a parameter of the job-backed",
+        ),
+        (["--param", "namespace=team-a"], "the Kubeflow profile the run goes to is `pipeline submit --namespace`"),
+        (["--params-file", "FILE"], ": gpus_per_node is a parameter of the job-backed build"),
+        (
+            ["--trainings", "job", "--target", "kfp-2.5", "--param", "folds=3"],
+            "--target kfp-2.5 has no parameter folds",
+        ),
+    ],
+)
+def test_job_parameters_are_refused_for_the_one_pod_pipeline_naming_the_option(
+    kfp_api, capsys, tmp_path, argv, message
+):
     (tmp_path / "p.yaml").write_text("epochs: 3\ngpus_per_node: 2\n")
     argv = [str(tmp_path / "p.yaml") if a == "FILE" else a for a in argv]
     host = f"http://127.0.0.1:{kfp_api.server_port}"
@@ -257,17 +345,23 @@ def test_job_parameters_are_refused_for_the_one_pod_pipeline_naming_the_option(k
     assert kfp_api.requests == []
 
 
-@pytest.mark.parametrize("param, message", [
-    ("training_backend=mpijob", "training_backend='mpijob': expected trainjob or pytorchjob"),
-    ("num_nodes=0", "num_nodes=0: must be at least 1"),
-    ("gpus_per_node=-1", "gpus_per_node=-1: must be at least 1"),
-    ("job_timeout_minutes=0", "job_timeout_minutes=0: must be at least 1"),
-    ("num_nodes=two", 'num_nodes="two": expected an integer'),
-    ("training_runtime=Cluster/x", "training_runtime='Cluster/x': expected NAME"),  # components/training_job.py runtime_ref
-    ("training_runtime=TrainingRuntime/Bad_Name", "training_runtime='TrainingRuntime/Bad_Name'"),
-    ("namespace=Team_A", "namespace='Team_A': expected a Kubernetes namespace"),
-    ("num_node=2", "unknown pipeline parameter 'num_node'; did you mean num_nodes?"),
-])
+@pytest.mark.parametrize(
+    "param, message",
+    [
+        ("training_backend=mpijob", "training_backend='mpijob': expected trainjob or pytorchjob"),
+        ("num_nodes=0", "num_nodes=0: must be at least 1"),
+        ("gpus_per_node=-1", "gpus_per_node=-1: must be at least 1"),
+        ("job_timeout_minutes=0", "job_timeout_minutes=0: must be at least 1"),
+        ("num_nodes=two", 'num_nodes="two": expected an integer'),
+        (
+            "training_runtime=Cluster/x",
+            "training_runtime='Cluster/x': expected NAME",
+        ),  # components/training_job.py runtime_ref
+        ("training_runtime=TrainingRuntime/Bad_Name", "training_runtime='TrainingRuntime/Bad_Name'"),
+        ("namespace=Team_A", "namespace='Team_A': expected a Kubernetes namespace"),
+        ("num_node=2", "unknown pipeline parameter 'num_node'; did you mean num_nodes?"),
+    ],
+)
 def test_bad_job_parameter_values_are_refused_before_any_request(kfp_api, capsys, param, message):
     host = f"http://127.0.0.1:{kfp_api.server_port}"
     assert main(["pipeline", "submit", "--host", host, "--trainings", "job", "--param", param]) == 2
@@ -278,8 +372,20 @@ def test_bad_job_parameter_values_are_refused_before_any_request(kfp_api, capsys
 def test_a_pytorchjob_ignores_the_runtime_as_the_launcher_does(kfp_api, capsys):
     """training_runtime names a Trainer v2 runtime; the launcher checks it for trainjob only."""
     host = f"http://127.0.0.1:{kfp_api.server_port}"
-    rc = main(["pipeline", "submit", "--host", host, "--trainings", "job", "--param", "training_backend=pytorchjob",
-               "--param", "training_runtime=unused/for-pytorchjob"])
+    rc = main(
+        [
+            "pipeline",
+            "submit",
+            "--host",
+            host,
+            "--trainings",
+            "job",
+            "--param",
+            "training_backend=pytorchjob",
+            "--param",
+            "training_runtime=unused/for-pytorchjob",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
 
 
@@ -288,8 +394,24 @@ def test_resume_of_the_job_build_sends_the_run_id_and_says_what_happens_to_the_o
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"checkpoint")
     host = f"http://127.0.0.1:{kfp_api.server_port}"
-    rc = main(["pipeline", "submit", "--host", host, "--trainings", "job", "--target", "kfp-2.5", "--resume", "r7",
-               "--param", f"output_uri={tmp_path}", "--namespace", "team-a"])
+    rc = main(
+        [
+            "pipeline",
+            "submit",
+            "--host",
+            host,
+            "--trainings",
+            "job",
+            "--target",
+            "kfp-2.5",
+            "--resume",
+            "r7",
+            "--param",
+            f"output_uri={tmp_path}",
+            "--namespace",
+            "team-a",
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert f"resuming run r7 from {tmp_path}/runs/r7/checkpoints/: fold_1" in out
@@ -305,5 +427,7 @@ def test_local_run_refuses_the_job_build_and_its_parameters(capsys):
     assert main(["pipeline", "run", "--local", "--data", "x", "--trainings", "job"]) == 2
     assert "kfp.local runs every task as a process on this machine and cannot create" in capsys.readouterr().err
     assert main(["pipeline", "run", "--local", "--data", "x", "--param", "num_nodes=2"]) == 2
-    assert "num_nodes is a parameter of the job-backed build (each training a TrainJob or PyTorchJob, " \
-           "docs/distributed.md), which runs on a cluster only" in capsys.readouterr().err
+    assert (
+        "num_nodes is a parameter of the job-backed build (each training a TrainJob or PyTorchJob, "
+        "docs/distributed.md), which runs on a cluster only" in capsys.readouterr().err
+    )

@@ -1,5 +1,6 @@
 """The Katib Experiments of manifests/katib/: rendered from pipelines/sweep.py, valid, the seed's sweep,
 and their StdOut filter reads real training output the way Katib's Go collector does."""
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,11 @@ TRIAL_PARAMETER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 
 
 def checked_in() -> dict[str, dict]:
-    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(sweep.MANIFEST_DIR.rglob("*.yaml"))
-            if p.name not in ("kustomization.yaml", "images.yaml")}  # kustomize's files, not Experiments
+    return {
+        p.stem: yaml.safe_load(p.read_text())
+        for p in sorted(sweep.MANIFEST_DIR.rglob("*.yaml"))
+        if p.name not in ("kustomization.yaml", "images.yaml")
+    }  # kustomize's files, not Experiments
 
 
 MANIFESTS = checked_in()
@@ -42,8 +46,9 @@ def trainjob_pod(trainjob: dict) -> dict:
     pod = copy.deepcopy(job["template"]["spec"]["template"])
     (container,) = [c for c in pod["spec"]["containers"] if c["name"] == TRAINER_CONTAINER]
     trainer = trainjob["spec"]["trainer"]
-    container.update(image=trainer["image"], command=trainer["command"], env=trainer["env"],
-                     resources=trainer["resourcesPerNode"])
+    container.update(
+        image=trainer["image"], command=trainer["command"], env=trainer["env"], resources=trainer["resourcesPerNode"]
+    )
     return pod
 
 
@@ -72,9 +77,13 @@ def substituted(manifest: dict, values: dict[str, str]) -> dict:
 
 # ---- the checked-in files are exactly what the code renders ---------------------------------------
 
+
 def test_checked_in_manifests_match_the_code():
-    assert set(MANIFESTS) == set(sweep.experiments()) == {"receiptflow-run8-sweep", "receiptflow-run8-sweep-ddp",
-                                                          "receiptflow-run8-sweep-trainjob"}
+    assert (
+        set(MANIFESTS)
+        == set(sweep.experiments())
+        == {"receiptflow-run8-sweep", "receiptflow-run8-sweep-ddp", "receiptflow-run8-sweep-trainjob"}
+    )
     for stem, manifest in sweep.experiments().items():
         assert MANIFESTS[stem] == manifest, f"{sweep.manifest_path(stem)} drifted: run `receiptflow sweep render`"
 
@@ -93,11 +102,29 @@ def test_render_writes_every_experiment_with_the_generated_header(tmp_path):
 
 
 def test_parameters_flow_into_the_manifest():
-    m = sweep.experiment("x", namespace="team", image="reg/img:1", dataset_uri="s3://b/d", output_uri="s3://b/out/",
-                         goal=0.97, parallel_trials=3, max_trials=5, max_failed_trials=1, gpus=2, minio_secret="sec")
+    m = sweep.experiment(
+        "x",
+        namespace="team",
+        image="reg/img:1",
+        dataset_uri="s3://b/d",
+        output_uri="s3://b/out/",
+        goal=0.97,
+        parallel_trials=3,
+        max_trials=5,
+        max_failed_trials=1,
+        gpus=2,
+        minio_secret="sec",
+    )
     spec = m["spec"]
-    assert m["metadata"] == {"name": "x", "namespace": "team", "labels": {
-        "app.kubernetes.io/part-of": "receiptflow", "app.kubernetes.io/component": "sweep", "app.kubernetes.io/instance": "x"}}
+    assert m["metadata"] == {
+        "name": "x",
+        "namespace": "team",
+        "labels": {
+            "app.kubernetes.io/part-of": "receiptflow",
+            "app.kubernetes.io/component": "sweep",
+            "app.kubernetes.io/instance": "x",
+        },
+    }
     counts = (spec["parallelTrialCount"], spec["maxTrialCount"], spec["maxFailedTrialCount"])
     assert spec["objective"]["goal"] == 0.97 and counts == (3, 5, 1)
     c = primary(m)
@@ -108,8 +135,15 @@ def test_parameters_flow_into_the_manifest():
     assert {e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e} == {"sec"}
     ddp = sweep.pytorchjob_experiment("y", gpus=8)
     assert ddp["metadata"]["name"] == "y" and primary(ddp)["resources"]["limits"]["nvidia.com/gpu"] == 8
-    assert primary(ddp)["command"][:7] == ["python", "-m", "torch.distributed.run", "--standalone",
-                                           "--nproc_per_node", "8", "-m"]
+    assert primary(ddp)["command"][:7] == [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "8",
+        "-m",
+    ]
 
 
 def test_rendered_experiments_name_no_namespace_and_each_has_its_own_label():
@@ -133,6 +167,7 @@ def test_image_comes_from_components():
 
 
 # ---- valid against the Katib models and the Kubernetes 1.33 schemas ------------------------------
+
 
 @pytest.mark.parametrize("stem", sorted(MANIFESTS))
 def test_katib_model_round_trip_loses_nothing(stem):
@@ -166,8 +201,12 @@ def test_trial_pods_validate_against_kubernetes_1_33(stem):
     if trial["kind"] == "TrainJob":
         templates.append(trainjob_pod(trial))
     for template in templates:
-        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "trial"},
-               "spec": {"backoffLimit": 0, "template": template}}
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "trial"},
+            "spec": {"backoffLimit": 0, "template": template},
+        }
         kubernetes_validate.validate(job, "1.33", strict=True)
 
 
@@ -183,18 +222,28 @@ def test_kubernetes_validation_catches_a_broken_pod():
 
 # ---- the seed's sweep -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("stem", sorted(MANIFESTS))
 def test_search_space_objective_algorithm_and_early_stopping_are_the_seeds(stem):
     spec = MANIFESTS[stem]["spec"]
     assert MANIFESTS[stem]["apiVersion"] == "kubeflow.org/v1beta1" and MANIFESTS[stem]["kind"] == "Experiment"
     assert spec["parameters"] == [
-        {"name": "lr", "parameterType": "double",
-         "feasibleSpace": {"min": "0.00025", "max": "0.0006", "distribution": "logUniform"}},
-        {"name": "weight_decay", "parameterType": "double",
-         "feasibleSpace": {"min": "0.00005", "max": "0.0005", "distribution": "logUniform"}},
+        {
+            "name": "lr",
+            "parameterType": "double",
+            "feasibleSpace": {"min": "0.00025", "max": "0.0006", "distribution": "logUniform"},
+        },
+        {
+            "name": "weight_decay",
+            "parameterType": "double",
+            "feasibleSpace": {"min": "0.00005", "max": "0.0005", "distribution": "logUniform"},
+        },
         {"name": "T_max", "parameterType": "categorical", "feasibleSpace": {"list": ["20", "22", "24"]}},
-        {"name": "eta_min", "parameterType": "double",
-         "feasibleSpace": {"min": "0.000005", "max": "0.00005", "distribution": "logUniform"}},
+        {
+            "name": "eta_min",
+            "parameterType": "double",
+            "feasibleSpace": {"min": "0.000005", "max": "0.00005", "distribution": "logUniform"},
+        },
     ]
     # Run 8 (the seed's best) lies inside the space
     space = {p["name"]: p["feasibleSpace"] for p in spec["parameters"]}
@@ -203,11 +252,17 @@ def test_search_space_objective_algorithm_and_early_stopping_are_the_seeds(stem)
     assert str(RUN8["t_max"]) in space["T_max"]["list"]
 
     # explicit strategies: Katib would default precision/recall to `max` too (experiment_defaults.go:79-93)
-    assert spec["objective"] == {"type": "maximize", "goal": 0.966, "objectiveMetricName": "val/hmean",
-                                 "additionalMetricNames": ["val/precision", "val/recall"],
-                                 "metricStrategies": [{"name": "val/hmean", "value": "max"},
-                                                      {"name": "val/precision", "value": "latest"},
-                                                      {"name": "val/recall", "value": "latest"}]}
+    assert spec["objective"] == {
+        "type": "maximize",
+        "goal": 0.966,
+        "objectiveMetricName": "val/hmean",
+        "additionalMetricNames": ["val/precision", "val/recall"],
+        "metricStrategies": [
+            {"name": "val/hmean", "value": "max"},
+            {"name": "val/precision", "value": "latest"},
+            {"name": "val/recall", "value": "latest"},
+        ],
+    }
     assert spec["algorithm"]["algorithmName"] == "bayesianoptimization"
     settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
     # the names and values Katib's skopt service accepts
@@ -216,14 +271,21 @@ def test_search_space_objective_algorithm_and_early_stopping_are_the_seeds(stem)
     assert settings["acq_func"] in {"gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"}
     assert 0 < int(settings["n_initial_points"]) < spec["maxTrialCount"]
     # ours, with the seed's baseline as the floor (registered in katib-config: tests/test_kustomize.py)
-    assert spec["earlyStopping"] == {"algorithmName": "medianstop-floor", "algorithmSettings": [
-        {"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "10"},
-        {"name": "floor", "value": "0.9653"}]}
+    assert spec["earlyStopping"] == {
+        "algorithmName": "medianstop-floor",
+        "algorithmSettings": [
+            {"name": "min_trials_required", "value": "3"},
+            {"name": "start_step", "value": "10"},
+            {"name": "floor", "value": "0.9653"},
+        ],
+    }
     assert (spec["maxTrialCount"], spec["parallelTrialCount"], spec["maxFailedTrialCount"]) == (12, 2, 3)
     from model.metric_lines import KATIB_METRICS_FILTER
 
-    assert spec["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"},
-                                            "source": {"filter": {"metricsFormat": [KATIB_METRICS_FILTER]}}}
+    assert spec["metricsCollectorSpec"] == {
+        "collector": {"kind": "StdOut"},
+        "source": {"filter": {"metricsFormat": [KATIB_METRICS_FILTER]}},
+    }
 
 
 @pytest.mark.parametrize("stem", sorted(MANIFESTS))
@@ -244,13 +306,22 @@ def test_trial_command_is_a_valid_training_config_with_the_seeds_fixed_values(st
     from model.config import load_config
 
     manifest = MANIFESTS[stem]
-    values = {"lr": str(RUN8["lr"]), "weight_decay": str(RUN8["weight_decay"]), "t_max": str(RUN8["t_max"]),
-              "eta_min": str(RUN8["eta_min"]), "trialName": f"{stem}-abc123"}
+    values = {
+        "lr": str(RUN8["lr"]),
+        "weight_decay": str(RUN8["weight_decay"]),
+        "t_max": str(RUN8["t_max"]),
+        "eta_min": str(RUN8["eta_min"]),
+        "trialName": f"{stem}-abc123",
+    }
     trial = substituted(manifest, values)
     if trial["kind"] == "TrainJob":
         template = trainjob_pod(trial)
     else:
-        template = trial["spec"]["template"] if trial["kind"] == "Job" else trial["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+        template = (
+            trial["spec"]["template"]
+            if trial["kind"] == "Job"
+            else trial["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+        )
     name = manifest["spec"]["trialTemplate"]["primaryContainerName"]
     (container,) = [c for c in template["spec"]["containers"] if c["name"] == name]
     command = container["command"]
@@ -266,9 +337,18 @@ def test_trial_command_is_a_valid_training_config_with_the_seeds_fixed_values(st
         assert command[:2] == ["receiptflow", "train"]
     else:
         gpus = str(container["resources"]["limits"]["nvidia.com/gpu"])
-        assert command[:9] == ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", gpus,
-                               "-m", "model.cli", "train"]
-    overrides = command[command.index("train") + 1:]
+        assert command[:9] == [
+            "python",
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            gpus,
+            "-m",
+            "model.cli",
+            "train",
+        ]
+    overrides = command[command.index("train") + 1 :]
     cfg = load_config(overrides)  # unknown keys are an error
     assert cfg.preset == "efficientnet_b4_lr_optimized"
     assert cfg.models.optimizer.lr == RUN8["lr"] and cfg.models.optimizer.weight_decay == RUN8["weight_decay"]
@@ -302,7 +382,9 @@ def test_pods_get_gpus_shm_secret_env_and_run_as_non_root(stem):
         assert trial["apiVersion"] == "trainer.kubeflow.org/v1alpha1"
         assert (trial["spec"]["trainer"]["numNodes"], trial["spec"]["trainer"]["numProcPerNode"]) == (1, gpus)
         assert manifest["spec"]["trialTemplate"]["primaryPodLabels"] == {
-            "jobset.sigs.k8s.io/replicatedjob-name": "node", "batch.kubernetes.io/job-completion-index": "0"}
+            "jobset.sigs.k8s.io/replicatedjob-name": "node",
+            "batch.kubernetes.io/job-completion-index": "0",
+        }
     else:
         assert trial["apiVersion"] == "kubeflow.org/v1"
         assert set(trial["spec"]["pytorchReplicaSpecs"]) == {"Master"}
@@ -313,8 +395,13 @@ def test_pods_get_gpus_shm_secret_env_and_run_as_non_root(stem):
         spec = pod["spec"]
         assert spec["restartPolicy"] == "Never"
         # pod level, so Katib's injected collector shares the uid (tests/test_katib_wrapper.py)
-        assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
-                                           "seccompProfile": {"type": "RuntimeDefault"}}
+        assert spec["securityContext"] == {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
         for c in spec["containers"] + spec.get("initContainers", []):
@@ -323,15 +410,23 @@ def test_pods_get_gpus_shm_secret_env_and_run_as_non_root(stem):
             assert sc["capabilities"] == {"drop": ["ALL"]}
             env = {e["name"]: e for e in c["env"]}
             for key, var in MINIO_SECRET_KEYS.items():
-                assert env[var] == {"name": var, "valueFrom": {"secretKeyRef": {"name": "receiptflow-minio", "key": key}}}
-            assert not any(e["name"].startswith("MINIO") and "value" in e for e in c["env"]), "credentials in the manifest"
+                assert env[var] == {
+                    "name": var,
+                    "valueFrom": {"secretKeyRef": {"name": "receiptflow-minio", "key": key}},
+                }
+            assert not any(e["name"].startswith("MINIO") and "value" in e for e in c["env"]), (
+                "credentials in the manifest"
+            )
         c = primary(manifest)
-        assert c["resources"]["limits"]["nvidia.com/gpu"] == gpus and c["resources"]["requests"]["nvidia.com/gpu"] == gpus
+        assert (
+            c["resources"]["limits"]["nvidia.com/gpu"] == gpus and c["resources"]["requests"]["nvidia.com/gpu"] == gpus
+        )
         assert c["resources"]["requests"]["cpu"] == cpu and c["resources"]["requests"]["memory"] == memory
         assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
 
 
 # ---- the filter on real training output, parsed like Katib's Go collector ------------------------
+
 
 def go_find_all_string_submatch(pattern: str, line: str) -> list[list[str]]:
     """Go's regexp.FindAllStringSubmatch(line, -1) for these patterns: RE2 \\w, \\s and \\d are ASCII-only;
@@ -368,15 +463,34 @@ def test_rendered_filter_reads_exactly_the_per_epoch_hmean_of_a_real_training_ru
     from model.data.synth import write_synthetic_dataset
 
     data = tmp_path / "synth"
-    write_synthetic_dataset(data, 8, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480),
-                            progress=False)
+    write_synthetic_dataset(
+        data, 8, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False
+    )
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "model.cli", "train", "preset=cpu_tiny", f"dataset.root={data}", f"output_dir={out}",
-         "dataset.image_size=128", "dataset.batch_size=2", "dataset.num_workers=0", "trainer.max_epochs=2",
-         "models.scheduler.T_max=2", "trainer.log_every_n_steps=1", "seed=3"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "model.cli",
+            "train",
+            "preset=cpu_tiny",
+            f"dataset.root={data}",
+            f"output_dir={out}",
+            "dataset.image_size=128",
+            "dataset.batch_size=2",
+            "dataset.num_workers=0",
+            "trainer.max_epochs=2",
+            "models.scheduler.T_max=2",
+            "trainer.log_every_n_steps=1",
+            "seed=3",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
@@ -393,11 +507,15 @@ def test_rendered_filter_reads_exactly_the_per_epoch_hmean_of_a_real_training_ru
     assert stamps == [h["time"] for h in history] and stamps == sorted(set(stamps))
     # Katib's default filter would never see the objective: trials would end without a metric
     assert katib_stdout_values(KATIB_DEFAULT_FILTER, stdout, "val/hmean") == []
-    assert not any(m[1].strip() == "val/hmean" for line in stdout.splitlines()
-                   for m in go_find_all_string_submatch(KATIB_DEFAULT_FILTER, line))
+    assert not any(
+        m[1].strip() == "val/hmean"
+        for line in stdout.splitlines()
+        for m in go_find_all_string_submatch(KATIB_DEFAULT_FILTER, line)
+    )
 
 
 # ---- early stopping: what ValidateEarlyStoppingSettings gets -------------------------------------------
+
 
 def test_rendered_early_stopping_settings_pass_our_services_validation():
     """Katib's webhook checks only that the name is in katib-config (validator.go:223-238 at v0.19.0; the
@@ -410,9 +528,14 @@ def test_rendered_early_stopping_settings_pass_our_services_validation():
     from earlystop.service import MedianStopFloor, build_server
 
     def request(es: dict):
-        return pb2.ValidateEarlyStoppingSettingsRequest(early_stopping=pb2.EarlyStoppingSpec(
-            algorithm_name=es["algorithmName"],
-            algorithm_settings=[pb2.EarlyStoppingSetting(name=s["name"], value=s["value"]) for s in es["algorithmSettings"]]))
+        return pb2.ValidateEarlyStoppingSettingsRequest(
+            early_stopping=pb2.EarlyStoppingSpec(
+                algorithm_name=es["algorithmName"],
+                algorithm_settings=[
+                    pb2.EarlyStoppingSetting(name=s["name"], value=s["value"]) for s in es["algorithmSettings"]
+                ],
+            )
+        )
 
     server, port = build_server("127.0.0.1:0", MedianStopFloor())
     server.start()
@@ -435,16 +558,42 @@ def test_rendered_early_stopping_settings_pass_our_services_validation():
 def test_render_options_choose_the_algorithm_and_its_settings(tmp_path):
     from model.cli import main
 
-    assert main(["sweep", "render", "--out-dir", str(tmp_path / "a"), "--floor", "0.97", "--start-step", "8",
-                 "--min-trials-required", "4"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "render",
+                "--out-dir",
+                str(tmp_path / "a"),
+                "--floor",
+                "0.97",
+                "--start-step",
+                "8",
+                "--min-trials-required",
+                "4",
+            ]
+        )
+        == 0
+    )
     es = yaml.safe_load((tmp_path / "a" / "receiptflow-run8-sweep.yaml").read_text())["spec"]["earlyStopping"]
-    assert es == {"algorithmName": "medianstop-floor", "algorithmSettings": [
-        {"name": "min_trials_required", "value": "4"}, {"name": "start_step", "value": "8"}, {"name": "floor", "value": "0.97"}]}
+    assert es == {
+        "algorithmName": "medianstop-floor",
+        "algorithmSettings": [
+            {"name": "min_trials_required", "value": "4"},
+            {"name": "start_step", "value": "8"},
+            {"name": "floor", "value": "0.97"},
+        ],
+    }
     assert main(["sweep", "render", "--out-dir", str(tmp_path / "b"), "--early-stopping", "medianstop"]) == 0
     for path in (tmp_path / "b").glob("*.yaml"):  # Katib's own: its two settings, no floor
-        assert yaml.safe_load(path.read_text())["spec"]["earlyStopping"] == {"algorithmName": "medianstop", "algorithmSettings": [
-            {"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "10"}]}
-    assert main(["sweep", "render", "--out-dir", str(tmp_path / "c"), "--early-stopping", "medianstop", "--floor", "0.9"]) == 2
+        assert yaml.safe_load(path.read_text())["spec"]["earlyStopping"] == {
+            "algorithmName": "medianstop",
+            "algorithmSettings": [{"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "10"}],
+        }
+    assert (
+        main(["sweep", "render", "--out-dir", str(tmp_path / "c"), "--early-stopping", "medianstop", "--floor", "0.9"])
+        == 2
+    )
     assert main(["sweep", "render", "--out-dir", str(tmp_path / "c"), "--floor", "nan"]) == 2
     assert main(["sweep", "render", "--out-dir", str(tmp_path / "c"), "--start-step", "0"]) == 2
     assert not (tmp_path / "c").exists()  # refused before writing anything

@@ -1,5 +1,6 @@
 """The replay harness (earlystop/replay.py), Katib's medianstop replica (earlystop/katib_medianstop.py) and
 `receiptflow sweep replay`, on hand-worked curves and on the two recorded curve sets in tests/fixtures/curves/."""
+
 from __future__ import annotations
 
 import csv
@@ -24,6 +25,7 @@ def _set(*curves: list[float], goal: str = "maximize") -> CurveSet:
 
 # --- Katib medianstop, from pkg/earlystopping/v1beta1/medianstop/service.py and the collector's updateStopRules ---
 
+
 def test_medianstop_defaults_are_upstreams():
     assert (km.DEFAULT_MIN_TRIALS_REQUIRED, km.DEFAULT_START_STEP) == (3, 4)  # service.py:44-45
     assert (rule.DEFAULT_MIN_TRIALS_REQUIRED, rule.DEFAULT_START_STEP) == (3, 4)
@@ -34,7 +36,9 @@ def test_medianstop_value_is_the_mean_of_early_averages_not_a_median():
     succeeded = [[0.1, 0.2, 0.9], [0.2, 0.3, 0.3], [0.8, 0.9, 0.1]]
     assert km.rule_value(succeeded, start_step=2, min_trials_required=3) == pytest.approx((0.15 + 0.25 + 0.85) / 3)
     assert km.rule_value(succeeded, start_step=2, min_trials_required=4) is None  # too few succeeded: no rule
-    assert km.early_average([0.5], 4) == 0.5  # fewer values than start_step: the mean of what there is (service.py:211-219)
+    assert (
+        km.early_average([0.5], 4) == 0.5
+    )  # fewer values than start_step: the mean of what there is (service.py:211-219)
     with pytest.raises(ValueError, match="no reported objective"):
         km.early_average([], 4)
 
@@ -68,9 +72,12 @@ def test_medianstop_replay_counts_only_succeeded_trials():
 
 # --- the replay's scheduling and our rule in it ---
 
+
 def test_slots_fill_in_creation_order_and_free_before_creation_at_the_same_time():
-    curves = CurveSet("t", (Curve("late", (0.1,) * 4, 3), Curve("a", (0.1,) * 3, 0), Curve("b", (0.1,) * 5, 1),
-                            Curve("c", (0.1,) * 2, 2)))
+    curves = CurveSet(
+        "t",
+        (Curve("late", (0.1,) * 4, 3), Curve("a", (0.1,) * 3, 0), Curve("b", (0.1,) * 5, 1), Curve("c", (0.1,) * 2, 2)),
+    )
     r = replay(curves, "none", parallel=2)
     assert [(o.name, o.start, o.end) for o in r.outcomes] == [("a", 0, 3), ("b", 0, 5), ("c", 3, 5), ("late", 5, 9)]
     assert (r.epochs_run, r.epochs_saved, r.makespan, r.stopped) == (14, 0, 9, ())
@@ -85,16 +92,18 @@ def test_ours_counts_running_trials_that_reached_start_step_and_a_stopped_trial_
     b ends, so c gets no rule either."""
     curves = _set([0.5, 0.6, 0.7], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.1, 0.3, 0.35, 0.35], [0.9, 0.9])
     assert replay(curves, "medianstop-floor", parallel=2, start_step=2, min_trials_required=2).outcomes[2].rule is None
-    r = replay(curves, "medianstop-floor", parallel=2, start_step=2, min_trials_required=2, floor=0.8, running_visible=True)
+    r = replay(
+        curves, "medianstop-floor", parallel=2, start_step=2, min_trials_required=2, floor=0.8, running_visible=True
+    )
     by = {o.name: o for o in r.outcomes}
     assert by["c"].rule == pytest.approx(0.4) and by["c"].stopped and (by["c"].start, by["c"].end) == (3, 5)
     assert by["d"].start == 5
     assert replay(curves, "medianstop", parallel=2, start_step=2, min_trials_required=2).outcomes[2].rule is None
     # floor below the median: the rule is the floor, and c (best 0.3 >= 0.25) is never stopped
-    low = replay(curves, "medianstop-floor", parallel=2, start_step=2, min_trials_required=2, floor=0.25,
-                 running_visible=True)
+    low = replay(
+        curves, "medianstop-floor", parallel=2, start_step=2, min_trials_required=2, floor=0.25, running_visible=True
+    )
     assert {o.name: o for o in low.outcomes}["c"].rule == 0.25 and low.stopped == ()
-
 
 
 def test_ours_leaves_out_trials_that_have_not_reported_start_step_values_yet():
@@ -105,6 +114,7 @@ def test_ours_leaves_out_trials_that_have_not_reported_start_step_values_yet():
     by = {o.name: o for o in r.outcomes}
     assert [by[n].start for n in "abcd"] == [0, 0, 1, 3]
     assert by["c"].rule is None and by["d"].rule == pytest.approx(0.3) and r.stopped == ()
+
 
 def test_minimize_mirrors():
     curves = _set([0.5, 0.4, 0.3], [0.9, 0.8, 0.7], [0.6, 0.65, 0.1], goal="minimize")
@@ -117,7 +127,9 @@ def test_minimize_mirrors():
 
 def test_replay_is_deterministic_and_refuses_bad_settings():
     curves = load_curves(SEED)
-    assert replay_all(curves, parallel=2, start_step=10, floor=0.9653) == replay_all(curves, parallel=2, start_step=10, floor=0.9653)
+    assert replay_all(curves, parallel=2, start_step=10, floor=0.9653) == replay_all(
+        curves, parallel=2, start_step=10, floor=0.9653
+    )
     with pytest.raises(ValueError, match="parallel must be >= 1"):
         replay(curves, "none", parallel=0)
     with pytest.raises(ValueError, match="policy must be one of"):
@@ -126,19 +138,25 @@ def test_replay_is_deterministic_and_refuses_bad_settings():
 
 # --- the recorded curve sets ---
 
+
 def _run_fixture(path: Path):
     curves = load_curves(path)
     d = curves.defaults
-    settings = dict(parallel=d["parallel"], start_step=d["start_step"], min_trials_required=d["min_trials_required"],
-                    floor=d["floor"])
+    settings = dict(
+        parallel=d["parallel"],
+        start_step=d["start_step"],
+        min_trials_required=d["min_trials_required"],
+        floor=d["floor"],
+    )
     return curves, {r.policy: r for r in replay_all(curves, **settings)}, settings
 
 
 def test_seed_fixture_holds_exactly_the_recorded_values():
     rows = {r["name"]: r for r in csv.DictReader((FIXTURES / "seed_sweep.csv").open())}
     doc = json.loads(SEED.read_text())
-    assert {t["name"]: (t["recorded_value"], t["seed_status"]) for t in doc["trials"]} == \
-        {n: (float(r["metric"]), r["status"]) for n, r in rows.items()}
+    assert {t["name"]: (t["recorded_value"], t["seed_status"]) for t in doc["trials"]} == {
+        n: (float(r["metric"]), r["status"]) for n, r in rows.items()
+    }
     assert [t["name"] for t in sorted(doc["trials"], key=lambda t: t["created"])] == [f"run{i}" for i in range(1, 13)]
 
 
@@ -152,12 +170,20 @@ def test_seed_sweep_ours_stops_only_trials_below_the_floor_and_keeps_run8():
     assert median.stopped == () and median.epochs_saved == 0 and max(o.rule or 0 for o in median.outcomes) < 0.9522
     assert none.epochs_run == 12 * 22 and ours.epochs_saved == 6 * 12
     for start_step, parallel, visible in itertools.product((1, 4, 10, 21), (1, 2, 3, 4), (False, True)):
-        res = replay_all(curves, parallel=parallel, start_step=start_step, min_trials_required=3, floor=s["floor"],
-                         running_visible=visible)
+        res = replay_all(
+            curves,
+            parallel=parallel,
+            start_step=start_step,
+            min_trials_required=3,
+            floor=s["floor"],
+            running_visible=visible,
+        )
         assert [x.false_negatives for x in res] == [(), (), ()], (start_step, parallel, visible)
 
 
-@pytest.mark.skipif(not TINY.exists(), reason="tests/fixtures/curves/cpu_tiny_lr.json not recorded (tests/record_curves.py)")
+@pytest.mark.skipif(
+    not TINY.exists(), reason="tests/fixtures/curves/cpu_tiny_lr.json not recorded (tests/record_curves.py)"
+)
 def test_cpu_tiny_curves_ours_never_stops_a_trial_that_ends_above_the_floor_medianstop_does():
     curves, r, s = _run_fixture(TINY)
     doc = json.loads(TINY.read_text())
@@ -168,11 +194,22 @@ def test_cpu_tiny_curves_ours_never_stops_a_trial_that_ends_above_the_floor_medi
     # Katib's mean of early averages: every trial reports 0.000 for 4 epochs except lr 0.015's diverging first
     # epochs (0.013, 0.002, 0.001), so the bar is above 0 and lr 0.002 (0.000 at epoch 4, 0.831 at the end) is
     # stopped; the true median of the best at epoch 4 is 0, nothing is below it.
-    assert median.false_negatives == ("lr0.002",) and {o.name: o for o in median.outcomes}["lr0.002"].rule > 0 and ours.stopped == ()
+    assert (
+        median.false_negatives == ("lr0.002",)
+        and {o.name: o for o in median.outcomes}["lr0.002"].rule > 0
+        and ours.stopped == ()
+    )
     for start_step in range(1, 10):  # every start_step that leaves something to save, 1 to 4 slots
         for parallel, visible in itertools.product((1, 2, 3, 4), (False, True)):
-            res = replay(curves, "medianstop-floor", parallel=parallel, start_step=start_step, min_trials_required=3,
-                         floor=s["floor"], running_visible=visible)
+            res = replay(
+                curves,
+                "medianstop-floor",
+                parallel=parallel,
+                start_step=start_step,
+                min_trials_required=3,
+                floor=s["floor"],
+                running_visible=visible,
+            )
             assert res.false_negatives == () and res.best_found == r["none"].best_found, (start_step, parallel, visible)
     # the cost: from start_step 5 on (when curves have separated) ours saves as much as medianstop or a little less
     at5 = {x.policy: x for x in replay_all(curves, parallel=2, start_step=5, min_trials_required=3, floor=s["floor"])}
@@ -188,24 +225,41 @@ def test_cpu_tiny_fixture_records_the_commands_of_tests_record_curves():
     assert doc["commands"][0].startswith("python -m model.cli " + " ".join(SYNTH))
     assert [t["lr"] for t in sorted(doc["trials"], key=lambda t: t["created"])] == [LRS[i] for i in ORDER]
     for t, cmd in zip(doc["trials"], doc["commands"][1:]):
-        assert cmd.split() == ["python", "-m", "model.cli", *train_args(Path("DATA"), Path(f"RUNS/{t['name']}"), t["lr"])]
+        assert cmd.split() == [
+            "python",
+            "-m",
+            "model.cli",
+            *train_args(Path("DATA"), Path(f"RUNS/{t['name']}"), t["lr"]),
+        ]
         assert len(t["values"]) == EPOCHS and all(0.0 <= v <= 1.0 for v in t["values"])
 
 
 # --- the CLI verb ---
 
+
 def test_cli_sweep_replay_prints_the_table(capsys):
     assert main(["sweep", "replay", str(SEED)]) == 0
     out = capsys.readouterr().out
-    assert "parallel 2, start_step 10, min_trials_required 3, floor 0.9653, running trials not visible (StdOut collector)" in out
+    assert (
+        "parallel 2, start_step 10, min_trials_required 3, floor 0.9653, running trials not visible (StdOut collector)"
+        in out
+    )
     assert "| medianstop-floor | 6 | 0 | 192 | 72 (27 %) | 96 (none: 132) | 0.9660 |" in out
     assert "| none | 0 | 0 | 264 | 0 (0 %) | 132 (none: 132) | 0.9660 |" in out
     curves, r, _ = _run_fixture(SEED)
     assert markdown_table(list(r.values()), floor=0.9653) in out
 
-    assert main(["sweep", "replay", str(SEED), "--json", "--parallel", "1", "--floor", "0.97", "--start-step", "4"]) == 0
+    assert (
+        main(["sweep", "replay", str(SEED), "--json", "--parallel", "1", "--floor", "0.97", "--start-step", "4"]) == 0
+    )
     doc = json.loads(capsys.readouterr().out)
-    assert doc["settings"] == {"parallel": 1, "start_step": 4, "min_trials_required": 3, "floor": 0.97, "running_visible": False}
+    assert doc["settings"] == {
+        "parallel": 1,
+        "start_step": 4,
+        "min_trials_required": 3,
+        "floor": 0.97,
+        "running_visible": False,
+    }
     assert [res["policy"] for res in doc["results"]] == ["medianstop", "medianstop-floor", "none"]
     assert len(doc["results"][0]["outcomes"]) == 12
 
@@ -223,4 +277,7 @@ def test_sweep_replay_help_and_run_import_no_heavy_package():
     """`sweep replay` is pure Python: neither its --help nor a replay loads torch, kfp, numpy or grpc."""
     from tests.test_cli import imported_by
 
-    assert imported_by(["sweep", "replay", "--help"], ["sweep", "replay", str(SEED)], ["sweep", "replay", str(TINY)]) == set()
+    assert (
+        imported_by(["sweep", "replay", "--help"], ["sweep", "replay", str(SEED)], ["sweep", "replay", str(TINY)])
+        == set()
+    )

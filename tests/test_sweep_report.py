@@ -1,4 +1,5 @@
 """pipelines/sweep_report.py on the seed's 12-run table and on a synthetic export with curves."""
+
 from __future__ import annotations
 
 import base64
@@ -72,7 +73,7 @@ def test_outlier_rule_flags_only_run1(seed_trials):
     med = statistics.median(SEED_VALUES)
     mad = statistics.median(abs(x - med) for x in SEED_VALUES)
     assert [x for x in SEED_VALUES if abs(x - med) > 3 * 1.4826 * mad] == [0.8606]
-    assert find_outliers([0.9, 0.9, 0.9, 0.5]) == []          # MAD 0: nothing is flagged
+    assert find_outliers([0.9, 0.9, 0.9, 0.5]) == []  # MAD 0: nothing is flagged
 
 
 def test_recommendation_is_run8_with_run3_fallback(seed_trials):
@@ -80,11 +81,19 @@ def test_recommendation_is_run8_with_run3_fallback(seed_trials):
     assert [t.name for t in a.early_beat_completed] == ["run8"]
     r, f = a.recommended, a.fallback
     assert r.name == "run8" and r.status == "EarlyStopped"
-    assert r.parameters == {"lr": 0.0005134333170096499, "weight_decay": 6.797303101020006e-05,
-                            "T_max": 24.0, "eta_min": 6.388390006720873e-06}
+    assert r.parameters == {
+        "lr": 0.0005134333170096499,
+        "weight_decay": 6.797303101020006e-05,
+        "T_max": 24.0,
+        "eta_min": 6.388390006720873e-06,
+    }
     assert f.name == "run3" and f.status == "Succeeded"
-    assert f.parameters == {"lr": 0.0003845588887231477, "weight_decay": 0.00013939498132089153,
-                            "T_max": 22.0, "eta_min": 1.8596851896215065e-05}
+    assert f.parameters == {
+        "lr": 0.0003845588887231477,
+        "weight_decay": 0.00013939498132089153,
+        "T_max": 22.0,
+        "eta_min": 1.8596851896215065e-05,
+    }
 
 
 def test_seed_claims_that_differ(seed_trials):
@@ -92,8 +101,8 @@ def test_seed_claims_that_differ(seed_trials):
     differs = sorted(k for k, r in rows.items() if r["differs"])
     assert differs == ["mean", "mean_without_outliers", "std", "z_best_without_outliers"]
     assert rows["mean"]["computed"] == pytest.approx(95.35416666666667)
-    assert rows["median"]["computed"] == pytest.approx(96.215)            # 96.21 is within rounding
-    assert rows["std_without_outliers"]["computed"] == pytest.approx(0.2553998647)   # 0.26 is within rounding
+    assert rows["median"]["computed"] == pytest.approx(96.215)  # 96.21 is within rounding
+    assert rows["std_without_outliers"]["computed"] == pytest.approx(0.2553998647)  # 0.26 is within rounding
 
 
 def test_bucket_counts(seed_trials):
@@ -140,18 +149,36 @@ def test_html_is_standalone_with_embedded_pngs(seed_report):
     assert len(imgs) == len(seed_report["plots"]) >= 3
     for data in imgs:
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "plots/" not in page                                   # nothing external
+    assert "plots/" not in page  # nothing external
     assert "<strong>run8</strong>" in page
 
 
 def test_synthetic_export_with_curves(tmp_path):
     records = []
-    for i, (lr, wd, hm, status) in enumerate([(2.5e-4, 5e-5, 0.951, "Succeeded"), (3e-4, 1e-4, 0.958, "EarlyStopped"),
-                                              (4e-4, 2e-4, 0.962, "Succeeded"), (5e-4, 7e-5, 0.967, "EarlyStopped"),
-                                              (6e-4, 4e-4, 0.944, "Succeeded"), (3.5e-4, 9e-5, None, "Failed")]):
-        curve = None if hm is None else [round(hm - 0.05 / (e + 1), 4) for e in range(10 if status == "EarlyStopped" else 22)]
-        records.append({"name": f"t{i}", "parameters": {"lr": lr, "weight_decay": wd, "T_max": 22, "eta_min": 1e-5 * (i + 1)},
-                        "metric": None if curve is None else max(curve), "status": status, "curve": curve})
+    for i, (lr, wd, hm, status) in enumerate(
+        [
+            (2.5e-4, 5e-5, 0.951, "Succeeded"),
+            (3e-4, 1e-4, 0.958, "EarlyStopped"),
+            (4e-4, 2e-4, 0.962, "Succeeded"),
+            (5e-4, 7e-5, 0.967, "EarlyStopped"),
+            (6e-4, 4e-4, 0.944, "Succeeded"),
+            (3.5e-4, 9e-5, None, "Failed"),
+        ]
+    ):
+        curve = (
+            None
+            if hm is None
+            else [round(hm - 0.05 / (e + 1), 4) for e in range(10 if status == "EarlyStopped" else 22)]
+        )
+        records.append(
+            {
+                "name": f"t{i}",
+                "parameters": {"lr": lr, "weight_decay": wd, "T_max": 22, "eta_min": 1e-5 * (i + 1)},
+                "metric": None if curve is None else max(curve),
+                "status": status,
+                "curve": curve,
+            }
+        )
     src = tmp_path / "export.json"
     src.write_text(json.dumps(records))
     out = write_report(load_trials(src), tmp_path / "r", title="synthetic")
@@ -189,9 +216,17 @@ def test_cli_report_from_an_export_and_clear_errors(tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     seed_csv = repo / "tests" / "fixtures" / "seed_sweep.csv"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "model.cli", "sweep", "report", *a], cwd=repo,  # noqa: E731
-                                    capture_output=True, text=True, timeout=300,
-                                    env={**os.environ, "KUBECONFIG": str(tmp_path / "none")})
+
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "model.cli", "sweep", "report", *a],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "KUBECONFIG": str(tmp_path / "none")},
+        )
+
     proc = run("--from", str(seed_csv), "--seed-claims", "--out", str(tmp_path / "rep"))
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "rep" / "report.md").read_text()

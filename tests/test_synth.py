@@ -1,5 +1,6 @@
 """Synthetic receipts: determinism, a dataset root that validates, exact and tight word polygons,
 font lookup errors and the `receiptflow synth` command."""
+
 from __future__ import annotations
 
 import re
@@ -68,7 +69,9 @@ def test_different_seed_or_index_gives_a_different_receipt():
     img, words = generate_receipt(_rng(3, 0))
     again, words_again = generate_receipt(_rng(3, 0))
     assert np.array_equal(img, again)
-    assert [(w.points.tolist(), w.transcription) for w in words] == [(w.points.tolist(), w.transcription) for w in words_again]
+    assert [(w.points.tolist(), w.transcription) for w in words] == [
+        (w.points.tolist(), w.transcription) for w in words_again
+    ]
     for rng in (_rng(4, 0), _rng(3, 1)):
         other, other_words = generate_receipt(rng)
         assert other.shape != img.shape or not np.array_equal(other, img)
@@ -153,7 +156,9 @@ def _ink_margins(points: np.ndarray, own: np.ndarray) -> list[float]:
     bh = (np.linalg.norm(p[3] - p[0]) + np.linalg.norm(p[2] - p[1])) / 2
     m = cv2.getPerspectiveTransform(p, np.float32([[0, 0], [bw, 0], [bw, bh], [0, bh]]))
     ys, xs = np.nonzero(own)
-    q = cv2.perspectiveTransform(np.stack([xs + 0.5, ys + 0.5], 1)[:, None, :].astype(np.float64), m.astype(np.float64))[:, 0]
+    q = cv2.perspectiveTransform(
+        np.stack([xs + 0.5, ys + 0.5], 1)[:, None, :].astype(np.float64), m.astype(np.float64)
+    )[:, 0]
     return [q[:, 0].min(), bw - q[:, 0].max(), q[:, 1].min(), bh - q[:, 1].max()]
 
 
@@ -231,13 +236,33 @@ def test_font_lookup(tmp_path, monkeypatch):
 
 def test_bold_faces_are_told_by_file_name():
     # Debian's fonts-nanum names, plus the other spellings the rule reads
-    nanum = tuple(f"/f/{n}.ttf" for n in (
-        "NanumBarunGothic", "NanumBarunGothicBold", "NanumGothic", "NanumGothicBold", "NanumGothicCoding",
-        "NanumGothicCodingBold", "NanumGothicExtraBold", "NanumMyeongjo", "NanumMyeongjoBold", "NanumSquareB",
-        "NanumSquareR", "NanumSquareRoundB", "NanumSquareRoundR"))
+    nanum = tuple(
+        f"/f/{n}.ttf"
+        for n in (
+            "NanumBarunGothic",
+            "NanumBarunGothicBold",
+            "NanumGothic",
+            "NanumGothicBold",
+            "NanumGothicCoding",
+            "NanumGothicCodingBold",
+            "NanumGothicExtraBold",
+            "NanumMyeongjo",
+            "NanumMyeongjoBold",
+            "NanumSquareB",
+            "NanumSquareR",
+            "NanumSquareRoundB",
+            "NanumSquareRoundR",
+        )
+    )
     assert [n.rsplit("/", 1)[1] for n in nanum if is_bold(n)] == [
-        "NanumBarunGothicBold.ttf", "NanumGothicBold.ttf", "NanumGothicCodingBold.ttf", "NanumGothicExtraBold.ttf",
-        "NanumMyeongjoBold.ttf", "NanumSquareB.ttf", "NanumSquareRoundB.ttf"]
+        "NanumBarunGothicBold.ttf",
+        "NanumGothicBold.ttf",
+        "NanumGothicCodingBold.ttf",
+        "NanumGothicExtraBold.ttf",
+        "NanumMyeongjoBold.ttf",
+        "NanumSquareB.ttf",
+        "NanumSquareRoundB.ttf",
+    ]
     assert all(is_bold(n) for n in ("Font-b.otf", "Font_B.ttf", "FontHeavy.ttf", "Font-Black.ttf"))
     assert not any(is_bold(n) for n in ("ALLCAPSB.ttf", "Font.ttf", "Font-Regular.ttf"))
     assert bold_variant("/f/NanumGothic.ttf", nanum) == "/f/NanumGothicBold.ttf"

@@ -1,4 +1,5 @@
 """DB targets: the paper's maps, equal to the classic implementation, calm on degenerate input."""
+
 from __future__ import annotations
 
 import warnings

@@ -1,4 +1,5 @@
 """Real training runs of a tiny model on tiny synthetic receipts, in subprocesses like a pod."""
+
 from __future__ import annotations
 
 import json
@@ -26,27 +27,46 @@ def data(tmp_path_factory) -> Path:
     from model.data.synth import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synth")
-    write_synthetic_dataset(root, 8, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False)
+    write_synthetic_dataset(
+        root, 8, seed=5, splits=(0.5, 0.25, 0.25), workers=1, width=(300, 340), height=(420, 480), progress=False
+    )
     return root
 
 
 def args(data: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "preset=cpu_tiny", f"dataset.root={data}", f"output_dir={out}", "dataset.image_size=128",
-        "dataset.batch_size=2", "dataset.num_workers=0", "trainer.max_epochs=3", "trainer.log_every_n_steps=1",
-        "models.scheduler.T_max=3", "seed=3", *extra,
+        "preset=cpu_tiny",
+        f"dataset.root={data}",
+        f"output_dir={out}",
+        "dataset.image_size=128",
+        "dataset.batch_size=2",
+        "dataset.num_workers=0",
+        "trainer.max_epochs=3",
+        "trainer.log_every_n_steps=1",
+        "models.scheduler.T_max=3",
+        "seed=3",
+        *extra,
     ]
 
 
 def run_train(argv: list[str], **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "model.cli", "train", *argv], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "model.cli", "train", *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
 
 
 def jsonl(path: Path, *, times: bool = False) -> list[dict]:
     """metrics.jsonl's records; without their wall-clock "time" unless asked (runs compared differ in it)."""
-    return [{k: v for k, v in json.loads(line).items() if times or k != "time"} for line in path.read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if times or k != "time"} for line in path.read_text().splitlines()
+    ]
 
 
 # What Katib's collector takes as the observation time: the line's first space-separated token, when Go's
@@ -103,8 +123,14 @@ def test_sigterm_mid_epoch_then_resume_ends_like_an_uninterrupted_run(data, tmp_
 
     out = tmp_path / "cut"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "model.cli", "train", *args(data, out)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "model.cli", "train", *args(data, out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -134,10 +160,14 @@ def test_checkpoint_mirror_restores_a_run_whose_pod_lost_its_disk(data, tmp_path
     continues from the mirror and ends like one uninterrupted run."""
     mirror = tmp_path / "mirror"
     whole = run_train(args(data, tmp_path / "whole", "trainer.max_epochs=2", "models.scheduler.T_max=2"))
-    first = run_train(args(data, tmp_path / "pod1", "trainer.max_epochs=1", "models.scheduler.T_max=2", f"checkpoint_mirror={mirror}"))
+    first = run_train(
+        args(data, tmp_path / "pod1", "trainer.max_epochs=1", "models.scheduler.T_max=2", f"checkpoint_mirror={mirror}")
+    )
     assert whole.returncode == 0 and first.returncode == 0, first.stderr[-2000:]
     assert {p.name for p in mirror.iterdir()} == {"last.pt", "best.pt", "metrics.jsonl", "config.yaml"}
-    second = run_train(args(data, tmp_path / "pod2", "trainer.max_epochs=2", "models.scheduler.T_max=2", f"checkpoint_mirror={mirror}"))
+    second = run_train(
+        args(data, tmp_path / "pod2", "trainer.max_epochs=2", "models.scheduler.T_max=2", f"checkpoint_mirror={mirror}")
+    )
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"restoring the run from its mirror {mirror}" in second.stdout and "resuming from" in second.stdout
     assert jsonl(tmp_path / "pod2" / "metrics.jsonl") == jsonl(tmp_path / "whole" / "metrics.jsonl")
@@ -193,9 +223,24 @@ def test_ddp_with_torchrun_validates_and_saves_once(data, tmp_path):
     """Two processes on CPU (gloo): each trains on its share, rank 0 alone validates and writes."""
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "model.cli",
-                           "train", *args(data, out, "trainer.max_epochs=2")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "model.cli",
+            "train",
+            *args(data, out, "trainer.max_epochs=2"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "world size 2" in proc.stdout
     assert [h["epoch"] for h in jsonl(out / "metrics.jsonl")] == [1, 2]
@@ -211,7 +256,12 @@ def test_the_run_writes_its_resolved_config_which_loads_back_as_a_preset(data, t
     out = tmp_path / "run"
     proc = run_train(args(data, out, "trainer.max_epochs=1", "models.optimizer.lr=0.002"))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.jsonl"]  # no temp file left
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt",
+        "config.yaml",
+        "last.pt",
+        "metrics.jsonl",
+    ]  # no temp file left
     saved = load_config([f"preset={out / 'config.yaml'}"])
     requested = load_config(args(data, out, "trainer.max_epochs=1", "models.optimizer.lr=0.002"))
     plain = lambda cfg: {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "preset"}  # noqa: E731
@@ -226,7 +276,9 @@ def test_resume_refuses_changed_hyperparameters_and_accepts_the_resumable_ones(d
     assert first.returncode == 0, first.stderr[-2000:]
     config = (out / "config.yaml").read_text()
 
-    refused = run_train(args(data, out, "trainer.max_epochs=2", "models.optimizer.lr=0.001", "models.scheduler.T_max=5"))
+    refused = run_train(
+        args(data, out, "trainer.max_epochs=2", "models.optimizer.lr=0.001", "models.scheduler.T_max=5")
+    )
     assert refused.returncode == 2
     err = refused.stderr.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
@@ -239,12 +291,16 @@ def test_resume_refuses_changed_hyperparameters_and_accepts_the_resumable_ones(d
     # more epochs, other workers (metric processes too), other logging and data location: resumes
     moved = tmp_path / "moved"
     moved.symlink_to(data, target_is_directory=True)
-    allowed = run_train([a.replace(f"dataset.root={data}", f"dataset.root={moved}") for a in args(data, out)]
-                        + ["trainer.max_epochs=2", "trainer.eval_workers=2", "dataset.num_workers=1", "trainer.log_every_n_steps=3"])
+    allowed = run_train(
+        [a.replace(f"dataset.root={data}", f"dataset.root={moved}") for a in args(data, out)]
+        + ["trainer.max_epochs=2", "trainer.eval_workers=2", "dataset.num_workers=1", "trainer.log_every_n_steps=3"]
+    )
     assert allowed.returncode == 0, allowed.stderr[-2000:]
     assert "resuming from" in allowed.stdout and "epoch 2, 0 samples into it" in allowed.stdout
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
-    assert "max_epochs: 2" in (out / "config.yaml").read_text() and "eval_workers: 2" in (out / "config.yaml").read_text()
+    assert (
+        "max_epochs: 2" in (out / "config.yaml").read_text() and "eval_workers: 2" in (out / "config.yaml").read_text()
+    )
 
 
 def test_resume_false_on_the_command_line_starts_fresh(data, tmp_path):

@@ -4,6 +4,7 @@ on 409 (a retried launcher), shows progress (phase, pods, rank 0's metric line),
 reason, its pods' failures and events, deletes nothing, and turns the checkpoint mirror into the Model
 artifact components/train.py writes (issue 14, items 2 and 4). A job that failed, in an earlier KFP run
 of the run id (`--resume`) or an earlier try of the task, stays and the next attempt `<name>-r2` runs."""
+
 from __future__ import annotations
 
 import json
@@ -22,20 +23,53 @@ NAME = tj.job_name(RUN, "fold_3")
 JOBS = r"/apis/(trainer\.kubeflow\.org/v1alpha1|kubeflow\.org/v1)/namespaces/([^/]+)/(trainjobs|pytorchjobs)"
 CREATED = {"conditions": []}
 RUNNING_TJ = {"conditions": [{"type": "Created", "status": "True", "reason": "JobSetCreated"}]}
-COMPLETE_TJ = {"conditions": [{"type": "Created", "status": "True"},
-                              {"type": "Complete", "status": "True", "reason": "JobSetCompleted"}]}
-FAILED_TJ = {"conditions": [{"type": "Failed", "status": "True", "reason": "JobSetFailed",
-                             "message": "jobset failed: job node-0 has failed (BackoffLimitExceeded)"}]}
-SUCCEEDED_PJ = {"conditions": [{"type": "Running", "status": "False"},
-                               {"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded"}]}
-EPOCH_LINE = "2026-11-29T04:12:36.120Z epoch=2 train/loss=0.41 val/precision=0.97 val/recall=0.96 val/hmean=0.965 lr=0.0004"
+COMPLETE_TJ = {
+    "conditions": [
+        {"type": "Created", "status": "True"},
+        {"type": "Complete", "status": "True", "reason": "JobSetCompleted"},
+    ]
+}
+FAILED_TJ = {
+    "conditions": [
+        {
+            "type": "Failed",
+            "status": "True",
+            "reason": "JobSetFailed",
+            "message": "jobset failed: job node-0 has failed (BackoffLimitExceeded)",
+        }
+    ]
+}
+SUCCEEDED_PJ = {
+    "conditions": [
+        {"type": "Running", "status": "False"},
+        {"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded"},
+    ]
+}
+EPOCH_LINE = (
+    "2026-11-29T04:12:36.120Z epoch=2 train/loss=0.41 val/precision=0.97 val/recall=0.96 val/hmean=0.965 lr=0.0004"
+)
 
 
 def pod(name: str, phase: str, labels: dict, *, exit_code: int = 0, message: str = "") -> dict:
-    state = ({"terminated": {"exitCode": exit_code, "reason": "Error", "message": message}} if exit_code
-             else {"running": {}})
-    return {"metadata": {"name": name, "labels": labels}, "status": {"phase": phase, "containerStatuses": [
-        {"name": "node", "ready": phase == "Running", "restartCount": 0, "image": "i", "imageID": "i", "state": state}]}}
+    state = (
+        {"terminated": {"exitCode": exit_code, "reason": "Error", "message": message}} if exit_code else {"running": {}}
+    )
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "status": {
+            "phase": phase,
+            "containerStatuses": [
+                {
+                    "name": "node",
+                    "ready": phase == "Running",
+                    "restartCount": 0,
+                    "image": "i",
+                    "imageID": "i",
+                    "state": state,
+                }
+            ],
+        },
+    }
 
 
 class KubeApi(ThreadingHTTPServer):
@@ -78,8 +112,11 @@ class _Handler(Handler):
             self.server.objects.setdefault(name, body | {"metadata": body["metadata"] | {"uid": "first-try"}})
             self._status(409, "AlreadyExists", f'{m.group(3)} "{name}" already exists')
         else:
-            self._status(self.server.create, "Forbidden" if self.server.create == 403 else "NotFound",
-                         f"the server could not find the requested resource ({m.group(3)})")
+            self._status(
+                self.server.create,
+                "Forbidden" if self.server.create == 403 else "NotFound",
+                f"the server could not find the requested resource ({m.group(3)})",
+            )
 
     def do_GET(self):
         self.server.requests.append(("GET", self.path))
@@ -95,7 +132,9 @@ class _Handler(Handler):
         if re.fullmatch(r"/api/v1/namespaces/[^/]+/pods", path):
             return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": self.server.pods})
         if re.fullmatch(r"/api/v1/namespaces/[^/]+/events", path):
-            return self._send(200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": self.server.events})
+            return self._send(
+                200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": self.server.events}
+            )
         raise AssertionError(self.path)
 
     def do_DELETE(self):  # the launcher must never call it
@@ -114,15 +153,43 @@ def write_mirror(mirror: Path, epochs: int = 3) -> None:
     from model.checkpoint import save_checkpoint
 
     mirror.mkdir(parents=True, exist_ok=True)
-    history = [{"time": f"2026-11-29T04:1{e}:00Z", "epoch": e, "train/loss": 1.0 / e, "val/precision": 0.9 + e / 100,
-                "val/recall": 0.9 + e / 200, "val/hmean": [0.90, 0.95, 0.93][e - 1]} for e in range(1, epochs + 1)]
-    save_checkpoint(mirror / "best.pt", {"model": {"w": torch.ones(2)}, "config": {"preset": "cpu_tiny"}, "epoch": 2,
-                                         "best_hmean": 0.95, "history": history[:2], "optimizer": {"state": {}}})
+    history = [
+        {
+            "time": f"2026-11-29T04:1{e}:00Z",
+            "epoch": e,
+            "train/loss": 1.0 / e,
+            "val/precision": 0.9 + e / 100,
+            "val/recall": 0.9 + e / 200,
+            "val/hmean": [0.90, 0.95, 0.93][e - 1],
+        }
+        for e in range(1, epochs + 1)
+    ]
+    save_checkpoint(
+        mirror / "best.pt",
+        {
+            "model": {"w": torch.ones(2)},
+            "config": {"preset": "cpu_tiny"},
+            "epoch": 2,
+            "best_hmean": 0.95,
+            "history": history[:2],
+            "optimizer": {"state": {}},
+        },
+    )
     (mirror / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in history))
 
 
-def run(tmp_path, *, backend="trainjob", fold=3, nodes=2, gpus=4, runtime="TrainingRuntime/receiptflow-torch",
-        namespace="", run_id="", job_id=RUN):
+def run(
+    tmp_path,
+    *,
+    backend="trainjob",
+    fold=3,
+    nodes=2,
+    gpus=4,
+    runtime="TrainingRuntime/receiptflow-torch",
+    namespace="",
+    run_id="",
+    job_id=RUN,
+):
     """The launcher of task `fold`; `run_id` empty: the run id is the KFP run's own (`job_id`), as in a
     first run; `--resume RUN` sends run_id=RUN to a new KFP run (another job_id)."""
     from kfp.dsl import Artifact, Dataset, Metrics, Model
@@ -143,12 +210,36 @@ def run(tmp_path, *, backend="trainjob", fold=3, nodes=2, gpus=4, runtime="Train
 
     model, metrics = artifact(Model, tmp_path / "model", "model"), artifact(Metrics, tmp_path / "metrics", "metrics")
     out = train_job.python_func(
-        dataset=artifact(Dataset, data, "dataset"), folds=artifact(Artifact, folds, "folds"), fold=fold, preset="cpu_tiny",
-        lr=0.0005, weight_decay=6e-05, t_max=24, eta_min=6e-06, epochs=3, thresh=0.29, box_thresh=0.25, max_candidates=600,
-        overrides=["dataset.batch_size=2"], output_uri=str(tmp_path / "store"), run_id=run_id, job_id=job_id,
-        training_backend=backend, num_nodes=nodes, gpus_per_node=gpus, training_runtime=runtime,
-        minio_secret="team-a-minio", image="ghcr.io/receiptflow/receiptflow:9.9.9", cpu_per_gpu="8", memory_per_gpu_gi=32,
-        namespace=namespace, timeout_minutes=60, poll_seconds=0, model=model, metrics=metrics)
+        dataset=artifact(Dataset, data, "dataset"),
+        folds=artifact(Artifact, folds, "folds"),
+        fold=fold,
+        preset="cpu_tiny",
+        lr=0.0005,
+        weight_decay=6e-05,
+        t_max=24,
+        eta_min=6e-06,
+        epochs=3,
+        thresh=0.29,
+        box_thresh=0.25,
+        max_candidates=600,
+        overrides=["dataset.batch_size=2"],
+        output_uri=str(tmp_path / "store"),
+        run_id=run_id,
+        job_id=job_id,
+        training_backend=backend,
+        num_nodes=nodes,
+        gpus_per_node=gpus,
+        training_runtime=runtime,
+        minio_secret="team-a-minio",
+        image="ghcr.io/receiptflow/receiptflow:9.9.9",
+        cpu_per_gpu="8",
+        memory_per_gpu_gi=32,
+        namespace=namespace,
+        timeout_minutes=60,
+        poll_seconds=0,
+        model=model,
+        metrics=metrics,
+    )
     return out, model, metrics
 
 
@@ -156,26 +247,41 @@ def mirror_of(tmp_path, task="fold_3") -> Path:
     return tmp_path / "store" / "runs" / RUN / "checkpoints" / task
 
 
-RANK0 = {"jobset.sigs.k8s.io/jobset-name": NAME, "jobset.sigs.k8s.io/replicatedjob-name": "node",
-         "batch.kubernetes.io/job-completion-index": "0"}
+RANK0 = {
+    "jobset.sigs.k8s.io/jobset-name": NAME,
+    "jobset.sigs.k8s.io/replicatedjob-name": "node",
+    "batch.kubernetes.io/job-completion-index": "0",
+}
 
 
 def test_creates_the_trainjob_shows_progress_and_returns_the_mirrors_model(kube, tmp_path, capsys):
     kube.on_create = lambda body: write_mirror(mirror_of(tmp_path))
     kube.polls = [CREATED, RUNNING_TJ, RUNNING_TJ, COMPLETE_TJ]
-    kube.pods = [pod(f"{NAME}-node-0-0-abcde", "Running", RANK0),
-                 pod(f"{NAME}-node-0-1-fghij", "Running", {**RANK0, "batch.kubernetes.io/job-completion-index": "1"})]
+    kube.pods = [
+        pod(f"{NAME}-node-0-0-abcde", "Running", RANK0),
+        pod(f"{NAME}-node-0-1-fghij", "Running", {**RANK0, "batch.kubernetes.io/job-completion-index": "1"}),
+    ]
     kube.log = "restoring nothing\n" + EPOCH_LINE + "\nsaving\n"
     out, model, metrics = run(tmp_path)
 
     assert (out.hmean, out.best_epoch) == (0.95, 2)
     assert [m for m, _ in kube.requests if m != "GET"] == ["POST"]
     body = kube.objects[NAME]
-    assert kube.requests[0][1] == "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team-a/trainjobs"  # the pod's namespace
+    assert (
+        kube.requests[0][1] == "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team-a/trainjobs"
+    )  # the pod's namespace
     trainer = body["spec"]["trainer"]
-    assert (trainer["numNodes"], trainer["numProcPerNode"], trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"]) == (2, 4, 4)
+    assert (
+        trainer["numNodes"],
+        trainer["numProcPerNode"],
+        trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"],
+    ) == (2, 4, 4)
     assert trainer["resourcesPerNode"]["requests"] == {"cpu": "32", "memory": "128Gi", "nvidia.com/gpu": 4}
-    assert body["spec"]["runtimeRef"] == {"apiGroup": "trainer.kubeflow.org", "kind": "TrainingRuntime", "name": "receiptflow-torch"}
+    assert body["spec"]["runtimeRef"] == {
+        "apiGroup": "trainer.kubeflow.org",
+        "kind": "TrainingRuntime",
+        "name": "receiptflow-torch",
+    }
     assert trainer["image"] == "ghcr.io/receiptflow/receiptflow:9.9.9"
     assert {e["valueFrom"]["secretKeyRef"]["name"] for e in trainer["env"] if "valueFrom" in e} == {"team-a-minio"}
     script = trainer["command"][2]
@@ -216,16 +322,38 @@ def test_a_retried_launcher_attaches_to_its_job_instead_of_creating_a_second(kub
 
 def test_a_failed_job_fails_with_its_reason_its_pods_failures_and_events_and_nothing_is_deleted(kube, tmp_path):
     kube.polls = [RUNNING_TJ, FAILED_TJ]
-    kube.pods = [pod(f"{NAME}-node-0-0-abcde", "Failed", RANK0, exit_code=1,
-                     message="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")]
-    kube.events = [{"metadata": {"name": "e1"}, "type": "Warning", "reason": "BackoffLimitExceeded",
-                    "message": "Job has reached the specified backoff limit",
-                    "involvedObject": {"kind": "Job", "name": "unrelated"}},
-                   {"metadata": {"name": "e2"}, "type": "Warning", "reason": "FailedScheduling",
-                    "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu",
-                    "involvedObject": {"kind": "Pod", "name": f"{NAME}-node-0-0-abcde"}},
-                   {"metadata": {"name": "e3"}, "type": "Normal", "reason": "Scheduled", "message": "ok",
-                    "involvedObject": {"kind": "Pod", "name": f"{NAME}-node-0-0-abcde"}}]
+    kube.pods = [
+        pod(
+            f"{NAME}-node-0-0-abcde",
+            "Failed",
+            RANK0,
+            exit_code=1,
+            message="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        )
+    ]
+    kube.events = [
+        {
+            "metadata": {"name": "e1"},
+            "type": "Warning",
+            "reason": "BackoffLimitExceeded",
+            "message": "Job has reached the specified backoff limit",
+            "involvedObject": {"kind": "Job", "name": "unrelated"},
+        },
+        {
+            "metadata": {"name": "e2"},
+            "type": "Warning",
+            "reason": "FailedScheduling",
+            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu",
+            "involvedObject": {"kind": "Pod", "name": f"{NAME}-node-0-0-abcde"},
+        },
+        {
+            "metadata": {"name": "e3"},
+            "type": "Normal",
+            "reason": "Scheduled",
+            "message": "ok",
+            "involvedObject": {"kind": "Pod", "name": f"{NAME}-node-0-0-abcde"},
+        },
+    ]
     with pytest.raises(tj.JobFailed) as err:
         run(tmp_path)
     message = str(err.value)
@@ -245,16 +373,25 @@ RESUMED = "5a7b3c4d-1111-4111-8111-000000000002"  # the new KFP run of `pipeline
 
 def left_behind(kube, name: str, status: dict, creator: str = EARLIER) -> dict:
     """A TrainJob an earlier KFP run of RUN created, with its final status."""
-    job = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "spec": {"trainer": {"numNodes": 2}},
-           "metadata": {"name": name, "namespace": "team-a", "uid": f"uid-{name}",
-                        "annotations": {tj.KFP_RUN_ANNOTATION: creator}}}
+    job = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "spec": {"trainer": {"numNodes": 2}},
+        "metadata": {
+            "name": name,
+            "namespace": "team-a",
+            "uid": f"uid-{name}",
+            "annotations": {tj.KFP_RUN_ANNOTATION: creator},
+        },
+    }
     kube.objects[name], kube.fixed[name] = job, status
     return json.loads(json.dumps(job))
 
 
 @pytest.mark.parametrize("failed", [1, 2])
-def test_a_resumed_run_meets_failed_jobs_of_the_earlier_run_and_creates_the_next_attempt(kube, tmp_path, capsys,
-                                                                                         failed):
+def test_a_resumed_run_meets_failed_jobs_of_the_earlier_run_and_creates_the_next_attempt(
+    kube, tmp_path, capsys, failed
+):
     """`--resume RUN` (same run id, new KFP run): the failed jobs stay untouched, -r<failed+1> is created,
     stamped with the new KFP run, resumes from the same mirror, and its Model comes back."""
     old = [left_behind(kube, tj.attempt_name(NAME, a), FAILED_TJ) for a in range(1, failed + 1)]
@@ -273,9 +410,11 @@ def test_a_resumed_run_meets_failed_jobs_of_the_earlier_run_and_creates_the_next
     assert f"checkpoint_mirror={mirror_of(tmp_path)}" in created["spec"]["trainer"]["command"][2]  # resumes there
     assert json.loads((Path(model.path) / "summary.json").read_text())["job"] == f"team-a/{new}"
     log = capsys.readouterr().out
-    assert (f"TrainJob team-a/{NAME} of KFP run {EARLIER} (an earlier run of this run id) failed (JobSetFailed: "
-            "jobset failed: job node-0 has failed (BackoffLimitExceeded)); left in place for its logs, "
-            f"trying attempt 2: {NAME}-r2") in log
+    assert (
+        f"TrainJob team-a/{NAME} of KFP run {EARLIER} (an earlier run of this run id) failed (JobSetFailed: "
+        "jobset failed: job node-0 has failed (BackoffLimitExceeded)); left in place for its logs, "
+        f"trying attempt 2: {NAME}-r2"
+    ) in log
     assert f"created TrainJob team-a/{new} (attempt {failed + 1})" in log
 
 
@@ -292,8 +431,10 @@ def test_a_resumed_run_reuses_a_succeeded_or_running_job_of_the_earlier_run(kube
     assert out.best_epoch == 2 and list(kube.objects) == [NAME]
     assert [m for m, _ in kube.requests if m != "GET"] == ["POST"]  # the create that answered 409
     assert json.loads((Path(model.path) / "summary.json").read_text())["job"] == f"team-a/{NAME}"
-    assert (f"TrainJob team-a/{NAME} already exists: attached to the existing TrainJob, created by KFP run {EARLIER} "
-            "(an earlier run of this run id)") in capsys.readouterr().out
+    assert (
+        f"TrainJob team-a/{NAME} already exists: attached to the existing TrainJob, created by KFP run {EARLIER} "
+        "(an earlier run of this run id)"
+    ) in capsys.readouterr().out
 
 
 def test_a_retry_in_the_same_kfp_run_also_starts_a_new_attempt_after_its_failed_job(kube, tmp_path, capsys):
@@ -311,8 +452,11 @@ def test_a_retry_in_the_same_kfp_run_also_starts_a_new_attempt_after_its_failed_
 def test_after_the_last_attempt_failed_no_further_job_is_created(kube, tmp_path):
     for a in range(1, tj.MAX_ATTEMPTS + 1):
         left_behind(kube, tj.attempt_name(NAME, a), FAILED_TJ)
-    with pytest.raises(tj.JobFailed, match=rf"TrainJob team-a/{NAME}-r{tj.MAX_ATTEMPTS} failed \(JobSetFailed.*and so "
-                                           rf"did the {tj.MAX_ATTEMPTS - 1} attempts before it: not creating attempt"):
+    with pytest.raises(
+        tj.JobFailed,
+        match=rf"TrainJob team-a/{NAME}-r{tj.MAX_ATTEMPTS} failed \(JobSetFailed.*and so "
+        rf"did the {tj.MAX_ATTEMPTS - 1} attempts before it: not creating attempt",
+    ):
         run(tmp_path, run_id=RUN, job_id=RESUMED)
     assert len(kube.objects) == tj.MAX_ATTEMPTS and not [r for r in kube.requests if r[0] not in ("GET", "POST")]
 
@@ -352,10 +496,21 @@ def test_api_blips_while_waiting_are_retried_at_the_next_poll(kube, tmp_path, ca
     assert f"get TrainJob team-a/{NAME} failed (HTTP 503" in log and "try 2 of" in log
 
 
-@pytest.mark.parametrize("code, error, text", [
-    (403, PermissionError, r"HTTP 403.*may not create trainjobs\.trainer\.kubeflow\.org in team-a: apply manifests/base/rbac\.yaml"),
-    (404, RuntimeError, r"No TrainJob resource in team-a: is Kubeflow Trainer v2 installed.*training_backend=pytorchjob"),
-])
+@pytest.mark.parametrize(
+    "code, error, text",
+    [
+        (
+            403,
+            PermissionError,
+            r"HTTP 403.*may not create trainjobs\.trainer\.kubeflow\.org in team-a: apply manifests/base/rbac\.yaml",
+        ),
+        (
+            404,
+            RuntimeError,
+            r"No TrainJob resource in team-a: is Kubeflow Trainer v2 installed.*training_backend=pytorchjob",
+        ),
+    ],
+)
 def test_rbac_and_a_missing_engine_are_clear_errors_at_once(kube, tmp_path, code, error, text):
     kube.create = code
     with pytest.raises(error, match=text):
@@ -363,9 +518,14 @@ def test_rbac_and_a_missing_engine_are_clear_errors_at_once(kube, tmp_path, code
     assert [m for m, _ in kube.requests] == ["POST"]  # no retry loop
 
 
-@pytest.mark.parametrize("kw, text", [(dict(backend="task"), r"training_backend='task'"),
-                                      (dict(nodes=0), r"num_nodes=0"),
-                                      (dict(runtime="Runtime/x"), r"training_runtime='Runtime/x'")])
+@pytest.mark.parametrize(
+    "kw, text",
+    [
+        (dict(backend="task"), r"training_backend='task'"),
+        (dict(nodes=0), r"num_nodes=0"),
+        (dict(runtime="Runtime/x"), r"training_runtime='Runtime/x'"),
+    ],
+)
 def test_bad_parameters_are_refused_before_anything_is_created(kube, tmp_path, kw, text):
     with pytest.raises(ValueError, match=text):
         run(tmp_path, **kw)
@@ -384,16 +544,34 @@ def test_the_launcher_body_imports_nothing_a_running_kfp_task_cannot_import(tmp_
     from components.run_training_job import train_job
 
     body = ast.parse(inspect.getsource(train_job.python_func).lstrip())
-    modules = sorted({n.module for n in ast.walk(body) if isinstance(n, ast.ImportFrom)}
-                     | {f"components.{a.name}" for n in ast.walk(body) if isinstance(n, ast.ImportFrom)
-                        and n.module == "components" for a in n.names}  # `from components import pods`
-                     | {a.name for n in ast.walk(body) if isinstance(n, ast.Import) for a in n.names})
+    modules = sorted(
+        {n.module for n in ast.walk(body) if isinstance(n, ast.ImportFrom)}
+        | {
+            f"components.{a.name}"
+            for n in ast.walk(body)
+            if isinstance(n, ast.ImportFrom) and n.module == "components"
+            for a in n.names
+        }  # `from components import pods`
+        | {a.name for n in ast.walk(body) if isinstance(n, ast.Import) for a in n.names}
+    )
     assert "components.training_job" in modules and not [m for m in modules if m.startswith("pipelines")]
     code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)\n"
-    proc = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, "_KFP_RUNTIME": "true"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *modules],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "_KFP_RUNTIME": "true"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     # the check can fail: the pipeline modules do not import there
-    bad = subprocess.run([sys.executable, "-c", code, "pipelines.run8_kfold"], capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "_KFP_RUNTIME": "true"})
+    bad = subprocess.run(
+        [sys.executable, "-c", code, "pipelines.run8_kfold"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "_KFP_RUNTIME": "true"},
+    )
     assert bad.returncode != 0

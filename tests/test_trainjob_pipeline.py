@@ -1,6 +1,7 @@
 """The TrainJob-backend pipeline (pipelines/compiled/run8_kfold_trainjob.yaml, `receiptflow pipeline
 compile`): the same plan as run8_kfold with each training a launcher task (components/run_training_job.py)
 whose parameters come from the run, and nothing it needs beyond what run8_kfold.yaml needs of KFP."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,7 +30,10 @@ def test_the_job_parameters_are_run_parameters_with_their_defaults(ir):
     params = spec["root"]["inputDefinitions"]["parameters"]
     for name, value in JOB_DEFAULTS.items():
         assert params[name]["defaultValue"] == value, name
-    assert JOB_DEFAULTS["training_backend"] == "trainjob" and JOB_DEFAULTS["training_runtime"] == "TrainingRuntime/receiptflow-torch"
+    assert (
+        JOB_DEFAULTS["training_backend"] == "trainjob"
+        and JOB_DEFAULTS["training_runtime"] == "TrainingRuntime/receiptflow-torch"
+    )
     default = next(yaml.safe_load_all((COMPILED_DIR / "run8_kfold.yaml").read_text()))
     # every run8_kfold parameter is here with the same default: a params file works for both
     for name, p in default["root"]["inputDefinitions"]["parameters"].items():
@@ -59,7 +63,9 @@ def test_every_training_is_a_launcher_task_fed_by_the_runs_job_parameters(ir):
         assert secret["secretNameParameter"]["componentInputParameter"].endswith("minio_secret")
     # downstream reads the launcher's Model exactly as it read train's
     assert tasks["evaluate"][0]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
-        "outputArtifactKey": "model", "producerTask": "train-job"}
+        "outputArtifactKey": "model",
+        "producerTask": "train-job",
+    }
 
 
 def test_the_rest_of_the_plan_is_run8_kfolds(ir):
@@ -70,7 +76,11 @@ def test_the_rest_of_the_plan_is_run8_kfolds(ir):
 
 
 def test_it_needs_the_same_kfp_backend_as_run8_kfold_and_has_a_promise():
-    assert COMPILED_FILES["run8_kfold_trainjob.yaml"].backend == min_backend(FILE) == min_backend(COMPILED_DIR / "run8_kfold.yaml")
+    assert (
+        COMPILED_FILES["run8_kfold_trainjob.yaml"].backend
+        == min_backend(FILE)
+        == min_backend(COMPILED_DIR / "run8_kfold.yaml")
+    )
     assert "k8s/run8_kfold_trainjob.yaml" in COMPILED_FILES
 
 

@@ -3,6 +3,7 @@
 would prune a misspelled one silently); and what our command relies on matches Kubeflow's own
 `torch-distributed` runtime: the container name, the trainer ancestor label, the torch ML policy
 that sets torchrun's PET_* variables (issue 14, item 4)."""
+
 from __future__ import annotations
 
 import copy
@@ -56,15 +57,46 @@ def launcher_bodies() -> dict[str, dict]:
     command = tj.node_command([("s3://b/runs/r/inputs/dataset", f"{tj.DATA_DIR}/dataset")], ["preset=run8"])
     name = tj.job_name("0f3c9a1e-77aa", "fold_3")
     return {
-        "trainjob": tj.trainjob(name, namespace="team-a", image="img:1", command=command, env=env, num_nodes=2,
-                                gpus_per_node=4, runtime="TrainingRuntime/receiptflow-torch", cpu="32", memory="128Gi",
-                                labels={"app.kubernetes.io/part-of": "receiptflow"}),
-        "trainjob-cluster-runtime": tj.trainjob(name, namespace="team-a", image="img:1", command=command, env=env,
-                                                num_nodes=3, gpus_per_node=1, runtime="torch-distributed", cpu="8",
-                                                memory="32Gi"),
-        "pytorchjob": tj.pytorchjob(name, namespace="team-a", num_nodes=2, gpus_per_node=4, pod=lambda: pods.pod_template(
-            container_name=tj.PYTORCH_CONTAINER, image="img:1", command=command, env_vars=env, gpus=4, cpu="32",
-            memory="128Gi")),
+        "trainjob": tj.trainjob(
+            name,
+            namespace="team-a",
+            image="img:1",
+            command=command,
+            env=env,
+            num_nodes=2,
+            gpus_per_node=4,
+            runtime="TrainingRuntime/receiptflow-torch",
+            cpu="32",
+            memory="128Gi",
+            labels={"app.kubernetes.io/part-of": "receiptflow"},
+        ),
+        "trainjob-cluster-runtime": tj.trainjob(
+            name,
+            namespace="team-a",
+            image="img:1",
+            command=command,
+            env=env,
+            num_nodes=3,
+            gpus_per_node=1,
+            runtime="torch-distributed",
+            cpu="8",
+            memory="32Gi",
+        ),
+        "pytorchjob": tj.pytorchjob(
+            name,
+            namespace="team-a",
+            num_nodes=2,
+            gpus_per_node=4,
+            pod=lambda: pods.pod_template(
+                container_name=tj.PYTORCH_CONTAINER,
+                image="img:1",
+                command=command,
+                env_vars=env,
+                gpus=4,
+                cpu="32",
+                memory="128Gi",
+            ),
+        ),
     }
 
 
@@ -103,14 +135,21 @@ def test_kubeflows_own_runtime_validates_against_its_crd():
     assert problems(upstream, "trainer-v2.2.0_clustertrainingruntimes.yaml") == []
 
 
-@pytest.mark.parametrize("where, planted", [
-    ("trainjob", lambda b: b["spec"]["trainer"].update(numNode=2)),  # numNodes misspelled
-    ("trainjob", lambda b: b["spec"]["trainer"]["resourcesPerNode"].update(limit={})),  # limits misspelled
-    ("trainjob", lambda b: b["spec"].update(podSpecOverrides=[])),  # a field neither version has
-    ("pytorchjob", lambda b: b["spec"]["pytorchReplicaSpecs"]["Master"].update(replica=1)),
-    ("pytorchjob", lambda b: b["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
-     .update(volumeMount=[])),
-])
+@pytest.mark.parametrize(
+    "where, planted",
+    [
+        ("trainjob", lambda b: b["spec"]["trainer"].update(numNode=2)),  # numNodes misspelled
+        ("trainjob", lambda b: b["spec"]["trainer"]["resourcesPerNode"].update(limit={})),  # limits misspelled
+        ("trainjob", lambda b: b["spec"].update(podSpecOverrides=[])),  # a field neither version has
+        ("pytorchjob", lambda b: b["spec"]["pytorchReplicaSpecs"]["Master"].update(replica=1)),
+        (
+            "pytorchjob",
+            lambda b: b["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0].update(
+                volumeMount=[]
+            ),
+        ),
+    ],
+)
 def test_a_planted_misspelled_field_fails(where, planted):
     body = copy.deepcopy(launcher_bodies()[where])
     planted(body)
@@ -128,6 +167,7 @@ def test_pod_template_overrides_of_trainer_2_1_are_refused_by_2_2():
 
 # ---- what the command relies on matches the upstream runtime --------------------------------------------------
 
+
 def _node_job(runtime: dict) -> dict:
     (job,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
     return job
@@ -137,16 +177,24 @@ def test_our_runtime_has_the_upstream_runtimes_shape():
     upstream = yaml.safe_load((CRDS / "torch_distributed-runtime.yaml").read_text())
     ours = yaml.safe_load((REPO / "manifests" / "trainer" / "receiptflow-torch.yaml").read_text())
     assert upstream["metadata"]["name"] == "torch-distributed"  # the plain-name default of training_runtime
-    assert tj.runtime_ref("torch-distributed") == {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime",
-                                                   "name": "torch-distributed"}
-    assert tj.runtime_ref(sweep.RUNTIME) == {"apiGroup": "trainer.kubeflow.org", "kind": "TrainingRuntime",
-                                             "name": ours["metadata"]["name"]}
+    assert tj.runtime_ref("torch-distributed") == {
+        "apiGroup": "trainer.kubeflow.org",
+        "kind": "ClusterTrainingRuntime",
+        "name": "torch-distributed",
+    }
+    assert tj.runtime_ref(sweep.RUNTIME) == {
+        "apiGroup": "trainer.kubeflow.org",
+        "kind": "TrainingRuntime",
+        "name": ours["metadata"]["name"],
+    }
     for runtime in (upstream, ours):
         # the torch plugin sets PET_NNODES/PET_NPROC_PER_NODE/PET_NODE_RANK/PET_MASTER_ADDR/PET_MASTER_PORT on the
         # container named "node" of the job labelled the trainer ancestor (Trainer v2.1.0 torch.go:100-158)
         assert "torch" in runtime["spec"]["mlPolicy"]
         job = _node_job(runtime)
-        assert job["name"] == tj.TRAINER_CONTAINER == tj.RANK0_LABELS["trainjob"]["jobset.sigs.k8s.io/replicatedjob-name"]
+        assert (
+            job["name"] == tj.TRAINER_CONTAINER == tj.RANK0_LABELS["trainjob"]["jobset.sigs.k8s.io/replicatedjob-name"]
+        )
         assert job["template"]["metadata"]["labels"]["trainer.kubeflow.org/trainjob-ancestor-step"] == "trainer"
         assert [c["name"] for c in job["template"]["spec"]["template"]["spec"]["containers"]] == [tj.TRAINER_CONTAINER]
     # a failed node pod is not started again by its Job (the default backoffLimit is 6; nothing upstream sets one)
@@ -173,14 +221,24 @@ def test_the_node_command_leaves_rendezvous_to_the_engines_pet_variables(which):
     assert command[:2] == ["sh", "-c"]
     torchrun = shlex.split(command[2].split(" && ")[-1])
     assert torchrun[:4] == ["exec", "python", "-m", "torch.distributed.run"]
-    env = {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "4", "PET_NODE_RANK": "1", "PET_MASTER_ADDR": "job-node-0-0.job",
-           "PET_MASTER_PORT": "29400"}
+    env = {
+        "PET_NNODES": "2",
+        "PET_NPROC_PER_NODE": "4",
+        "PET_NODE_RANK": "1",
+        "PET_MASTER_ADDR": "job-node-0-0.job",
+        "PET_MASTER_PORT": "29400",
+    }
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
         args = get_args_parser().parse_args(torchrun[4:])
-    assert (args.nnodes, args.nproc_per_node, args.node_rank, args.master_addr, args.master_port) == ("2", "4", 1,
-                                                                                                       "job-node-0-0.job", 29400)
+    assert (args.nnodes, args.nproc_per_node, args.node_rank, args.master_addr, args.master_port) == (
+        "2",
+        "4",
+        1,
+        "job-node-0-0.job",
+        29400,
+    )
     assert args.module and args.training_script == "model.cli" and args.training_script_args[0] == "train"
 
 
@@ -191,8 +249,10 @@ def test_katib_trainjob_trial_conditions_and_primary_pod_are_trainers():
     assert template["successCondition"] == 'status.conditions.#(type=="Complete")#|#(status=="True")#'
     assert template["failureCondition"] == 'status.conditions.#(type=="Failed")#|#(status=="True")#'
     assert template["primaryContainerName"] == "node"
-    assert template["primaryPodLabels"] == {"jobset.sigs.k8s.io/replicatedjob-name": "node",
-                                            "batch.kubernetes.io/job-completion-index": "0"}
+    assert template["primaryPodLabels"] == {
+        "jobset.sigs.k8s.io/replicatedjob-name": "node",
+        "batch.kubernetes.io/job-completion-index": "0",
+    }
     script = template["trialSpec"]["spec"]["trainer"]["command"][2]
     assert "exec " not in script  # Katib appends `&& echo completed > $$.pid` to the script
 

@@ -1,4 +1,5 @@
 """Augmentations move each word's polygon exactly as they move its pixels, and map back exactly."""
+
 from __future__ import annotations
 
 import warnings
@@ -62,7 +63,9 @@ def test_polygons_equal_the_exact_transform_of_their_word(train_split):
             part = shapely.Polygon(moved).intersection(canvas)
             if part.area > 0:
                 expected[i] = np.asarray(part.exterior.coords)[:-1]
-        assert sorted(expected) == sorted(sample.source), "a word was dropped that is still on the canvas, or kept though gone"
+        assert sorted(expected) == sorted(sample.source), (
+            "a word was dropped that is still on the canvas, or kept though gone"
+        )
         for poly, src in zip(sample.polygons, sample.source):
             assert iou(poly, expected[src]) >= 0.99, f"{name}: word {src} does not follow its pixels"
             checked += 1

@@ -1,4 +1,5 @@
 """components/katib/trials.py: Katib Trial objects, exports and the best-trial rule."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,11 @@ from components.katib.trials import (
 from model.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures"
-KATIB_FIXTURES = ["katib_trials_early_stopped_best.json", "katib_trials_failed_running.json",
-                  "katib_trials_none_succeeded.json"]
+KATIB_FIXTURES = [
+    "katib_trials_early_stopped_best.json",
+    "katib_trials_failed_running.json",
+    "katib_trials_none_succeeded.json",
+]
 
 
 def _items(name: str) -> list[dict]:
@@ -61,7 +65,9 @@ def test_fixtures_are_what_katib_makes_of_our_experiment():
     else:  # RECEIPTFLOW_IMAGE set here: the fixtures hold the default image
         code = "import json, sys; from tests.katib_trials import build; json.dump(build(), sys.stdout)"
         env = {k: v for k, v in os.environ.items() if k != "RECEIPTFLOW_IMAGE"}
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=FIXTURES.parents[1])
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=FIXTURES.parents[1]
+        )
         assert proc.returncode == 0, proc.stderr
         built = json.loads(proc.stdout)
     for name, data in built.items():
@@ -78,8 +84,12 @@ def test_trial_from_katib_reads_parameters_metrics_and_status():
     t = trial_from_katib(obj)
     assert t.name == "receiptflow-run8-sweep-8hm3r5tw"
     assert t.status == "EarlyStopped"
-    assert t.parameters == {"lr": 0.0005134333170096499, "weight_decay": 6.797303101020006e-05,
-                            "T_max": 24.0, "eta_min": 6.388390006720873e-06}
+    assert t.parameters == {
+        "lr": 0.0005134333170096499,
+        "weight_decay": 6.797303101020006e-05,
+        "T_max": 24.0,
+        "eta_min": 6.388390006720873e-06,
+    }
     assert t.metric == 0.9660
     # our Experiment's strategy for val/precision and val/recall is "latest": not their max (0.9731, 0.9601)
     assert t.metrics == {"val/hmean": 0.9660, "val/precision": 0.9712, "val/recall": 0.9583}
@@ -87,7 +97,7 @@ def test_trial_from_katib_reads_parameters_metrics_and_status():
 
 def test_metric_is_max_not_latest_and_falls_back_to_latest():
     obj = next(o for o in _items("katib_trials_failed_running.json") if o["metadata"]["name"].endswith("e5done"))
-    assert trial_from_katib(obj).metric == 0.9631          # max 0.9631, latest 0.9625
+    assert trial_from_katib(obj).metric == 0.9631  # max 0.9631, latest 0.9625
     obj = json.loads(json.dumps(obj))
     m = obj["status"]["observation"]["metrics"][0]
     del m["max"]
@@ -99,15 +109,34 @@ def test_metric_is_max_not_latest_and_falls_back_to_latest():
 def test_status_is_the_last_true_condition():
     assert status_from_conditions([]) == "Pending"
     assert status_from_conditions([{"type": "Created", "status": "True"}]) == "Pending"
-    assert status_from_conditions([{"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}]) == "Running"
-    assert status_from_conditions([{"type": "Created", "status": "True"}, {"type": "Running", "status": "False"},
-                                   {"type": "Succeeded", "status": "True"}]) == "Succeeded"
-    assert status_from_conditions([{"type": "Created", "status": "True"}, {"type": "Running", "status": "False"},
-                                   {"type": "Killed", "status": "True"}]) == "Killed"
+    assert (
+        status_from_conditions([{"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}])
+        == "Running"
+    )
+    assert (
+        status_from_conditions(
+            [
+                {"type": "Created", "status": "True"},
+                {"type": "Running", "status": "False"},
+                {"type": "Succeeded", "status": "True"},
+            ]
+        )
+        == "Succeeded"
+    )
+    assert (
+        status_from_conditions(
+            [
+                {"type": "Created", "status": "True"},
+                {"type": "Running", "status": "False"},
+                {"type": "Killed", "status": "True"},
+            ]
+        )
+        == "Killed"
+    )
 
 
 def test_best_is_the_early_stopped_trial_that_beats_the_succeeded_ones():
-    trials = load_trials(FIXTURES / "katib_trials_early_stopped_best.json")   # kubectl get trials -o json
+    trials = load_trials(FIXTURES / "katib_trials_early_stopped_best.json")  # kubectl get trials -o json
     assert len(trials) == 4
     best = best_trial(trials)
     assert best.name == "receiptflow-run8-sweep-8hm3r5tw" and best.status == "EarlyStopped"
@@ -115,13 +144,13 @@ def test_best_is_the_early_stopped_trial_that_beats_the_succeeded_ones():
 
 
 def test_best_skips_failed_killed_and_counts_running():
-    trials = load_trials(FIXTURES / "katib_trials_failed_running.json")       # a plain list of Trials
+    trials = load_trials(FIXTURES / "katib_trials_failed_running.json")  # a plain list of Trials
     by = {t.name.rsplit("-", 1)[1]: t for t in trials}
     assert by["a1failed"].status == "Failed" and by["a1failed"].metric is None
     assert by["c3killed"].status == "Killed" and by["c3killed"].metric == 0.9702
     assert by["d4running"].status == "Running"
     best = best_trial(trials)
-    assert best.name.endswith("e5done")                      # the killed trial's 0.9702 does not count
+    assert best.name.endswith("e5done")  # the killed trial's 0.9702 does not count
     assert [t.name.rsplit("-", 1)[1] for t in rank_trials(trials)] == ["e5done", "f6done", "d4running"]
 
 
@@ -133,8 +162,12 @@ def test_no_usable_trial_is_a_clear_error():
 
 
 def test_best_minimize_and_ties_go_to_the_earlier_name():
-    ts = [Trial("run10", {}, 0.5, "Succeeded"), Trial("run2", {}, 0.5, "EarlyStopped"), Trial("run3", {}, 0.7, "Succeeded")]
-    assert best_trial(ts, maximize=False).name == "run2"     # natural order: run2 before run10
+    ts = [
+        Trial("run10", {}, 0.5, "Succeeded"),
+        Trial("run2", {}, 0.5, "EarlyStopped"),
+        Trial("run3", {}, 0.7, "Succeeded"),
+    ]
+    assert best_trial(ts, maximize=False).name == "run2"  # natural order: run2 before run10
     assert best_trial(ts).name == "run3"
 
 
@@ -143,8 +176,12 @@ def test_load_seed_csv():
     assert len(trials) == 12
     run8 = next(t for t in trials if t.name == "run8")
     assert run8.status == "EarlyStopped" and run8.metric == 0.9660
-    assert run8.parameters == {"lr": 0.0005134333170096499, "weight_decay": 6.797303101020006e-05,
-                               "T_max": 24.0, "eta_min": 6.388390006720873e-06}
+    assert run8.parameters == {
+        "lr": 0.0005134333170096499,
+        "weight_decay": 6.797303101020006e-05,
+        "T_max": 24.0,
+        "eta_min": 6.388390006720873e-06,
+    }
     assert sum(t.status == "Succeeded" for t in trials) == 3
 
 
@@ -167,8 +204,19 @@ def test_csv_curve_and_bad_rows(tmp_path):
 
 def test_flat_json_records(tmp_path):
     p = tmp_path / "t.json"
-    p.write_text(json.dumps([{"name": "a", "parameters": {"lr": "0.001", "opt": "adam"}, "metric": 0.91,
-                              "status": "EarlyStopped", "curve": [0.5, 0.91]}]))
+    p.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "a",
+                    "parameters": {"lr": "0.001", "opt": "adam"},
+                    "metric": 0.91,
+                    "status": "EarlyStopped",
+                    "curve": [0.5, 0.91],
+                }
+            ]
+        )
+    )
     (t,) = load_trials(p)
     assert t.parameters == {"lr": 0.001, "opt": "adam"} and t.curve == [0.5, 0.91] and t.status == "EarlyStopped"
     p.write_text(json.dumps([{"name": "a", "metric": 0.9}, {"metric": 0.8}]))
@@ -194,8 +242,12 @@ def test_list_trials_queries_katib_by_experiment_label(trials_api):
     other["metadata"]["name"] = "another-sweep-1"
     trials_api.items = items + [other]
     trials = list_trials("receiptflow-run8-sweep", NAMESPACE)
-    assert trials_api.requests == [(f"/apis/kubeflow.org/v1beta1/namespaces/{NAMESPACE}/trials",
-                                    {"labelSelector": "katib.kubeflow.org/experiment=receiptflow-run8-sweep"})]
+    assert trials_api.requests == [
+        (
+            f"/apis/kubeflow.org/v1beta1/namespaces/{NAMESPACE}/trials",
+            {"labelSelector": "katib.kubeflow.org/experiment=receiptflow-run8-sweep"},
+        )
+    ]
     assert [t.name for t in trials] == sorted(o["metadata"]["name"] for o in items)
 
 
@@ -217,8 +269,15 @@ def test_the_katib_helpers_import_inside_a_running_task():
     import subprocess
     import sys
 
-    code = ("import sys, components.kube, components.katib.trials, components.katib.experiments; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'pipelines'); print(bad); sys.exit(bool(bad))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
-                          env={**os.environ, "_KFP_RUNTIME": "true"})
+    code = (
+        "import sys, components.kube, components.katib.trials, components.katib.experiments; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'pipelines'); print(bad); sys.exit(bool(bad))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        env={**os.environ, "_KFP_RUNTIME": "true"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,5 +1,6 @@
 """Per-model post-processing (model/tune.py, `receiptflow tune`): the grid, the choice, where it is stored
 and who uses it -- on the session's learned detector (tests/learned.py), whose training tuned its best.pt."""
+
 from __future__ import annotations
 
 import json
@@ -46,12 +47,22 @@ def test_the_best_point_is_taken_only_when_its_gain_is_twice_its_standard_error(
 
 
 def test_apply_tuned_sets_the_three_settings_and_nothing_else():
-    cfg = OmegaConf.create({"models": {"head": {"postprocess": {"thresh": 0.3, "box_thresh": 0.7, "unclip_ratio": 1.5,
-                                                                "max_candidates": 1000}}}})
+    cfg = OmegaConf.create(
+        {
+            "models": {
+                "head": {"postprocess": {"thresh": 0.3, "box_thresh": 0.7, "unclip_ratio": 1.5, "max_candidates": 1000}}
+            }
+        }
+    )
     apply_tuned(cfg, {"model": {}})  # an untuned checkpoint: unchanged
     assert cfg.models.head.postprocess.thresh == 0.3
     apply_tuned(cfg, {"tuned": {"postprocess": {"thresh": 0.25, "box_thresh": 0.4, "unclip_ratio": 2.0}}})
-    assert dict(cfg.models.head.postprocess) == {"thresh": 0.25, "box_thresh": 0.4, "unclip_ratio": 2.0, "max_candidates": 1000}
+    assert dict(cfg.models.head.postprocess) == {
+        "thresh": 0.25,
+        "box_thresh": 0.4,
+        "unclip_ratio": 2.0,
+        "max_candidates": 1000,
+    }
 
 
 @pytest.mark.slow
@@ -59,7 +70,9 @@ def test_training_tunes_best_pt_on_val_and_says_so(learned):
     saved = load_checkpoint(learned.out / "best.pt")
     tuned = saved["tuned"]
     assert tuned["split"] == "val" and tuned["images"] == len(DatasetRoot(learned.root).load("val").images)
-    assert set(tuned["postprocess"]) == set(TUNED) and tuned["own"] == {k: float(saved["config"]["models"]["head"]["postprocess"][k]) for k in TUNED}
+    assert set(tuned["postprocess"]) == set(TUNED) and tuned["own"] == {
+        k: float(saved["config"]["models"]["head"]["postprocess"][k]) for k in TUNED
+    }
     assert tuned["hmean"] >= tuned["own_hmean"] > 0.5  # the model's own settings are a grid point
     assert f"{learned.out / 'best.pt'}: post-processing: " in learned.stdout
     assert "tuned" not in load_checkpoint(learned.out / "last.pt")  # only the checkpoint that goes on is tuned
@@ -74,14 +87,21 @@ def test_the_stored_choice_is_the_grids_best_and_eval_reproduces_its_hmean(learn
     best = max(r.hmean for r in result.rows)
     assert result.best_hmean == best and next(r for r in result.rows if r.hmean == best).settings == result.best
     assert result.chosen in (result.best, result.own) and result.hmean in (result.best_hmean, result.own_hmean)
-    assert all(r.hmean == pytest.approx(sum(r.per_image) / len(r.per_image)) for r in result.rows)  # val/hmean: a mean over images
+    assert all(
+        r.hmean == pytest.approx(sum(r.per_image) / len(r.per_image)) for r in result.rows
+    )  # val/hmean: a mean over images
     stored = load_checkpoint(learned.out / "best.pt")["tuned"]
     assert stored["postprocess"] == result.chosen and stored["hmean"] == round(result.hmean, 6)  # deterministic
     # load_model applies it: eval with the tuned checkpoint scores what tune said
     tuned_model, tuned_cfg = load_model(learned.out / "best.pt")
     assert {k: tuned_cfg.models.head.postprocess[k] for k in TUNED} == result.chosen
-    r = validate(tuned_model, eval_loader(val, tuned_cfg), val, torch.device("cpu"),
-                 postprocess_options=OmegaConf.to_container(tuned_cfg.models.head.postprocess))
+    r = validate(
+        tuned_model,
+        eval_loader(val, tuned_cfg),
+        val,
+        torch.device("cpu"),
+        postprocess_options=OmegaConf.to_container(tuned_cfg.models.head.postprocess),
+    )
     assert r.hmean == pytest.approx(result.hmean, abs=1e-9)
     # an override still wins over the stored choice
     _, over = load_model(learned.out / "best.pt", ["models.head.postprocess.thresh=0.41"])
@@ -94,7 +114,13 @@ def test_cli_tune_stores_the_choice_and_predict_uses_it(learned, tmp_path, capsy
     shutil.copy(learned.out / "last.pt", ckpt)
     assert main(["tune", str(ckpt), "--dry-run", "--json", "--test", "test"]) == 0
     dry = json.loads(capsys.readouterr().out)
-    assert "tuned" not in load_checkpoint(ckpt) and set(dry) >= {"postprocess", "hmean", "own_hmean", "test_own_hmean", "test_chosen_hmean"}
+    assert "tuned" not in load_checkpoint(ckpt) and set(dry) >= {
+        "postprocess",
+        "hmean",
+        "own_hmean",
+        "test_own_hmean",
+        "test_chosen_hmean",
+    }
     assert main(["tune", str(ckpt)]) == 0
     out = capsys.readouterr().out
     assert "post-processing: " in out and f"stored in {ckpt}" in out
@@ -103,10 +129,15 @@ def test_cli_tune_stores_the_choice_and_predict_uses_it(learned, tmp_path, capsy
     assert all(torch.equal(saved["model"][k], v) for k, v in load_checkpoint(learned.out / "last.pt")["model"].items())
     # predict runs with the stored settings: the same words as the same checkpoint given them as overrides
     words = predict(ckpt, learned.root, split="test")
-    given = predict(learned.out / "last.pt", learned.root, split="test",
-                    overrides=[f"models.head.postprocess.{k}={v}" for k, v in dry["postprocess"].items()])
-    assert {n: [w.points.tolist() for w in ws.values()] for n, ws in words.items()} == \
-        {n: [w.points.tolist() for w in ws.values()] for n, ws in given.items()}
+    given = predict(
+        learned.out / "last.pt",
+        learned.root,
+        split="test",
+        overrides=[f"models.head.postprocess.{k}={v}" for k, v in dry["postprocess"].items()],
+    )
+    assert {n: [w.points.tolist() for w in ws.values()] for n, ws in words.items()} == {
+        n: [w.points.tolist() for w in ws.values()] for n, ws in given.items()
+    }
 
 
 def test_tune_refuses_a_split_without_labelled_words(synth_root, tmp_path):

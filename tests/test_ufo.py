@@ -1,4 +1,5 @@
 """Bad input: each problem is one clear line naming the item; lenient mode keeps everything else."""
+
 from __future__ import annotations
 
 import json
@@ -40,16 +41,51 @@ def good_jpeg_bytes() -> bytes:
 
 
 CASES = {
-    "truncated JPEG": ({"cut.jpg": {"words": {"0001": {"points": BOX}}}}, {"cut.jpg": good_jpeg_bytes()[:600]}, "cut.jpg", "cannot decode image"),
-    "unreadable image": ({"junk.jpg": {"words": {}}}, {"junk.jpg": b"this is not an image"}, "junk.jpg", "cannot decode image"),
-    "word with 2 points": ({"a.jpg": {"words": {"0007": {"points": [[1, 1], [5, 5]]}}}}, None, "word '0007'", "has 2 point(s)"),
-    "NaN coordinates": ({"a.jpg": {"words": {"0003": {"points": [[1, 1], [float("nan"), 5], [5, 5], [1, 5]]}}}}, None, "word '0003'", "NaN or infinity"),
-    "inf coordinates": ({"a.jpg": {"words": {"0003": {"points": [[1, 1], [float("inf"), 5], [5, 5], [1, 5]]}}}}, None, "word '0003'", "NaN or infinity"),
-    "points far outside": ({"a.jpg": {"words": {"0002": {"points": [[10, 10], [900, 10], [900, 30], [10, 30]]}}}}, None, "word '0002'", "far outside the 120x80 image"),
+    "truncated JPEG": (
+        {"cut.jpg": {"words": {"0001": {"points": BOX}}}},
+        {"cut.jpg": good_jpeg_bytes()[:600]},
+        "cut.jpg",
+        "cannot decode image",
+    ),
+    "unreadable image": (
+        {"junk.jpg": {"words": {}}},
+        {"junk.jpg": b"this is not an image"},
+        "junk.jpg",
+        "cannot decode image",
+    ),
+    "word with 2 points": (
+        {"a.jpg": {"words": {"0007": {"points": [[1, 1], [5, 5]]}}}},
+        None,
+        "word '0007'",
+        "has 2 point(s)",
+    ),
+    "NaN coordinates": (
+        {"a.jpg": {"words": {"0003": {"points": [[1, 1], [float("nan"), 5], [5, 5], [1, 5]]}}}},
+        None,
+        "word '0003'",
+        "NaN or infinity",
+    ),
+    "inf coordinates": (
+        {"a.jpg": {"words": {"0003": {"points": [[1, 1], [float("inf"), 5], [5, 5], [1, 5]]}}}},
+        None,
+        "word '0003'",
+        "NaN or infinity",
+    ),
+    "points far outside": (
+        {"a.jpg": {"words": {"0002": {"points": [[10, 10], [900, 10], [900, 30], [10, 30]]}}}},
+        None,
+        "word '0002'",
+        "far outside the 120x80 image",
+    ),
     "parent directory name": ({"../../x.jpg": {"words": {}}}, None, "image '../../x.jpg'", "plain name"),
     "absolute path": ({"/etc/x.jpg": {"words": {}}}, None, "image '/etc/x.jpg'", "plain name"),
     "listed but missing": ({"ghost.jpg": {"words": {}}}, {}, "image 'ghost.jpg'", "missing on disk"),
-    "points not numbers": ({"a.jpg": {"words": {"0001": {"points": [[1, "x"], [2, 2], [3, 3], [4, 4]]}}}}, None, "word '0001'", "not a number"),
+    "points not numbers": (
+        {"a.jpg": {"words": {"0001": {"points": [[1, "x"], [2, 2], [3, 3], [4, 4]]}}}},
+        None,
+        "word '0001'",
+        "not a number",
+    ),
 }
 
 
@@ -86,7 +122,13 @@ def test_duplicate_file_names_are_reported_and_first_kept(tmp_path):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("", "file is empty"), ("   \n", "file is empty"), ("[1, 2]", "not UFO JSON"), ('{"pictures": {}}', "not UFO JSON"), ('{"images": ', "not valid JSON (line 1")],
+    [
+        ("", "file is empty"),
+        ("   \n", "file is empty"),
+        ("[1, 2]", "not UFO JSON"),
+        ('{"pictures": {}}', "not UFO JSON"),
+        ('{"images": ', "not valid JSON (line 1"),
+    ],
 )
 def test_unusable_json_is_one_clear_error_naming_the_file(tmp_path, text, message):
     path = tmp_path / "val.json"
@@ -103,7 +145,12 @@ def test_image_on_disk_but_not_listed_is_reported(tmp_path):
 
 
 def test_round_trip_keeps_points_and_transcriptions(tmp_path):
-    images = {"r.jpg": {"0001": Word(np.array([[1.5, 2], [10, 2], [10, 8.25], [1.5, 8.25]]), "영수증"), "0002": Word(np.array(BOX, float))}}
+    images = {
+        "r.jpg": {
+            "0001": Word(np.array([[1.5, 2], [10, 2], [10, 8.25], [1.5, 8.25]]), "영수증"),
+            "0002": Word(np.array(BOX, float)),
+        }
+    }
     write_ufo(images, tmp_path / "x.json")
     back, report = read_ufo(tmp_path / "x.json")
     assert not report.problems
@@ -126,7 +173,9 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_check_command_lists_every_problem_and_fails(tmp_path, capsys):
-    root = make_root(tmp_path, {"a.jpg": {"words": {"0007": {"points": [[1, 1], [5, 5]]}}}, "../../x.jpg": {"words": {}}})
+    root = make_root(
+        tmp_path, {"a.jpg": {"words": {"0007": {"points": [[1, 1], [5, 5]]}}}, "../../x.jpg": {"words": {}}}
+    )
     assert main(["check", str(root)]) == 1
     out = capsys.readouterr().out
     assert "word '0007'" in out and "'../../x.jpg'" in out and "val" in out

@@ -5,6 +5,7 @@ client, the namespace default and the retry rule: components/kube.py).
 Imported inside component bodies (they run where the receiptflow package is installed); the
 kubernetes client is imported only where it is used.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,10 @@ def experiment_body(template: dict, *, name_suffix: str, namespace: str, values:
     text = json.dumps(template)
     missing = [p for p in PLACEHOLDERS if p not in text]
     if missing:  # the run's value would be silently ignored
-        raise ValueError(f"the Experiment template has no {', '.join(missing)}: build it with pipelines.sweep.experiment("
-                         "dataset_uri='@DATASET_URI@', output_uri='@OUTPUT_URI@', minio_secret='@MINIO_SECRET@')")
+        raise ValueError(
+            f"the Experiment template has no {', '.join(missing)}: build it with pipelines.sweep.experiment("
+            "dataset_uri='@DATASET_URI@', output_uri='@OUTPUT_URI@', minio_secret='@MINIO_SECRET@')"
+        )
     empty = [p for p in PLACEHOLDERS if not str(values.get(p, "")).strip()]
     if empty:
         raise ValueError(f"no value for {', '.join(empty)} (dataset_uri, output_uri and minio_secret must be set)")
@@ -67,17 +70,21 @@ def _refused(exc: Exception, verb: str, namespace: str, name: str) -> Exception:
             f"{what}. The pipeline's service account may not {verb} kubeflow.org experiments in {namespace}: apply the "
             f"Role and RoleBinding in {RBAC} there (verbs create/get on experiments, get/list on trials) and bind them "
             "to the service account the run uses (`kubectl -n NS auth can-i create experiments.kubeflow.org "
-            "--as system:serviceaccount:NS:SA`)")
+            "--as system:serviceaccount:NS:SA`)"
+        )
     if status == 404 and verb == "create":
-        return RuntimeError(f"{what}. No Experiment resource in {namespace}: is Katib installed (`kubectl get crd "
-                            "experiments.kubeflow.org`) and does the namespace exist?")
+        return RuntimeError(
+            f"{what}. No Experiment resource in {namespace}: is Katib installed (`kubectl get crd "
+            "experiments.kubeflow.org`) and does the namespace exist?"
+        )
     if status == 404:
         return RuntimeError(f"{what}. It was deleted while this task waited for it")
     return RuntimeError(what)
 
 
-def run_experiment(api, body: dict, *, timeout_minutes: float, poll_seconds: float,
-                   log: Callable[[str], None] = print) -> str:
+def run_experiment(
+    api, body: dict, *, timeout_minutes: float, poll_seconds: float, log: Callable[[str], None] = print
+) -> str:
     """Create `body` (or attach to the Experiment of that name: a retried task finds the one its
     first try created) and poll it every `poll_seconds` until Katib marks it Succeeded or Failed.
     Returns the last progress line; raises RuntimeError when it failed, TimeoutError after
@@ -102,8 +109,10 @@ def run_experiment(api, body: dict, *, timeout_minutes: float, poll_seconds: flo
                     if e.status != 409:
                         raise
                     # the first try of this task created it (or a create whose answer was lost did)
-                    log(f"Experiment {namespace}/{name} already exists: attached to the existing Experiment "
-                        f"{namespace}/{name}, waiting for it")
+                    log(
+                        f"Experiment {namespace}/{name} already exists: attached to the existing Experiment "
+                        f"{namespace}/{name}, waiting for it"
+                    )
                 created = True
                 verb = "get"
             obj = api.get_namespaced_custom_object(*args, name, _request_timeout=REQUEST_TIMEOUT)
@@ -114,22 +123,32 @@ def run_experiment(api, body: dict, *, timeout_minutes: float, poll_seconds: flo
                 raise
             failures += 1
             if failures >= MAX_API_FAILURES:
-                raise RuntimeError(f"{failures} Kubernetes API calls in a row failed ({verb} Experiment {namespace}/{name}), "
-                                   f"the last with {describe(e)}; the Experiment may still be running: {kubectl}") from None
-            log(f"{verb} Experiment {namespace}/{name} failed ({describe(e)}); try {failures} of {MAX_API_FAILURES}, "
-                f"again in {poll_seconds}s")
+                raise RuntimeError(
+                    f"{failures} Kubernetes API calls in a row failed ({verb} Experiment {namespace}/{name}), "
+                    f"the last with {describe(e)}; the Experiment may still be running: {kubectl}"
+                ) from None
+            log(
+                f"{verb} Experiment {namespace}/{name} failed ({describe(e)}); try {failures} of {MAX_API_FAILURES}, "
+                f"again in {poll_seconds}s"
+            )
         else:
             failures = 0
             status = obj.get("status") or {}
-            done = [c["type"] for c in status.get("conditions") or [] if c.get("status") == "True" and c.get("type") in DONE]
+            done = [
+                c["type"] for c in status.get("conditions") or [] if c.get("status") == "True" and c.get("type") in DONE
+            ]
             line = summarize(status)
             log(f"{name}: {line}")
             if "Failed" in done:
-                raise RuntimeError(f"Experiment {namespace}/{name} failed: {line} ({kubectl} says why; a retry of this run "
-                                   f"attaches to it again: `kubectl -n {namespace} delete experiment {name}` first)")
+                raise RuntimeError(
+                    f"Experiment {namespace}/{name} failed: {line} ({kubectl} says why; a retry of this run "
+                    f"attaches to it again: `kubectl -n {namespace} delete experiment {name}` first)"
+                )
             if done:
                 return line
         if time.monotonic() > deadline:
-            raise TimeoutError(f"Experiment {namespace}/{name} not finished after {timeout_minutes} min ({line}); "
-                               f"it keeps running: {kubectl}")
+            raise TimeoutError(
+                f"Experiment {namespace}/{name} not finished after {timeout_minutes} min ({line}); "
+                f"it keeps running: {kubectl}"
+            )
         time.sleep(poll_seconds)

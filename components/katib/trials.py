@@ -18,6 +18,7 @@ JSON records are normalized the same way, so a trial reads the same from every s
 A plain module (see components/katib/__init__.py for why it lives here); the kubernetes
 client (components/kube.py) is imported only inside `list_trials`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -37,17 +38,32 @@ EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 
 # Katib Trial condition types that decide a trial's status (see katib pkg/apis/.../trial_types.go).
 STATUSES = ("Succeeded", "EarlyStopped", "Failed", "Killed", "MetricsUnavailable", "Running", "Pending")
-_CONDITION_TYPES = {"Created": "Pending", "Running": "Running", "Succeeded": "Succeeded",
-                    "EarlyStopped": "EarlyStopped", "Failed": "Failed", "Killed": "Killed",
-                    "MetricsUnavailable": "MetricsUnavailable"}
+_CONDITION_TYPES = {
+    "Created": "Pending",
+    "Running": "Running",
+    "Succeeded": "Succeeded",
+    "EarlyStopped": "EarlyStopped",
+    "Failed": "Failed",
+    "Killed": "Killed",
+    "MetricsUnavailable": "MetricsUnavailable",
+}
 # Statuses whose metric may be ranked; Failed / Killed / MetricsUnavailable never are.
 RANKABLE = ("Succeeded", "EarlyStopped", "Running", "Pending")
 # Flat-record / CSV spellings accepted for a status (the seed's Korean ones included).
 _STATUS_ALIASES = {s.lower(): s for s in STATUSES} | {
-    "early_stopped": "EarlyStopped", "early-stopped": "EarlyStopped", "earlystopped": "EarlyStopped",
-    "stopped": "EarlyStopped", "종료됨": "EarlyStopped", "완료": "Succeeded", "completed": "Succeeded",
-    "finished": "Succeeded", "complete": "Succeeded", "metrics_unavailable": "MetricsUnavailable",
-    "created": "Pending", "실패": "Failed"}
+    "early_stopped": "EarlyStopped",
+    "early-stopped": "EarlyStopped",
+    "earlystopped": "EarlyStopped",
+    "stopped": "EarlyStopped",
+    "종료됨": "EarlyStopped",
+    "완료": "Succeeded",
+    "completed": "Succeeded",
+    "finished": "Succeeded",
+    "complete": "Succeeded",
+    "metrics_unavailable": "MetricsUnavailable",
+    "created": "Pending",
+    "실패": "Failed",
+}
 
 
 @dataclass
@@ -61,6 +77,7 @@ class Trial:
     spec names one, else by the objective's direction).
     curve: the objective per epoch, when an export carries it.
     """
+
     name: str
     parameters: dict[str, float | str]
     metric: float | None
@@ -127,8 +144,11 @@ def trial_from_katib(obj: dict, *, objective: str | None = None, maximize: bool 
     if maximize is None:
         maximize = str(obj_spec.get("type", "maximize")).lower() != "minimize"
     direction = "max" if maximize else "min"
-    strategies = {s.get("name"): str(s.get("value", direction)).lower()
-                  for s in obj_spec.get("metricStrategies") or [] if s.get("name")}
+    strategies = {
+        s.get("name"): str(s.get("value", direction)).lower()
+        for s in obj_spec.get("metricStrategies") or []
+        if s.get("name")
+    }
 
     params: dict[str, float | str] = {}
     for a in spec.get("parameterAssignments") or []:
@@ -150,15 +170,22 @@ def trial_from_katib(obj: dict, *, objective: str | None = None, maximize: bool 
     for m in (status.get("observation") or {}).get("metrics") or []:
         if m.get("name") == objective:
             metric = _best_of(m, direction)
-    return Trial(name=name, parameters=params, metric=metric,
-                 status=status_from_conditions(status.get("conditions")), metrics=metrics)
+    return Trial(
+        name=name,
+        parameters=params,
+        metric=metric,
+        status=status_from_conditions(status.get("conditions")),
+        metrics=metrics,
+    )
 
 
 def summarize(status: dict) -> str:
     """One line of an Experiment's status: trial counts and the current best."""
-    counts = ", ".join(f"{status[k]} {k.removeprefix('trials').lower() or 'trials'}" for k in
-                       ("trials", "trialsSucceeded", "trialsEarlyStopped", "trialsRunning", "trialsFailed", "trialsKilled")
-                       if status.get(k))
+    counts = ", ".join(
+        f"{status[k]} {k.removeprefix('trials').lower() or 'trials'}"
+        for k in ("trials", "trialsSucceeded", "trialsEarlyStopped", "trialsRunning", "trialsFailed", "trialsKilled")
+        if status.get(k)
+    )
     best = (status.get("currentOptimalTrial") or {}).get("observation", {}).get("metrics") or []
     shown = ", ".join(f"{m['name']}={m.get('max', m.get('latest'))}" for m in best)
     return f"{counts or 'no trials yet'}" + (f"; best so far {shown}" if shown else "")
@@ -179,8 +206,10 @@ def trial_parameters(trial: Trial) -> tuple[float, float, int, float]:
     for key, names in TRIAL_PARAMETER_NAMES.items():
         value = next((trial.parameters[n] for n in names if n in trial.parameters), None)
         if not isinstance(value, float):
-            raise DataError(f"trial {trial.name}: no numeric {key} among its parameters {sorted(trial.parameters)} "
-                            f"(expected one of {', '.join(names)})")
+            raise DataError(
+                f"trial {trial.name}: no numeric {key} among its parameters {sorted(trial.parameters)} "
+                f"(expected one of {', '.join(names)})"
+            )
         found.append(value)
     lr, weight_decay, t_max, eta_min = found
     if t_max != int(t_max):
@@ -194,22 +223,29 @@ def list_trials(experiment: str, namespace: str = "kubeflow") -> list[Trial]:
     try:
         from components.kube import ApiException, custom_objects_api
     except ImportError as e:  # pragma: no cover - kubernetes is a dependency
-        raise RuntimeError(f"listing trials of Experiment {namespace}/{experiment} needs the kubernetes client: {e}") from e
+        raise RuntimeError(
+            f"listing trials of Experiment {namespace}/{experiment} needs the kubernetes client: {e}"
+        ) from e
     try:
         api = custom_objects_api()
         resp = api.list_namespaced_custom_object(
-            KATIB_GROUP, KATIB_VERSION, namespace, KATIB_TRIALS,
-            label_selector=f"{EXPERIMENT_LABEL}={experiment}")
+            KATIB_GROUP, KATIB_VERSION, namespace, KATIB_TRIALS, label_selector=f"{EXPERIMENT_LABEL}={experiment}"
+        )
     except ApiException as e:
-        raise DataError(f"cannot list Trials of Katib Experiment {namespace}/{experiment}: "
-                        f"HTTP {e.status} {e.reason}") from None
+        raise DataError(
+            f"cannot list Trials of Katib Experiment {namespace}/{experiment}: HTTP {e.status} {e.reason}"
+        ) from None
     except Exception as e:  # config errors, connection refused, DNS, TLS
-        raise DataError(f"cannot list Trials of Katib Experiment {namespace}/{experiment}: "
-                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise DataError(
+            f"cannot list Trials of Katib Experiment {namespace}/{experiment}: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
     items = resp.get("items") or []
     if not items:
-        raise DataError(f"Katib Experiment {namespace}/{experiment}: no Trials (label {EXPERIMENT_LABEL}={experiment}); "
-                        f"check the name with `kubectl -n {namespace} get experiments`")
+        raise DataError(
+            f"Katib Experiment {namespace}/{experiment}: no Trials (label {EXPERIMENT_LABEL}={experiment}); "
+            f"check the name with `kubectl -n {namespace} get experiments`"
+        )
     return sorted((trial_from_katib(o) for o in items), key=lambda t: t.name)
 
 
@@ -238,9 +274,14 @@ def _trial_from_record(rec: Any, where: str) -> Trial:
     if not isinstance(params, dict):
         raise DataError(f"{where}: parameters must be a mapping, got {type(params).__name__}")
     metrics = {str(k): float(v) for k, v in (rec.get("metrics") or {}).items() if _number(v) is not None}
-    return Trial(name=str(rec["name"]), parameters={str(k): parameter_value(v) for k, v in params.items()},
-                 metric=_number(metric), status=normalize_status(rec.get("status", "Succeeded"), where=where),
-                 metrics=metrics, curve=_parse_curve(rec.get("curve"), where))
+    return Trial(
+        name=str(rec["name"]),
+        parameters={str(k): parameter_value(v) for k, v in params.items()},
+        metric=_number(metric),
+        status=normalize_status(rec.get("status", "Succeeded"), where=where),
+        metrics=metrics,
+        curve=_parse_curve(rec.get("curve"), where),
+    )
 
 
 def _load_json(path: Path) -> list[Trial]:
@@ -255,7 +296,7 @@ def _load_json(path: Path) -> list[Trial]:
     elif isinstance(data, list):
         items = data
     else:
-        raise DataError(f"{path}: expected a list of trials or {{\"items\": [...]}} (kubectl get trials -o json)")
+        raise DataError(f'{path}: expected a list of trials or {{"items": [...]}} (kubectl get trials -o json)')
     trials = []
     for i, item in enumerate(items):
         where = f"{path}: item {i}"
@@ -272,8 +313,10 @@ def _load_csv(path: Path) -> list[Trial]:
         cols = reader.fieldnames or []
         missing = [c for c in ("name", "status", "metric") if c not in cols]
         if missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected name, status, metric, "
-                            f"one column per parameter, optional curve")
+            raise DataError(
+                f"{path}: missing column(s) {', '.join(missing)}; expected name, status, metric, "
+                f"one column per parameter, optional curve"
+            )
         param_cols = [c for c in cols if c not in ("name", "status", "metric", "curve")]
         trials = []
         for row in reader:
@@ -293,9 +336,15 @@ def _load_csv(path: Path) -> list[Trial]:
                 if v == "":
                     raise DataError(f"{where} ({name}): empty value for parameter {c}")
                 params[c] = parameter_value(v)
-            trials.append(Trial(name=name, parameters=params, metric=metric,
-                                status=normalize_status(row["status"] or "", where=f"{where} ({name})"),
-                                curve=_parse_curve((row.get("curve") or "").strip(), f"{where} ({name})")))
+            trials.append(
+                Trial(
+                    name=name,
+                    parameters=params,
+                    metric=metric,
+                    status=normalize_status(row["status"] or "", where=f"{where} ({name})"),
+                    curve=_parse_curve((row.get("curve") or "").strip(), f"{where} ({name})"),
+                )
+            )
     if not trials:
         raise DataError(f"{path}: no trials (header only)")
     return trials
@@ -326,8 +375,10 @@ def best_trial(trials: list[Trial], *, maximize: bool = True, objective: str = "
             counts[t.status] = counts.get(t.status, 0) + 1
         no_metric = sum(1 for t in trials if t.metric is None)
         detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
-        raise DataError(f"no trial has a usable {objective} value among {len(trials)} trial(s) ({detail}; "
-                        f"{no_metric} without a metric); failed, killed and metrics-unavailable trials are not ranked")
+        raise DataError(
+            f"no trial has a usable {objective} value among {len(trials)} trial(s) ({detail}; "
+            f"{no_metric} without a metric); failed, killed and metrics-unavailable trials are not ranked"
+        )
     sign = -1.0 if maximize else 1.0
     return min(valid, key=lambda t: (sign * t.metric, natural_key(t.name)))
 

@@ -16,6 +16,7 @@ user gave or the machine they run on), with its type and a pointer to `--debug` 
 RECEIPTFLOW_DEBUG=1), which shows the traceback. Anything else (TypeError, AttributeError, ...)
 is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,24 @@ from model.errors import DataError
 
 # Every module in model/cli/ with a `register(subparsers)` is a command; these come first in
 # `--help`, the rest alphabetically.
-ORDER = ("synth", "convert", "check", "split", "config", "train", "tune", "eval", "predict", "export", "score", "submit", "pipeline", "sweep", "cluster", "earlystop")
+ORDER = (
+    "synth",
+    "convert",
+    "check",
+    "split",
+    "config",
+    "train",
+    "tune",
+    "eval",
+    "predict",
+    "export",
+    "score",
+    "submit",
+    "pipeline",
+    "sweep",
+    "cluster",
+    "earlystop",
+)
 PLUGINS = "receiptflow.commands"
 DEBUG_ENV = "RECEIPTFLOW_DEBUG"
 # What a user's input or environment raises (bad values, missing files, no GPU, unreachable

@@ -1,4 +1,5 @@
 """`receiptflow check ROOT`: validate a dataset root and print its summary."""
+
 from __future__ import annotations
 
 import json

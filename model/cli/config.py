@@ -1,4 +1,5 @@
 """`receiptflow config show [preset=NAME] [key=value ...] [--resolve]` and `receiptflow config presets`."""
+
 from __future__ import annotations
 
 
@@ -10,11 +11,20 @@ def register(sub) -> None:
         "as `receiptflow train` takes them: preset=run8 models.optimizer.lr=0.0005 trainer.max_epochs=22.",
     )
     cmds = p.add_subparsers(dest="config_command", required=True, metavar="{show,presets}")
-    show = cmds.add_parser("show", help="print the config for a preset and overrides as YAML",
-                           description="Print the config that `receiptflow train` would use with the same arguments.")
-    show.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                      help="preset=NAME (default efficientnet_b4_lr_optimized) and dotted overrides, values parsed as YAML")
-    show.add_argument("--resolve", action="store_true", help="resolve interpolations such as output_dir: runs/${exp_name}")
+    show = cmds.add_parser(
+        "show",
+        help="print the config for a preset and overrides as YAML",
+        description="Print the config that `receiptflow train` would use with the same arguments.",
+    )
+    show.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="preset=NAME (default efficientnet_b4_lr_optimized) and dotted overrides, values parsed as YAML",
+    )
+    show.add_argument(
+        "--resolve", action="store_true", help="resolve interpolations such as output_dir: runs/${exp_name}"
+    )
     show.set_defaults(func=run_show)
     presets = cmds.add_parser("presets", help="list the presets with a one-line description")
     presets.set_defaults(func=run_presets)

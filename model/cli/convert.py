@@ -1,4 +1,5 @@
 """`receiptflow convert DATASET SRC DST`: import a public receipt dataset as a dataset root."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ SOURCES = {
     "icdar2015": "img_N.jpg and gt_img_N.txt side by side, or one image folder and one gt folder",
     "paddleocr": "a PPOCRLabel folder with Label.txt (or folders of them), or det label .txt files (path<TAB>JSON)",
     "labelstudio": "the JSON export (one .json) and the task images anywhere under SRC",
-    "cvat": "the unpacked \"CVAT for images 1.1\" export: annotations.xml and images/",
+    "cvat": 'the unpacked "CVAT for images 1.1" export: annotations.xml and images/',
     "coco": "one .json (COCO-Text v2, TextOCR or COCO polygons) and its images, in SRC or SRC/images/",
 }
 
@@ -23,13 +24,15 @@ def register(sub) -> None:
         "convert",
         help="import labels (SROIE, ICDAR 2015, PaddleOCR, Label Studio, CVAT, COCO) as a dataset root with train/val/test splits",
         description="Import labelled receipts into images/{train,val,test}/ and jsons/{train,val,test}.json (UFO): "
-        "transcriptions kept, don't-care words kept as \"illegibility\": true, points in the image as it displays "
-        "(EXIF applied). The split depends only on the seed and the file names. docs/data.md, \"Importing labels\", "
+        'transcriptions kept, don\'t-care words kept as "illegibility": true, points in the image as it displays '
+        '(EXIF applied). The split depends only on the seed and the file names. docs/data.md, "Importing labels", '
         "gives each format's layout and rules.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="SRC per format:\n" + "\n".join(f"  {name:<12} {SOURCES[name]}" for name in converter_names()),
     )
-    p.add_argument("dataset", choices=converter_names(), metavar="FORMAT", help=f"label format: {', '.join(converter_names())}")
+    p.add_argument(
+        "dataset", choices=converter_names(), metavar="FORMAT", help=f"label format: {', '.join(converter_names())}"
+    )
     p.add_argument("src", help="source folder (its layout per format: below)")
     p.add_argument("dst", help="dataset root to create")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"split seed (default {DEFAULT_SEED})")
@@ -41,7 +44,11 @@ def register(sub) -> None:
         help="fractions summing to 1, any of them 0 (0,0,1: all test, e.g. a hold-out set to predict on; empty "
         "splits are written empty) (default %s)" % ",".join(f"{f:g}" for f in DEFAULT_FRACTIONS),
     )
-    p.add_argument("--lenient", action="store_true", help="skip bad lines and unpaired files and list them (default: stop at the first)")
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="skip bad lines and unpaired files and list them (default: stop at the first)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace images/ and jsons/ already in DST")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
@@ -49,7 +56,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     summary = convert(
-        args.dataset, args.src, args.dst, seed=args.seed, split=args.split, strict=not args.lenient, overwrite=args.overwrite
+        args.dataset,
+        args.src,
+        args.dst,
+        seed=args.seed,
+        split=args.split,
+        strict=not args.lenient,
+        overwrite=args.overwrite,
     )
     print(json.dumps(summary.to_json(), indent=1) if args.json else summary)
     return 0

@@ -1,8 +1,9 @@
 """`receiptflow ensemble`: fuse K models' predictions of the same images (the 5-fold plan, docs/design.md §1).
 
-    receiptflow ensemble --min-vote 3 -o ensemble.json fold0.json fold1.json fold2.json fold3.json fold4.json
-    receiptflow ensemble --mode maps -o ensemble.json maps0/ maps1/ maps2/ maps3/ maps4/   # from predict --maps
+receiptflow ensemble --min-vote 3 -o ensemble.json fold0.json fold1.json fold2.json fold3.json fold4.json
+receiptflow ensemble --mode maps -o ensemble.json maps0/ maps1/ maps2/ maps3/ maps4/   # from predict --maps
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,11 +26,19 @@ def register(sub) -> None:
         "as predict does, with the settings the maps were predicted with unless --thresh/--box-thresh/... are given. "
         "Both write UFO JSON in original pixels.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="one per model: UFO JSON prediction files (boxes) or folders of stored maps (maps)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="one per model: UFO JSON prediction files (boxes) or folders of stored maps (maps)",
+    )
     p.add_argument("-o", "--output", required=True, help="fused UFO JSON to write")
-    p.add_argument("--mode", choices=("boxes", "maps"), default="boxes",
-                   help="boxes: vote on the models' words (default); maps: average the models' probability maps")
+    p.add_argument(
+        "--mode",
+        choices=("boxes", "maps"),
+        default="boxes",
+        help="boxes: vote on the models' words (default); maps: average the models' probability maps",
+    )
     p.add_argument("--weights", default=None, help="comma-separated model weights, one per input, >= 0 (default all 1)")
     g = p.add_argument_group("boxes mode")
     g.add_argument("--min-vote", type=int, default=None, help="models that must agree on a word (default 3)")
@@ -54,7 +63,9 @@ def run(args) -> int:
             raise DataError(f"--weights {args.weights!r}: expected comma-separated numbers") from None
     wrong = [n for n in (MAP_ONLY if args.mode == "boxes" else BOX_ONLY) if getattr(args, n) not in (None, False)]
     if wrong:
-        raise DataError(f"--mode {args.mode}: {', '.join('--' + n.replace('_', '-') for n in wrong)} belong(s) to the other mode")
+        raise DataError(
+            f"--mode {args.mode}: {', '.join('--' + n.replace('_', '-') for n in wrong)} belong(s) to the other mode"
+        )
     return run_maps(args, weights) if args.mode == "maps" else run_boxes(args, weights)
 
 
@@ -84,9 +95,17 @@ def run_maps(args, weights) -> int:
     for path in args.inputs:
         if not Path(path).is_dir():
             raise DataError(f"{path}: --mode maps takes the map folders predict --maps writes, not files")
-    fused = map_ensemble(args.inputs, weights=weights, scores=args.scores, thresh=args.thresh, box_thresh=args.box_thresh,
-                         unclip_ratio=args.unclip_ratio, max_candidates=args.max_candidates, min_size=args.min_size,
-                         mode=args.shape)
+    fused = map_ensemble(
+        args.inputs,
+        weights=weights,
+        scores=args.scores,
+        thresh=args.thresh,
+        box_thresh=args.box_thresh,
+        unclip_ratio=args.unclip_ratio,
+        max_candidates=args.max_candidates,
+        min_size=args.min_size,
+        mode=args.shape,
+    )
     write_ufo(fused, args.output)
     print(f"images: {len(fused)} (maps of {len(args.inputs)} models averaged)")
     print(f"kept: {sum(len(w) for w in fused.values())} words -> {args.output}")

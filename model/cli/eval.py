@@ -1,4 +1,5 @@
 """`receiptflow eval CHECKPOINT [key=value ...]`: the competition metric of a checkpoint on a split."""
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,20 @@ def run(args) -> int:
     model, cfg = load_model(args.checkpoint, args.overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     split = load_split(cfg.dataset, args.split)
-    result = validate(model.to(device), eval_loader(split, cfg), split, device,
-                      postprocess_options=OmegaConf.to_container(cfg.models.head.postprocess),
-                      workers=cfg.trainer.eval_workers, tta_flip=args.tta, progress=True)
-    values = {f"{args.split}/hmean": result.hmean, f"{args.split}/precision": result.precision, f"{args.split}/recall": result.recall}
+    result = validate(
+        model.to(device),
+        eval_loader(split, cfg),
+        split,
+        device,
+        postprocess_options=OmegaConf.to_container(cfg.models.head.postprocess),
+        workers=cfg.trainer.eval_workers,
+        tta_flip=args.tta,
+        progress=True,
+    )
+    values = {
+        f"{args.split}/hmean": result.hmean,
+        f"{args.split}/precision": result.precision,
+        f"{args.split}/recall": result.recall,
+    }
     print(json.dumps(values) if args.json else " ".join(f"{k}={v!r}" for k, v in values.items()))
     return 0

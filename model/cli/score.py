@@ -1,8 +1,9 @@
 """`receiptflow score GT PRED`: the competition metric (CLEval detection) of predictions.
 
-    receiptflow score jsons/val.json predictions.json          # per-image table and the means
-    receiptflow score jsons/val.json submission.csv --json     # one JSON object
+receiptflow score jsons/val.json predictions.json          # per-image table and the means
+receiptflow score jsons/val.json submission.csv --json     # one JSON object
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,9 @@ def register(sub) -> None:
     p.add_argument("gt", help="ground truth, UFO JSON")
     p.add_argument("pred", help="predictions: UFO JSON or a submission CSV (filename,polygons)")
     p.add_argument("--json", action="store_true", help="print one JSON object (means, dataset values, per_image)")
-    p.add_argument("--workers", type=int, default=0, metavar="N", help="score images in N processes (default: in this one)")
+    p.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="score images in N processes (default: in this one)"
+    )
     p.set_defaults(func=run)
 
 
@@ -40,10 +43,14 @@ def run(args) -> int:
     print(f"{'file':<{width}}  {'recall':>8}  {'precision':>9}  {'hmean':>8}")
     for name, s in result.per_image.items():
         print(f"{name:<{width}}  {s.recall:>8.4f}  {s.precision:>9.4f}  {s.hmean:>8.4f}")
-    print(f"{'mean':<{width}}  {result.recall:>8.4f}  {result.precision:>9.4f}  {result.hmean:>8.4f}"
-          f"  ({len(result.per_image)} images)")
-    print(f"{'dataset':<{width}}  {result.dataset_recall:>8.4f}  {result.dataset_precision:>9.4f}  {result.dataset_hmean:>8.4f}"
-          "  (summed character counts)")
+    print(
+        f"{'mean':<{width}}  {result.recall:>8.4f}  {result.precision:>9.4f}  {result.hmean:>8.4f}"
+        f"  ({len(result.per_image)} images)"
+    )
+    print(
+        f"{'dataset':<{width}}  {result.dataset_recall:>8.4f}  {result.dataset_precision:>9.4f}  {result.dataset_hmean:>8.4f}"
+        "  (summed character counts)"
+    )
     return 0
 
 

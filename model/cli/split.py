@@ -1,4 +1,5 @@
 """`receiptflow split ROOT --out DIR`: k-fold splits of train+val, balanced by word count."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="folder for fold_{i}/ and folds.json")
     p.add_argument("--k", type=int, default=None, help=f"number of folds (default {DEFAULT_K})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"assignment seed (default {DEFAULT_SEED})")
-    p.add_argument("--hold-out", metavar="SPLIT", help="keep this split (e.g. val) out of every fold (default: pool train and val)")
+    p.add_argument(
+        "--hold-out", metavar="SPLIT", help="keep this split (e.g. val) out of every fold (default: pool train and val)"
+    )
     p.add_argument("--lenient", action="store_true", help="leave out images the dataset check rejects (default: stop)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=run)

@@ -1,8 +1,9 @@
 """`receiptflow submit`: UFO predictions -> submission CSV, and checking a submission CSV.
 
-    receiptflow submit PRED.json -o submission.csv [--images DIR_or_dataset_root]
-    receiptflow submit --check submission.csv --images DIR_or_dataset_root
+receiptflow submit PRED.json -o submission.csv [--images DIR_or_dataset_root]
+receiptflow submit --check submission.csv --images DIR_or_dataset_root
 """
+
 from __future__ import annotations
 
 
@@ -17,7 +18,9 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", help="submission CSV to write")
     p.add_argument("--check", metavar="CSV", help="check this submission CSV instead of writing one (needs --images)")
     p.add_argument("--images", help="the test images: a folder of images, or a dataset root (its images/test/)")
-    p.add_argument("--lenient", action="store_true", help="when writing: write the CSV even if the check finds problems (exit 1)")
+    p.add_argument(
+        "--lenient", action="store_true", help="when writing: write the CSV even if the check finds problems (exit 1)"
+    )
     p.set_defaults(func=run, parser=p)
 
 
@@ -44,5 +47,7 @@ def run(args) -> int:
         print(problem)
     n_words = sum(len(w) for w in images.values())
     checked = f", checked against {len(names)} test images" if names is not None else ""
-    print(f"{args.output}: {len(images)} rows, {n_words} polygons{checked}{f'; {len(report.problems)} problem(s)' if report.problems else ''}")
+    print(
+        f"{args.output}: {len(images)} rows, {n_words} polygons{checked}{f'; {len(report.problems)} problem(s)' if report.problems else ''}"
+    )
     return 1 if report.problems else 0

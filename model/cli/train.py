@@ -1,4 +1,5 @@
 """`receiptflow train [preset=NAME] [dotted.key=value ...]`: the training loop of model/train.py."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """`receiptflow tune CHECKPOINT [key=value ...]`: choose a checkpoint's post-processing on labelled images."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,14 @@ def register(sub) -> None:
     )
     p.add_argument("checkpoint", help="best.pt or last.pt of `receiptflow train`; rewritten in place unless --dry-run")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--split", default="val", help="labelled split to choose on (default val; never the split you report)")
-    p.add_argument("--test", metavar="SPLIT", help="also score SPLIT with the old and the chosen settings (shown, not used to choose)")
+    p.add_argument(
+        "--split", default="val", help="labelled split to choose on (default val; never the split you report)"
+    )
+    p.add_argument(
+        "--test",
+        metavar="SPLIT",
+        help="also score SPLIT with the old and the chosen settings (shown, not used to choose)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the choice, leave the checkpoint as it is")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -35,15 +42,27 @@ def run(args) -> int:
     model, cfg = load_model(args.checkpoint, args.overrides, tuned=False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    result = tune(model, cfg, load_split(cfg.dataset, args.split), device=device, workers=cfg.trainer.eval_workers,
-                  progress=not args.json)
+    result = tune(
+        model,
+        cfg,
+        load_split(cfg.dataset, args.split),
+        device=device,
+        workers=cfg.trainer.eval_workers,
+        progress=not args.json,
+    )
     out = result.to_json()
     if args.test:
         test = load_split(cfg.dataset, args.test)
         pp = dict(cfg.models.head.postprocess)
         for key, settings in (("own", result.own), ("chosen", result.chosen)):
-            r = validate(model, eval_loader(test, cfg), test, device, postprocess_options={**pp, **settings},
-                         workers=cfg.trainer.eval_workers)
+            r = validate(
+                model,
+                eval_loader(test, cfg),
+                test,
+                device,
+                postprocess_options={**pp, **settings},
+                workers=cfg.trainer.eval_workers,
+            )
             out[f"{args.test}_{key}_hmean"] = round(r.hmean, 6)
     if not args.dry_run:
         store(args.checkpoint, result)
@@ -52,7 +71,9 @@ def run(args) -> int:
         return 0
     print(result.summary())
     if args.test:
-        print(f"{args.test} split (not used to choose): H-Mean {out[f'{args.test}_own_hmean']:.4f} with the old settings, "
-              f"{out[f'{args.test}_chosen_hmean']:.4f} with the chosen")
+        print(
+            f"{args.test} split (not used to choose): H-Mean {out[f'{args.test}_own_hmean']:.4f} with the old settings, "
+            f"{out[f'{args.test}_chosen_hmean']:.4f} with the chosen"
+        )
     print(f"stored in {args.checkpoint}" if not args.dry_run else "--dry-run: checkpoint unchanged")
     return 0

@@ -41,6 +41,7 @@ https://textvqa.org/textocr/dataset/ (TextOCR: "follows COCO-Text v2, except the
 named as points"), https://cocodataset.org/#format-data (COCO), samples:
 https://github.com/open-mmlab/mmocr/tree/main/dataset_zoo (cocotextv2/ and textocr/ sample_anno.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -87,7 +88,9 @@ class CocoTextConverter(Converter):
             ann_id = key
             image_id = str(ann.get("image_id"))
             if image_id not in by_image:
-                report.add(Problem(source, f"annotation {ann_id}: image_id {ann.get('image_id')!r} is not among the images"))
+                report.add(
+                    Problem(source, f"annotation {ann_id}: image_id {ann.get('image_id')!r} is not among the images")
+                )
                 continue
             by_image[image_id].append((ann_id, ann))
 
@@ -98,7 +101,7 @@ class CocoTextConverter(Converter):
         for image_id, entry in tqdm(entries.items(), desc="coco: read", unit="img", disable=not progress):
             file_name = entry.get("file_name", entry.get("filename"))
             if not isinstance(file_name, str) or not file_name.strip():
-                report.add(Problem(source, f"image id {image_id}: no \"file_name\""))
+                report.add(Problem(source, f'image id {image_id}: no "file_name"'))
                 continue
             image, reason = resolve_image(src, file_name)
             if reason:
@@ -114,8 +117,14 @@ class CocoTextConverter(Converter):
                 report.add(Problem(source, f"image id {image_id}: {image_problem(image, exc)}", image=file_name))
                 continue
             if image.name in samples:
-                report.add(Problem(source, f"image id {image_id}: file name {image.name!r} is already taken by image id "
-                                   f"{first_id[image.name]} ({samples[image.name].image}); skipped", image=file_name))
+                report.add(
+                    Problem(
+                        source,
+                        f"image id {image_id}: file name {image.name!r} is already taken by image id "
+                        f"{first_id[image.name]} ({samples[image.name].image}); skipped",
+                        image=file_name,
+                    )
+                )
                 continue
             words = []
             for ann_id, ann in by_image[image_id]:
@@ -135,8 +144,10 @@ class CocoTextConverter(Converter):
             if frame.turned:
                 turned.append(image.name)
         if turned:
-            self.notes.append(f"{len(turned)} EXIF-rotated image(s) labelled on their stored pixels, points turned to the "
-                              f"displayed frame: {', '.join(turned[:10])}{', ...' if len(turned) > 10 else ''}")
+            self.notes.append(
+                f"{len(turned)} EXIF-rotated image(s) labelled on their stored pixels, points turned to the "
+                f"displayed frame: {', '.join(turned[:10])}{', ...' if len(turned) > 10 else ''}"
+            )
         if empty:
             shown = ", ".join(empty[:10]) + (", ..." if len(empty) > 10 else "")
             self.notes.append(f"{len(empty)} image(s) without annotations, kept without words: {shown}")
@@ -148,11 +159,15 @@ def find_annotation_file(src: Path) -> Path:
     for folder in (src, src / "annotations"):
         if not folder.is_dir():
             continue
-        found = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".json" and p.is_file() and not p.name.startswith("."))
+        found = sorted(
+            p for p in folder.iterdir() if p.suffix.lower() == ".json" and p.is_file() and not p.name.startswith(".")
+        )
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
-            raise DataError(f"{folder}: several annotation files ({', '.join(p.name for p in found)}); keep one per source folder")
+            raise DataError(
+                f"{folder}: several annotation files ({', '.join(p.name for p in found)}); keep one per source folder"
+            )
     raise DataError(f"{src}: no annotation file (*.json) in it or in its annotations/ folder")
 
 
@@ -168,18 +183,24 @@ def load_annotation_file(path: Path) -> tuple[list[tuple[str, object]], list[tup
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object with \"images\" and \"annotations\" (COCO) or \"imgs\" and \"anns\" (COCO-Text, TextOCR)")
+        raise DataError(
+            f'{path}: expected a JSON object with "images" and "annotations" (COCO) or "imgs" and "anns" (COCO-Text, TextOCR)'
+        )
     if isinstance(data.get("imgs"), dict):
         anns = data.get("anns")
         if not isinstance(anns, dict):
-            raise DataError(f"{path}: has \"imgs\" but no \"anns\" object: no annotations to import")
+            raise DataError(f'{path}: has "imgs" but no "anns" object: no annotations to import')
         return list(data["imgs"].items()), list(anns.items())
     if isinstance(data.get("images"), list):
         anns = data.get("annotations")
         if not isinstance(anns, list):
-            raise DataError(f"{path}: has \"images\" but no \"annotations\" list: no annotations to import")
-        return [(_list_key(e, i), e) for i, e in enumerate(data["images"], start=1)], [(_list_key(a, i), a) for i, a in enumerate(anns, start=1)]
-    raise DataError(f"{path}: expected \"images\" and \"annotations\" lists (COCO) or \"imgs\" and \"anns\" objects (COCO-Text, TextOCR)")
+            raise DataError(f'{path}: has "images" but no "annotations" list: no annotations to import')
+        return [(_list_key(e, i), e) for i, e in enumerate(data["images"], start=1)], [
+            (_list_key(a, i), a) for i, a in enumerate(anns, start=1)
+        ]
+    raise DataError(
+        f'{path}: expected "images" and "annotations" lists (COCO) or "imgs" and "anns" objects (COCO-Text, TextOCR)'
+    )
 
 
 def resolve_image(src: Path, file_name: str) -> tuple[Path | None, str | None]:
@@ -206,53 +227,53 @@ def parse_annotation(ann: dict) -> tuple[Word | None, str | None]:
         coords = ann[polygon_key]
         if polygon_key == "segmentation" and isinstance(coords, list) and any(isinstance(c, list) for c in coords):
             if not all(isinstance(c, list) for c in coords):
-                return None, "\"segmentation\" must be [[x1, y1, ...]] (or one flat list)"
+                return None, '"segmentation" must be [[x1, y1, ...]] (or one flat list)'
             if len(coords) != 1:
-                return None, f"\"segmentation\" holds {len(coords)} polygons; a word is one"
+                return None, f'"segmentation" holds {len(coords)} polygons; a word is one'
             coords = coords[0]
         elif polygon_key == "segmentation" and not isinstance(coords, list):
-            return None, "\"segmentation\" must be a polygon [[x1, y1, ...]] (RLE masks are not text polygons)"
+            return None, '"segmentation" must be a polygon [[x1, y1, ...]] (RLE masks are not text polygons)'
         points, reason = _flat_points(coords, polygon_key)
     elif ann.get("bbox") is not None:
         points, reason = _bbox_points(ann["bbox"])
     else:
-        return None, f"no polygon ({', '.join(POLYGON_KEYS)}) and no \"bbox\""
+        return None, f'no polygon ({", ".join(POLYGON_KEYS)}) and no "bbox"'
     if reason:
         return None, reason
     text = ann.get("utf8_string", ann.get("text"))
     if text is not None and not isinstance(text, str):
-        return None, "\"utf8_string\" is not a string"
+        return None, '"utf8_string" is not a string'
     if "legibility" in ann:
         if ann["legibility"] not in ("legible", ILLEGIBLE):
-            return None, f"\"legibility\" is {ann['legibility']!r}; expected \"legible\" or \"illegible\""
+            return None, f'"legibility" is {ann["legibility"]!r}; expected "legible" or "illegible"'
         illegible = ann["legibility"] == ILLEGIBLE
     else:
         illegible = "utf8_string" in ann and text == TEXTOCR_ILLEGIBLE  # TextOCR
     crowd = ann.get("iscrowd", 0)
     if crowd not in (0, 1) or isinstance(crowd, float):
-        return None, f"\"iscrowd\" is {crowd!r}; expected 0 or 1"
+        return None, f'"iscrowd" is {crowd!r}; expected 0 or 1'
     return Word(points, text, illegible=illegible or crowd == 1), None
 
 
 def _flat_points(coords, key: str) -> tuple[np.ndarray | None, str | None]:
     if not isinstance(coords, list):
-        return None, f"\"{key}\" must be a list [x1, y1, x2, y2, ...]"
+        return None, f'"{key}" must be a list [x1, y1, x2, y2, ...]'
     for i, v in enumerate(coords):
         if not _is_number(v):
-            return None, f"\"{key}\" value {i + 1} is {json.dumps(v)}, not a finite number"
+            return None, f'"{key}" value {i + 1} is {json.dumps(v)}, not a finite number'
     if len(coords) % 2:
-        return None, f"\"{key}\" holds {len(coords)} numbers; expected x, y pairs"
+        return None, f'"{key}" holds {len(coords)} numbers; expected x, y pairs'
     if len(coords) < 2 * MIN_POINTS:
-        return None, f"\"{key}\" has {len(coords) // 2} point(s); a word needs at least {MIN_POINTS}"
+        return None, f'"{key}" has {len(coords) // 2} point(s); a word needs at least {MIN_POINTS}'
     return np.asarray(coords, dtype=np.float64).reshape(-1, 2), None
 
 
 def _bbox_points(bbox) -> tuple[np.ndarray | None, str | None]:
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-        return None, f"\"bbox\" must be [x, y, width, height], found {json.dumps(bbox)}"
+        return None, f'"bbox" must be [x, y, width, height], found {json.dumps(bbox)}'
     x, y, w, h = (float(v) for v in bbox)
     if w <= 0 or h <= 0:
-        return None, f"\"bbox\" {json.dumps(bbox)} has no area"
+        return None, f'"bbox" {json.dumps(bbox)} has no area'
     return np.asarray([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float64), None
 
 
@@ -261,7 +282,7 @@ def _declared_size(entry: dict) -> tuple[tuple[int, int] | None, str | None]:
     if w is None and h is None:
         return None, None
     if not all(_is_number(v) and float(v).is_integer() and v > 0 for v in (w, h)):
-        return None, f"\"width\"/\"height\" must be positive whole numbers, found {json.dumps(w)}x{json.dumps(h)}"
+        return None, f'"width"/"height" must be positive whole numbers, found {json.dumps(w)}x{json.dumps(h)}'
     return (int(w), int(h)), None
 
 

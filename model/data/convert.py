@@ -18,6 +18,7 @@ the empty splits are written as empty, so every root has the same files.
 This module is imported by `receiptflow convert --help` for its defaults and names: numpy, PIL
 (through model.data.ufo) and tqdm are imported where a conversion runs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,7 +86,9 @@ class ConvertSummary:
     def __str__(self) -> str:
         from model.data.ufo import SPLITS
 
-        lines = [f"{self.dataset}: {self.src} -> {self.dst} (seed {self.seed}, split {','.join(f'{f:g}' for f in self.fractions)})"]
+        lines = [
+            f"{self.dataset}: {self.src} -> {self.dst} (seed {self.seed}, split {','.join(f'{f:g}' for f in self.fractions)})"
+        ]
         lines += [f"  {s:<5} {self.images[s]:>6} images {self.words[s]:>8} words" for s in SPLITS]
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(self.report.summary())
@@ -287,8 +290,10 @@ def label_frame(image: Path, declared: tuple[int, int] | None = None) -> LabelFr
         return LabelFrame(display, stored, orientation, False)
     if tuple(declared) == stored and orientation != 1:
         return LabelFrame(display, stored, orientation, True)
-    raise DataError(f"{image}: labelled as {declared[0]}x{declared[1]} px, but the image is {display[0]}x{display[1]} "
-                    "as it displays; were the labels drawn on a resized copy?")
+    raise DataError(
+        f"{image}: labelled as {declared[0]}x{declared[1]} px, but the image is {display[0]}x{display[1]} "
+        "as it displays; were the labels drawn on a resized copy?"
+    )
 
 
 def check_image(image: Path, declared: tuple[int, int] | None = None) -> LabelFrame:
@@ -325,7 +330,9 @@ def _taken(dst: Path, overwrite: bool) -> list[Path]:
     if dst.exists() and not dst.is_dir():
         raise DataError(f"{dst}: destination exists and is not a folder")
     if taken and not overwrite:
-        raise DataError(f"{dst}: already holds {' and '.join(d.name + '/' for d in taken)}; choose a new folder or overwrite")
+        raise DataError(
+            f"{dst}: already holds {' and '.join(d.name + '/' for d in taken)}; choose a new folder or overwrite"
+        )
     return taken
 
 

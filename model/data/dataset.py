@@ -4,6 +4,7 @@ A sample is decoded (EXIF orientation, RGB; JPEG DCT-scaled when the image is at
 canvas), transformed (`model.data.transforms`), and given its DB targets. Binary maps and the
 image stay uint8 until `Batch.to(device)`: DataLoader workers pass a quarter of the bytes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -26,7 +27,9 @@ class DetectionDataset(Dataset):
     worker makes it and whether or not training was interrupted and resumed in between.
     """
 
-    def __init__(self, split: Split, transform: DetectionTransform, *, with_targets: bool = True, seed: int = 0, **target_options):
+    def __init__(
+        self, split: Split, transform: DetectionTransform, *, with_targets: bool = True, seed: int = 0, **target_options
+    ):
         self.split = split
         self.names = list(split.images)
         self.transform = transform
@@ -164,7 +167,11 @@ class Batch:
 
 def collate(items: list[dict]) -> Batch:
     has_targets = "prob" in items[0]
-    maps = {k: torch.stack([it[k] for it in items]) for k in ("prob", "prob_mask", "thresh", "thresh_mask")} if has_targets else {}
+    maps = (
+        {k: torch.stack([it[k] for it in items]) for k in ("prob", "prob_mask", "thresh", "thresh_mask")}
+        if has_targets
+        else {}
+    )
     return Batch(
         names=[it["name"] for it in items],
         image=torch.stack([it["image"] for it in items]),

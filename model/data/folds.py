@@ -24,6 +24,7 @@ assignment keeps the spread between the fullest and the emptiest fold at most th
 single image (and, with the largest images placed first, usually far less), so every fold trains
 and validates on about the same number of words.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,9 @@ def check_k(k: int, n_images: int, where: str = "folds") -> None:
     if k < 2:
         raise DataError(f"{where}: k={k}; k-fold needs k >= 2")
     if k > n_images:
-        raise DataError(f"{where}: k={k} folds but only {n_images} image(s) to split; each fold needs at least one validation image")
+        raise DataError(
+            f"{where}: k={k} folds but only {n_images} image(s) to split; each fold needs at least one validation image"
+        )
 
 
 def make_folds(
@@ -137,8 +140,10 @@ def check_hold_out(hold_out: str | None, dataset: DatasetRoot) -> None:
     if hold_out is None:
         return
     if hold_out != "val":
-        raise DataError(f"{dataset.root}: cannot hold out split {hold_out!r}: only val can be kept out of the folds "
-                        "(they train on train; test never enters them)")
+        raise DataError(
+            f"{dataset.root}: cannot hold out split {hold_out!r}: only val can be kept out of the folds "
+            "(they train on train; test never enters them)"
+        )
     if not dataset.json_path(hold_out).is_file():
         raise DataError(f"{dataset.root}: no labelled val split to hold out (jsons/val.json is missing)")
 
@@ -148,7 +153,9 @@ def read_manifest(out_dir: str | Path) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{path}: fold manifest is missing; run `receiptflow split ROOT --out {out_dir}` first") from None
+        raise DataError(
+            f"{path}: fold manifest is missing; run `receiptflow split ROOT --out {out_dir}` first"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: cannot read fold manifest ({exc})") from None
     if not isinstance(manifest, dict) or not {"k", "root", "sources", "folds"} <= manifest.keys():
@@ -156,7 +163,9 @@ def read_manifest(out_dir: str | Path) -> dict:
     return manifest
 
 
-def fold_split(out_dir: str | Path, i: int, which: str, *, root: str | Path | None = None) -> tuple[Images, dict[str, Path]]:
+def fold_split(
+    out_dir: str | Path, i: int, which: str, *, root: str | Path | None = None
+) -> tuple[Images, dict[str, Path]]:
     """Fold `i`'s "train" or "val" annotations and {file: image path}.
 
     Image paths are ``<root>/images/<source split>/<file>``, the root being the manifest's unless
@@ -175,7 +184,9 @@ def fold_split(out_dir: str | Path, i: int, which: str, *, root: str | Path | No
     for name in images:
         source = manifest["sources"].get(name)
         if source not in POOLED_SPLITS:
-            raise DataError(f"{out_dir / MANIFEST}: image {name!r} of fold_{i}/{which}.json has no source split in the manifest")
+            raise DataError(
+                f"{out_dir / MANIFEST}: image {name!r} of fold_{i}/{which}.json has no source split in the manifest"
+            )
         paths[name] = base / "images" / source / name
     return images, paths
 
@@ -188,7 +199,9 @@ def format_manifest(manifest: Mapping) -> str:
         f"{'fold':>4} {'val images':>10} {'val words':>9} {'train images':>12} {'train words':>11}",
     ]
     for f in manifest["folds"]:
-        lines.append(f"{f['fold']:>4} {f['val']['images']:>10} {f['val']['words']:>9} {f['train']['images']:>12} {f['train']['words']:>11}")
+        lines.append(
+            f"{f['fold']:>4} {f['val']['images']:>10} {f['val']['words']:>9} {f['train']['images']:>12} {f['train']['words']:>11}"
+        )
     if manifest.get("problems"):
         lines.append(f"{len(manifest['problems'])} problem(s), skipped:")
         lines += [f"  {p}" for p in manifest["problems"]]
@@ -199,5 +212,10 @@ def _remove_stale_folds(out_dir: Path, k: int) -> None:
     """Drop fold_{j}/ (j >= k) left by an earlier run with more folds, if it holds only our files."""
     for entry in out_dir.glob("fold_*"):
         index = entry.name.removeprefix("fold_")
-        if entry.is_dir() and index.isdigit() and int(index) >= k and set(os.listdir(entry)) <= {"train.json", "val.json"}:
+        if (
+            entry.is_dir()
+            and index.isdigit()
+            and int(index) >= k
+            and set(os.listdir(entry)) <= {"train.json", "val.json"}
+        ):
             shutil.rmtree(entry)

@@ -12,6 +12,7 @@ Lookup order:
 A candidate counts only when it opens with PIL and draws "가" as a real glyph (ink, and not the
 font's .notdef box), so a Latin-only font dropped into the folder is skipped.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,7 +32,7 @@ NO_FONT_MESSAGE = (
     f"or set {FONT_DIR_ENV} to a folder of .ttf files with Hangul glyphs"
 )
 # A code point no font maps (plane 15 private use): it draws the font's .notdef glyph, if any.
-_NOTDEF_PROBE = "\U000F0000"
+_NOTDEF_PROBE = "\U000f0000"
 
 
 def find_hangul_fonts() -> list[Path]:
@@ -63,7 +64,11 @@ def is_bold(path: str | Path) -> bool:
     """Whether the file name marks a bold face: "Bold", a trailing "B" after lower case
     (NanumGothicB), "-b", "_b", "Heavy", "Black"."""
     stem = Path(path).stem
-    return "bold" in stem.lower() or bool(re.search(r"(?<=[a-z])B$", stem)) or stem.lower().endswith(("-b", "_b", "heavy", "black"))
+    return (
+        "bold" in stem.lower()
+        or bool(re.search(r"(?<=[a-z])B$", stem))
+        or stem.lower().endswith(("-b", "_b", "heavy", "black"))
+    )
 
 
 def bold_variant(path: str, fonts: tuple[str, ...]) -> str:

@@ -32,6 +32,7 @@ decoded once (at 1/8 scale for JPEGs): a truncated file is a problem here, not i
 Format: https://rrc.cvc.uab.es/?ch=4&com=tasks (task 4.1, "Ground Truth Format"); a sample:
 https://github.com/open-mmlab/mmocr/blob/main/dataset_zoo/icdar2015/sample_anno.md
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,10 +55,19 @@ class Icdar2015Converter(Converter):
         img_dir, gt_dir = find_layout(src)
         images = _images_by_stem(img_dir, report)
         gts = _gts_by_stem(gt_dir, report)
-        return read_pairs(self, images, gts, report, progress=progress, missing_box=lambda stem: (
-            f"image has no ground truth file (expected {GT_PREFIX}{stem}{GT_SUFFIX} in {gt_dir})"),
-            image_dir=img_dir, what="ground truth file",
-            word=lambda w: Word(w.points, w.transcription, illegible=w.transcription == DONT_CARE))
+        return read_pairs(
+            self,
+            images,
+            gts,
+            report,
+            progress=progress,
+            missing_box=lambda stem: (
+                f"image has no ground truth file (expected {GT_PREFIX}{stem}{GT_SUFFIX} in {gt_dir})"
+            ),
+            image_dir=img_dir,
+            what="ground truth file",
+            word=lambda w: Word(w.points, w.transcription, illegible=w.transcription == DONT_CARE),
+        )
 
 
 def find_layout(src: Path) -> tuple[Path, Path]:
@@ -73,7 +83,9 @@ def find_layout(src: Path) -> tuple[Path, Path]:
     if not gt_dirs:
         raise DataError(f"{src}: no ICDAR 2015 ground truth (gt_<image>.txt files) in it or in one of its subfolders")
     if not img_dirs:
-        raise DataError(f"{src}: ground truth in {', '.join(d.name + '/' for d in gt_dirs)} but no folder of images next to it")
+        raise DataError(
+            f"{src}: ground truth in {', '.join(d.name + '/' for d in gt_dirs)} but no folder of images next to it"
+        )
     raise DataError(
         f"{src}: several candidate folders (images: {', '.join(d.name + '/' for d in img_dirs)}; ground truth: "
         f"{', '.join(d.name + '/' for d in gt_dirs)}); point SRC at a folder holding one pair, e.g. "
@@ -82,7 +94,11 @@ def find_layout(src: Path) -> tuple[Path, Path]:
 
 
 def _is_gt(path: Path) -> bool:
-    return path.name.startswith(GT_PREFIX) and path.suffix.lower() == GT_SUFFIX and len(path.name) > len(GT_PREFIX) + len(GT_SUFFIX)
+    return (
+        path.name.startswith(GT_PREFIX)
+        and path.suffix.lower() == GT_SUFFIX
+        and len(path.name) > len(GT_PREFIX) + len(GT_SUFFIX)
+    )
 
 
 def _is_image(path: Path) -> bool:
@@ -112,7 +128,9 @@ def _gts_by_stem(folder: Path, report: Report) -> dict[str, Path]:
             continue
         stem = path.name[len(GT_PREFIX) : -len(GT_SUFFIX)]
         if stem in found:
-            report.add(Problem(str(path), f"second ground truth file for {stem!r} (first: {found[stem].name}); skipped"))
+            report.add(
+                Problem(str(path), f"second ground truth file for {stem!r} (first: {found[stem].name}); skipped")
+            )
             continue
         found[stem] = path
     return found

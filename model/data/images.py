@@ -1,4 +1,5 @@
 """Reading images the way every step must: EXIF orientation applied, RGB, truncation an error."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,8 +68,14 @@ def stored_to_display(points: np.ndarray, size: tuple[int, int], orientation: in
     w, h = size
     x, y = points[:, 0], points[:, 1]
     moved = {
-        1: (x, y), 2: (w - x, y), 3: (w - x, h - y), 4: (x, h - y),
-        5: (y, x), 6: (h - y, x), 7: (h - y, w - x), 8: (y, w - x),
+        1: (x, y),
+        2: (w - x, y),
+        3: (w - x, h - y),
+        4: (x, h - y),
+        5: (y, x),
+        6: (h - y, x),
+        7: (h - y, w - x),
+        8: (y, w - x),
     }[orientation]
     return np.stack(moved, axis=1).astype(np.float64)
 

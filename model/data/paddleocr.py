@@ -44,6 +44,7 @@ Format: https://github.com/PaddlePaddle/PaddleOCR/blob/release/2.7/doc/doc_en/de
 provided annotation file format"), .../doc/doc_en/dataset/ocr_datasets_en.md (the ICDAR 2015 layout);
 https://github.com/PFCCLab/PPOCRLabel (README section 2.3: Label.txt; PPOCRLabel.py `savePPlabel`).
 """
+
 from __future__ import annotations
 
 import json
@@ -81,7 +82,9 @@ class PaddleOcrConverter(Converter):
     def read(self, src: Path, report: Report, *, progress: bool = True) -> list[Sample]:
         label_files, ignored = find_label_files(src)
         if ignored:
-            self.notes.append(f"read {', '.join(_rel(p, src) for p in label_files)}; left alone: {', '.join(_rel(p, src) for p in ignored)}")
+            self.notes.append(
+                f"read {', '.join(_rel(p, src) for p in label_files)}; left alone: {', '.join(_rel(p, src) for p in ignored)}"
+            )
         latin1: list[str] = []
         entries: dict[str, _Entry] = {}  # output file name -> first entry
         for label_file in label_files:
@@ -89,7 +92,9 @@ class PaddleOcrConverter(Converter):
             if encoding != "utf-8":
                 latin1.append(_rel(label_file, src))
             lines = text.split("\n")
-            for number, line in tqdm(list(enumerate(lines, start=1)), desc=f"paddleocr: {label_file.name}", unit="line", disable=not progress):
+            for number, line in tqdm(
+                list(enumerate(lines, start=1)), desc=f"paddleocr: {label_file.name}", unit="line", disable=not progress
+            ):
                 line = line.rstrip("\r")
                 if not line.strip():
                     continue
@@ -99,8 +104,13 @@ class PaddleOcrConverter(Converter):
                 name = entry.image.name
                 first = entries.get(name)
                 if first is not None:
-                    report.add(Problem(str(label_file), f"line {number}: image file name {name!r} is already taken by "
-                                       f"{_rel(first.label_file, src)} line {first.line} ({_rel(first.image, src)}); skipped"))
+                    report.add(
+                        Problem(
+                            str(label_file),
+                            f"line {number}: image file name {name!r} is already taken by "
+                            f"{_rel(first.label_file, src)} line {first.line} ({_rel(first.image, src)}); skipped",
+                        )
+                    )
                     continue
                 entries[name] = entry
         if latin1:
@@ -114,7 +124,9 @@ class PaddleOcrConverter(Converter):
     def _read_line(self, src: Path, label_file: Path, number: int, line: str, report: Report) -> _Entry | None:
         where = f"line {number}"
         if "\t" not in line:
-            report.add(Problem(str(label_file), f"{where}: expected <image path><TAB><JSON list of words>, found no TAB"))
+            report.add(
+                Problem(str(label_file), f"{where}: expected <image path><TAB><JSON list of words>, found no TAB")
+            )
             return None
         key, raw = line.split("\t", 1)
         image, reason = resolve_image(src, label_file.parent, key)
@@ -124,10 +136,19 @@ class PaddleOcrConverter(Converter):
         try:
             items = json.loads(raw)
         except json.JSONDecodeError as exc:
-            report.add(Problem(str(label_file), f"{where}: words are not valid JSON (column {exc.colno + len(key) + 1}: {exc.msg})"))
+            report.add(
+                Problem(
+                    str(label_file), f"{where}: words are not valid JSON (column {exc.colno + len(key) + 1}: {exc.msg})"
+                )
+            )
             return None
         if not isinstance(items, list):
-            report.add(Problem(str(label_file), f"{where}: expected a JSON list of words after the TAB, found {type(items).__name__}"))
+            report.add(
+                Problem(
+                    str(label_file),
+                    f"{where}: expected a JSON list of words after the TAB, found {type(items).__name__}",
+                )
+            )
             return None
         try:
             size = check_image(image).display
@@ -149,19 +170,29 @@ class PaddleOcrConverter(Converter):
         listed = {e.image for e in entries.values()}
         unlisted = []
         for folder in sorted({f.parent for f in label_files if f.name == LABEL_TXT}):
-            unlisted += [p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and p not in listed]
+            unlisted += [
+                p
+                for p in sorted(folder.iterdir())
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and p not in listed
+            ]
         if unlisted:
             shown = ", ".join(_rel(p, src) for p in unlisted[:10]) + (", ..." if len(unlisted) > 10 else "")
-            self.notes.append(f"{len(unlisted)} image(s) next to Label.txt are not listed in it (not checked in PPOCRLabel?), left out: {shown}")
+            self.notes.append(
+                f"{len(unlisted)} image(s) next to Label.txt are not listed in it (not checked in PPOCRLabel?), left out: {shown}"
+            )
 
 
 def find_label_files(src: Path) -> tuple[list[Path], list[Path]]:
     """(label files to read, detection label files left alone), as the module docstring says."""
-    texts = sorted(p for p in src.iterdir() if p.suffix.lower() == ".txt" and p.is_file() and not p.name.startswith("."))
+    texts = sorted(
+        p for p in src.iterdir() if p.suffix.lower() == ".txt" and p.is_file() and not p.name.startswith(".")
+    )
     own = src / LABEL_TXT
     if own.is_file():
         return [own], [p for p in texts if p != own and _is_det_label_file(p)]
-    nested = sorted(d / LABEL_TXT for d in src.iterdir() if d.is_dir() and not d.name.startswith(".") and (d / LABEL_TXT).is_file())
+    nested = sorted(
+        d / LABEL_TXT for d in src.iterdir() if d.is_dir() and not d.name.startswith(".") and (d / LABEL_TXT).is_file()
+    )
     if nested:
         return nested, [p for p in texts if _is_det_label_file(p)]
     found = [p for p in texts if _is_det_label_file(p)]
@@ -198,22 +229,22 @@ def resolve_image(src: Path, folder: Path, key: str) -> tuple[Path | None, str |
 def parse_item(item) -> tuple[Word | None, str | None]:
     """One element of a line's JSON list -> (Word, None), or (None, why it is not a word)."""
     if not isinstance(item, dict):
-        return None, f"expected an object with \"transcription\" and \"points\", found {type(item).__name__}"
+        return None, f'expected an object with "transcription" and "points", found {type(item).__name__}'
     text = item.get("transcription")
     if not isinstance(text, str):
-        return None, "\"transcription\" is missing or not a string"
+        return None, '"transcription" is missing or not a string'
     pts = item.get("points")
     if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 for p in pts):
-        return None, "\"points\" must be a list of [x, y] pairs"
+        return None, '"points" must be a list of [x, y] pairs'
     for p in pts:
         for v in p:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-                return None, f"\"points\" holds {json.dumps(v)}, which is not a finite number"
+                return None, f'"points" holds {json.dumps(v)}, which is not a finite number'
     if len(pts) < MIN_POINTS:
         return None, f"has {len(pts)} point(s); a word needs at least {MIN_POINTS}"
     difficult = item.get("difficult", False)
     if not isinstance(difficult, bool):
-        return None, "\"difficult\" is not true or false"
+        return None, '"difficult" is not true or false'
     illegible = difficult or text in IGNORED_TEXTS
     return Word(np.asarray(pts, dtype=np.float64), text, illegible=illegible), None
 

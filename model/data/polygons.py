@@ -1,4 +1,5 @@
 """Polygon geometry shared by augmentation and synthesis."""
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -5,6 +5,7 @@ Plain runs read ``images/<split>/`` and ``jsons/<split>.json`` of ``dataset.root
 val file list over the pooled train+val images of the root. Problems are printed, one line each,
 before any work starts; strict mode (``dataset.strict=true``) stops at the first instead.
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,8 +20,10 @@ def load_split(ds, which: str) -> Split:
     if not ds.get("root"):
         raise DataError("dataset.root is not set: pass dataset.root=DIR (a dataset root with images/ and jsons/)")
     if str(ds.root).startswith("s3://"):
-        raise DataError(f"dataset.root={ds.root}: training reads a local dataset root; copy it first with "
-                        f"`receiptflow data pull {ds.root} DIR` and pass dataset.root=DIR")
+        raise DataError(
+            f"dataset.root={ds.root}: training reads a local dataset root; copy it first with "
+            f"`receiptflow data pull {ds.root} DIR` and pass dataset.root=DIR"
+        )
     root = DatasetRoot(ds.root)
     strict = bool(ds.get("strict", False))
     if ds.get("folds") is not None and which in ("train", "val"):
@@ -47,5 +50,8 @@ def _subset(splits: list[Split], names: list[str], label: str) -> Split:
                 images[name], sizes[name], paths[name] = s.images[name], s.sizes[name], s.path(name)
     missing = [n for n in names if n not in images]
     if missing:
-        print(f"skipped: {label}: {len(missing)} image(s) of the fold are not usable in the root: {missing[:5]}", file=sys.stderr)
+        print(
+            f"skipped: {label}: {len(missing)} image(s) of the fold are not usable in the root: {missing[:5]}",
+            file=sys.stderr,
+        )
     return Split(label, splits[0].image_dir, images, sizes, report, paths)

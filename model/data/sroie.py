@@ -13,6 +13,7 @@ read as UTF-8 (a BOM is dropped) with a fallback to latin-1 for files that are n
 Each image keeps its file name; words get ids 0001... in line order; the four vertices become the
 word's points and the transcript its transcription (verbatim, only the line ending removed).
 """
+
 from __future__ import annotations
 
 import re
@@ -79,20 +80,39 @@ class SroieConverter(Converter):
         img_dir, box_dir = find_layout(src)
         images = _by_stem(img_dir, IMAGE_SUFFIXES, "image", report)
         boxes = _by_stem(box_dir, BOX_SUFFIXES, "box file", report)
-        return read_pairs(self, images, boxes, report, progress=progress, missing_box=lambda stem: (
-            f"image has no box file (expected {stem}.csv or {stem}.txt in {box_dir})"), image_dir=img_dir, what="box file")
+        return read_pairs(
+            self,
+            images,
+            boxes,
+            report,
+            progress=progress,
+            missing_box=lambda stem: f"image has no box file (expected {stem}.csv or {stem}.txt in {box_dir})",
+            image_dir=img_dir,
+            what="box file",
+        )
 
 
-def read_pairs(converter: Converter, images: dict[str, Path], boxes: dict[str, Path], report: Report, *,
-               progress: bool, missing_box: Callable[[str], str], image_dir: Path, what: str,
-               word: Callable[[Word], Word] = lambda w: w) -> list[Sample]:
+def read_pairs(
+    converter: Converter,
+    images: dict[str, Path],
+    boxes: dict[str, Path],
+    report: Report,
+    *,
+    progress: bool,
+    missing_box: Callable[[str], str],
+    image_dir: Path,
+    what: str,
+    word: Callable[[Word], Word] = lambda w: w,
+) -> list[Sample]:
     """Samples of images paired by stem with box files of `x1,y1,...,x4,y4,text` lines (SROIE, ICDAR
     2015): unpaired files, unreadable images, bad lines and far-outside points are problems; latin-1
     files and images without a word go to the converter's notes. `word` maps each good line's word."""
     samples: list[Sample] = []
     latin1: list[str] = []
     empty: list[str] = []
-    for stem in tqdm(sorted(set(images) | set(boxes)), desc=f"{converter.name}: read", unit="img", disable=not progress):
+    for stem in tqdm(
+        sorted(set(images) | set(boxes)), desc=f"{converter.name}: read", unit="img", disable=not progress
+    ):
         image, box = images.get(stem), boxes.get(stem)
         if box is None:
             report.add(Problem(str(image), missing_box(stem)))
@@ -111,7 +131,11 @@ def read_pairs(converter: Converter, images: dict[str, Path], boxes: dict[str, P
         words = []
         for number, w in numbered:
             if far_outside(w.points, size):
-                report.add(Problem(str(box), f"line {number}: points lie far outside the {size[0]}x{size[1]} image {image.name}"))
+                report.add(
+                    Problem(
+                        str(box), f"line {number}: points lie far outside the {size[0]}x{size[1]} image {image.name}"
+                    )
+                )
             else:
                 words.append(word(w))
         if not words:
@@ -131,7 +155,9 @@ def find_layout(src: Path) -> tuple[Path, Path]:
         return img, box
     if img.is_dir() or box.is_dir():
         have, lack = ("img", "box") if img.is_dir() else ("box", "img")
-        raise DataError(f"{src}: has {have}/ but no {lack}/; expected img/ and box/ side by side, or images and box files in one folder")
+        raise DataError(
+            f"{src}: has {have}/ but no {lack}/; expected img/ and box/ side by side, or images and box files in one folder"
+        )
     return src, src
 
 

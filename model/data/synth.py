@@ -23,6 +23,7 @@ Everything random comes from the numpy Generator handed in, drawn in a fixed ord
 JSONs) seeds one per image from (seed, index), so an image and its words do not depend on n or
 on worker count.
 """
+
 from __future__ import annotations
 
 import os
@@ -165,7 +166,9 @@ def write_synthetic_dataset(
         raise DataError(f"{out}: output path exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise DataError(f"{out}: output folder exists and is not empty; use --force (overwrite=True) to replace its images/ and jsons/")
+            raise DataError(
+                f"{out}: output folder exists and is not empty; use --force (overwrite=True) to replace its images/ and jsons/"
+            )
         for sub in ("images", "jsons"):
             target = out / sub
             if target.is_dir() and not target.is_symlink():
@@ -198,7 +201,11 @@ def write_synthetic_dataset(
                     bar.update()
 
     for split in SPLITS:
-        images = {Path(job[2]).name: dict(zip(word_ids(len(results[job[1]])), results[job[1]])) for job in jobs if split_of[job[1]] == split}
+        images = {
+            Path(job[2]).name: dict(zip(word_ids(len(results[job[1]])), results[job[1]]))
+            for job in jobs
+            if split_of[job[1]] == split
+        }
         write_ufo(images, root.json_path(split))
     return root.summary()
 
@@ -207,7 +214,9 @@ def split_counts(n: int, splits: Sequence[float]) -> tuple[int, int, int]:
     """Images per (train, val, test) for `n` images and fractions `splits`; each at least 1."""
     fractions = [float(f) for f in splits]
     if len(fractions) != 3 or any(not np.isfinite(f) or f < 0 for f in fractions) or sum(fractions) <= 0:
-        raise DataError(f"synthetic dataset: splits={tuple(splits)!r}; need three non-negative fractions (train, val, test)")
+        raise DataError(
+            f"synthetic dataset: splits={tuple(splits)!r}; need three non-negative fractions (train, val, test)"
+        )
     if n < 3:
         raise DataError(f"synthetic dataset: n={n}; need at least 3 images (one per split)")
     total = sum(fractions)

@@ -5,6 +5,7 @@ style, then drawn as glyph ink, with the box of every word measured on its own i
 (separators, barcode bars); `render_ink` draws them with PIL into an ink coverage map of the
 paper, an optional map of which word each ink pixel belongs to, and each word's box.
 """
+
 from __future__ import annotations
 
 import functools
@@ -75,7 +76,11 @@ def lay_out(lines: list[Line], style: Style, rng: np.random.Generator) -> Layout
     """Each line's words at their pen positions, separators and barcode bars as rectangles, top
     to bottom on paper `style.paper_w` wide; the paper is as tall as the lines need."""
     size = style.size
-    sizes = {"body": size, "small": max(11, int(round(size * rng.uniform(0.8, 0.95)))), "big": int(round(size * rng.uniform(1.3, 1.9)))}
+    sizes = {
+        "body": size,
+        "small": max(11, int(round(size * rng.uniform(0.8, 0.95)))),
+        "big": int(round(size * rng.uniform(1.3, 1.9))),
+    }
     left = style.margin
     text_w = style.paper_w - 2 * style.margin
     y = int(size * rng.uniform(1.0, 3.0))  # top of the current line
@@ -204,7 +209,7 @@ def render_ink(layout: Layout, with_labels: bool):
         if labels is not None:
             labels[region][sub >= 64] = label
     for x0, y0, x1, y1 in layout.rects:
-        ink[max(0, y0):y1, max(0, x0):x1] = 255
+        ink[max(0, y0) : y1, max(0, x0) : x1] = 255
         if labels is not None:
-            labels[max(0, y0):y1, max(0, x0):x1] = UNLABELLED_INK
+            labels[max(0, y0) : y1, max(0, x0) : x1] = UNLABELLED_INK
     return ink, labels, boxes

@@ -6,6 +6,7 @@ background by one homography, lit, blurred, noised and JPEG-compressed.
 texture) under one uneven light; `camera_effects` adds focus or motion blur, sensor noise and
 JPEG artefacts. All randomness comes from the numpy Generator handed in, in a fixed order.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -64,9 +65,13 @@ def photograph(rng: np.random.Generator, ink: np.ndarray, homography: np.ndarray
     to_small = np.diag([sw / out_w, sh / out_h, 1.0])
     h_small = to_small @ homography
     bg = _background(rng, sh, sw)
-    mask_small = cv2.warpPerspective(shape, h_small, (sw, sh), flags=cv2.INTER_LINEAR, borderValue=0).astype(np.float32) / 255.0
+    mask_small = (
+        cv2.warpPerspective(shape, h_small, (sw, sh), flags=cv2.INTER_LINEAR, borderValue=0).astype(np.float32) / 255.0
+    )
     dx, dy = (float(v) for v in rng.uniform(-2.0, 2.0, 2))
-    shifted = cv2.warpAffine(mask_small, np.float32([[1, 0, dx], [0, 1, dy]]), (sw, sh), borderMode=cv2.BORDER_REPLICATE)
+    shifted = cv2.warpAffine(
+        mask_small, np.float32([[1, 0, dx], [0, 1, dy]]), (sw, sh), borderMode=cv2.BORDER_REPLICATE
+    )
     shadow = cv2.GaussianBlur(shifted, (0, 0), float(rng.uniform(0.8, 2.5)))
     light = _illumination(rng, sh, sw)
     cast = (1.0 + rng.normal(0, 0.03, 3)).astype(np.float32)
@@ -74,15 +79,22 @@ def photograph(rng: np.random.Generator, ink: np.ndarray, homography: np.ndarray
     bg = cv2.resize(np.clip(bg, 0, 255).astype(np.uint8), (out_w, out_h), interpolation=cv2.INTER_LINEAR)
 
     # paper colour, lit by the scene's light pulled back into paper coordinates
-    light_p = cv2.warpPerspective(light, h_small, (pw, ph), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    light_p = cv2.warpPerspective(
+        light, h_small, (pw, ph), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
     lit_paper = (1.0 - alpha) * light_p  # paper colour weight
     lit_ink = alpha * light_p  # ink colour weight
     lit_light = paper_light * lit_paper
     channels = [cast[c] * (colour[c] * lit_paper + lit_light + ink_rgb[c] * lit_ink) for c in range(3)]
     paper = np.clip(cv2.merge(channels), 0, 255).astype(np.uint8)
 
-    warped = cv2.warpPerspective(paper, homography, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    mask = cv2.warpPerspective(shape, homography, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0).astype(np.float32) / 255.0
+    warped = cv2.warpPerspective(
+        paper, homography, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    mask = (
+        cv2.warpPerspective(shape, homography, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0).astype(np.float32)
+        / 255.0
+    )
     return cv2.blendLinear(bg, warped, 1.0 - mask, mask)
 
 
@@ -138,17 +150,40 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells_y: int, cells_
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-_BG_COLOURS = np.array([
-    [60, 45, 35], [120, 85, 55], [165, 120, 80], [200, 160, 115],  # browns
-    [40, 40, 42], [80, 80, 85], [20, 22, 25], [130, 130, 135],  # greys, black desk
-    [190, 185, 175], [215, 210, 200], [160, 170, 180],  # light tables, paper-like (hard cases)
-    [40, 70, 55], [35, 55, 95], [120, 40, 40], [190, 150, 60],  # green mat, blue, red, yellow
-], np.float32)
+_BG_COLOURS = np.array(
+    [
+        [60, 45, 35],
+        [120, 85, 55],
+        [165, 120, 80],
+        [200, 160, 115],  # browns
+        [40, 40, 42],
+        [80, 80, 85],
+        [20, 22, 25],
+        [130, 130, 135],  # greys, black desk
+        [190, 185, 175],
+        [215, 210, 200],
+        [160, 170, 180],  # light tables, paper-like (hard cases)
+        [40, 70, 55],
+        [35, 55, 95],
+        [120, 40, 40],
+        [190, 150, 60],  # green mat, blue, red, yellow
+    ],
+    np.float32,
+)
 
 
-_WOOD_COLOURS = np.array([
-    [70, 45, 28], [105, 70, 42], [140, 95, 58], [175, 128, 82], [200, 160, 112], [120, 80, 55], [160, 120, 90],
-], np.float32)
+_WOOD_COLOURS = np.array(
+    [
+        [70, 45, 28],
+        [105, 70, 42],
+        [140, 95, 58],
+        [175, 128, 82],
+        [200, 160, 112],
+        [120, 80, 55],
+        [160, 120, 90],
+    ],
+    np.float32,
+)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -175,7 +210,9 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         plank_hash = (np.sin(plank * 12.9898 + float(rng.uniform(0, 100))) * 43758.5453) % 1.0
         meander = _smooth_noise(rng, h, w, *cells) * np.float32(rng.uniform(3, 12)) + plank_hash * 50
         rings = (0.5 + 0.5 * np.sin((across + meander) * np.float32(rng.uniform(0.35, 0.9)))) ** 3
-        streak = _smooth_noise(rng, h, w, *((4, int(rng.integers(60, 140))) if vertical else (int(rng.integers(60, 140)), 4)))
+        streak = _smooth_noise(
+            rng, h, w, *((4, int(rng.integers(60, 140))) if vertical else (int(rng.integers(60, 140)), 4))
+        )
         seam = np.where((across % plank_w) < 1.0, np.float32(0.6), np.float32(1.0))
         shade = (0.82 + 0.14 * rings + 0.14 * (streak - 0.5) + 0.16 * (plank_hash - 0.5)) * seam
         img = colour * shade[..., None]

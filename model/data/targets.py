@@ -15,6 +15,7 @@ The classic implementation computes one numpy distance grid per edge per polygon
 compiled pass visits each pixel of each padded box once, and polygon areas and perimeters are
 vectorised, so a 960-px receipt costs about a tenth.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence
@@ -66,8 +67,10 @@ def make_targets(
     x, y = pts[:, 0], pts[:, 1]
     area = np.abs(np.add.reduceat(x * y[nxt] - x[nxt] * y, starts[:-1])) / 2
     length = np.add.reduceat(np.hypot(x[nxt] - x, y[nxt] - y), starts[:-1])
-    extent = np.minimum(np.maximum.reduceat(x, starts[:-1]) - np.minimum.reduceat(x, starts[:-1]),
-                        np.maximum.reduceat(y, starts[:-1]) - np.minimum.reduceat(y, starts[:-1]))
+    extent = np.minimum(
+        np.maximum.reduceat(x, starts[:-1]) - np.minimum.reduceat(x, starts[:-1]),
+        np.maximum.reduceat(y, starts[:-1]) - np.minimum.reduceat(y, starts[:-1]),
+    )
     skip = (area < 1) | (extent < min_text_size)
     if ignore is not None:
         skip |= np.asarray(ignore, bool)

@@ -14,6 +14,7 @@ predictions map back to original pixels exactly (`Sample.to_original`).
 
 Coordinates are continuous pixel-edge coordinates: the image spans [0, w] × [0, h].
 """
+
 from __future__ import annotations
 
 import os
@@ -124,8 +125,15 @@ def resize(size: int):
 
 
 def pad(size: int, position: str = "top_left"):
-    return make(A.PadIfNeeded, min_height=size, min_width=size, position=position,
-                border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)
+    return make(
+        A.PadIfNeeded,
+        min_height=size,
+        min_width=size,
+        position=position,
+        border_mode=cv2.BORDER_CONSTANT,
+        fill=0,
+        fill_mask=0,
+    )
 
 
 def train_transform(cfg: AugmentConfig | None = None, seed: int | None = None) -> "DetectionTransform":
@@ -135,9 +143,17 @@ def train_transform(cfg: AugmentConfig | None = None, seed: int | None = None) -
     steps = photometric(cfg) + [
         # centred, so rotation about the canvas centre keeps the receipt in view
         pad(cfg.size, "center"),
-        make(A.Affine, rotate=(-cfg.rotate, cfg.rotate), scale=cfg.scale,
-             translate_percent=(-cfg.shift, cfg.shift), interpolation=cv2.INTER_LINEAR,
-             border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=cfg.affine_p),
+        make(
+            A.Affine,
+            rotate=(-cfg.rotate, cfg.rotate),
+            scale=cfg.scale,
+            translate_percent=(-cfg.shift, cfg.shift),
+            interpolation=cv2.INTER_LINEAR,
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=0,
+            fill_mask=0,
+            p=cfg.affine_p,
+        ),
         make(A.HorizontalFlip, p=cfg.hflip_p),
     ]
     return DetectionTransform(steps, cfg.size, seed)
@@ -148,13 +164,22 @@ def photometric(cfg: AugmentConfig) -> list:
         make(A.RandomBrightnessContrast, brightness_limit=0.2, contrast_limit=0.2, p=cfg.brightness_contrast_p),
         make(A.ColorJitter, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03, p=cfg.color_jitter_p),
         make(A.GaussNoise, std_range=(0.02, 0.06), noise_scale_factor=0.5, p=cfg.noise_p),
-        make(A.OneOf, transforms=[
-            make(A.GaussianBlur, blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=1.0),
-            make(A.MotionBlur, blur_limit=(3, 5), p=1.0),
-        ], p=cfg.blur_p),
+        make(
+            A.OneOf,
+            transforms=[
+                make(A.GaussianBlur, blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=1.0),
+                make(A.MotionBlur, blur_limit=(3, 5), p=1.0),
+            ],
+            p=cfg.blur_p,
+        ),
         make(A.Sharpen, alpha=(0.1, 0.3), lightness=(0.9, 1.1), p=cfg.sharpen_p),
-        make(A.RandomShadow, shadow_roi=(0, 0, 1, 1), num_shadows_limit=(1, 2),
-             shadow_intensity_range=(0.2, 0.5), p=cfg.shadow_p),
+        make(
+            A.RandomShadow,
+            shadow_roi=(0, 0, 1, 1),
+            num_shadows_limit=(1, 2),
+            shadow_intensity_range=(0.2, 0.5),
+            p=cfg.shadow_p,
+        ),
         FastFog(p=cfg.fog_p),
     ]
 
@@ -201,7 +226,9 @@ class DetectionTransform:
         out = self.compose(image=resized, keypoints=points * scale - 0.5)
         moved = np.asarray(out["keypoints"], np.float64).reshape(-1, 2) + 0.5
         matrix = _affine_from_anchors(anchors, moved[:3])
-        polys, source = clip_polygons(np.split(moved[3:], np.cumsum(counts)[:-1]) if polygons else [], self.size, self.size)
+        polys, source = clip_polygons(
+            np.split(moved[3:], np.cumsum(counts)[:-1]) if polygons else [], self.size, self.size
+        )
         return Sample(out["image"], polys, source, (w, h), matrix)
 
 

@@ -8,6 +8,7 @@ Every check reports a `Problem` naming the file, the image, the word and what is
 mode the first problem raises `DataError`; in lenient mode the bad word or image is skipped, the
 rest is kept, and all problems are returned in a `Report`.
 """
+
 from __future__ import annotations
 
 import json
@@ -107,13 +108,13 @@ def check_file_name(name: str) -> str | None:
 def parse_ufo(text: str, source: str, report: Report) -> Images:
     """Parse UFO JSON text; `source` names the file in every problem."""
     if not text.strip():
-        raise DataError(f"{source}: file is empty; expected UFO JSON {{\"images\": {{...}}}}")
+        raise DataError(f'{source}: file is empty; expected UFO JSON {{"images": {{...}}}}')
     try:
         data = json.loads(text, object_pairs_hook=_KeyedObject)
     except json.JSONDecodeError as exc:
         raise DataError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
-        raise DataError(f"{source}: not UFO JSON; expected an object with an \"images\" object at the top")
+        raise DataError(f'{source}: not UFO JSON; expected an object with an "images" object at the top')
     images: Images = {}
     for name in data["images"].duplicates:
         report.add(Problem(source, "listed more than once; the first entry is kept", image=name))
@@ -123,7 +124,7 @@ def parse_ufo(text: str, source: str, report: Report) -> Images:
             report.add(Problem(source, reason, image=name))
             continue
         if not isinstance(entry, dict) or not isinstance(entry.get("words"), dict):
-            report.add(Problem(source, "entry has no \"words\" object", image=name))
+            report.add(Problem(source, 'entry has no "words" object', image=name))
             continue
         for wid in entry["words"].duplicates:
             report.add(Problem(source, "word id used more than once; the first is kept", image=name, word=wid))
@@ -156,7 +157,9 @@ def write_ufo(images: Mapping[str, Mapping[str, Word]], path: str | Path) -> Non
         reason = check_file_name(name)
         if reason:
             raise DataError(f"{path}: image {name!r}: {reason}")
-    doc = {"images": {name: {"words": {wid: w.to_json() for wid, w in words.items()}} for name, words in images.items()}}
+    doc = {
+        "images": {name: {"words": {wid: w.to_json() for wid, w in words.items()}} for name, words in images.items()}
+    }
     write_text_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1))
 
 
@@ -230,7 +233,11 @@ class DatasetRoot:
         report = Report(strict)
         image_dir = self.image_dir(split)
         json_path = self.json_path(split)
-        on_disk = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if image_dir.is_dir() else []
+        on_disk = (
+            sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if image_dir.is_dir()
+            else []
+        )
         if json_path.exists():
             images, _ = read_ufo(json_path, report=report)
         elif split == "test" and on_disk:
@@ -238,7 +245,9 @@ class DatasetRoot:
         else:
             raise DataError(f"{json_path}: annotation file is missing (split {split!r} of {self.root})")
         for name in sorted(set(on_disk) - set(images)):
-            report.add(Problem(str(image_dir / name), f"image is not listed in {json_path.name}; add it or remove the file"))
+            report.add(
+                Problem(str(image_dir / name), f"image is not listed in {json_path.name}; add it or remove the file")
+            )
         sizes = {}
         for name, size, error in probe_images(image_dir, list(images), decode, workers):
             if error:
@@ -247,7 +256,11 @@ class DatasetRoot:
                 continue
             sizes[name] = size
             for wid in [w for w, word in images[name].items() if far_outside(word.points, size)]:
-                report.add(Problem(str(json_path), f"points lie far outside the {size[0]}x{size[1]} image", image=name, word=wid))
+                report.add(
+                    Problem(
+                        str(json_path), f"points lie far outside the {size[0]}x{size[1]} image", image=name, word=wid
+                    )
+                )
                 del images[name][wid]
         return Split(split, image_dir, images, sizes, report)
 
@@ -271,7 +284,10 @@ def split_summary(s: Split) -> dict:
 
 
 def format_summary(root: str | Path, summary: Mapping[str, Mapping]) -> str:
-    lines = [f"dataset {root}", f"{'split':<6} {'images':>6} {'words':>7} {'words/img':>9}  {'width':>11}  {'height':>11}  problems"]
+    lines = [
+        f"dataset {root}",
+        f"{'split':<6} {'images':>6} {'words':>7} {'words/img':>9}  {'width':>11}  {'height':>11}  problems",
+    ]
     for split, s in summary.items():
         lines.append(
             f"{split:<6} {s['images']:>6} {s['words']:>7} {s['words_per_image']:>9}  "
@@ -280,7 +296,9 @@ def format_summary(root: str | Path, summary: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
-def probe_images(image_dir: Path, names: list[str], decode: bool, workers: int = 4) -> Iterable[tuple[str, tuple[int, int] | None, str | None]]:
+def probe_images(
+    image_dir: Path, names: list[str], decode: bool, workers: int = 4
+) -> Iterable[tuple[str, tuple[int, int] | None, str | None]]:
     """(name, (width, height) or None, problem or None) for each image, in order; `decode` reads
     every pixel (catches truncated files), otherwise only the header."""
     from model.data.images import image_size
@@ -314,22 +332,24 @@ def _parse_word(raw) -> tuple[Word | None, str | None]:
         return None, "word is not an object"
     pts = raw.get("points")
     if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 for p in pts):
-        return None, "\"points\" must be a list of [x, y] pairs"
+        return None, '"points" must be a list of [x, y] pairs'
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for p in pts for v in p):
-        return None, "\"points\" holds a value that is not a number"
+        return None, '"points" holds a value that is not a number'
     if len(pts) < MIN_POINTS:
         return None, f"has {len(pts)} point(s); a word needs at least {MIN_POINTS}"
     if not all(math.isfinite(v) for p in pts for v in p):
-        return None, "\"points\" holds NaN or infinity"
+        return None, '"points" holds NaN or infinity'
     text = raw.get("transcription")
     if text is not None and not isinstance(text, str):
-        return None, "\"transcription\" is not a string"
+        return None, '"transcription" is not a string'
     score = raw.get("score")
-    if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score)):
-        return None, "\"score\" is not a finite number"
+    if score is not None and (
+        not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score)
+    ):
+        return None, '"score" is not a finite number'
     illegible = raw.get("illegibility", False)
     if not isinstance(illegible, bool):
-        return None, "\"illegibility\" is not true or false"
+        return None, '"illegibility" is not true or false'
     return Word(np.asarray(pts, dtype=np.float64), text, None if score is None else float(score), illegible), None
 
 

@@ -6,6 +6,7 @@ backbone's coarsest stride (32). Output, a dict of (N, H, W) float32 maps at inp
 (default: in training mode) "thresh" and "binary". Prediction only needs "prob", so eval mode
 skips the threshold branch unless asked: `model(image, all_maps=True)` for a validation loss.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -47,18 +48,28 @@ def upscale_mismatch(upscale: int, encoder: Backbone) -> str:
     fits = [i for i, s in enumerate(encoder.level_strides) if s == upscale and i <= max(encoder.out_indices)]
     if fits:
         indices = [fits[0]] + [i for i in encoder.out_indices if i > fits[0]]
-        other = f", or models.encoder.out_indices={indices} for upscale={upscale} (level {fits[0]} has stride {upscale})"
+        other = (
+            f", or models.encoder.out_indices={indices} for upscale={upscale} (level {fits[0]} has stride {upscale})"
+        )
     else:
         other = f" ({upscale} is the stride of no level; the levels' strides are {encoder.level_strides})"
-    return (f"models.head.upscale={upscale} must equal the stride of the finest feature level ({finest}: level "
-            f"{encoder.out_indices[0]} of models.encoder.out_indices={encoder.out_indices}, strides {encoder.strides}); "
-            f"set models.head.upscale={finest}{other}")
+    return (
+        f"models.head.upscale={upscale} must equal the stride of the finest feature level ({finest}: level "
+        f"{encoder.out_indices[0]} of models.encoder.out_indices={encoder.out_indices}, strides {encoder.strides}); "
+        f"set models.head.upscale={finest}{other}"
+    )
 
 
 def build_model(cfg: Mapping[str, Any]) -> DBNet:
     """A DBNet from the `models` section of the config (encoder, decoder, head; loss is separate)."""
     enc, dec, head = cfg["encoder"], cfg["decoder"], cfg["head"]
-    encoder = Backbone(enc["model_name"], pretrained=bool(enc.get("pretrained", False)), weights=enc.get("weights"),
-                       out_indices=list(enc.get("out_indices", (1, 2, 3, 4))))
-    decoder = UNetDecoder(encoder.channels, inner_channels=int(dec["inner_channels"]), output_channels=int(dec["output_channels"]))
+    encoder = Backbone(
+        enc["model_name"],
+        pretrained=bool(enc.get("pretrained", False)),
+        weights=enc.get("weights"),
+        out_indices=list(enc.get("out_indices", (1, 2, 3, 4))),
+    )
+    decoder = UNetDecoder(
+        encoder.channels, inner_channels=int(dec["inner_channels"]), output_channels=int(dec["output_channels"])
+    )
     return DBNet(encoder, decoder, DBHead(decoder.out_channels, k=float(head["k"]), upscale=int(head["upscale"])))

@@ -6,6 +6,7 @@ works. Weights: `pretrained=True` downloads timm's ImageNet weights (the cluster
 `weights=PATH` loads a local state dict instead (see `load_weights`), and `weights=pkg:NAME` the
 ImageNet weights a pip package ships (`model.net.weight_packages`); either wins over `pretrained`.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -27,8 +28,14 @@ _PREFIXES = ("module.", "encoder.body.", "body.", "backbone.")
 class Backbone(nn.Module):
     """`forward(image) -> [feature maps]`, finest first; `channels` and `strides` per level."""
 
-    def __init__(self, model_name: str, *, pretrained: bool = False, weights: str | Path | None = None,
-                 out_indices: Sequence[int] = (1, 2, 3, 4)):
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        pretrained: bool = False,
+        weights: str | Path | None = None,
+        out_indices: Sequence[int] = (1, 2, 3, 4),
+    ):
         super().__init__()
         self.body = create_features_model(model_name, pretrained=pretrained and not weights, out_indices=out_indices)
         self.channels: list[int] = list(self.body.feature_info.channels())
@@ -61,7 +68,9 @@ def create_features_model(model_name: str, *, pretrained: bool, out_indices: Seq
                 "without the model hub set models.encoder.pretrained=false or models.encoder.weights=PATH"
             ) from exc
         if isinstance(exc, (IndexError, AssertionError, ValueError)):
-            raise DataError(f"models.encoder: {model_name} cannot give features out_indices={list(out_indices)} ({exc})") from None
+            raise DataError(
+                f"models.encoder: {model_name} cannot give features out_indices={list(out_indices)} ({exc})"
+            ) from None
         raise
 
 
@@ -81,7 +90,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling/zip/safetensors errors have no common base
-        raise DataError(f"{path}: cannot read weights file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise DataError(
+            f"{path}: cannot read weights file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     for _ in range(2):
         if isinstance(obj, Mapping) and not _is_tensor_dict(obj):
             inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
@@ -131,8 +142,9 @@ def load_weights(body: nn.Module, weights: str | Path, *, model_name: str | None
             parts.append(f"{len(missing)} of {len(expected)} backbone tensors missing (e.g. {', '.join(missing[:3])})")
         if wrong:
             parts.append(f"{len(wrong)} with other shapes (e.g. {'; '.join(wrong[:3])})")
-        raise DataError(f"{path}: weights do not fit the backbone: {'; '.join(parts)}; "
-                        "was the file saved from another model_name?")
+        raise DataError(
+            f"{path}: weights do not fit the backbone: {'; '.join(parts)}; was the file saved from another model_name?"
+        )
     body.load_state_dict(loaded, strict=True)
 
 
@@ -146,7 +158,7 @@ def _strip_prefixes(state: dict[str, torch.Tensor], expected: Mapping) -> dict[s
             break
         for prefix in _PREFIXES:
             if any(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+                state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
                 break
         else:
             break

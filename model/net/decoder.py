@@ -5,6 +5,7 @@ neighbour upsampled (nearest); a 3×3 conv takes every level to `output_channels
 upsampled to the finest one and concatenated, coarsest first (DBNet's order): `len(levels) ×
 output_channels` channels (4 × 64 = 256 by default) at stride `strides[0]` (4).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -5,6 +5,7 @@ between them) to one channel at stride 1. Sigmoids run in float32, so maps made 
 autocast are float32 and the loss sees exact probabilities. Binary map (differentiable
 binarization): B = 1 / (1 + exp(-k (P - T))), k = 50.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,11 @@ def branch(in_channels: int, upscale: int, *, bias_init: float = 0.0) -> nn.Sequ
     if upscale < 2 or 2 ** round(math.log2(upscale)) != upscale:
         raise ValueError(f"models.head.upscale must be a power of two >= 2, got {upscale}")
     mid = max(in_channels // 4, 1)
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, mid, 3, padding=1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, mid, 3, padding=1, bias=False),
+        nn.BatchNorm2d(mid),
+        nn.ReLU(inplace=True),
+    ]
     for _ in range(round(math.log2(upscale)) - 1):
         layers += [nn.ConvTranspose2d(mid, mid, 2, stride=2), nn.BatchNorm2d(mid), nn.ReLU(inplace=True)]
     last = nn.ConvTranspose2d(mid, 1, 2, stride=2)

@@ -15,6 +15,7 @@ with the seed baseline's weights 5 / 10 / 1.
 
 Everything is computed in float32 with autocast off, so fp16/bf16 training is safe.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -28,21 +29,36 @@ TARGETS = ("prob", "prob_mask", "thresh", "thresh_mask")
 
 
 class DBLoss(nn.Module):
-    def __init__(self, cfg: Mapping[str, Any] | None = None, *, negative_ratio: float = 3.0,
-                 prob_map_loss_weight: float = 5.0, thresh_map_loss_weight: float = 10.0,
-                 binary_map_loss_weight: float = 1.0, eps: float = 1e-6):
+    def __init__(
+        self,
+        cfg: Mapping[str, Any] | None = None,
+        *,
+        negative_ratio: float = 3.0,
+        prob_map_loss_weight: float = 5.0,
+        thresh_map_loss_weight: float = 10.0,
+        binary_map_loss_weight: float = 1.0,
+        eps: float = 1e-6,
+    ):
         """`cfg` is the config's `models.loss` section; its keys override the keyword defaults."""
         super().__init__()
-        values = dict(negative_ratio=negative_ratio, prob_map_loss_weight=prob_map_loss_weight,
-                      thresh_map_loss_weight=thresh_map_loss_weight, binary_map_loss_weight=binary_map_loss_weight, eps=eps)
+        values = dict(
+            negative_ratio=negative_ratio,
+            prob_map_loss_weight=prob_map_loss_weight,
+            thresh_map_loss_weight=thresh_map_loss_weight,
+            binary_map_loss_weight=binary_map_loss_weight,
+            eps=eps,
+        )
         if cfg is not None:
             unknown = sorted(set(cfg) - set(values))
             if unknown:
                 raise ValueError(f"models.loss: unknown setting(s) {unknown}; known: {sorted(values)}")
             values.update({k: float(v) for k, v in cfg.items()})
         self.negative_ratio = values["negative_ratio"]
-        self.weights = {"prob": values["prob_map_loss_weight"], "thresh": values["thresh_map_loss_weight"],
-                        "binary": values["binary_map_loss_weight"]}
+        self.weights = {
+            "prob": values["prob_map_loss_weight"],
+            "thresh": values["thresh_map_loss_weight"],
+            "binary": values["binary_map_loss_weight"],
+        }
         self.eps = values["eps"]
 
     def forward(self, pred: Mapping[str, torch.Tensor], batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -59,8 +75,11 @@ class DBLoss(nn.Module):
                 "loss/thresh": masked_l1(pred["thresh"].float(), thresh, thresh_mask, self.eps),
                 "loss/binary": dice(pred["binary"].float(), gt, mask, self.eps),
             }
-            total = (self.weights["prob"] * parts["loss/prob"] + self.weights["thresh"] * parts["loss/thresh"]
-                     + self.weights["binary"] * parts["loss/binary"])
+            total = (
+                self.weights["prob"] * parts["loss/prob"]
+                + self.weights["thresh"] * parts["loss/thresh"]
+                + self.weights["binary"] * parts["loss/binary"]
+            )
         return total, parts
 
     def balanced_bce(self, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, *, logits: bool) -> torch.Tensor:

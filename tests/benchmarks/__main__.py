@@ -2,6 +2,7 @@
 
 Evaluation and post-processing time the reference vectors in tests/fixtures, so they run without
 the SROIE sample too; the rest need it and say so."""
+
 from __future__ import annotations
 
 import importlib

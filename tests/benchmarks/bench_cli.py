@@ -13,6 +13,7 @@ console script does. Reported per command:
     python -m tests.benchmarks.bench_cli [CODE_DIR]   # CODE_DIR: measure another checkout (PYTHONPATH);
                                                       # BENCH_CLI_REPEAT=N: runs per command (default 5)
 """
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,31 @@ REPEAT = 5
 N_IMAGES = 4
 HEAVY = ("torch", "albumentations", "kfp", "timm", "cv2", "scipy", "shapely", "minio", "omegaconf", "numpy", "PIL")
 HELP = (
-    [], ["synth"], ["convert"], ["check"], ["split"], ["config"], ["config", "show"], ["train"], ["eval"],
-    ["predict"], ["score"], ["submit"], ["ensemble"], ["data"], ["data", "pull"],
-    ["pipeline"], ["pipeline", "compile"], ["pipeline", "submit"], ["pipeline", "run"],
-    ["sweep"], ["sweep", "render"], ["sweep", "report"], ["sweep", "replay"], ["earlystop", "serve"], ["export"],
+    [],
+    ["synth"],
+    ["convert"],
+    ["check"],
+    ["split"],
+    ["config"],
+    ["config", "show"],
+    ["train"],
+    ["eval"],
+    ["predict"],
+    ["score"],
+    ["submit"],
+    ["ensemble"],
+    ["data"],
+    ["data", "pull"],
+    ["pipeline"],
+    ["pipeline", "compile"],
+    ["pipeline", "submit"],
+    ["pipeline", "run"],
+    ["sweep"],
+    ["sweep", "render"],
+    ["sweep", "report"],
+    ["sweep", "replay"],
+    ["earlystop", "serve"],
+    ["export"],
     ["cluster", "check"],
 )
 # the console script's work, and which heavy packages it left loaded (stderr, last line)
@@ -69,10 +91,18 @@ def measure(argv: list[str], env: dict, repeat: int = REPEAT) -> dict:
         walls.append(time.perf_counter() - start)
     if out.returncode != 0:
         raise RuntimeError(f"receiptflow {' '.join(argv)}: exit {out.returncode}: {out.stderr[-500:]}")
-    timed = subprocess.run([sys.executable, "-X", "importtime", "-c", PROGRAM, *argv], env=env, capture_output=True,
-                           text=True, cwd=tempfile.gettempdir())
-    return {"wall_ms": round(min(walls) * 1e3), "import_ms": round(import_us(timed.stderr) / 1e3),
-            "heavy": heavy_of(timed.stderr)}
+    timed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", PROGRAM, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+    return {
+        "wall_ms": round(min(walls) * 1e3),
+        "import_ms": round(import_us(timed.stderr) / 1e3),
+        "heavy": heavy_of(timed.stderr),
+    }
 
 
 def import_us(stderr: str) -> int:
@@ -88,7 +118,7 @@ def import_us(stderr: str) -> int:
 
 def heavy_of(stderr: str) -> list[str]:
     last = [line for line in stderr.splitlines() if line.startswith("HEAVY ")][-1]
-    return [m for m in last[len("HEAVY "):].split(",") if m]
+    return [m for m in last[len("HEAVY ") :].split(",") if m]
 
 
 def run(root, code: str | Path | None = None, repeat: int = REPEAT) -> dict:
@@ -103,10 +133,15 @@ def run(root, code: str | Path | None = None, repeat: int = REPEAT) -> dict:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
             bare.append(time.perf_counter() - start)
-        commands = {" ".join(["receiptflow", *argv, "--help"]): measure([*argv, "--help"], env, repeat) for argv in HELP}
-        commands[f"receiptflow score GT PRED ({N_IMAGES} receipts)"] = measure(["score", str(files["gt"]), str(files["gt"])], env, repeat)
+        commands = {
+            " ".join(["receiptflow", *argv, "--help"]): measure([*argv, "--help"], env, repeat) for argv in HELP
+        }
+        commands[f"receiptflow score GT PRED ({N_IMAGES} receipts)"] = measure(
+            ["score", str(files["gt"]), str(files["gt"])], env, repeat
+        )
         commands[f"receiptflow submit --check CSV --images DIR ({N_IMAGES} receipts)"] = measure(
-            ["submit", "--check", str(files["csv"]), "--images", str(files["images"])], env, repeat)
+            ["submit", "--check", str(files["csv"]), "--images", str(files["images"])], env, repeat
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"python_ms": round(min(bare) * 1e3), "repeat": repeat, "commands": commands}

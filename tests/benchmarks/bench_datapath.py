@@ -3,6 +3,7 @@
 Also: what fog costs (ours against albumentations' RandomFog), and how often the classic
 loose-keypoint regrouping would have stitched words together on the same rotated samples.
 """
+
 from __future__ import annotations
 
 import albumentations as A
@@ -42,8 +43,19 @@ def _classic_mixing_rate(split) -> float:
     every word after the first such one in the list is built from the wrong corners. Ours clips
     each word as a whole, so the count is of images it gets right that the classic gets wrong.
     """
-    t = train_transform(AugmentConfig(affine_p=1.0, brightness_contrast_p=0, color_jitter_p=0, noise_p=0,
-                                      blur_p=0, sharpen_p=0, shadow_p=0, fog_p=0), seed=1)
+    t = train_transform(
+        AugmentConfig(
+            affine_p=1.0,
+            brightness_contrast_p=0,
+            color_jitter_p=0,
+            noise_p=0,
+            blur_p=0,
+            sharpen_p=0,
+            shadow_p=0,
+            fog_p=0,
+        ),
+        seed=1,
+    )
     mixed = 0
     for name, words in split.images.items():
         w, h = split.sizes[name]

@@ -8,6 +8,7 @@ global batch grows with the ranks, as it does when a run gets more GPUs. The tim
 slowest rank, after one warm-up step. On a machine whose cores are busy with other work, the
 2-rank figure drops with it: the report gives the load average next to the numbers.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,25 @@ def _launch(root, world: int) -> float:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world),
-                           "--master_port", str(port), "-m", "tests.benchmarks.bench_ddp", str(root)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(world),
+            "--master_port",
+            str(port),
+            "-m",
+            "tests.benchmarks.bench_ddp",
+            str(root),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"bench_ddp with {world} rank(s) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])["samples_per_s"]
@@ -66,8 +83,9 @@ def _worker(root: str) -> None:
     cfg = load_config(["preset=cpu_tiny", f"dataset.root={root}", "dataset.num_workers=0"])
     rt = _runtime(cfg)
     torch.manual_seed(0)
-    data = DetectionDataset(load_split(cfg.dataset, "train"), train_transform(augment_config(cfg)), seed=0,
-                            **target_options(cfg))
+    data = DetectionDataset(
+        load_split(cfg.dataset, "train"), train_transform(augment_config(cfg)), seed=0, **target_options(cfg)
+    )
     sampler = EpochSampler(len(data), seed=0, rank=rt.rank, world_size=rt.world_size)
     batches = iter(_loader(cfg, data, sampler, rt))
     core = build_model(cfg.models)

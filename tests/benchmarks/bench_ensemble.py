@@ -5,6 +5,7 @@ false positives added (random small boxes on the image). Reported: ms/image of o
 the ratio, the fraction of ground-truth words recovered at min_vote 3 (a fused word with IoU >= 0.5),
 and the CLEval mean hmean of the ensemble against the mean over the five copies.
 """
+
 from __future__ import annotations
 
 import numpy as np

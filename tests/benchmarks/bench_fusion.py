@@ -15,6 +15,7 @@ and the disk cost per image and fold of stored maps (PNG + sidecar) against the 
 predictions JSON, and CLEval hmean against the ground truth of each fold (mean), box voting and
 map fusion (synthetic maps: a check that fusion works, not a claim about real folds).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -45,7 +46,9 @@ def fold_maps(target: np.ndarray, content: tuple[int, int], k: int = FOLDS, seed
     out = []
     for i in range(k):
         rng = np.random.default_rng(seed * 1000 + i)
-        noise = cv2.resize(rng.normal(0, 0.05, (24, 24)).astype(np.float32), target.shape[::-1], interpolation=cv2.INTER_CUBIC)
+        noise = cv2.resize(
+            rng.normal(0, 0.05, (24, 24)).astype(np.float32), target.shape[::-1], interpolation=cv2.INTER_CUBIC
+        )
         p = np.clip(base * rng.uniform(0.85, 1.0) + noise, 0, 1)
         p[h:, :] = 0
         p[:, w:] = 0

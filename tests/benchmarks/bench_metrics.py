@@ -5,6 +5,7 @@ tests/fixtures/cleval/vectors.json (a copy of ../shared/data/cleval, see its PRO
 Where the official `cleval` package is importable it is timed too (its torchmetrics path:
 4 vertices per polygon, and pseudo transcriptions, which it requires).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,11 @@ def run(root=None) -> dict:
     par_s = _best_of(lambda: evaluate(gt, det, workers=2))
     result = evaluate(gt, det)
     delta = max(
-        max(abs(s.recall - c["expected"]["det_r"]), abs(s.precision - c["expected"]["det_p"]), abs(s.hmean - c["expected"]["det_h"]))
+        max(
+            abs(s.recall - c["expected"]["det_r"]),
+            abs(s.precision - c["expected"]["det_p"]),
+            abs(s.hmean - c["expected"]["det_h"]),
+        )
         for s, c in zip(result.per_image.values(), cases)
     )
     report = {

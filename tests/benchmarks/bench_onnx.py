@@ -10,6 +10,7 @@ resize and post-processing are the same code for both).
 
     python -m tests.benchmarks bench_onnx
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,9 @@ def run(root: Path) -> dict:
             cfg = load_config([f"preset={preset}"])
             torch.manual_seed(0)
             ckpt = Path(tmp) / f"{preset}.pt"
-            save_checkpoint(ckpt, {"model": build_model(cfg.models).state_dict(), "config": OmegaConf.to_container(cfg)})
+            save_checkpoint(
+                ckpt, {"model": build_model(cfg.models).state_dict(), "config": OmegaConf.to_container(cfg)}
+            )
             started = time.perf_counter()
             export(ckpt, Path(tmp) / f"{preset}.onnx")
             export_s = time.perf_counter() - started
@@ -49,12 +52,15 @@ def run(root: Path) -> dict:
             words = {k: json.loads(Path(r.pop("words")).read_text()) for k, r in runs.items()}
             out[preset] = {
                 "canvas px": int(cfg.dataset.image_size),
-                "torch ms/receipt": runs["pt"]["ms"], "onnxruntime ms/receipt": runs["onnx"]["ms"],
+                "torch ms/receipt": runs["pt"]["ms"],
+                "onnxruntime ms/receipt": runs["onnx"]["ms"],
                 "speed-up": round(runs["pt"]["ms"] / runs["onnx"]["ms"], 2),
                 "network alone, torch / onnxruntime ms": network,
                 "network speed-up": round(network[0] / network[1], 2),
-                "torch peak RSS MB": runs["pt"]["rss_mb"], "onnxruntime peak RSS MB": runs["onnx"]["rss_mb"],
-                "same words": words["pt"] == words["onnx"], "export s": round(export_s, 1),
+                "torch peak RSS MB": runs["pt"]["rss_mb"],
+                "onnxruntime peak RSS MB": runs["onnx"]["rss_mb"],
+                "same words": words["pt"] == words["onnx"],
+                "export s": round(export_s, 1),
             }
     return out
 
@@ -82,8 +88,12 @@ def _network_ms(checkpoint: Path, onnx_model: Path, size: int, repeat: int = 10)
 
 
 def _measure(model: Path, root: Path) -> dict:
-    res = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_onnx", str(model), str(root)], check=True,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.bench_onnx", str(model), str(root)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -105,17 +115,30 @@ def _one(model: str, root: str) -> dict:
         net = OnnxDetector(model, threads=THREADS)
     split = DatasetRoot(root).load("train", strict=False)
     names = sorted(split.images)[:N_IMAGES]
-    split = dataclasses.replace(split, images={n: split.images[n] for n in names}, sizes={n: split.sizes[n] for n in names})
+    split = dataclasses.replace(
+        split, images={n: split.images[n] for n in names}, sizes={n: split.sizes[n] for n in names}
+    )
     pp = OmegaConf.to_container(cfg.models.head.postprocess)
     stamps = []
-    dets = detect(net, eval_loader(split, cfg), torch.device("cpu"), postprocess=pp,
-                  on_map=lambda *_: stamps.append(time.perf_counter()))
+    dets = detect(
+        net,
+        eval_loader(split, cfg),
+        torch.device("cpu"),
+        postprocess=pp,
+        on_map=lambda *_: stamps.append(time.perf_counter()),
+    )
     words = Path(model).with_suffix(Path(model).suffix + ".words.json")
-    words.write_text(json.dumps({n: [d.points.tolist() if hasattr(d.points, "tolist") else d.points for d in v]
-                                 for n, v in dets.items()}))
+    words.write_text(
+        json.dumps(
+            {n: [d.points.tolist() if hasattr(d.points, "tolist") else d.points for d in v] for n, v in dets.items()}
+        )
+    )
     per = [b - a for a, b in zip(stamps, stamps[1:])]  # receipt k's read + network + the previous one's post-process
-    return {"ms": round(sum(per) / len(per) * 1e3, 1),
-            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "words": str(words)}
+    return {
+        "ms": round(sum(per) / len(per) * 1e3, 1),
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "words": str(words),
+    }
 
 
 if __name__ == "__main__":

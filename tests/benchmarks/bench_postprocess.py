@@ -7,6 +7,7 @@ and `box` (DBNet's defaults: 0.3 / 0.7 / 1000, rotated boxes, unclip 1.5). Times
 rounds, so that a busy machine slows both sides alike and the ratio stays honest. Agreement is
 checked on every map against the classic and the recorded vectors.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,15 +70,17 @@ def run(root=None) -> dict:
                 for r, s, d in zip(ref_points, ref_scores, mine):
                     max_vertex = max(max_vertex, float(np.abs(d.points - np.asarray(r)).max()))
                     max_score = max(max_score, abs(d.score - s))
-        result.update({
-            f"{mode}_detections_per_map": round(detections / len(maps), 1),
-            f"{mode}_classic_ms": round(classic_ms, 2),
-            f"{mode}_ours_ms": round(ours_ms, 2),
-            f"{mode}_ratio": round(classic_ms / ours_ms, 1),
-            f"{mode}_count_mismatches": mismatched,  # (map, reference) pairs
-            f"{mode}_max_vertex_delta_px": max_vertex,
-            f"{mode}_max_score_delta": max_score,
-        })
+        result.update(
+            {
+                f"{mode}_detections_per_map": round(detections / len(maps), 1),
+                f"{mode}_classic_ms": round(classic_ms, 2),
+                f"{mode}_ours_ms": round(ours_ms, 2),
+                f"{mode}_ratio": round(classic_ms / ours_ms, 1),
+                f"{mode}_count_mismatches": mismatched,  # (map, reference) pairs
+                f"{mode}_max_vertex_delta_px": max_vertex,
+                f"{mode}_max_score_delta": max_score,
+            }
+        )
     return result
 
 

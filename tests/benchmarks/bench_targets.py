@@ -1,4 +1,5 @@
 """DB target generation at 960 px on the SROIE sample: ours against the classic reference."""
+
 from __future__ import annotations
 
 import warnings

@@ -7,6 +7,7 @@ split in two and some dropped (seeded), so that matching does the work a trained
 output gives it. "first_epoch" includes starting the pool (a training starts it while its first
 epoch trains); "epoch" is the best of the later ones.
 """
+
 from __future__ import annotations
 
 import time
@@ -54,8 +55,11 @@ def run(root: Path, epochs: int = 10) -> dict:
             start = time.perf_counter()
             result = evaluate(gt, det, workers=workers)
             times.append(time.perf_counter() - start)
-        report[f"workers_{workers}"] = {"first_epoch_s": round(times[0], 3), "epoch_s": round(min(times[1:]), 3),
-                                        "hmean": result.hmean}
+        report[f"workers_{workers}"] = {
+            "first_epoch_s": round(times[0], 3),
+            "epoch_s": round(min(times[1:]), 3),
+            "hmean": result.hmean,
+        }
     close()
     seq, par = report["workers_0"], report["workers_2"]
     report["same_hmean"] = seq["hmean"] == par["hmean"]

@@ -7,6 +7,7 @@ pair, a point-in-polygon call per (centre, det) pair, Qhull for every minimum-ar
 Exactness rules are the same as ours (see model/metrics.py): integer coordinates, float32
 rotating calipers in Qhull's vertex order, GPC's crossing test, even-odd regions.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ seeds a cluster and takes every unassigned word with IoU >= the threshold (sever
 model included); a cluster with at least `min_vote` members is kept, its points the plain mean
 (the first member's where vertex counts differ). Weights and scores are ignored.
 """
+
 from __future__ import annotations
 
 import numpy as np

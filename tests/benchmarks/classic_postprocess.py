@@ -17,6 +17,7 @@ the original, quirks included (boxPoints floats truncated to int32 in the score,
 bounding box of the score crop). Returns only the kept detections (the original's box mode leaves
 zero rows for the dropped ones).
 """
+
 from __future__ import annotations
 
 import cv2
@@ -27,8 +28,17 @@ from shapely.geometry import Polygon
 MIN_SIZE = 3
 
 
-def classic_postprocess(pred, *, thresh=0.29, box_thresh=0.25, max_candidates=600, unclip_ratio=2.0,
-                        use_polygon=True, dest_width=None, dest_height=None):
+def classic_postprocess(
+    pred,
+    *,
+    thresh=0.29,
+    box_thresh=0.25,
+    max_candidates=600,
+    unclip_ratio=2.0,
+    use_polygon=True,
+    dest_width=None,
+    dest_height=None,
+):
     """pred: (H, W) float32 probability map. Returns (boxes, scores): lists of (N, 2) integer
     arrays in destination pixels (the map's own size by default) and float scores."""
     height, width = pred.shape

@@ -7,6 +7,7 @@ the padded polygon's bounding box and keep the maximum of 1 - d/D. One numpy gri
 polygon is what makes it slow. Kept deliberately close to the original, quirks included (the
 law-of-cosines distance, numpy's warnings on degenerate input).
 """
+
 from __future__ import annotations
 
 import cv2
@@ -15,7 +16,9 @@ import pyclipper
 from shapely.geometry import Polygon
 
 
-def classic_targets(h, w, polygons, ignore, shrink_ratio=0.4, thresh_min=0.3, thresh_max=0.7, min_text_size=8, nan_pixels=None):
+def classic_targets(
+    h, w, polygons, ignore, shrink_ratio=0.4, thresh_min=0.3, thresh_max=0.7, min_text_size=8, nan_pixels=None
+):
     """Returns (prob, prob_mask, thresh, thresh_mask) as float32 maps.
 
     `nan_pixels`, a (h, w) bool array, receives the pixels whose distance came out NaN: points on
@@ -91,7 +94,8 @@ def _draw_border_map(polygon, canvas, mask, shrink_ratio, nan_pixels=None):
     ymax_valid = min(max(0, ymax), canvas.shape[0] - 1)
     if nan_pixels is not None:
         nan_pixels[ymin_valid : ymax_valid + 1, xmin_valid : xmax_valid + 1] |= np.isnan(
-            distance_map[ymin_valid - ymin : ymax_valid - ymax + height, xmin_valid - xmin : xmax_valid - xmax + width])
+            distance_map[ymin_valid - ymin : ymax_valid - ymax + height, xmin_valid - xmin : xmax_valid - xmax + width]
+        )
     canvas[ymin_valid : ymax_valid + 1, xmin_valid : xmax_valid + 1] = np.fmax(
         1 - distance_map[ymin_valid - ymin : ymax_valid - ymax + height, xmin_valid - xmin : xmax_valid - xmax + width],
         canvas[ymin_valid : ymax_valid + 1, xmin_valid : xmax_valid + 1],

@@ -1,5 +1,6 @@
 """What the benchmarks share: the reference vectors in tests/fixtures, the SROIE sample as a
 dataset root, single-core settings, timing."""
+
 from __future__ import annotations
 
 import hashlib

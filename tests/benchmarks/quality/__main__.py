@@ -18,6 +18,7 @@ The tables in README.md and docs/quality.md are written from docs/bench-quality.
 `--write-docs` (or `python -m tests.benchmarks.quality.record`), never by hand; `--record` puts this
 run's rows there (tests/benchmarks/quality/record.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -149,8 +150,10 @@ def train_plus(folds: Path, extra: Path | None, work: Path) -> Path:
             found = json.loads((root.root / "jsons" / f"{split}.json").read_text())["images"]
             clash = (set(found) & set(labels)) if root is theirs else set()
             if clash:
-                raise SystemExit(f"bench-quality: --extra-train {extra}: {len(clash)} receipt(s) of the same name as the "
-                                 f"benchmark's, e.g. {sorted(clash)[0]}; it must add other receipts")
+                raise SystemExit(
+                    f"bench-quality: --extra-train {extra}: {len(clash)} receipt(s) of the same name as the "
+                    f"benchmark's, e.g. {sorted(clash)[0]}; it must add other receipts"
+                )
             labels |= found
             images |= {name: root.root / "images" / split / name for name in found}
     base = work / f"plus-{Path(extra).name}"
@@ -164,12 +167,15 @@ def train_plus(folds: Path, extra: Path | None, work: Path) -> Path:
     (data / "jsons" / "train.json").write_text(json.dumps({"images": labels}))
     added = sorted(set(labels) - set(manifest["sources"]))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "folds.json").write_text(json.dumps({**manifest, "root": str(data.resolve()),
-                                                "sources": {n: "train" for n in sorted(labels)}}, indent=1))
+    (out / "folds.json").write_text(
+        json.dumps({**manifest, "root": str(data.resolve()), "sources": {n: "train" for n in sorted(labels)}}, indent=1)
+    )
     for i in range(K):
         (out / f"fold_{i}").mkdir(exist_ok=True)
         train = json.loads((folds / f"fold_{i}" / "train.json").read_text())["images"]
-        (out / f"fold_{i}" / "train.json").write_text(json.dumps({"images": {**train, **{n: labels[n] for n in added}}}))
+        (out / f"fold_{i}" / "train.json").write_text(
+            json.dumps({"images": {**train, **{n: labels[n] for n in added}}})
+        )
         (out / f"fold_{i}" / "val.json").write_text((folds / f"fold_{i}" / "val.json").read_text())
     print(f"--extra-train: {len(added)} receipts of {extra} join every fold's training part", flush=True)
     return out
@@ -183,7 +189,9 @@ def recipe_postprocess(preset: str, overrides: list[str]) -> list[str]:
     from model.config_presets import load_preset
 
     pp = OmegaConf.to_container(load_preset(preset)).get("models", {}).get("head", {}).get("postprocess", {})
-    return [f"models.head.postprocess.{k}={v}" for k, v in pp.items()] + [o for o in overrides if o.startswith("models.head.postprocess.")]
+    return [f"models.head.postprocess.{k}={v}" for k, v in pp.items()] + [
+        o for o in overrides if o.startswith("models.head.postprocess.")
+    ]
 
 
 def train_once(run_dir: Path, spent_file: Path, *train_args: str) -> float:
@@ -222,9 +230,15 @@ def run_ours(args, folds: Path, held_out: Path, work: Path, i: int, settings: li
     dets, ms = detect_timed(run_dir / "last.pt", folder, post)
     pred = run_dir / "held_out.json"
     write_ufo(to_ufo(dets), pred)
-    result = {"fold": i, **score(gt, pred), "ms_per_image": ms, "train_s": float(spent_file.read_text()),
-              "epochs": sum(1 for _ in open(run_dir / "metrics.jsonl")), "postprocess": post,
-              "train_images": len(json.loads((folds / f"fold_{i}" / "train.json").read_text())["images"])}
+    result = {
+        "fold": i,
+        **score(gt, pred),
+        "ms_per_image": ms,
+        "train_s": float(spent_file.read_text()),
+        "epochs": sum(1 for _ in open(run_dir / "metrics.jsonl")),
+        "postprocess": post,
+        "train_images": len(json.loads((folds / f"fold_{i}" / "train.json").read_text())["images"]),
+    }
     done.write_text(json.dumps(result, indent=1))
     return result
 
@@ -252,8 +266,11 @@ def retime(args, work: Path, folds: Path, results: Path, ours: str) -> None:
     WORK/timing.json: the table's ms column then compares like with like. Fold runs time
     themselves too, but beside whatever else the machine was doing."""
     _, folder, names = fold_images(folds, 0)
-    print(f"timing: {len(names)} images each; load average now {os.getloadavg()[0]:.1f} "
-          "(anything else running inflates every number)", flush=True)
+    print(
+        f"timing: {len(names)} images each; load average now {os.getloadavg()[0]:.1f} "
+        "(anything else running inflates every number)",
+        flush=True,
+    )
     timing_file = work / "timing.json"
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
     names_file = work / "peers" / "timing-names.txt"
@@ -261,7 +278,14 @@ def retime(args, work: Path, folds: Path, results: Path, ours: str) -> None:
     names_file.write_text("\n".join(names))
     for peer in [p for p in args.peers.split(",") if p]:
         out = work / "peers" / f"{peer}.timing.json"
-        sh(str(args.peers_python), str(Path(__file__).with_name("peers.py")), peer, str(folder), str(names_file), str(out))
+        sh(
+            str(args.peers_python),
+            str(Path(__file__).with_name("peers.py")),
+            peer,
+            str(folder),
+            str(names_file),
+            str(out),
+        )
         timing[PEERS[peer]] = 1e3 * statistics.mean(json.loads(out.read_text())["seconds"].values())
     if (results / "run_0" / "trained").is_file():
         _, ms = detect_timed(results / "run_0" / "last.pt", folder, recipe_postprocess(args.preset, args.overrides))
@@ -280,39 +304,66 @@ def mean_sd(values: list[float]) -> str:
 def table(rows: list[dict], timing: dict | None = None) -> str:
     """Markdown: mean ± sample sd over folds; ms per image from `timing` (retime) where it has the row."""
     timing = timing or {}
-    lines = ["| detector | folds | H-Mean | precision | recall | ms / image | training / fold (median) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| detector | folds | H-Mean | precision | recall | ms / image | training / fold (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         f = r["folds"]
         # the median: a fold trained beside other work takes longer, and one such fold moves a mean
         train = f"{statistics.median(x['train_s'] for x in f) / 60:.1f} min" if "train_s" in f[0] else "—"
         which = "" if len(f) == K or "fold" not in f[0] else f" ({', '.join(str(x['fold']) for x in f)})"
-        lines.append(f"| {r['name']} | {len(f)}{which} | {mean_sd([x['hmean'] for x in f])} | {mean_sd([x['precision'] for x in f])} "
-                     f"| {mean_sd([x['recall'] for x in f])} | {timing.get(r['name'], statistics.mean(x['ms_per_image'] for x in f)):.0f} | {train} |")
+        lines.append(
+            f"| {r['name']} | {len(f)}{which} | {mean_sd([x['hmean'] for x in f])} | {mean_sd([x['precision'] for x in f])} "
+            f"| {mean_sd([x['recall'] for x in f])} | {timing.get(r['name'], statistics.mean(x['ms_per_image'] for x in f)):.0f} | {train} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.benchmarks.quality", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=REPO_ROOT / "build" / "quality", help="data, runs and results (default build/quality)")
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks.quality",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=REPO_ROOT / "build" / "quality",
+        help="data, runs and results (default build/quality)",
+    )
     ap.add_argument("--preset", default="cpu_receipts", help="receiptflow's recipe (default cpu_receipts)")
     ap.add_argument("--folds", default=",".join(map(str, range(K))), help="folds to train (default all 5)")
-    ap.add_argument("--budget-min", type=float, default=None, help="stop before a fold that would end past this many minutes")
+    ap.add_argument(
+        "--budget-min", type=float, default=None, help="stop before a fold that would end past this many minutes"
+    )
     ap.add_argument("--init-from", default=None, help="start every fold from this checkpoint (init_from=)")
     ap.add_argument("--train-size", type=int, default=None, help="train each fold on this many of its 96 receipts")
-    ap.add_argument("--extra-train", type=Path, default=None,
-                    help="a dataset root whose labelled receipts join every fold's training part (e.g. sroie-dev converted)")
+    ap.add_argument(
+        "--extra-train",
+        type=Path,
+        default=None,
+        help="a dataset root whose labelled receipts join every fold's training part (e.g. sroie-dev converted)",
+    )
     ap.add_argument("--peers", default=",".join(PEERS), help="peers to score, comma-separated ('' for none)")
     ap.add_argument("--peers-python", type=Path, default=REPO_ROOT / ".venv-peers" / "bin" / "python")
-    ap.add_argument("--retime", action="store_true",
-                    help="time every detector on the same 24 receipts, one after another (run it on an idle machine)")
+    ap.add_argument(
+        "--retime",
+        action="store_true",
+        help="time every detector on the same 24 receipts, one after another (run it on an idle machine)",
+    )
     ap.add_argument("--tag", default=None, help="results folder name (default: from the settings)")
     ap.add_argument("--label", default=None, help="receiptflow's row in the tables (default: receiptflow `TAG`)")
-    ap.add_argument("--record", action="store_true",
-                    help="keep this run's rows and timings in docs/bench-quality.json (the docs' tables come from it)")
-    ap.add_argument("--write-docs", action="store_true",
-                    help="rewrite the tables of README.md and docs/*.md from docs/bench-quality.json")
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="keep this run's rows and timings in docs/bench-quality.json (the docs' tables come from it)",
+    )
+    ap.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="rewrite the tables of README.md and docs/*.md from docs/bench-quality.json",
+    )
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="training overrides for the recipe")
     args = ap.parse_args(argv)
 
@@ -322,10 +373,13 @@ def main(argv: list[str]) -> int:
     folds = prepare_data(work)
     train_folds = train_plus(train_subset(folds, args.train_size, work), args.extra_train, work)
     settings = [f"preset={args.preset}", *args.overrides] + ([f"init_from={args.init_from}"] if args.init_from else [])
-    tag = args.tag or "-".join([args.preset] + ([f"n{args.train_size}"] if args.train_size else [])
-                               + ([f"plus-{args.extra_train.name}"] if args.extra_train else [])
-                               + (["init"] if args.init_from else [])
-                               + ([hashlib.sha256("\n".join(settings).encode()).hexdigest()[:8]] if args.overrides or args.init_from else []))
+    tag = args.tag or "-".join(
+        [args.preset]
+        + ([f"n{args.train_size}"] if args.train_size else [])
+        + ([f"plus-{args.extra_train.name}"] if args.extra_train else [])
+        + (["init"] if args.init_from else [])
+        + ([hashlib.sha256("\n".join(settings).encode()).hexdigest()[:8]] if args.overrides or args.init_from else [])
+    )
     results = work / "results" / tag
     results.mkdir(parents=True, exist_ok=True)
     recorded = {"settings": settings, "train_size": args.train_size}
@@ -333,8 +387,10 @@ def main(argv: list[str]) -> int:
         recorded["extra_train"] = str(args.extra_train.resolve())
     kept = results / "settings.json"
     if kept.is_file() and json.loads(kept.read_text()) != recorded:
-        raise SystemExit(f"bench-quality: {results} holds folds trained with {kept.read_text().strip()}; "
-                         "give these settings another --tag, or remove that folder")
+        raise SystemExit(
+            f"bench-quality: {results} holds folds trained with {kept.read_text().strip()}; "
+            "give these settings another --tag, or remove that folder"
+        )
     kept.write_text(json.dumps(recorded, indent=1))
 
     rows = [run_peer(p, args.peers_python, folds, work) for p in args.peers.split(",") if p]
@@ -343,17 +399,30 @@ def main(argv: list[str]) -> int:
         trained = [j for j in range(K) if (results / f"run_{j}" / "trained").is_file()]
         if not (results / f"run_{i}" / "trained").is_file():
             used = (time.perf_counter() - began) / 60
-            per_fold = statistics.mean(float((results / f"run_{j}" / "train_seconds").read_text()) for j in trained) / 60 if trained else None
+            per_fold = (
+                statistics.mean(float((results / f"run_{j}" / "train_seconds").read_text()) for j in trained) / 60
+                if trained
+                else None
+            )
             left = [j for j in wanted if j not in trained]
-            print(f"time: {used:.1f} min so far; {len(left)} fold(s) to train"
-                  + (f", ~{per_fold:.1f} min each (mean of the {len(trained)} trained)" if per_fold else ", none trained yet to time")
-                  + (f"; budget {args.budget_min:.0f} min" if args.budget_min is not None else ""), flush=True)
+            print(
+                f"time: {used:.1f} min so far; {len(left)} fold(s) to train"
+                + (
+                    f", ~{per_fold:.1f} min each (mean of the {len(trained)} trained)"
+                    if per_fold
+                    else ", none trained yet to time"
+                )
+                + (f"; budget {args.budget_min:.0f} min" if args.budget_min is not None else ""),
+                flush=True,
+            )
             if args.budget_min is not None and per_fold and used + per_fold > args.budget_min:
                 print(f"time: fold {i} would end past the budget; stopping here (run again to go on)", flush=True)
                 break
         print(f"== receiptflow {tag}: fold {i}", flush=True)
         run_ours(args, train_folds, folds, work, i, settings, results)
-    done = [json.loads((results / f"fold_{j}.json").read_text()) for j in range(K) if (results / f"fold_{j}.json").is_file()]
+    done = [
+        json.loads((results / f"fold_{j}.json").read_text()) for j in range(K) if (results / f"fold_{j}.json").is_file()
+    ]
     ours = args.label or f"receiptflow `{tag}`"
     if done:
         rows.insert(0, {"name": ours, "folds": done, "settings": settings})
@@ -363,12 +432,18 @@ def main(argv: list[str]) -> int:
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
     report = table(rows, timing)
     (results / "table.md").write_text(report + "\n")
-    print(f"\n5-fold CV on 120 SROIE receipts (24 held out per fold), CLEval; {time.perf_counter() - began:.0f} s this run\n")
+    print(
+        f"\n5-fold CV on 120 SROIE receipts (24 held out per fold), CLEval; {time.perf_counter() - began:.0f} s this run\n"
+    )
     print(report)
     if args.record or args.write_docs:
         from tests.benchmarks.quality import record
 
-        kept = record.record(rows, {k: v for k, v in timing.items() if k in {r["name"] for r in rows}}) if args.record else record.load()
+        kept = (
+            record.record(rows, {k: v for k, v in timing.items() if k in {r["name"] for r in rows}})
+            if args.record
+            else record.load()
+        )
         for path in record.write_docs(kept) if args.write_docs else []:
             print(f"wrote {path.relative_to(REPO_ROOT)}")
     return 0

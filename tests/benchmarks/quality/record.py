@@ -13,6 +13,7 @@ choices on sroie-dev, tests/benchmarks/quality/dev.py). tests/test_bench_quality
 fails when a block differs from what the record renders: a number typed into the docs by hand, or a
 record changed without `--write-docs`.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,11 +39,15 @@ def record(rows: list[dict], timing: dict, path: Path = RECORD) -> dict:
     for row in rows:
         old = by_name.get(row["name"], {"folds": []})
         if old.get("settings", row.get("settings")) != row.get("settings"):
-            raise SystemExit(f"bench-quality: --record: {row['name']} is recorded with settings {old['settings']}, "
-                             f"this run has {row.get('settings')}; give it another --label")
+            raise SystemExit(
+                f"bench-quality: --record: {row['name']} is recorded with settings {old['settings']}, "
+                f"this run has {row.get('settings')}; give it another --label"
+            )
         folds = {f["fold"]: f for f in old["folds"]} | {f["fold"]: f for f in row["folds"]}
-        by_name[row["name"]] = {**{k: row[k] for k in ("name", "version", "settings") if k in row},
-                                "folds": [folds[i] for i in sorted(folds)]}
+        by_name[row["name"]] = {
+            **{k: row[k] for k in ("name", "version", "settings") if k in row},
+            "folds": [folds[i] for i in sorted(folds)],
+        }
     kept["rows"] = list(by_name.values())
     kept["timing"] = {**kept["timing"], **timing}
     path.write_text(json.dumps(kept, indent=1) + "\n")
@@ -72,8 +77,11 @@ def render(kept: dict) -> dict[str, str]:
     for i in folds:
         cells = [{f["fold"]: f for f in r["folds"]}.get(i) for r in rows]
         per_fold.append(f"| {i} | " + " | ".join(f"{c['hmean']:.4f}" if c else "—" for c in cells) + " |")
-    return {"summary": table(rows, kept["timing"]) + "\n", "per-fold": "\n".join(per_fold) + "\n",
-            "dev": dev_table(kept.get("dev", [])) + "\n"}
+    return {
+        "summary": table(rows, kept["timing"]) + "\n",
+        "per-fold": "\n".join(per_fold) + "\n",
+        "dev": dev_table(kept.get("dev", [])) + "\n",
+    }
 
 
 def blocks(text: str) -> dict[str, str]:
@@ -88,7 +96,9 @@ def write_docs(kept: dict, docs: list[Path] = DOCS) -> list[Path]:
         text = path.read_text()
         unknown = set(blocks(text)) - set(rendered)
         if unknown:
-            raise SystemExit(f"bench-quality: {path}: unknown block(s) {', '.join(sorted(unknown))}; known: {', '.join(rendered)}")
+            raise SystemExit(
+                f"bench-quality: {path}: unknown block(s) {', '.join(sorted(unknown))}; known: {', '.join(rendered)}"
+            )
         new = BLOCK.sub(lambda m: m.group(1) + rendered[m.group(2)] + m.group(4), text)
         if new != text:
             path.write_text(new)
