@@ -281,3 +281,56 @@ def test_sweep_replay_help_and_run_import_no_heavy_package():
         imported_by(["sweep", "replay", "--help"], ["sweep", "replay", str(SEED)], ["sweep", "replay", str(TINY)])
         == set()
     )
+
+
+# --- the real-receipt sweep (tests/record_curves.py --set sroie_dev) ---
+
+SROIE_DEV = FIXTURES / "curves" / "sroie_dev_lite0.json"
+
+
+def test_sroie_dev_fixture_records_the_commands_of_tests_record_curves_and_a_floor_fixed_before():
+    from pipelines.sweep import FLOOR
+    from tests.record_curves import CONVERT, SROIE_EPOCHS, SROIE_ORDER, SROIE_TRIALS, sroie_name, sroie_train_args
+
+    doc = json.loads(SROIE_DEV.read_text())
+    assert doc["replay"] == {"parallel": 2, "start_step": 4, "min_trials_required": 3, "floor": FLOOR}
+    assert doc["commands"][0].split()[3:] == [*CONVERT, "../shared/data/sroie-dev", "DATA", "--overwrite"]
+    trials = sorted(doc["trials"], key=lambda t: t["created"])
+    assert [(t["lr"], t["T_max"]) for t in trials] == [SROIE_TRIALS[i] for i in SROIE_ORDER]
+    for t, cmd in zip(doc["trials"], doc["commands"][1:]):
+        assert t["name"] == sroie_name(t["lr"], t["T_max"])
+        assert cmd.split()[3:] == sroie_train_args(Path("DATA"), Path(f"RUNS/{t['name']}"), t["lr"], t["T_max"])
+        assert len(t["values"]) == SROIE_EPOCHS and all(0.0 <= v <= 1.0 for v in t["values"])
+    # real rising curves, not flat ones: most trials gain more than 0.3 from their first epoch
+    assert sum(max(t["values"]) - t["values"][0] > 0.3 for t in trials) >= 7
+
+
+def test_sroie_dev_curves_neither_rule_stops_a_winner_and_the_docs_tables_are_the_replays():
+    from earlystop.replay import start_step_table
+
+    curves, r, s = _run_fixture(SROIE_DEV)
+    none = r["none"]
+    for start_step, parallel, visible in itertools.product(range(1, 8), (1, 2, 3, 4), (False, True)):
+        for policy in ("medianstop", "medianstop-floor"):
+            res = replay(
+                curves,
+                policy,
+                parallel=parallel,
+                start_step=start_step,
+                min_trials_required=3,
+                floor=s["floor"],
+                running_visible=visible,
+            )
+            assert res.false_negatives == () and res.best_found == none.best_found, (
+                policy,
+                start_step,
+                parallel,
+                visible,
+            )
+    assert max(max(t.values) for t in curves.trials) < s["floor"]  # the floor never acted: no trial reached it
+    table = start_step_table(curves, (2, 4, 6), parallel=2, min_trials_required=3, floor=s["floor"])
+    repo = Path(__file__).resolve().parents[1]
+    for doc in ("README.md", "docs/katib.md"):
+        text = (repo / doc).read_text()
+        assert f"<!-- replay:sroie_dev -->\n{table}\n<!-- /replay:sroie_dev -->" in text, doc
+    assert "| 2 | medianstop-floor | 0.9625 | 2 | 0 | 12 of 80 (15 %) |" in table  # what README's heading says
