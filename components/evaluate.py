@@ -28,7 +28,9 @@ def evaluate(
     from model.evaluate import validate
     from model.predict import eval_loader, load_model
 
-    net, cfg = load_model(f"{model.path}/best.pt", split_overrides(dataset.path, folds.path, fold))
+    # tuned=False: the config's post-processing as trained. The decision compares this score with the seed's
+    # bar, measured with fixed settings, and best.pt's tuned ones were chosen on this very val split.
+    net, cfg = load_model(f"{model.path}/best.pt", split_overrides(dataset.path, folds.path, fold), tuned=False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = load_split(cfg.dataset, split)
     result = validate(

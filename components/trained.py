@@ -29,7 +29,9 @@ def export_model(work: Path, model, metrics, summary: dict) -> dict:
     saved = load_checkpoint(work / "best.pt")
     out = Path(model.path)
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "best.pt", {k: saved[k] for k in ("model", "config", "epoch", "best_hmean", "history")})
+    # the weights and what predicting needs: the config and the post-processing tuned on val (model/tune.py)
+    keep = ("model", "config", "epoch", "best_hmean", "history", "tuned")
+    save_checkpoint(out / "best.pt", {k: saved[k] for k in keep if k in saved})
     shutil.copy(work / "metrics.jsonl", out / "metrics.jsonl")
     (out / "summary.json").write_text(json.dumps({**summary, "best": best, "history": history}, indent=1))
 

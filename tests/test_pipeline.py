@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from components.common import ACCEPTABLE, FALLBACK, SUCCESS, decide
+from model.checkpoint import load_checkpoint
 from model.errors import DataError
 from pipelines.compile import COMPILED
 from pipelines.run8_kfold import PREDICTED
@@ -437,6 +438,14 @@ def test_local_run_end_to_end_publishes_to_s3(tiny_data, tmp_path, s3_server):
     assert plan["method"] in ("maps", "boxes", "fold")
     summary = json.loads((got / "models" / "fold_1" / "summary.json").read_text())
     assert summary["fold"] == 1 and summary["preset"] == "cpu_tiny" and len(summary["history"]) == 8
+    # every published model carries the post-processing its training chose on its own val split (model/tune.py)
+    for t in ("replication", "fold_0", "fold_1"):
+        tuned = load_checkpoint(got / "models" / t / "best.pt")["tuned"]
+        assert tuned["split"].endswith("val") and set(tuned["postprocess"]) == {
+            "thresh",
+            "box_thresh",
+            "unclip_ratio",
+        }, t
 
     # the UI views: the ensemble's HTML page and the run summary are artifacts of the local run
     html = list((tmp_path / "kfp").glob("*/ensemble/view"))
