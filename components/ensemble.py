@@ -42,6 +42,7 @@ def ensemble(
 
     top_rows = 10  # summary.md lists this many candidates (plus each single fold and the best vote)
     from model.data.ufo import DatasetRoot, read_ufo, write_ufo
+    from model.fusion import fold_maps
     from model.metrics import evaluate
     from model.report import predictions_html, table
 
@@ -77,6 +78,10 @@ def ensemble(
     write_ufo(result, fused.path)
     words = sum(len(w) for w in result.values())
     fused.metadata.update({"method": chosen.method, **chosen.options, "calibration": calibration})
+    if chosen.method == "maps":  # the folds may have tuned different unclip ratios: the fused map's, for deployment
+        unclip = calibrate.fused_unclip_ratio(next(iter(fold_maps(map_dirs)))[1])
+        if unclip is not None:
+            fused.metadata["unclip_ratio"] = unclip
     metrics.log_metric("folds", len(sets))
     metrics.log_metric("words", words)
     print(

@@ -36,6 +36,7 @@ fused hmean moves by at most 0.0005, see model/probmaps.py).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,10 +128,14 @@ def deployment(chosen: Mapping, members: Sequence[str]) -> dict:
     method = o.get("method")
     if method == "maps":
         picked, settings = [members[int(i)] for i in o["folds"]], {"thresh": o["thresh"], "box_thresh": o["box_thresh"]}
+        unclip = ""
+        if o.get("unclip_ratio") is not None:  # the members tuned different ones: the run used their median
+            settings["unclip_ratio"] = o["unclip_ratio"]
+            unclip = f" --unclip-ratio {o['unclip_ratio']:g}"
         how = (
             f"map fusion: each member's probability map on the same canvas (`receiptflow predict MEMBER IMAGES -o "
             f"P.json --maps DIR`), averaged with equal weights and post-processed once: `receiptflow ensemble --mode "
-            f"maps --thresh {o['thresh']:g} --box-thresh {o['box_thresh']:g} -o OUT.json DIR...`"
+            f"maps --thresh {o['thresh']:g} --box-thresh {o['box_thresh']:g}{unclip} -o OUT.json DIR...`"
         )
     elif method == "boxes":
         picked, settings = list(members), {"min_vote": o["min_vote"], "iou": o["iou"]}
@@ -203,8 +208,9 @@ def candidate_predictions(
                 prob = fuse_maps(stored, [1.0 if j in subset else 0.0 for j in range(k)], sources=sources)
                 for i, c in grid:
                     if c.options["folds"] == subset:
+                        given = {"thresh": c.options["thresh"], "box_thresh": c.options["box_thresh"]}
                         options = postprocess_settings(
-                            stored, {"thresh": c.options["thresh"], "box_thresh": c.options["box_thresh"]}, sources
+                            stored, {**given, "unclip_ratio": fused_unclip_ratio(stored)}, sources
                         )
                         per[i][name] = image_detections(prob, first.to_original, first.original_size, options)
         for i, _ in grid:
@@ -219,6 +225,14 @@ def candidate_predictions(
         elif c.method not in METHODS:
             raise DataError(f"calibration: unknown method {c.method!r}; known: {', '.join(METHODS)}")
     return out  # type: ignore[return-value]
+
+
+def fused_unclip_ratio(maps) -> float | None:
+    """The unclip ratio a fused map is post-processed with: the members' own when they agree (None: as
+    recorded), else their median. Each fold model may have tuned its own (model/tune.py); a fused map
+    is one new map, and the grid varies only thresh and box_thresh."""
+    values = [float(v) for m in maps if (v := (m.postprocess or {}).get("unclip_ratio")) is not None]
+    return statistics.median(values) if len(set(values)) > 1 else None
 
 
 def score_candidates(

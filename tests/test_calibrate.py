@@ -275,3 +275,29 @@ def test_the_deployment_plan_names_the_chosen_members_and_how_to_fuse_them():
     assert deployment({"method": "fold", "fold": 1}, tasks)["members"] == ["fold_1/model.onnx"]
     with pytest.raises(DataError, match="names no method"):
         deployment({}, tasks)
+
+
+def test_folds_that_tuned_different_unclip_ratios_fuse_with_their_median_and_the_plan_says_so():
+    """Each fold model may carry its own post-processing (model/tune.py); a fused map is post-processed once."""
+    from model.calibrate import deployment, fused_unclip_ratio
+    from model.probmaps import ProbMap
+
+    def m(unclip):
+        return ProbMap(
+            "r.jpg", np.zeros((4, 4)), np.eye(3), (4, 4), None if unclip is None else {"unclip_ratio": unclip}
+        )
+
+    assert fused_unclip_ratio([m(2.0), m(2.0), m(None)]) is None  # they agree: as recorded
+    assert fused_unclip_ratio([m(1.75), m(2.0), m(2.25), m(2.25)]) == 2.125
+    plan = deployment(
+        {
+            "method": "maps",
+            "folds": [1, 0],
+            "thresh": 0.26,
+            "box_thresh": 0.3,
+            "unclip_ratio": 2.125,
+            "calibration": "val",
+        },
+        ["fold_0", "fold_1"],
+    )
+    assert plan["settings"]["unclip_ratio"] == 2.125 and "--box-thresh 0.3 --unclip-ratio 2.125 -o" in plan["how"]
