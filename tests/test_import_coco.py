@@ -13,31 +13,12 @@ from PIL import Image, ImageOps
 
 import model.cli
 from model.data.convert import assign_splits, convert
-from model.data.ufo import SPLITS, DatasetRoot, Word
+from model.data.ufo import SPLITS, Word
 from model.errors import DataError
+from tests.importers import load_all, save_image, truncated_jpeg
 
 FIXTURE = Path(__file__).parent / "fixtures" / "importers" / "coco"
 ICDAR_GT = Path(__file__).parent / "fixtures" / "importers" / "icdar2015" / "Challenge4_Test_Task1_GT" / "gt_img_1.txt"
-
-
-def jpeg(path: Path, size, exif_orientation: int | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {}
-    if exif_orientation is not None:
-        exif = Image.Exif()
-        exif[0x0112] = exif_orientation
-        kwargs["exif"] = exif
-    Image.new("RGB", size, (230, 230, 225)).save(path, quality=80, **kwargs)
-    return path
-
-
-def load_strict(dst: Path) -> dict[str, dict[str, Word]]:
-    images: dict[str, dict[str, Word]] = {}
-    for s in SPLITS:
-        split = DatasetRoot(dst).load(s, strict=True, decode=True)
-        assert not split.report.problems
-        images.update(split.images)
-    return images
 
 
 def fixture_src(tmp_path: Path, name: str) -> Path:
@@ -49,7 +30,7 @@ def fixture_src(tmp_path: Path, name: str) -> Path:
     entries = data["imgs"].values() if "imgs" in data else data["images"]
     for e in entries:
         target = src / e["file_name"] if name == "mmocr" else src / "images" / Path(e["file_name"]).name
-        jpeg(target, (e["width"], e["height"]))
+        save_image(target, (e["width"], e["height"]))
     return src
 
 
@@ -60,7 +41,7 @@ def test_cocotext_v2(tmp_path):
     src = fixture_src(tmp_path, "cocotext")
     summary = convert("coco", src, tmp_path / "dst", progress=False)
     assert not summary.report.problems
-    images = load_strict(tmp_path / "dst")
+    images = load_all(tmp_path / "dst")
     assert sorted(images) == ["COCO_train2014_000000000009.jpg", "COCO_train2014_000000492314.jpg"]
     assert images["COCO_train2014_000000000009.jpg"] == {}  # no text in it: kept, without words
     assert any("1 image(s) without annotations" in n for n in summary.notes)
@@ -84,7 +65,7 @@ def test_textocr(tmp_path):
     src = fixture_src(tmp_path, "textocr")  # file_name "train/<id>.jpg", the image in images/<id>.jpg
     summary = convert("coco", src, tmp_path / "dst", progress=False)
     assert not summary.report.problems
-    words = list(load_strict(tmp_path / "dst")["0a1b2c3d4e5f6071.jpg"].values())
+    words = list(load_all(tmp_path / "dst")["0a1b2c3d4e5f6071.jpg"].values())
     data = json.loads((FIXTURE / "textocr" / "TextOCR_0.1_train.json").read_text())
     assert [w.points.tolist() for w in words] == [
         np.reshape(a["points"], (-1, 2)).tolist() for a in data["anns"].values()
@@ -97,7 +78,7 @@ def test_mmocr_coco_matches_the_icdar_ground_truth(tmp_path):
     src = fixture_src(tmp_path, "mmocr")  # file_name "test/img_1.jpg"
     summary = convert("coco", src, tmp_path / "dst", progress=False)
     assert not summary.report.problems
-    words = list(load_strict(tmp_path / "dst")["img_1.jpg"].values())
+    words = list(load_all(tmp_path / "dst")["img_1.jpg"].values())
     gt = [line.split(",", 8) for line in ICDAR_GT.read_text(encoding="utf-8-sig").splitlines()]
     assert [w.points.tolist() for w in words] == [np.reshape([float(v) for v in f[:8]], (4, 2)).tolist() for f in gt]
     assert [w.illegible for w in words] == [f[8] == "###" for f in gt]  # iscrowd 1 <-> ###
@@ -111,7 +92,7 @@ def test_cli_convert_then_check_strict(tmp_path, capsys):
     assert model.cli.main(["check", str(dst), "--strict"]) == 0
     capsys.readouterr()
     extra = dst / "images" / "train" / "stray.jpg"  # the check can fail
-    jpeg(extra, (10, 10))
+    save_image(extra, (10, 10))
     assert model.cli.main(["check", str(dst), "--strict"]) == 2
     assert "stray.jpg: image is not listed in train.json" in capsys.readouterr().err
 
@@ -124,7 +105,7 @@ STORED_POLY = [4, 4, 40, 4, 40, 20, 4, 20]
 
 def exif_src(tmp_path: Path, declared: tuple[int, int]) -> Path:
     src = tmp_path / "src"
-    jpeg(src / "images" / "turned.jpg", STORED, exif_orientation=6)
+    save_image(src / "images" / "turned.jpg", STORED, orientation=6)
     write_coco(
         src,
         [(1, "turned.jpg", *declared)],
@@ -137,7 +118,7 @@ def test_exif_labels_on_stored_pixels_are_turned(tmp_path):
     summary = convert("coco", exif_src(tmp_path, STORED), tmp_path / "dst", progress=False)
     assert not summary.report.problems
     assert any("1 EXIF-rotated image(s) labelled on their stored pixels" in n for n in summary.notes)
-    word = load_strict(tmp_path / "dst")["turned.jpg"]["0001"]
+    word = load_all(tmp_path / "dst")["turned.jpg"]["0001"]
     # orientation 6 turns the stored image 90° clockwise: (x, y) -> (stored height - y, x)
     assert word.points.tolist() == [[44, 4], [44, 40], [28, 40], [28, 4]]
     # the same, seen on the pixels: a white box on the stored pixels lands on the turned points
@@ -159,7 +140,7 @@ def test_exif_labels_on_stored_pixels_are_turned(tmp_path):
 
 def test_exif_labels_on_displayed_pixels_stay(tmp_path):
     convert("coco", exif_src(tmp_path, (48, 64)), tmp_path / "dst", progress=False)
-    assert load_strict(tmp_path / "dst")["turned.jpg"]["0001"].points.reshape(-1).tolist() == STORED_POLY
+    assert load_all(tmp_path / "dst")["turned.jpg"]["0001"].points.reshape(-1).tolist() == STORED_POLY
 
 
 def test_exif_wrong_declared_size_is_a_problem(tmp_path):
@@ -223,7 +204,7 @@ def test_round_trip_from_known_words(tmp_path, shape):
         anns += [to_annotation(w, 10 * i + j, i, shape) for j, w in enumerate(words)]
     write_coco(tmp_path / "src", images, anns, shape)
     convert("coco", tmp_path / "src", tmp_path / "dst", progress=False)
-    got = load_strict(tmp_path / "dst")
+    got = load_all(tmp_path / "dst")
     assert sorted(got) == sorted(known)
     for name, words in known.items():
         out = list(got[name].values())
@@ -238,7 +219,7 @@ def test_round_trip_from_known_words(tmp_path, shape):
 
 def test_segmentation_shapes(tmp_path):
     src = tmp_path / "src"
-    jpeg(src / "a.jpg", (120, 200))
+    save_image(src / "a.jpg", (120, 200))
     anns = [
         {"id": 1, "image_id": 1, "segmentation": POLY},  # flat: read as one polygon
         {"id": 2, "image_id": 1, "segmentation": [POLY, POLY]},
@@ -250,29 +231,21 @@ def test_segmentation_shapes(tmp_path):
         'annotation 2: "segmentation" holds 2 polygons; a word is one',
         'annotation 3: "segmentation" must be a polygon [[x1, y1, ...]] (RLE masks are not text polygons)',
     ]
-    assert load_strict(tmp_path / "dst")["a.jpg"]["0001"].points.reshape(-1).tolist() == POLY
+    assert load_all(tmp_path / "dst")["a.jpg"]["0001"].points.reshape(-1).tolist() == POLY
 
 
 def test_bbox_becomes_four_corners(tmp_path):
     src = tmp_path / "src"
-    jpeg(src / "a.jpg", (120, 200))
+    save_image(src / "a.jpg", (120, 200))
     write_coco(src, [(1, "a.jpg", 120, 200)], [{"id": 1, "image_id": 1, "bbox": [10, 20, 30.5, 8], "text": "box"}])
     convert("coco", src, tmp_path / "dst", progress=False)
-    word = load_strict(tmp_path / "dst")["a.jpg"]["0001"]
+    word = load_all(tmp_path / "dst")["a.jpg"]["0001"]
     assert word.points.tolist() == [[10, 20], [40.5, 20], [40.5, 28], [10, 28]] and word.transcription == "box"
 
 
 # --- bad input -----------------------------------------------------------------------------------
 
 POLY = [10, 10, 60, 10, 60, 30, 10, 30]
-
-
-def truncated_jpeg() -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 120, 3), dtype=np.uint8)).save(
-        buf, "JPEG", quality=90
-    )
-    return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
 # kind: (extra images (id, file_name, w, h), extra annotations, files to create under SRC: name -> bytes or
@@ -364,11 +337,11 @@ BAD_CASES = {
 
 def make_bad(tmp_path: Path, images: list[tuple], anns: list[dict], files: dict) -> Path:
     src = tmp_path / "src"
-    jpeg(src / "ok.jpg", (120, 200))
-    jpeg(tmp_path / "outside.jpg", (120, 200))  # exists, outside SRC: must never be read
+    save_image(src / "ok.jpg", (120, 200))
+    save_image(tmp_path / "outside.jpg", (120, 200))  # exists, outside SRC: must never be read
     for name, data in files.items():
         if data is None:
-            jpeg(src / name, (120, 200))
+            save_image(src / name, (120, 200))
         else:
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             (src / name).write_bytes(data)
@@ -411,7 +384,7 @@ def test_bad_input_lenient_keeps_the_rest_and_lists_every_problem(tmp_path):
     for want in expected:
         want = f"{src / 'ann.json'}: " + want.format(src=src, outside=tmp_path / "outside.jpg")
         assert sum(m.startswith(want) for m in messages) == 1, want
-    out = load_strict(tmp_path / "dst")
+    out = load_all(tmp_path / "dst")
     assert sorted(out) == ["k0.jpg", "k1.jpg", "k10.jpg", "k2.jpg", "k3.jpg", "ok.jpg"]
     assert [len(out[n]) for n in ("k0.jpg", "k1.jpg", "k2.jpg", "k3.jpg", "k10.jpg", "ok.jpg")] == [0, 0, 0, 0, 1, 1]
 
@@ -426,7 +399,7 @@ def test_annotation_file_errors(tmp_path):
     with pytest.raises(DataError, match=r"several annotation files \(a\.json, b\.json\)"):
         convert("coco", two, tmp_path / "dst", progress=False)
     nested = tmp_path / "nested"  # a COCO export: annotations/instances_default.json + images/
-    jpeg(nested / "images" / "a.jpg", (120, 200))
+    save_image(nested / "images" / "a.jpg", (120, 200))
     write_coco(
         nested / "annotations",
         [(1, "a.jpg", 120, 200)],

@@ -11,13 +11,13 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import model.cli
 from model.data.convert import assign_splits, convert
 from model.data.cvat import is_dont_care_name, rotated_box
-from model.data.ufo import SPLITS, DatasetRoot, Word
+from model.data.ufo import SPLITS, Word
 from model.errors import DataError
+from tests.importers import load_all, save_image
 
 FIXTURE = Path(__file__).parent / "fixtures" / "importers" / "cvat"
 
@@ -38,17 +38,6 @@ EXPECTED = {
 IMAGE_FILES = {"images/receipt_a.jpg": (200, 100), "images/batch2/receipt_b.png": (120, 160), "receipt_c.jpg": (80, 80)}
 
 
-def save_image(path: Path, size: tuple[int, int], orientation: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.new("RGB", size, (250, 250, 245))
-    if orientation is None:
-        im.save(path)
-    else:
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        im.save(path, exif=exif)
-
-
 def fixture_src(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     src.mkdir()
@@ -56,15 +45,6 @@ def fixture_src(tmp_path: Path) -> Path:
     for rel, size in IMAGE_FILES.items():
         save_image(src / rel, size)
     return src
-
-
-def load_all(dst: Path) -> dict[str, dict[str, Word]]:
-    images: dict[str, dict[str, Word]] = {}
-    for split in SPLITS:
-        loaded = DatasetRoot(dst).load(split, strict=True)
-        assert not loaded.report.problems
-        images.update(loaded.images)
-    return images
 
 
 def assert_words(words: dict[str, Word], expected: list) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import model.cli
 from model.data.convert import assign_splits, convert
-from model.data.ufo import SPLITS, DatasetRoot, Word
+from model.data.ufo import SPLITS, Word
 from model.errors import DataError
+from tests.importers import load_all, save_image, truncated_jpeg
 
 FIXTURE = Path(__file__).parent / "fixtures" / "importers" / "icdar2015"
 GT_DIR = "Challenge4_Test_Task1_GT"
@@ -21,18 +21,12 @@ IMG_DIR = "ch4_test_images"
 ICDAR_SIZE = (1280, 720)
 
 
-def jpeg(path: Path, size=ICDAR_SIZE) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (200, 210, 220)).save(path, quality=80)
-    return path
-
-
 def fixture_src(tmp_path: Path) -> Path:
     """The fixture's ground truth and a generated 1280x720 image per gt file, as the official zips unpack."""
     src = tmp_path / "src"
     shutil.copytree(FIXTURE / GT_DIR, src / GT_DIR)
     for gt in sorted((src / GT_DIR).glob("gt_*.txt")):
-        jpeg(src / IMG_DIR / (gt.stem.removeprefix("gt_") + ".jpg"))
+        save_image(src / IMG_DIR / (gt.stem.removeprefix("gt_") + ".jpg"), ICDAR_SIZE)
     return src
 
 
@@ -48,16 +42,6 @@ def raw_gt(path: Path) -> list[tuple[list[float], str]]:
     return out
 
 
-def load_strict(dst: Path) -> dict[str, dict[str, Word]]:
-    """Every split loaded as `receiptflow check --strict` does; all images of all splits."""
-    images: dict[str, dict[str, Word]] = {}
-    for s in SPLITS:
-        split = DatasetRoot(dst).load(s, strict=True, decode=True)
-        assert not split.report.problems
-        images.update(split.images)
-    return images
-
-
 # --- the fixture: real ICDAR 2015 ground truth ---------------------------------------------------
 
 
@@ -65,7 +49,7 @@ def test_fixture_converts_and_loads_strictly_with_every_word(tmp_path):
     src = fixture_src(tmp_path)
     summary = convert("icdar2015", src, tmp_path / "dst", progress=False)
     assert not summary.report.problems
-    images = load_strict(tmp_path / "dst")
+    images = load_all(tmp_path / "dst")
     assert sorted(images) == ["img_1.jpg", "img_2.jpg"]
     for name in images:
         expected = raw_gt(FIXTURE / GT_DIR / f"gt_{Path(name).stem}.txt")
@@ -103,7 +87,7 @@ def test_split_is_the_seeded_one_and_deterministic(tmp_path):
     src = fixture_src(tmp_path)
     for i in range(3, 12):  # more images: a split with something in every part
         shutil.copy(src / GT_DIR / "gt_img_1.txt", src / GT_DIR / f"gt_img_{i}.txt")
-        jpeg(src / IMG_DIR / f"img_{i}.jpg")
+        save_image(src / IMG_DIR / f"img_{i}.jpg", ICDAR_SIZE)
     convert("icdar2015", src, tmp_path / "a", seed=7, progress=False)
     names = [p.name for p in (src / IMG_DIR).iterdir()]
     expected = assign_splits(names, 7)
@@ -158,7 +142,7 @@ def test_cli_convert_then_check_strict(tmp_path, capsys):
 def write_icdar(src: Path, images: dict[str, list[Word]], size=ICDAR_SIZE) -> Path:
     """A small ICDAR 2015 writer: img_N.jpg in images/, gt_img_N.txt (BOM, CRLF) in gts/."""
     for name, words in images.items():
-        jpeg(src / "images" / name, size)
+        save_image(src / "images" / name, size)
         lines = []
         for w in words:
             coords = ",".join(f"{v:g}" for v in w.points.reshape(-1).tolist())
@@ -183,7 +167,7 @@ def test_round_trip_from_known_words(tmp_path):
         known[f"img_{i}.jpg"] = words
     write_icdar(tmp_path / "src", known)
     convert("icdar2015", tmp_path / "src", tmp_path / "dst", progress=False)
-    images = load_strict(tmp_path / "dst")
+    images = load_all(tmp_path / "dst")
     assert sorted(images) == sorted(known)
     for name, words in known.items():
         got = list(images[name].values())
@@ -203,20 +187,10 @@ def make_src(src: Path, gts: dict[str, str | bytes], images: dict[str, bytes | N
         (src / f"gt_{stem}.txt").write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
     for name, data in images.items():
         if data is None:
-            jpeg(src / name, (120, 200))
+            save_image(src / name, (120, 200))
         else:
             (src / name).write_bytes(data)
     return src
-
-
-def truncated_jpeg() -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 120, 3), dtype=np.uint8)).save(
-        buf, "JPEG", quality=90
-    )
-    return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
 BAD_CASES = {
@@ -286,7 +260,7 @@ def test_bad_input_lenient_keeps_the_rest_and_lists_every_problem(tmp_path):
     for want in expected:
         assert sum(m.startswith(f"{src}/" + want.format(src=src)) for m in messages) == 1, want
     assert f"{len(expected)} problem(s), skipped:" in str(summary)
-    images_out = load_strict(tmp_path / "dst")
+    images_out = load_all(tmp_path / "dst")
     # kept: every good image, and the good lines of files with a bad line
     assert sorted(images_out) == ["k0.jpg", "k1.jpg", "k6.jpg", "k7.jpg", "ok.jpg"]
     assert images_out["k0.jpg"] == {}  # its one line was bad: the image stays, without words
@@ -299,13 +273,13 @@ def test_bad_input_lenient_keeps_the_rest_and_lists_every_problem(tmp_path):
 def test_layout_errors(tmp_path):
     src = tmp_path / "two"
     for d in ("ch4_training_images", "ch4_test_images"):
-        jpeg(src / d / "img_1.jpg")
+        save_image(src / d / "img_1.jpg", ICDAR_SIZE)
     for d in ("ch4_training_localization_transcription_gt", "Challenge4_Test_Task1_GT"):
         (src / d).mkdir(parents=True)
         (src / d / "gt_img_1.txt").write_text(GOOD)
     with pytest.raises(DataError, match="several candidate folders .*point SRC at a folder holding one pair"):
         convert("icdar2015", src, tmp_path / "dst", progress=False)
     (tmp_path / "none").mkdir()
-    jpeg(tmp_path / "none" / "img_1.jpg")
+    save_image(tmp_path / "none" / "img_1.jpg", ICDAR_SIZE)
     with pytest.raises(DataError, match=r"no ICDAR 2015 ground truth \(gt_<image>\.txt files\)"):
         convert("icdar2015", tmp_path / "none", tmp_path / "dst", progress=False)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import model.cli
 from model.data.convert import assign_splits, convert
 from model.data.labelstudio import image_reference_name, is_dont_care_name, rotated_rect
-from model.data.ufo import SPLITS, DatasetRoot, Word
+from model.data.ufo import SPLITS, Word
 from model.errors import DataError
+from tests.importers import load_all, save_image
 
 FIXTURE = Path(__file__).parent / "fixtures" / "importers" / "labelstudio"
 C30, S30 = np.sqrt(3) / 2, 0.5
@@ -47,17 +47,6 @@ EXPECTED = {
 SIZES = {"3f2a9c1e-receipt_a.jpg": (200, 100), "receipts/receipt_b.png": (120, 160), "receipt_c.jpg": (80, 80)}
 
 
-def save_image(path: Path, size: tuple[int, int], orientation: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.new("RGB", size, (250, 250, 245))
-    if orientation is None:
-        im.save(path)
-    else:
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        im.save(path, exif=exif)
-
-
 def fixture_src(tmp_path: Path) -> Path:
     """The fixture export and its images (generated: tiny, nothing binary checked in)."""
     src = tmp_path / "src"
@@ -66,15 +55,6 @@ def fixture_src(tmp_path: Path) -> Path:
     for rel, size in SIZES.items():
         save_image(src / rel, size)
     return src
-
-
-def load_all(dst: Path) -> dict[str, dict[str, Word]]:
-    images: dict[str, dict[str, Word]] = {}
-    for split in SPLITS:
-        loaded = DatasetRoot(dst).load(split, strict=True)
-        assert not loaded.report.problems
-        images.update(loaded.images)
-    return images
 
 
 def assert_words(words: dict[str, Word], expected: list) -> None:

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import model.cli
 from model.data.convert import assign_splits, convert
-from model.data.ufo import SPLITS, DatasetRoot, Word
+from model.data.ufo import SPLITS, Word
 from model.errors import DataError
+from tests.importers import load_all, save_image, truncated_jpeg
 
 FIXTURE = Path(__file__).parent / "fixtures" / "importers" / "paddleocr"
-
-
-def jpeg(path: Path, size=(640, 480)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (240, 240, 235)).save(path, quality=80)
-    return path
 
 
 def ppocrlabel_src(tmp_path: Path) -> Path:
@@ -30,7 +23,7 @@ def ppocrlabel_src(tmp_path: Path) -> Path:
     root = tmp_path / "ppocrlabel"
     shutil.copytree(FIXTURE / "ppocrlabel", root)
     for name in ("img1.jpg", "img2.jpg"):
-        jpeg(root / "receipts" / name)
+        save_image(root / "receipts" / name, (640, 480))
     (root / "receipts" / "fileState.txt").write_text(f"{root / 'receipts' / 'img1.jpg'}\t1\n")
     (root / "receipts" / "rec_gt.txt").write_text("crop_img/img1_crop_0.jpg\tMASA\n")
     return root
@@ -39,7 +32,7 @@ def ppocrlabel_src(tmp_path: Path) -> Path:
 def det_gt_src(tmp_path: Path) -> Path:
     src = tmp_path / "det_gt"
     shutil.copytree(FIXTURE / "det_gt", src)
-    jpeg(src / "ch4_test_images" / "img_61.jpg", (1280, 720))
+    save_image(src / "ch4_test_images" / "img_61.jpg", (1280, 720))
     return src
 
 
@@ -50,15 +43,6 @@ def raw_labels(label_file: Path) -> dict[str, list[dict]]:
         key, words = line.split("\t")
         out[key.rsplit("/", 1)[-1]] = json.loads(words)
     return out
-
-
-def load_strict(dst: Path) -> dict[str, dict[str, Word]]:
-    images: dict[str, dict[str, Word]] = {}
-    for s in SPLITS:
-        split = DatasetRoot(dst).load(s, strict=True, decode=True)
-        assert not split.report.problems
-        images.update(split.images)
-    return images
 
 
 def assert_words_match(images: dict[str, dict[str, Word]], label_file: Path) -> None:
@@ -79,10 +63,10 @@ def assert_words_match(images: dict[str, dict[str, Word]], label_file: Path) -> 
 
 def test_ppocrlabel_folder_converts_and_loads_strictly(tmp_path):
     root = ppocrlabel_src(tmp_path)
-    jpeg(root / "receipts" / "img3.jpg")  # not checked in PPOCRLabel yet: not in Label.txt
+    save_image(root / "receipts" / "img3.jpg", (640, 480))  # not checked in PPOCRLabel yet: not in Label.txt
     summary = convert("paddleocr", root / "receipts", tmp_path / "dst", progress=False)
     assert not summary.report.problems
-    images = load_strict(tmp_path / "dst")
+    images = load_all(tmp_path / "dst")
     assert_words_match(images, FIXTURE / "ppocrlabel" / "receipts" / "Label.txt")
     img2 = list(images["img2.jpg"].values())
     assert (
@@ -115,7 +99,7 @@ def test_paddleocr_det_gt_file_relative_to_its_folder(tmp_path):
     src = det_gt_src(tmp_path)
     summary = convert("paddleocr", src, tmp_path / "dst", progress=False)
     assert not summary.report.problems
-    images = load_strict(tmp_path / "dst")
+    images = load_all(tmp_path / "dst")
     assert_words_match(images, FIXTURE / "det_gt" / "test_icdar2015_label.txt")
     words = list(images["img_61.jpg"].values())
     assert (
@@ -129,7 +113,7 @@ def test_split_is_the_seeded_one(tmp_path):
     src = tmp_path / "src"
     lines = []
     for i in range(10):
-        jpeg(src / "imgs" / f"r{i}.jpg", (100, 100))
+        save_image(src / "imgs" / f"r{i}.jpg", (100, 100))
         lines.append(
             f"imgs/r{i}.jpg\t" + json.dumps([{"transcription": "x", "points": [[1, 1], [50, 1], [50, 20], [1, 20]]}])
         )
@@ -158,14 +142,14 @@ def test_several_det_label_files_are_read_as_one_set(tmp_path):
     src = tmp_path / "src"
     word = [{"transcription": "A", "points": [[1, 1], [30, 1], [30, 9], [1, 9]]}]
     for split in ("train", "val"):
-        jpeg(src / split / f"{split}.jpg", (64, 64))
+        save_image(src / split / f"{split}.jpg", (64, 64))
         (src / f"{split}.txt").write_text(f"{split}/{split}.jpg\t{json.dumps(word)}\n")
     (src / "fileState.txt").write_text(f"{src / 'train' / 'train.jpg'}\t1\n")  # not a label file
     (src / "rec_gt.txt").write_text("crop_img/x.jpg\tA\n")  # nor this
     summary = convert("paddleocr", src, tmp_path / "dst", split=(1, 0, 0), progress=False)
     assert not summary.report.problems and summary.images["train"] == 2
     # Label.txt wins over the others, which are named in the notes
-    jpeg(src / "own.jpg", (64, 64))
+    save_image(src / "own.jpg", (64, 64))
     (src / "Label.txt").write_text(f"src/own.jpg\t{json.dumps(word)}\n")
     summary = convert("paddleocr", src, tmp_path / "dst2", split=(1, 0, 0), progress=False)
     assert summary.images["train"] == 1
@@ -186,7 +170,7 @@ def write_ppocrlabel(folder: Path, images: dict[str, list[Word]], size=(400, 300
     """A small PPOCRLabel writer: the images, and Label.txt as `savePPlabel` writes it."""
     lines = []
     for name, words in images.items():
-        jpeg(folder / name, size)
+        save_image(folder / name, size)
         items = [
             {
                 "transcription": "###" if w.illegible else w.transcription,
@@ -214,7 +198,7 @@ def test_round_trip_from_known_words(tmp_path):
         known[f"r{i}.jpg"] = words
     write_ppocrlabel(tmp_path / "receipts", known)
     convert("paddleocr", tmp_path / "receipts", tmp_path / "dst", progress=False)
-    images = load_strict(tmp_path / "dst")
+    images = load_all(tmp_path / "dst")
     assert sorted(images) == sorted(known)
     for name, words in known.items():
         got = list(images[name].values())
@@ -230,14 +214,6 @@ def item(points, text="T", **extra) -> dict:
 
 
 BOX = [[10, 10], [60, 10], [60, 30], [10, 30]]
-
-
-def truncated_jpeg() -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 120, 3), dtype=np.uint8)).save(
-        buf, "JPEG", quality=90
-    )
-    return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
 # kind: (the label line after "receipts/", images to create: name -> bytes or None for a 120x200 JPEG,
@@ -310,16 +286,16 @@ ESCAPES = {  # never read: the files exist, outside SRC
 def make_receipts(tmp_path: Path, lines: list[str], images: dict[str, bytes | None]) -> Path:
     """SRC = a PPOCRLabel folder `receipts` holding ok.jpg, `images` and Label.txt (`receipts/` prefixed)."""
     src = tmp_path / "receipts"
-    jpeg(src / "ok.jpg", (120, 200))
+    save_image(src / "ok.jpg", (120, 200))
     for name, data in images.items():
         if data is None:
-            jpeg(src / name, (120, 200))
+            save_image(src / name, (120, 200))
         else:
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             (src / name).write_bytes(data)
     all_lines = ["receipts/ok.jpg\t" + json.dumps([item(BOX, "OK")])] + [f"receipts/{line}" for line in lines]
     (src / "Label.txt").write_text("\n".join(all_lines) + "\n", encoding="utf-8")
-    jpeg(tmp_path / "outside.jpg", (120, 200))
+    save_image(tmp_path / "outside.jpg", (120, 200))
     return src
 
 
@@ -362,7 +338,7 @@ def test_bad_input_lenient_keeps_the_rest_and_lists_every_problem(tmp_path):
     assert len(messages) == len(expected)
     for got, want in zip(messages, expected):
         assert got.startswith(f"{src / 'Label.txt'}: {want}"), (got, want)
-    out = load_strict(tmp_path / "dst")
+    out = load_all(tmp_path / "dst")
     # kept: ok.jpg, every image whose line parsed (its good items only)
     assert sorted(out) == ["k0.jpg", "k1.jpg", "k2.jpg", "k3.jpg", "k9.jpg", "ok.jpg"]
     assert [len(out[f"k{i}.jpg"]) for i in (0, 1, 2, 3, 9)] == [0, 1, 1, 0, 1]
@@ -371,8 +347,8 @@ def test_bad_input_lenient_keeps_the_rest_and_lists_every_problem(tmp_path):
 
 def test_ambiguous_path_is_a_problem(tmp_path):
     src = tmp_path / "receipts"
-    jpeg(src / "a.jpg", (120, 200))
-    jpeg(src / "receipts" / "a.jpg", (200, 120))  # two different files the path could mean
+    save_image(src / "a.jpg", (120, 200))
+    save_image(src / "receipts" / "a.jpg", (200, 120))  # two different files the path could mean
     (src / "Label.txt").write_text("receipts/a.jpg\t" + json.dumps([item(BOX)]) + "\n")
     with pytest.raises(
         DataError, match=r"line 1: image path 'receipts/a\.jpg' is ambiguous: both receipts/a\.jpg and a\.jpg exist"
